@@ -1,0 +1,102 @@
+"""AI Saemaul Academy portal: the application factory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+__all__ = ["create_app"]
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Create the portal application.
+
+    ``config`` overrides settings read from the environment (tests pass a database URL
+    and a data directory this way).  Raises ``ConfigurationError`` when production mode
+    is asked for with a default secret key.
+    """
+    from dotenv import load_dotenv
+
+    from academy.config import Settings
+
+    load_dotenv(override=False)
+    settings = Settings.from_env()
+    overrides = dict(config or {})
+    for key in ("env", "secret_key", "database_url", "broker_url", "base_url"):
+        if key in overrides:
+            setattr(settings, key, overrides.pop(key))
+    for key in ("data_dir", "courses_dir"):
+        if key in overrides:
+            setattr(settings, key, Path(overrides.pop(key)).resolve())
+
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
+    app.config.from_mapping(settings.flask_config())
+    app.config.update(overrides)
+
+    from academy import logging_setup
+
+    logging_setup.configure(app)
+
+    from academy.extensions import babel, csrf, db, limiter, login_manager, migrate
+    from academy.i18n import ensure_catalogs_compiled, select_locale, select_timezone
+
+    ensure_catalogs_compiled()
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    _configure_login(login_manager)
+
+    from academy.web import errors, filters, security
+
+    security.init_app(app)
+    errors.init_app(app)
+    filters.init_app(app)
+
+    _register_blueprints(app)
+
+    from academy import cli
+
+    cli.register(app)
+    return app
+
+
+def _migrations_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _configure_login(login_manager: Any) -> None:
+    from flask_babel import lazy_gettext as _l
+
+    from academy.extensions import db
+    from academy.users.models import User
+
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = _l("Please sign in to see this page.")
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "strong"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        try:
+            user = db.session.get(User, int(user_id))
+        except ValueError:
+            return None
+        return user if user is not None and user.active else None
+
+
+def _register_blueprints(app: Flask) -> None:
+    from academy.admin.views import bp as admin_bp
+    from academy.api.views import bp as api_bp
+    from academy.catalog.views import bp as catalog_bp
+    from academy.dashboard.views import bp as dashboard_bp
+    from academy.enrollment.views import bp as enrollment_bp
+    from academy.users.views import bp as auth_bp
+    from academy.web.views import bp as web_bp
+
+    for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, admin_bp, api_bp):
+        app.register_blueprint(bp)

@@ -1,0 +1,1 @@
+"""Administration pages: users, imports, cohorts, approvals, outbox and audit log."""

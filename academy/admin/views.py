@@ -1,0 +1,281 @@
+"""Administration pages.
+
+Every view here is for admins only; each reads the request, calls one service and
+commits once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import func, select
+from wtforms.fields.choices import SelectChoice
+
+from academy.audit.models import AuditEntry
+from academy.catalog.models import Track
+from academy.enrollment import services as enrollment_services
+from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
+from academy.errors import AcademyError
+from academy.extensions import db
+from academy.i18n import current_locale
+from academy.mail.models import OutboxMessage
+from academy.users import services as user_services
+from academy.users.forms import ImportUsersForm
+from academy.users.importer import import_employees
+from academy.users.models import Role, User
+from academy.web.access import admin_required
+from academy.web.forms import apply_error
+from academy.web.loaders import get_cohort_or_404, get_enrollment_or_404
+
+from .forms import CapacityForm, CohortForm, DecisionForm, RoleForm
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+SEOUL = ZoneInfo("Asia/Seoul")
+PAGE_SIZE = 50
+
+
+def _seoul_midnight_utc(day: dt.date, *, end_of_day: bool = False) -> dt.datetime:
+    local_time = dt.time(23, 59, 59) if end_of_day else dt.time(0, 0)
+    return dt.datetime.combine(day, local_time, tzinfo=SEOUL).astimezone(dt.UTC)
+
+
+def _page() -> int:
+    return max(request.args.get("page", 1, type=int) or 1, 1)
+
+
+@bp.route("/")
+@admin_required
+def home() -> Any:
+    """Overview: counts of users, pending requests and open cohorts."""
+    counts = {
+        "users": db.session.scalar(select(func.count()).select_from(User)) or 0,
+        "pending": db.session.scalar(
+            select(func.count()).select_from(Enrollment).where(Enrollment.status == EnrollmentStatus.pending)
+        ) or 0,
+        "cohorts": db.session.scalar(select(func.count()).select_from(Cohort)) or 0,
+        "outbox": db.session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+        ) or 0,
+    }
+    return render_template("admin/home.html", counts=counts)
+
+
+# --- users ------------------------------------------------------------------------
+
+
+@bp.route("/users")
+@admin_required
+def users() -> Any:
+    """All accounts, searchable by name, email or company."""
+    q = (request.args.get("q") or "").strip()
+    query = select(User).order_by(User.id.desc())
+    if q:
+        like = f"%{q.lower()}%"
+        query = query.where(func.lower(User.email).like(like) | func.lower(User.name).like(like))
+    page = _page()
+    rows = db.session.scalars(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
+    return render_template(
+        "admin/users.html", users=rows[:PAGE_SIZE], q=q, page=page, has_next=len(rows) > PAGE_SIZE,
+        role_form=RoleForm(),
+    )
+
+
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@admin_required
+def set_role(user_id: int) -> Any:
+    """Change a user's role."""
+    form = RoleForm()
+    user = db.session.get(User, user_id) or abort(404)
+    if form.validate_on_submit():
+        try:
+            user_services.set_role(db.session, user, Role(form.role.data), actor=current_user)
+        except AcademyError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            db.session.commit()
+            flash(_("The role of %(email)s is now %(role)s.", email=user.email, role=form.role.data), "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<int:user_id>/active", methods=["POST"])
+@admin_required
+def set_active(user_id: int) -> Any:
+    """Deactivate or reactivate an account."""
+    user = db.session.get(User, user_id) or abort(404)
+    active = request.form.get("active") == "1"
+    try:
+        user_services.set_active(db.session, user, active, actor=current_user)
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        db.session.commit()
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/import", methods=["GET", "POST"])
+@admin_required
+def import_users() -> Any:
+    """Import a company's employees from CSV (UTF-8 or CP949): all rows or none."""
+    form = ImportUsersForm()
+    report = None
+    if form.validate_on_submit():
+        data = form.file.data.read()
+        report = import_employees(
+            db.session,
+            data,
+            actor_id=current_user.id,
+            secret_key=_secret_key(),
+            reset_url_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
+        )
+        if report.ok:
+            db.session.commit()
+            flash(_("%(n)d accounts were created. Each person was sent a link to set a password.",
+                    n=report.created), "success")
+        else:
+            db.session.rollback()
+            flash(_("Nothing was imported: fix the rows listed below and upload the file again."), "danger")
+    status = 200 if report is None or report.ok else 400
+    return render_template("admin/import_users.html", form=form, report=report), status
+
+
+def _secret_key() -> str:
+    from flask import current_app
+
+    return current_app.config["SECRET_KEY"]
+
+
+# --- cohorts and approvals -----------------------------------------------------------
+
+
+@bp.route("/cohorts", methods=["GET", "POST"])
+@admin_required
+def cohorts() -> Any:
+    """List cohorts and open a new one."""
+    form = CohortForm()
+    tracks = db.session.scalars(select(Track).where(Track.active.is_(True)).order_by(Track.position)).all()
+    form.track_id.choices = [SelectChoice(t.id, t.title(current_locale())) for t in tracks]
+    if form.validate_on_submit():
+        track = db.session.get(Track, form.track_id.data) or abort(404)
+        try:
+            enrollment_services.create_cohort(
+                db.session,
+                track,
+                name=form.name.data or "",
+                starts_at=_seoul_midnight_utc(form.starts_on.data),
+                ends_at=_seoul_midnight_utc(form.ends_on.data, end_of_day=True),
+                enroll_closes_at=(
+                    _seoul_midnight_utc(form.enroll_closes_on.data, end_of_day=True)
+                    if form.enroll_closes_on.data else None
+                ),
+                capacity=form.capacity.data or 0,
+                requires_approval=bool(form.requires_approval.data),
+                actor_id=current_user.id,
+            )
+        except AcademyError as exc:
+            db.session.rollback()
+            apply_error(form, exc)
+        else:
+            db.session.commit()
+            flash(_("The cohort is open."), "success")
+            return redirect(url_for("admin.cohorts"))
+    rows = db.session.scalars(select(Cohort).order_by(Cohort.starts_at.desc())).all()
+    return render_template("admin/cohorts.html", form=form, cohorts=rows)
+
+
+@bp.route("/cohorts/<int:cohort_id>", methods=["GET"])
+@admin_required
+def cohort(cohort_id: int) -> Any:
+    """A cohort's roster with each enrollment's history."""
+    row = get_cohort_or_404(cohort_id)
+    return render_template(
+        "admin/cohort.html", cohort=row, roster=enrollment_services.roster(db.session, row),
+        capacity_form=CapacityForm(capacity=row.capacity),
+    )
+
+
+@bp.route("/cohorts/<int:cohort_id>/capacity", methods=["POST"])
+@admin_required
+def cohort_capacity(cohort_id: int) -> Any:
+    """Change a cohort's capacity (raising it promotes waiting learners)."""
+    row = get_cohort_or_404(cohort_id)
+    form = CapacityForm()
+    if form.validate_on_submit():
+        try:
+            enrollment_services.set_capacity(db.session, row, form.capacity.data or 0, actor_id=current_user.id)
+        except AcademyError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            db.session.commit()
+            flash(_("The capacity is changed."), "success")
+    return redirect(url_for("admin.cohort", cohort_id=cohort_id))
+
+
+@bp.route("/approvals")
+@admin_required
+def approvals() -> Any:
+    """Enrollment requests waiting for a decision."""
+    return render_template(
+        "admin/approvals.html", requests=enrollment_services.pending_requests(db.session), form=DecisionForm()
+    )
+
+
+@bp.route("/enrollments/<int:enrollment_id>/<any(approve, reject):decision>", methods=["POST"])
+@admin_required
+def decide(enrollment_id: int, decision: str) -> Any:
+    """Approve or reject a pending request."""
+    enrollment = get_enrollment_or_404(enrollment_id)
+    form = DecisionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        if decision == "approve":
+            enrollment_services.approve(db.session, enrollment, actor=current_user)
+        else:
+            enrollment_services.reject(db.session, enrollment, actor=current_user, note=form.note.data)
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        db.session.commit()
+        flash(_("Decision saved for %(email)s.", email=enrollment.user.email), "success")
+    return redirect(url_for("admin.approvals"))
+
+
+# --- outbox and audit ----------------------------------------------------------------
+
+
+@bp.route("/outbox")
+@admin_required
+def outbox() -> Any:
+    """Messages the portal sent or holds (reset links when no SMTP is configured)."""
+    page = _page()
+    rows = db.session.scalars(
+        select(OutboxMessage).order_by(OutboxMessage.id.desc())
+        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    ).all()
+    return render_template("admin/outbox.html", messages=rows[:PAGE_SIZE], page=page,
+                           has_next=len(rows) > PAGE_SIZE)
+
+
+@bp.route("/audit")
+@admin_required
+def audit() -> Any:
+    """The audit log, newest first."""
+    page = _page()
+    rows = db.session.scalars(
+        select(AuditEntry).order_by(AuditEntry.id.desc()).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    ).all()
+    actors = {u.id: u for u in db.session.scalars(
+        select(User).where(User.id.in_({r.actor_id for r in rows if r.actor_id}))
+    )}
+    return render_template("admin/audit.html", entries=rows[:PAGE_SIZE], actors=actors, page=page,
+                           has_next=len(rows) > PAGE_SIZE)

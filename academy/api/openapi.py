@@ -1,0 +1,231 @@
+"""The OpenAPI 3.1 document for ``/api/v1``.
+
+Written by hand next to the handlers; a test checks that every API route is
+described here and that responses match the schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from academy.users.tokens import SCOPES
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+LOCALIZED = {
+    "type": "object",
+    "properties": {"ko": {"type": "string"}, "en": {"type": "string"}},
+    "required": ["ko", "en"],
+}
+
+NULLABLE_DATETIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _secured(scope: str, operation: dict[str, Any]) -> dict[str, Any]:
+    operation["security"] = [{"token": [scope]}]
+    operation.setdefault("responses", {})
+    operation["responses"]["401"] = _error_response("Missing, expired or revoked token")
+    operation["responses"]["403"] = _error_response(f"The token lacks the scope {scope}")
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document as a plain dict."""
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "integer"},
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "request_id": {"type": "string"},
+                    },
+                    "required": ["status", "code", "message"],
+                }
+            },
+            "required": ["error"],
+        },
+        "User": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "email": {"type": "string", "format": "email"},
+                "name": {"type": "string"},
+                "role": {"type": "string", "enum": ["learner", "instructor", "admin"]},
+                "company": {
+                    "type": ["object", "null"],
+                    "properties": {"name": {"type": "string"}, "business_number": {"type": "string"}},
+                },
+                "region": {"type": ["string", "null"]},
+                "industry": {"type": ["string", "null"]},
+                "job_role": {"type": ["string", "null"]},
+                "locale": {"type": ["string", "null"]},
+                "created_at": NULLABLE_DATETIME,
+            },
+            "required": ["id", "email", "name", "role"],
+        },
+        "Assignment": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "title": LOCALIZED,
+                "max_score": {"type": "number"},
+                "due_days": {"type": ["integer", "null"]},
+            },
+            "required": ["id", "title", "max_score"],
+        },
+        "Course": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "title": LOCALIZED,
+                "hours": {"type": "number"},
+                "lab_profile": {"type": "string"},
+                "gpu_hour_quota": {"type": "number"},
+                "assignments": {"type": "array", "items": _ref("Assignment")},
+            },
+            "required": ["id", "title", "hours", "lab_profile", "assignments"],
+        },
+        "Cohort": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "track": {"type": "string"},
+                "name": {"type": "string"},
+                "starts_at": {"type": "string", "format": "date-time"},
+                "ends_at": {"type": "string", "format": "date-time"},
+                "enroll_closes_at": NULLABLE_DATETIME,
+                "capacity": {"type": "integer"},
+                "seats_left": {"type": "integer"},
+                "requires_approval": {"type": "boolean"},
+            },
+            "required": ["id", "track", "name", "starts_at", "ends_at", "capacity", "seats_left",
+                         "requires_approval"],
+        },
+        "Track": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "title": LOCALIZED,
+                "description": LOCALIZED,
+                "courses": {"type": "array", "items": _ref("Course")},
+                "open_cohorts": {"type": "array", "items": _ref("Cohort")},
+            },
+            "required": ["id", "title", "courses", "open_cohorts"],
+        },
+        "Enrollment": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "cohort": _ref("Cohort"),
+                "status": {"type": "string",
+                           "enum": ["pending", "enrolled", "waitlisted", "withdrawn", "rejected"]},
+                "waitlist_position": {"type": ["integer", "null"]},
+                "requested_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+            },
+            "required": ["id", "cohort", "status", "requested_at"],
+        },
+    }
+    paths: dict[str, Any] = {
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _ok({"type": "object"})},
+            }
+        },
+        "/api/v1/me": {
+            "get": _secured("profile:read", {
+                "operationId": "getMe",
+                "summary": "The token owner's profile",
+                "responses": {"200": _ok(_ref("User"))},
+            })
+        },
+        "/api/v1/tracks": {
+            "get": _secured("catalog:read", {
+                "operationId": "listTracks",
+                "summary": "Active tracks with courses and open cohorts",
+                "responses": {"200": _ok({
+                    "type": "object",
+                    "properties": {"tracks": {"type": "array", "items": _ref("Track")}},
+                    "required": ["tracks"],
+                })},
+            })
+        },
+        "/api/v1/cohorts/{cohort_id}": {
+            "get": _secured("catalog:read", {
+                "operationId": "getCohort",
+                "summary": "One cohort",
+                "parameters": [{"name": "cohort_id", "in": "path", "required": True,
+                                "schema": {"type": "integer"}}],
+                "responses": {"200": _ok(_ref("Cohort")), "404": _error_response("No such cohort")},
+            })
+        },
+        "/api/v1/enrollments": {
+            "get": _secured("enrollments:read", {
+                "operationId": "listEnrollments",
+                "summary": "The token owner's enrollments",
+                "responses": {"200": _ok({
+                    "type": "object",
+                    "properties": {"enrollments": {"type": "array", "items": _ref("Enrollment")}},
+                    "required": ["enrollments"],
+                })},
+            }),
+            "post": _secured("enrollments:write", {
+                "operationId": "createEnrollment",
+                "summary": "Ask to join a cohort (enrolled, waitlisted or pending approval)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {"cohort_id": {"type": "integer"}},
+                        "required": ["cohort_id"],
+                    }}},
+                },
+                "responses": {
+                    "201": _ok(_ref("Enrollment"), "Created"),
+                    "400": _error_response("Malformed body, or the cohort is closed"),
+                    "404": _error_response("No such cohort"),
+                    "409": _error_response("Already enrolled, waiting or pending"),
+                },
+            }),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "AI Saemaul Academy API",
+            "version": "1.0.0",
+            "description": "Personal access tokens are created on the profile page or with "
+                           "`academy token create EMAIL`. Send them as `Authorization: Bearer <token>`.",
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Personal access token. Scopes: "
+                                   + ", ".join(f"{k} ({v})" for k, v in SCOPES.items()),
+                }
+            },
+        },
+        "paths": paths,
+    }

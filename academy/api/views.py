@@ -1,0 +1,91 @@
+"""JSON API v1: thin handlers over the same services the pages use.
+
+Authentication is by personal access token only (no cookies), so the API is exempt
+from CSRF; each handler names the scope it needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from flask_babel import gettext as _
+
+from academy.api.auth import api_user
+from academy.api.openapi import openapi_document
+from academy.api.serializers import cohort_json, enrollment_json, track_json, user_json
+from academy.catalog.services import list_tracks
+from academy.enrollment import services as enrollment_services
+from academy.enrollment.models import Cohort
+from academy.errors import NotFound, ValidationFailed
+from academy.extensions import csrf, db, limiter
+from academy.web.access import public, token_scope
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)
+limiter.limit("600 per minute")(bp)
+
+
+@bp.route("/openapi.json")
+@public
+def openapi() -> Any:
+    """The OpenAPI 3.1 description of this API."""
+    return jsonify(openapi_document())
+
+
+@bp.route("/me")
+@token_scope("profile:read")
+def me() -> Any:
+    """The token owner's profile."""
+    return jsonify(user_json(api_user()))
+
+
+@bp.route("/tracks")
+@token_scope("catalog:read")
+def tracks() -> Any:
+    """Active tracks with their courses and open cohorts."""
+    return jsonify({"tracks": [track_json(t, enrollment_services.open_cohorts(db.session, t.id))
+                               for t in list_tracks(db.session)]})
+
+
+@bp.route("/enrollments", methods=["GET"])
+@token_scope("enrollments:read")
+def list_enrollments() -> Any:
+    """The token owner's enrollments."""
+    user = api_user()
+    rows = enrollment_services.enrollments_of(db.session, user)
+    return jsonify({"enrollments": [
+        enrollment_json(e, enrollment_services.waitlist_position(db.session, e)) for e in rows
+    ]})
+
+
+@bp.route("/enrollments", methods=["POST"])
+@token_scope("enrollments:write")
+def create_enrollment() -> Any:
+    """Ask to join a cohort: ``{"cohort_id": 3}``."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("cohort_id"), int) \
+            or isinstance(payload.get("cohort_id"), bool):
+        raise ValidationFailed(_("Send a JSON object with an integer 'cohort_id'."), field="cohort_id")
+    cohort = db.session.get(Cohort, payload["cohort_id"])
+    if cohort is None:
+        raise NotFound(_("No such cohort."))
+    user = api_user()
+    try:
+        enrollment = enrollment_services.request_enrollment(db.session, cohort, user)
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    body = enrollment_json(enrollment, enrollment_services.waitlist_position(db.session, enrollment))
+    return jsonify(body), 201
+
+
+@bp.route("/cohorts/<int:cohort_id>")
+@token_scope("catalog:read")
+def cohort(cohort_id: int) -> Any:
+    """One cohort with its seats."""
+    row = db.session.get(Cohort, cohort_id)
+    if row is None:
+        raise NotFound(_("No such cohort."))
+    return jsonify(cohort_json(row))

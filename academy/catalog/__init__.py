@@ -1,0 +1,1 @@
+"""Tracks, courses and assignments, loaded from the ``courses/`` directory."""

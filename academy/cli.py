@@ -1,0 +1,131 @@
+"""The ``academy`` command (also available as ``flask --app academy ...``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+
+def main() -> None:
+    """Entry point of the ``academy`` console script."""
+    from academy import create_app
+
+    group = FlaskGroup(create_app=lambda: create_app(), add_default_commands=True, add_version_option=False,
+                       help="AI Saemaul Academy platform commands.")
+    group.main(prog_name="academy")
+
+
+def register(app: Flask) -> None:
+    """Attach the academy commands to ``app.cli``."""
+    for command in (init_command, create_user_command, token_group, demo_command):
+        app.cli.add_command(command)
+
+
+def run_init(*, quiet: bool = False) -> str:
+    """Upgrade the database to the latest migration and load ``courses/``; returns a summary.
+
+    Safe to run again: migrations already applied and unchanged courses are skipped.
+    """
+    from pathlib import Path
+
+    from flask_migrate import upgrade
+
+    from academy.catalog.services import load_catalog
+    from academy.extensions import db
+
+    settings = current_app.config["ACADEMY_SETTINGS"]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade()
+    report = load_catalog(db.session, Path(current_app.config["ACADEMY_COURSES_DIR"]))
+    db.session.commit()
+    return report.summary()
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the database and load courses/ (idempotent)."""
+    from academy.errors import AcademyError
+
+    try:
+        summary = run_init()
+    except AcademyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"database is at the latest migration; courses: {summary}")
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["learner", "instructor", "admin"]), default="learner", show_default=True)
+@click.option("--name", default=None, help="Display name (defaults to the part of the email before @).")
+@with_appcontext
+def create_user_command(email: str, role: str, name: str | None) -> None:
+    """Create an account; the password is read from standard input."""
+    from academy.errors import AcademyError
+    from academy.extensions import db
+    from academy.users.models import Role
+    from academy.users.services import create_user
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        user = create_user(db.session, email, password, Role(role), name=name)
+    except AcademyError as exc:
+        db.session.rollback()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    db.session.commit()
+    click.echo(f"created {user.role.value} {user.email} (id {user.id})")
+
+
+@click.group("token")
+def token_group() -> None:
+    """Personal access tokens for the API."""
+
+
+@token_group.command("create")
+@click.argument("email")
+@click.option("--scope", "scopes", multiple=True, help="A scope to grant (repeatable); default: read scopes.")
+@click.option("--name", default="command line", show_default=True)
+@click.option("--days", default=365, show_default=True, help="Days until the token expires (0: never).")
+@with_appcontext
+def token_create_command(email: str, scopes: tuple[str, ...], name: str, days: int) -> None:
+    """Print a new personal access token for EMAIL."""
+    from academy.errors import AcademyError
+    from academy.extensions import db
+    from academy.users.services import find_user_by_email
+    from academy.users.tokens import create_token
+
+    user = find_user_by_email(db.session, email)
+    if user is None:
+        click.echo(f"error: no account for {email}", err=True)
+        sys.exit(2)
+    try:
+        _row, plain = create_token(db.session, user, name, list(scopes) or None, expires_in_days=days or None)
+    except AcademyError as exc:
+        db.session.rollback()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    db.session.commit()
+    click.echo(plain)
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@with_appcontext
+def demo_command(host: str, port: int) -> None:
+    """Run the platform on 127.0.0.1 with sample tracks and demo accounts."""
+    from academy.demo import run_demo
+
+    run_demo(current_app._get_current_object(), host=host, port=port)  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The learner's dashboard: tracks, courses and assignments with status and deadlines."""

@@ -1,0 +1,86 @@
+"""``academy demo``: the whole platform on 127.0.0.1 with sample content and demo accounts."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import socket
+
+import click
+from flask import Flask
+from sqlalchemy import select
+
+from academy.db import utcnow
+
+DEMO_ACCOUNTS = (
+    ("learner@demo.academy.kr", "learner", "김학습", "learn-demo-2026"),
+    ("instructor@demo.academy.kr", "instructor", "이강사", "teach-demo-2026"),
+    ("admin@demo.academy.kr", "admin", "박관리", "admin-demo-2026"),
+)
+DEMO_COMPANY = ("새마을정밀(주)", "124-81-00998")
+
+
+def seed_demo(app: Flask) -> list[tuple[str, str, str]]:
+    """Create demo accounts and open cohorts (idempotent); returns (email, role, password)."""
+    from academy.catalog.models import Track
+    from academy.enrollment.models import Cohort
+    from academy.enrollment.services import create_cohort
+    from academy.extensions import db
+    from academy.users.models import Role
+    from academy.users.services import create_user, find_user_by_email, get_or_create_company
+
+    with app.app_context():
+        company = get_or_create_company(db.session, *DEMO_COMPANY)
+        for email, role, name, password in DEMO_ACCOUNTS:
+            if find_user_by_email(db.session, email) is None:
+                user = create_user(db.session, email, password, Role(role), name=name)
+                user.company = company
+                user.region = "gumi"
+                user.industry = "auto_parts"
+                user.job_role = "production" if role == "learner" else "rnd"
+                user.consent_at = utcnow()
+        today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        for track in db.session.scalars(select(Track).where(Track.active.is_(True))):
+            if db.session.scalar(select(Cohort.id).where(Cohort.track_id == track.id)) is None:
+                create_cohort(db.session, track, name="2026 겨울 1기", starts_at=today,
+                              ends_at=today + dt.timedelta(days=56), capacity=30, actor_id=None)
+                create_cohort(db.session, track, name="2027 봄 (승인제)", starts_at=today + dt.timedelta(days=60),
+                              ends_at=today + dt.timedelta(days=116), capacity=20, requires_approval=True,
+                              actor_id=None)
+        db.session.commit()
+    return [(email, role, password) for email, role, _name, password in DEMO_ACCOUNTS]
+
+
+def _free_port(host: str, preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, preferred))
+            return preferred
+        except OSError:
+            sock.bind((host, 0))
+            return int(sock.getsockname()[1])
+
+
+def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
+    """Initialise the database, seed demo data and serve until Ctrl-C."""
+    from werkzeug.serving import run_simple
+
+    from academy.cli import run_init
+
+    with app.app_context():
+        summary = run_init()
+    accounts = seed_demo(app)
+    port = _free_port(host, port)
+    url = f"http://{host}:{port}/"
+    app.config["ACADEMY_SETTINGS"].base_url = url.rstrip("/")
+    click.echo("")
+    click.echo("AI 새마을 아카데미 demo / AI Saemaul Academy demo")
+    click.echo(f"  courses: {summary}")
+    click.echo(f"  portal:  {url}")
+    click.echo("  accounts (email / password):")
+    for email, role, password in accounts:
+        click.echo(f"    {role:<10} {email:<30} {password}")
+    click.echo("  Ctrl-C stops everything.")
+    click.echo("")
+    with contextlib.suppress(KeyboardInterrupt):
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

@@ -1,0 +1,1 @@
+"""Cohorts, capacity, approval and the waitlist."""

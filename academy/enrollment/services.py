@@ -1,0 +1,364 @@
+"""Enrollment workflows: join, withdraw, approve, reject, and the waitlist.
+
+Capacity is enforced by a conditional ``UPDATE cohort SET seats_taken = seats_taken + 1
+WHERE seats_taken < capacity``: the database serialises concurrent updates of the row,
+so two learners racing for the last seat cannot both get it, on SQLite or PostgreSQL.
+Every status change writes an :class:`EnrollmentEvent` with its actor and time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask_babel import gettext as _
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from academy.audit.services import record
+from academy.catalog.models import Track
+from academy.db import utcnow
+from academy.enrollment.models import (
+    ACTIVE_STATUSES,
+    Cohort,
+    Enrollment,
+    EnrollmentEvent,
+    EnrollmentStatus,
+)
+from academy.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from academy.mail.services import queue_mail
+from academy.users.models import User
+
+S = EnrollmentStatus
+
+
+# --- cohorts ----------------------------------------------------------------------
+
+
+def create_cohort(
+    session: Session,
+    track: Track,
+    *,
+    name: str,
+    starts_at: dt.datetime,
+    ends_at: dt.datetime,
+    capacity: int,
+    requires_approval: bool = False,
+    enroll_closes_at: dt.datetime | None = None,
+    actor_id: int | None,
+) -> Cohort:
+    """Open a new cohort of ``track``.
+
+    Raises ValidationFailed for an empty name, bad dates or capacity, Conflict for a
+    name already used in this track.
+    """
+    name = name.strip()
+    if not name:
+        raise ValidationFailed(_("Give the cohort a name."), field="name")
+    if ends_at <= starts_at:
+        raise ValidationFailed(_("The cohort must end after it starts."), field="ends_at")
+    if capacity < 1:
+        raise ValidationFailed(_("Capacity must be at least 1."), field="capacity")
+    exists = session.scalar(select(Cohort.id).where(Cohort.track_id == track.id, Cohort.name == name))
+    if exists is not None:
+        raise Conflict(_("This track already has a cohort with that name."), field="name")
+    cohort = Cohort(
+        track=track,
+        name=name[:100],
+        starts_at=starts_at,
+        ends_at=ends_at,
+        capacity=capacity,
+        seats_taken=0,
+        requires_approval=requires_approval,
+        enroll_closes_at=enroll_closes_at,
+    )
+    session.add(cohort)
+    session.flush()
+    record("cohort.create", actor_id=actor_id, target_type="cohort", target_id=cohort.id,
+           track=track.slug, capacity=capacity, requires_approval=requires_approval)
+    return cohort
+
+
+def set_capacity(session: Session, cohort: Cohort, capacity: int, *, actor_id: int | None) -> Cohort:
+    """Change a cohort's capacity; raising it promotes waiting learners.
+
+    Raises ValidationFailed when the new capacity is below the seats already taken.
+    """
+    session.refresh(cohort)
+    if capacity < max(cohort.seats_taken, 1):
+        raise ValidationFailed(
+            _("Capacity cannot be lower than the %(n)d seats already taken.", n=cohort.seats_taken),
+            field="capacity",
+        )
+    result = session.execute(
+        update(Cohort)
+        .where(Cohort.id == cohort.id, Cohort.seats_taken <= capacity)
+        .values(capacity=capacity)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise Conflict(_("Seats were taken meanwhile; try again."), field="capacity")
+    record("cohort.set_capacity", actor_id=actor_id, target_type="cohort", target_id=cohort.id,
+           capacity=capacity)
+    session.expire(cohort)
+    _promote_waitlist(session, cohort.id, actor_id=actor_id)
+    return cohort
+
+
+def get_cohort(session: Session, cohort_id: int) -> Cohort:
+    """The cohort with this id. Raises NotFound."""
+    cohort = session.get(Cohort, cohort_id)
+    if cohort is None:
+        raise NotFound(_("No such cohort."))
+    return cohort
+
+
+def open_cohorts(session: Session, track_id: int | None = None, *, now: dt.datetime | None = None) -> list[Cohort]:
+    """Cohorts that still accept requests, soonest first."""
+    now = now or utcnow()
+    query = select(Cohort).where(Cohort.ends_at > now).order_by(Cohort.starts_at, Cohort.id)
+    if track_id is not None:
+        query = query.where(Cohort.track_id == track_id)
+    return [c for c in session.scalars(query) if accepts_requests(c, now)]
+
+
+def accepts_requests(cohort: Cohort, now: dt.datetime | None = None) -> bool:
+    """True while the cohort has not ended and its enrollment deadline has not passed."""
+    now = now or utcnow()
+    if cohort.ends_at <= now:
+        return False
+    return cohort.enroll_closes_at is None or cohort.enroll_closes_at > now
+
+
+# --- seats --------------------------------------------------------------------------
+
+
+def _take_seat(session: Session, cohort_id: int) -> bool:
+    result = session.execute(
+        update(Cohort)
+        .where(Cohort.id == cohort_id, Cohort.seats_taken < Cohort.capacity)
+        .values(seats_taken=Cohort.seats_taken + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _release_seat(session: Session, cohort_id: int) -> None:
+    session.execute(
+        update(Cohort)
+        .where(Cohort.id == cohort_id, Cohort.seats_taken > 0)
+        .values(seats_taken=Cohort.seats_taken - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _change(
+    session: Session,
+    enrollment: Enrollment,
+    to: EnrollmentStatus,
+    *,
+    actor_id: int | None,
+    note: str | None = None,
+    new: bool = False,
+) -> None:
+    previous = None if new or enrollment.status is None else enrollment.status.value
+    enrollment.status = to
+    enrollment.updated_at = utcnow()
+    session.add(
+        EnrollmentEvent(
+            enrollment=enrollment, actor_id=actor_id, from_status=previous, to_status=to.value, note=note
+        )
+    )
+
+
+def _notify(session: Session, enrollment: Enrollment, subject: str, body: str) -> None:
+    queue_mail(session, enrollment.user.email, subject, body)
+
+
+def _promote_waitlist(session: Session, cohort_id: int, *, actor_id: int | None) -> list[Enrollment]:
+    """Give freed seats to waiting learners, first come first served."""
+    promoted: list[Enrollment] = []
+    while True:
+        query = (
+            select(Enrollment)
+            .where(Enrollment.cohort_id == cohort_id, Enrollment.status == S.waitlisted)
+            .order_by(Enrollment.requested_at, Enrollment.id)
+            .limit(1)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        waiting = session.scalar(query)
+        if waiting is None or not _take_seat(session, cohort_id):
+            break
+        _change(session, waiting, S.enrolled, actor_id=actor_id, note="promoted from waitlist")
+        _notify(
+            session,
+            waiting,
+            _("A seat opened up for you"),
+            _("A seat in %(cohort)s opened up and you are now enrolled.", cohort=waiting.cohort.name),
+        )
+        promoted.append(waiting)
+    session.flush()
+    return promoted
+
+
+# --- learner actions -------------------------------------------------------------
+
+
+def request_enrollment(session: Session, cohort: Cohort, user: User, *, actor_id: int | None = None) -> Enrollment:
+    """Ask to join ``cohort``: enrolled when a seat is free, waitlisted when full, or
+    pending when the cohort requires approval.
+
+    Raises ValidationFailed when the cohort no longer accepts requests and Conflict when
+    the user already holds or waits for a place in it.
+    """
+    actor_id = user.id if actor_id is None else actor_id
+    if not user.active:
+        raise PermissionDenied(_("This account is not active."))
+    if not accepts_requests(cohort):
+        raise ValidationFailed(_("This cohort no longer accepts enrollment requests."))
+    enrollment = session.scalar(
+        select(Enrollment).where(Enrollment.cohort_id == cohort.id, Enrollment.user_id == user.id)
+    )
+    if enrollment is not None and enrollment.status in ACTIVE_STATUSES:
+        raise Conflict(_("You have already asked to join this cohort."))
+    new = enrollment is None
+    if enrollment is None:
+        # Inserting first claims the (cohort, user) pair, so a double submission fails
+        # here, before any seat is taken.
+        enrollment = Enrollment(cohort_id=cohort.id, user_id=user.id, status=S.pending, requested_at=utcnow())
+        try:
+            with session.begin_nested():
+                session.add(enrollment)
+        except IntegrityError:
+            raise Conflict(_("You have already asked to join this cohort.")) from None
+    else:
+        enrollment.requested_at = utcnow()
+
+    if cohort.requires_approval:
+        target = S.pending
+    elif _take_seat(session, cohort.id):
+        target = S.enrolled
+    else:
+        target = S.waitlisted
+    _change(session, enrollment, target, actor_id=actor_id, note="requested", new=new)
+    session.flush()
+    return enrollment
+
+
+def withdraw(session: Session, enrollment: Enrollment, *, actor: User) -> Enrollment:
+    """Leave a cohort (or its waitlist or approval queue); a freed seat goes to the
+    first waiting learner.
+
+    Raises PermissionDenied for someone else's enrollment (unless admin) and Conflict
+    when it is not active.
+    """
+    if enrollment.user_id != actor.id and not actor.is_admin:
+        raise PermissionDenied(_("You can only withdraw your own enrollment."))
+    if enrollment.status not in ACTIVE_STATUSES:
+        raise Conflict(_("This enrollment is not active."))
+    held_seat = enrollment.status is S.enrolled
+    _change(session, enrollment, S.withdrawn, actor_id=actor.id)
+    session.flush()
+    if held_seat:
+        _release_seat(session, enrollment.cohort_id)
+        _promote_waitlist(session, enrollment.cohort_id, actor_id=actor.id)
+    return enrollment
+
+
+# --- admin actions ---------------------------------------------------------------
+
+
+def approve(session: Session, enrollment: Enrollment, *, actor: User) -> Enrollment:
+    """Approve a pending request: enrolled if a seat is free, otherwise waitlisted.
+
+    Raises Conflict when the request is not pending.
+    """
+    if enrollment.status is not S.pending:
+        raise Conflict(_("Only pending requests can be approved."))
+    target = S.enrolled if _take_seat(session, enrollment.cohort_id) else S.waitlisted
+    _change(session, enrollment, target, actor_id=actor.id, note="approved")
+    if target is S.enrolled:
+        _notify(session, enrollment, _("Your enrollment was approved"),
+                _("You are enrolled in %(cohort)s.", cohort=enrollment.cohort.name))
+    else:
+        _notify(session, enrollment, _("Your enrollment was approved"),
+                _("%(cohort)s is full; you are on its waitlist.", cohort=enrollment.cohort.name))
+    record("enrollment.approve", actor_id=actor.id, target_type="enrollment", target_id=enrollment.id,
+           result=target.value)
+    session.flush()
+    return enrollment
+
+
+def reject(session: Session, enrollment: Enrollment, *, actor: User, note: str | None = None) -> Enrollment:
+    """Reject a pending request. Raises Conflict when it is not pending."""
+    if enrollment.status is not S.pending:
+        raise Conflict(_("Only pending requests can be rejected."))
+    _change(session, enrollment, S.rejected, actor_id=actor.id, note=note or None)
+    _notify(session, enrollment, _("Your enrollment request was not approved"),
+            _("Your request to join %(cohort)s was not approved.", cohort=enrollment.cohort.name)
+            + (f"\n\n{note}" if note else ""))
+    record("enrollment.reject", actor_id=actor.id, target_type="enrollment", target_id=enrollment.id)
+    session.flush()
+    return enrollment
+
+
+# --- queries -------------------------------------------------------------------------
+
+
+def get_enrollment(session: Session, enrollment_id: int) -> Enrollment:
+    """The enrollment with this id. Raises NotFound."""
+    enrollment = session.get(Enrollment, enrollment_id)
+    if enrollment is None:
+        raise NotFound(_("No such enrollment."))
+    return enrollment
+
+
+def enrollments_of(session: Session, user: User, *, active_only: bool = False) -> list[Enrollment]:
+    """A user's enrollments, newest cohort first."""
+    query = (
+        select(Enrollment)
+        .join(Cohort)
+        .where(Enrollment.user_id == user.id)
+        .order_by(Cohort.starts_at.desc(), Enrollment.id.desc())
+    )
+    if active_only:
+        query = query.where(Enrollment.status.in_(ACTIVE_STATUSES))
+    return list(session.scalars(query))
+
+
+def waitlist_position(session: Session, enrollment: Enrollment) -> int | None:
+    """1 for the first waiting learner, and so on; None when not waitlisted."""
+    if enrollment.status is not S.waitlisted:
+        return None
+    ahead = session.scalar(
+        select(func.count())
+        .select_from(Enrollment)
+        .where(
+            Enrollment.cohort_id == enrollment.cohort_id,
+            Enrollment.status == S.waitlisted,
+            (Enrollment.requested_at < enrollment.requested_at)
+            | ((Enrollment.requested_at == enrollment.requested_at) & (Enrollment.id < enrollment.id)),
+        )
+    )
+    return int(ahead or 0) + 1
+
+
+def pending_requests(session: Session) -> list[Enrollment]:
+    """Requests waiting for an admin, oldest first."""
+    return list(
+        session.scalars(
+            select(Enrollment).where(Enrollment.status == S.pending).order_by(Enrollment.requested_at)
+        )
+    )
+
+
+def roster(session: Session, cohort: Cohort) -> list[Enrollment]:
+    """Everyone who ever asked to join ``cohort``, by status then request time."""
+    return list(
+        session.scalars(
+            select(Enrollment)
+            .where(Enrollment.cohort_id == cohort.id)
+            .order_by(Enrollment.status, Enrollment.requested_at, Enrollment.id)
+        )
+    )

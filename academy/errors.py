@@ -1,0 +1,51 @@
+"""Domain exceptions and the HTTP status each one maps to.
+
+Services raise these with a message that is already translated (or lazily
+translatable); views and the API turn them into a flash message, an error page or a
+JSON body without knowing the details.
+"""
+
+from __future__ import annotations
+
+
+class AcademyError(Exception):
+    """Base of every expected, user-explainable failure."""
+
+    status_code = 400
+    code = "error"
+
+    def __init__(self, message: object, *, field: str | None = None) -> None:
+        super().__init__(str(message))
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+class ValidationFailed(AcademyError):
+    """The input is malformed or breaks a rule."""
+
+    status_code = 400
+    code = "invalid"
+
+
+class NotFound(AcademyError):
+    """The object does not exist, or the actor may not know it exists."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class PermissionDenied(AcademyError):
+    """The actor is known but may not do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class Conflict(AcademyError):
+    """The action clashes with the current state (a duplicate, a full cohort, ...)."""
+
+    status_code = 409
+    code = "conflict"

@@ -1,0 +1,9 @@
+"""Imports every model module so that the metadata is complete (for Alembic and create_all)."""
+
+from academy.audit import models as audit_models
+from academy.catalog import models as catalog_models
+from academy.enrollment import models as enrollment_models
+from academy.mail import models as mail_models
+from academy.users import models as user_models
+
+__all__ = ["audit_models", "catalog_models", "enrollment_models", "mail_models", "user_models"]

@@ -1,0 +1,1 @@
+"""Accounts, roles, companies, password resets and personal access tokens."""

@@ -1,0 +1,117 @@
+"""Personal access tokens for the JSON API.
+
+The plain token is shown once; only its SHA-256 digest is stored, with a short prefix
+so a user can tell their tokens apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from academy.audit.services import record
+from academy.db import utcnow
+from academy.errors import NotFound, PermissionDenied, ValidationFailed
+from academy.users.models import ApiToken, User
+
+TOKEN_PREFIX = "acad_"
+
+# Scopes a token may carry; each API endpoint names the one it needs.
+SCOPES: dict[str, object] = {
+    "profile:read": _l("Read your own profile"),
+    "catalog:read": _l("Read tracks, courses and cohorts"),
+    "enrollments:read": _l("Read your enrollments"),
+    "enrollments:write": _l("Enroll in and withdraw from cohorts"),
+}
+DEFAULT_SCOPES = ("profile:read", "catalog:read", "enrollments:read")
+
+
+def digest(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    session: Session,
+    user: User,
+    name: str,
+    scopes: list[str] | tuple[str, ...] | None = None,
+    *,
+    expires_in_days: int | None = 365,
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; returns the row and the plain token (shown once).
+
+    Raises ValidationFailed for an unknown scope or an empty name.
+    """
+    chosen = list(dict.fromkeys(scopes or DEFAULT_SCOPES))
+    unknown = [s for s in chosen if s not in SCOPES]
+    if unknown:
+        raise ValidationFailed(_("Unknown scope: %(scope)s", scope=", ".join(unknown)), field="scopes")
+    clean_name = name.strip()
+    if not clean_name:
+        raise ValidationFailed(_("Give the token a name."), field="name")
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    row = ApiToken(
+        user_id=user.id,
+        name=clean_name[:100],
+        prefix=plain[:12],
+        token_hash=digest(plain),
+        scopes=chosen,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    record("token.create", actor_id=user.id, target_type="api_token", target_id=row.id, scopes=chosen)
+    return row, plain
+
+
+def revoke_token(session: Session, token_id: int, *, actor: User) -> ApiToken:
+    """Revoke one of the actor's tokens (admins may revoke anyone's).
+
+    Raises NotFound when the token does not exist or belongs to someone else.
+    """
+    row = session.get(ApiToken, token_id)
+    if row is None or (row.user_id != actor.id and not actor.is_admin):
+        raise NotFound(_("No such token."))
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        record("token.revoke", actor_id=actor.id, target_type="api_token", target_id=row.id)
+    return row
+
+
+def list_tokens(session: Session, user: User) -> list[ApiToken]:
+    """The user's tokens, newest first."""
+    return list(
+        session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc()))
+    )
+
+
+def user_for_token(session: Session, plain: str, scope: str) -> User:
+    """The user a valid, unexpired, unrevoked token with ``scope`` belongs to.
+
+    Raises PermissionDenied (HTTP 401/403 in the API) otherwise.
+    """
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(plain)))
+    now = utcnow()
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise InvalidToken(_("The access token is missing, expired or revoked."))
+    if not row.user.active:
+        raise InvalidToken(_("The access token is missing, expired or revoked."))
+    if scope not in row.scopes:
+        raise PermissionDenied(_("This token lacks the scope %(scope)s.", scope=scope))
+    row.last_used_at = now
+    return row.user
+
+
+class InvalidToken(PermissionDenied):
+    """No usable token was presented (HTTP 401)."""
+
+    status_code = 401
+    code = "unauthorized"

@@ -1,0 +1,232 @@
+"""Sign-in, registration, password reset and the profile page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_user, logout_user
+
+from academy.errors import AcademyError
+from academy.extensions import db, limiter
+from academy.i18n import current_locale
+from academy.mail.services import deliver_pending
+from academy.users import services, tokens
+from academy.users.forms import (
+    ChangePasswordForm,
+    ForgotPasswordForm,
+    LoginForm,
+    RegistrationForm,
+    ResetPasswordForm,
+    TokenForm,
+)
+from academy.web.access import anonymous_only, login_required, public
+from academy.web.forms import apply_error
+from academy.web.security import safe_next_path
+
+bp = Blueprint("auth", __name__)
+
+
+def _login_limit() -> str:
+    return current_app.config["ACADEMY_SETTINGS"].login_rate_limit
+
+
+def _login_key() -> str:
+    from flask_limiter.util import get_remote_address
+
+    email = (request.form.get("email") or "").strip().lower()
+    return f"{get_remote_address()}|{email}"
+
+
+def _settings() -> Any:
+    return current_app.config["ACADEMY_SETTINGS"]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@anonymous_only
+@limiter.limit(_login_limit, methods=["POST"], key_func=_login_key,
+               error_message="too many sign-in attempts")
+@limiter.limit("60 per minute", methods=["POST"])
+def login() -> Any:
+    """Sign in with email and password."""
+    form = LoginForm()
+    next_path = safe_next_path(request.args.get("next"))
+    if form.validate_on_submit():
+        user = services.authenticate(db.session, form.email.data or "", form.password.data or "")
+        if user is None:
+            db.session.commit()
+            flash(_("The email or password is not correct."), "danger")
+        else:
+            lang = session.get("lang")
+            session.clear()  # no session fixation: a fresh session on sign-in
+            if lang and not user.locale:
+                user.locale = lang
+            login_user(user, remember=bool(form.remember.data))
+            db.session.commit()
+            return redirect(next_path or url_for("dashboard.index"))
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout() -> Any:
+    """Sign out (POST only, so a link on another site cannot sign anyone out)."""
+    logout_user()
+    session.clear()
+    flash(_("You are signed out."), "info")
+    return redirect(url_for("web.index"))
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@anonymous_only
+@limiter.limit("20 per hour", methods=["POST"])
+def register() -> Any:
+    """Self-registration of a learner."""
+    form = RegistrationForm()
+    if form.validate_on_submit():
+        data = services.Registration(
+            name=form.name.data or "",
+            email=form.email.data or "",
+            password=form.password.data or "",
+            company_name=form.company_name.data or "",
+            business_number=form.business_number.data or "",
+            region=form.region.data or "",
+            industry=form.industry.data or "",
+            job_role=form.job_role.data or "",
+            consent=bool(form.consent.data),
+            locale=current_locale(),
+        )
+        try:
+            user = services.register_learner(db.session, data)
+        except AcademyError as exc:
+            db.session.rollback()
+            apply_error(form, exc)
+        else:
+            session.clear()
+            login_user(user)
+            db.session.commit()
+            flash(_("Welcome! Your account is ready."), "success")
+            return redirect(url_for("catalog.index"))
+    return render_template("auth/register.html", form=form)
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@anonymous_only
+@limiter.limit("5 per minute", methods=["POST"])
+def forgot_password() -> Any:
+    """Ask for a reset link; the answer is the same whether or not the account exists."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        services.request_password_reset(
+            db.session,
+            form.email.data or "",
+            secret_key=current_app.config["SECRET_KEY"],
+            reset_url_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
+            locale=current_locale(),
+        )
+        db.session.commit()
+        deliver_pending(db.session, _settings())
+        db.session.commit()
+        flash(_("If an account exists for that email, a reset link is on its way."), "info")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot.html", form=form)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@public
+def reset_password(token: str) -> Any:
+    """Choose a new password through a signed, expiring, single-use link."""
+    key = current_app.config["SECRET_KEY"]
+    max_age = _settings().password_reset_max_age
+    try:
+        services.user_for_reset_token(db.session, token, secret_key=key, max_age=max_age)
+    except AcademyError as exc:
+        return render_template("auth/reset_invalid.html", message=str(exc)), 400
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        try:
+            services.reset_password(db.session, token, form.password.data or "", secret_key=key, max_age=max_age)
+        except AcademyError as exc:
+            db.session.rollback()
+            apply_error(form, exc)
+        else:
+            db.session.commit()
+            if current_user.is_authenticated:
+                logout_user()
+                session.clear()
+            flash(_("Your password is changed. Sign in with the new one."), "success")
+            return redirect(url_for("auth.login"))
+    return render_template("auth/reset.html", form=form)
+
+
+@bp.route("/profile", methods=["GET"])
+@login_required
+def profile() -> Any:
+    """The user's profile: language, password and API tokens."""
+    return render_template(
+        "auth/profile.html",
+        password_form=ChangePasswordForm(prefix="pw"),
+        token_form=TokenForm(prefix="tok", scopes=list(tokens.DEFAULT_SCOPES)),
+        tokens=tokens.list_tokens(db.session, current_user),
+        new_token=session.pop("new_token", None),
+        scope_descriptions=tokens.SCOPES,
+    )
+
+
+@bp.route("/profile/password", methods=["POST"])
+@login_required
+def change_password() -> Any:
+    """Change the password after confirming the current one."""
+    form = ChangePasswordForm(prefix="pw")
+    if form.validate_on_submit():
+        try:
+            services.change_password(db.session, current_user, form.current_password.data or "",
+                                     form.password.data or "")
+        except AcademyError as exc:
+            db.session.rollback()
+            apply_error(form, exc)
+        else:
+            db.session.commit()
+            flash(_("Your password is changed."), "success")
+            return redirect(url_for("auth.profile"))
+    return render_template(
+        "auth/profile.html",
+        password_form=form,
+        token_form=TokenForm(prefix="tok", scopes=list(tokens.DEFAULT_SCOPES)),
+        tokens=tokens.list_tokens(db.session, current_user),
+        new_token=None,
+        scope_descriptions=tokens.SCOPES,
+    ), 400
+
+
+@bp.route("/profile/tokens", methods=["POST"])
+@login_required
+def create_token() -> Any:
+    """Create a personal access token; it is shown once, on the next page."""
+    form = TokenForm(prefix="tok")
+    if form.validate_on_submit():
+        try:
+            _row, plain = tokens.create_token(db.session, current_user, form.name.data or "", form.scopes.data)
+        except AcademyError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+        else:
+            db.session.commit()
+            session["new_token"] = plain
+            flash(_("Copy your new token now: it will not be shown again."), "warning")
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                flash(str(error), "danger")
+    return redirect(url_for("auth.profile"))
+
+
+@bp.route("/profile/tokens/<int:token_id>/revoke", methods=["POST"])
+@login_required
+def revoke_token(token_id: int) -> Any:
+    """Revoke one of your tokens."""
+    tokens.revoke_token(db.session, token_id, actor=current_user)
+    db.session.commit()
+    flash(_("The token is revoked."), "info")
+    return redirect(url_for("auth.profile"))

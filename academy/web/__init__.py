@@ -1,0 +1,1 @@
+"""Shared web plumbing: access decorators, loaders, base templates, static assets."""

@@ -1,0 +1,156 @@
+/*
+ * AI 새마을 아카데미 (AI Saemaul Academy) — small progressive enhancements.
+ *
+ * Plain ES2017, no framework, no inline handlers (the CSP forbids them).
+ * Load with: <script src=".../js/academy.js" defer></script>
+ *
+ *  - [data-progress="42"]      -> style.width = "42%" (clamped to 0..100) and
+ *      aria-valuenow="42" on the element with role="progressbar": the bar
+ *      itself or its .progress wrapper (Bootstrap 5.3 markup); if neither has
+ *      the role, the bar gets role="progressbar" + aria-valuemin/max.
+ *  - <form data-confirm="...">  -> confirm(message) before the form is submitted;
+ *    <button data-confirm="..."> on a submit button overrides the form's message.
+ *  - <select class="js-autosubmit"> -> submits its form on change.
+ *  - <html> gets the class "js" so CSS can hide no-JS fallbacks (.js-hide).
+ *
+ * Setting element.style.width through the CSSOM is allowed by
+ * style-src 'self'; only style="" attributes in markup are blocked.
+ */
+(function () {
+  "use strict";
+
+  document.documentElement.classList.add("js");
+
+  // ------------------------------------------------------------ progress bars
+  function clampPercent(raw) {
+    var value = parseFloat(String(raw).replace("%", "").trim());
+    if (!isFinite(value)) {
+      return null;
+    }
+    return Math.min(100, Math.max(0, value));
+  }
+
+  function formatPercent(value) {
+    // At most one decimal place, no trailing ".0".
+    return String(Math.round(value * 10) / 10);
+  }
+
+  // The element that carries role="progressbar": the bar itself, or (Bootstrap
+  // 5.3 markup) its .progress wrapper. If neither has the role, the bar gets it.
+  function progressHost(el) {
+    if (el.getAttribute("role") === "progressbar") {
+      return el;
+    }
+    var parent = el.parentElement;
+    if (parent && parent.getAttribute("role") === "progressbar") {
+      return parent;
+    }
+    el.setAttribute("role", "progressbar");
+    return el;
+  }
+
+  function applyProgress(root) {
+    var scope = root || document;
+    var bars = scope.querySelectorAll("[data-progress]");
+    Array.prototype.forEach.call(bars, function (el) {
+      var value = clampPercent(el.getAttribute("data-progress"));
+      if (value === null) {
+        return;
+      }
+      var text = formatPercent(value);
+      el.style.width = text + "%";
+      var host = progressHost(el);
+      if (!host.hasAttribute("aria-valuemin")) {
+        host.setAttribute("aria-valuemin", "0");
+      }
+      if (!host.hasAttribute("aria-valuemax")) {
+        host.setAttribute("aria-valuemax", "100");
+      }
+      host.setAttribute("aria-valuenow", text);
+      if (host !== el) {
+        // Keep the inner bar out of the accessibility tree's numbers.
+        el.removeAttribute("aria-valuenow");
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ confirmations
+  function confirmMessage(form, submitter) {
+    if (submitter && submitter.hasAttribute && submitter.hasAttribute("data-confirm")) {
+      return submitter.getAttribute("data-confirm");
+    }
+    if (form.hasAttribute("data-confirm")) {
+      return form.getAttribute("data-confirm");
+    }
+    return null;
+  }
+
+  // Remember which submit button was used, for browsers without SubmitEvent.submitter.
+  var lastSubmitter = null;
+  document.addEventListener(
+    "click",
+    function (event) {
+      var target = event.target;
+      var button = target && target.closest ? target.closest("button, input[type=submit], input[type=image]") : null;
+      lastSubmitter =
+        button && button.form && (button.type === "submit" || button.type === "image") ? button : null;
+    },
+    true
+  );
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement)) {
+      return;
+    }
+    var submitter = event.submitter || (lastSubmitter && lastSubmitter.form === form ? lastSubmitter : null);
+    lastSubmitter = null;
+    var message = confirmMessage(form, submitter);
+    if (message !== null && message !== "" && !window.confirm(message)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  });
+
+  // ------------------------------------------------------------ auto-submit
+  function submitForm(form) {
+    if (typeof form.requestSubmit === "function") {
+      // Fires the submit event, so validation and data-confirm still apply.
+      form.requestSubmit();
+      return;
+    }
+    var event;
+    try {
+      event = new Event("submit", { bubbles: true, cancelable: true });
+    } catch (e) {
+      event = document.createEvent("Event");
+      event.initEvent("submit", true, true);
+    }
+    if (form.dispatchEvent(event)) {
+      form.submit();
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (!el || !el.classList || !el.classList.contains("js-autosubmit")) {
+      return;
+    }
+    var form = el.form || (el.closest ? el.closest("form") : null);
+    if (form) {
+      submitForm(form);
+    }
+  });
+
+  // ------------------------------------------------------------ start
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () {
+      applyProgress(document);
+    });
+  } else {
+    applyProgress(document);
+  }
+
+  // Exposed for pages that insert content later (optional).
+  window.Academy = Object.freeze({ applyProgress: applyProgress });
+})();

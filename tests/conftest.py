@@ -1,0 +1,274 @@
+"""Shared fixtures: the app on SQLite and on PostgreSQL, users, tracks and cohorts.
+
+Every test that uses ``app`` runs twice, once per database.  PostgreSQL tests use a
+throwaway database created for this run on 127.0.0.1:5432 and dropped at the end;
+when no server answers they skip with the reason, unless ACADEMY_TEST_REQUIRE_SERVICES
+is set (``make test`` sets it), in which case they fail, so CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("ACADEMY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
+PASSWORD = "correct-horse-42"
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip (or fail, when services are required) because a real server is absent."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (ACADEMY_TEST_REQUIRE_SERVICES=1: make test needs it running)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test run; yields its SQLAlchemy URL."""
+    name = f"academy_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable server"
+        service_unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {type(exc).__name__}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+            ), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture
+def empty_database_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, of the current backend (for migration tests)."""
+    if db_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"academy_empty_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        service_unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {type(exc).__name__}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+            ), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_schema_ready(pg_database: str) -> str:
+    """The throwaway database with the current schema created once."""
+    from academy import create_app
+    from academy.extensions import db
+
+    app = create_app(_config(pg_database, ROOT / "instance-test-unused"))
+    with app.app_context():
+        import academy.models  # noqa: F401
+
+        db.create_all()
+        db.engine.dispose()
+    return pg_database
+
+
+def _config(database_url: str, data_dir: Path, **extra: Any) -> dict[str, Any]:
+    config = {
+        "TESTING": True,
+        "secret_key": "test-secret-key-" + "x" * 32,
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "courses_dir": ROOT / "courses",
+        "SERVER_NAME": "academy.test",
+        "RATELIMIT_ENABLED": True,
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """Which database this test runs against."""
+    return request.param
+
+
+@pytest.fixture
+def app_config(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Configuration for ``app``; a test may extend it via ``@pytest.mark.app_config``."""
+    if db_backend == "postgresql":
+        url = request.getfixturevalue("pg_schema_ready")
+    else:
+        url = f"sqlite:///{tmp_path / 'academy.sqlite3'}"
+    config = _config(url, tmp_path / "data")
+    marker = request.node.get_closest_marker("app_config")
+    if marker:
+        config.update(marker.kwargs)
+    return config
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any], db_backend: str) -> Iterator[Flask]:
+    """The portal with an empty schema on the chosen database."""
+    from academy import create_app
+    from academy.extensions import db
+
+    application = create_app(app_config)
+    with application.app_context():
+        import academy.models  # noqa: F401
+
+        if db_backend == "sqlite":
+            db.create_all()
+    try:
+        yield application
+    finally:
+        with application.app_context():
+            db.session.remove()
+            if db_backend == "postgresql":
+                tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+                with db.engine.begin() as conn:
+                    conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client (CSRF tokens must be sent, as a browser would)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[None]:
+    """An application context for calling services directly."""
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def make_user(app: Flask) -> Any:
+    """Factory: ``make_user(role="learner", email=None, password=PASSWORD, **fields)`` → user id."""
+    from academy.extensions import db
+    from academy.users.models import Role
+    from academy.users.services import create_user
+
+    counter = {"n": 0}
+
+    def factory(role: str = "learner", email: str | None = None, password: str = PASSWORD, **fields: Any) -> int:
+        counter["n"] += 1
+        email = email or f"{role}{counter['n']}@example.kr"
+        with app.app_context():
+            user = create_user(db.session, email, password, Role(role), name=fields.pop("name", None))
+            for key, value in fields.items():
+                setattr(user, key, value)
+            db.session.commit()
+            return user.id
+
+    return factory
+
+
+@pytest.fixture
+def make_track(app: Flask) -> Any:
+    """Factory: a track with one course and one assignment; returns the track id."""
+    from academy.catalog.models import Assignment, Course, CourseInstructor, Track
+    from academy.extensions import db
+
+    counter = {"n": 0}
+
+    def factory(slug: str | None = None, instructors: tuple[str, ...] = ()) -> int:
+        counter["n"] += 1
+        slug = slug or f"track-{counter['n']}"
+        with app.app_context():
+            track = Track(slug=slug, title_ko=f"트랙 {slug}", title_en=f"Track {slug}", position=counter["n"])
+            course = Course(slug=f"{slug}-course", track=track, title_ko="과정", title_en="Course",
+                            source_path=f"/nonexistent/{slug}", hours=4.0)
+            course.instructors = [CourseInstructor(email=e) for e in instructors]
+            db.session.add_all([track, course])
+            db.session.add(Assignment(course=course, slug="01-intro", title_ko="첫 과제", title_en="First task",
+                                      due_days=7, max_score=10.0, notebooks=["intro.ipynb"]))
+            db.session.commit()
+            return track.id
+
+    return factory
+
+
+@pytest.fixture
+def make_cohort(app: Flask, make_track: Any) -> Any:
+    """Factory: ``make_cohort(capacity=2, requires_approval=False, track_id=None)`` → cohort id."""
+    from academy.catalog.models import Track
+    from academy.db import utcnow
+    from academy.enrollment.services import create_cohort
+    from academy.extensions import db
+
+    counter = {"n": 0}
+
+    def factory(capacity: int = 2, requires_approval: bool = False, track_id: int | None = None,
+                starts_in_days: int = 0, **kwargs: Any) -> int:
+        counter["n"] += 1
+        track_id = track_id or make_track()
+        with app.app_context():
+            track = db.session.get(Track, track_id)
+            start = utcnow() + dt.timedelta(days=starts_in_days)
+            cohort = create_cohort(db.session, track, name=f"cohort {counter['n']}", starts_at=start,
+                                   ends_at=start + dt.timedelta(days=30), capacity=capacity,
+                                   requires_approval=requires_approval, actor_id=None, **kwargs)
+            db.session.commit()
+            return cohort.id
+
+    return factory
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """Fetch a page and return the CSRF token its form carries."""
+    import re
+
+    html = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'id="csrf_token"[^>]*value="([^"]+)"', html
+    )
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD) -> Any:
+    """Sign in through the real form; returns the response."""
+    token = csrf_token(client, "/login")
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+@pytest.fixture
+def login_as(client: FlaskClient, make_user: Any, app: Flask) -> Any:
+    """Factory: create a user with ``role`` and sign the test client in; returns the user id."""
+
+    def factory(role: str = "learner", **fields: Any) -> int:
+        from academy.extensions import db
+        from academy.users.models import User
+
+        user_id = make_user(role, **fields)
+        with app.app_context():
+            email = db.session.get(User, user_id).email
+        response = login(client, email)
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return user_id
+
+    return factory

@@ -1,0 +1,160 @@
+"""Role × route matrix: every route declares who may use it, and the rule holds.
+
+Adding a route without an access decorator fails ``test_every_route_has_an_access_rule``;
+adding one without an entry in ``EXPECTED`` fails ``test_matrix_covers_every_route``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from academy.web.access import access_rule
+
+# endpoint -> expected rule (what the decorator must say)
+EXPECTED: dict[str, tuple[str, ...]] = {
+    "web.index": ("public",),
+    "web.set_language": ("public",),
+    "web.healthz": ("public",),
+    "auth.login": ("anonymous",),
+    "auth.register": ("anonymous",),
+    "auth.forgot_password": ("anonymous",),
+    "auth.reset_password": ("public",),
+    "auth.logout": ("roles", "admin", "instructor", "learner"),
+    "auth.profile": ("roles", "admin", "instructor", "learner"),
+    "auth.change_password": ("roles", "admin", "instructor", "learner"),
+    "auth.create_token": ("roles", "admin", "instructor", "learner"),
+    "auth.revoke_token": ("roles", "admin", "instructor", "learner"),
+    "catalog.index": ("public",),
+    "catalog.track": ("public",),
+    "catalog.course": ("public",),
+    "dashboard.index": ("roles", "admin", "instructor", "learner"),
+    "enrollment.enroll": ("roles", "admin", "instructor", "learner"),
+    "enrollment.mine": ("roles", "admin", "instructor", "learner"),
+    "enrollment.withdraw": ("roles", "admin", "instructor", "learner"),
+    "admin.home": ("roles", "admin"),
+    "admin.users": ("roles", "admin"),
+    "admin.set_role": ("roles", "admin"),
+    "admin.set_active": ("roles", "admin"),
+    "admin.import_users": ("roles", "admin"),
+    "admin.cohorts": ("roles", "admin"),
+    "admin.cohort": ("roles", "admin"),
+    "admin.cohort_capacity": ("roles", "admin"),
+    "admin.approvals": ("roles", "admin"),
+    "admin.decide": ("roles", "admin"),
+    "admin.outbox": ("roles", "admin"),
+    "admin.audit": ("roles", "admin"),
+    "api.openapi": ("public",),
+    "api.me": ("token", "profile:read"),
+    "api.tracks": ("token", "catalog:read"),
+    "api.list_enrollments": ("token", "enrollments:read"),
+    "api.create_enrollment": ("token", "enrollments:write"),
+    "api.cohort": ("token", "catalog:read"),
+}
+
+
+def _endpoints(app: Flask) -> set[str]:
+    return {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+
+
+def test_every_route_has_an_access_rule(app: Flask) -> None:
+    missing = sorted(e for e in _endpoints(app) if access_rule(app.view_functions[e]) is None)
+    assert not missing, f"routes without an access decorator: {missing}"
+
+
+def test_matrix_covers_every_route(app: Flask) -> None:
+    assert _endpoints(app) == set(EXPECTED), "update EXPECTED (and think about who may use the new route)"
+    for endpoint, rule in EXPECTED.items():
+        assert access_rule(app.view_functions[endpoint]) == rule, endpoint
+
+
+def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        "catalog.track": {"slug": ids["track_slug"]},
+        "catalog.course": {"slug": ids["course_slug"]},
+        "admin.cohort": {"cohort_id": ids["cohort_id"]},
+        "admin.cohort_capacity": {"cohort_id": ids["cohort_id"]},
+        "admin.set_role": {"user_id": ids["other_id"]},
+        "admin.set_active": {"user_id": ids["other_id"]},
+        "admin.decide": {"enrollment_id": ids["enrollment_id"], "decision": "approve"},
+        "enrollment.enroll": {"cohort_id": ids["cohort_id"]},
+        "enrollment.withdraw": {"enrollment_id": ids["enrollment_id"]},
+        "auth.revoke_token": {"token_id": 999999},
+        "auth.reset_password": {"token": "not-a-token"},
+        "web.set_language": {"code": "en"},
+        "api.cohort": {"cohort_id": ids["cohort_id"]},
+    }
+
+
+ROLES = ("anonymous", "learner", "instructor", "admin")
+
+
+def _allowed(rule: tuple[str, ...], role: str) -> bool:
+    if rule[0] == "public":
+        return True
+    if rule[0] == "anonymous":
+        return role == "anonymous"
+    if rule[0] == "roles":
+        return role in rule[1:]
+    return False  # token routes: cookies never authenticate the API
+
+
+@pytest.mark.app_config(WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+@pytest.mark.parametrize("role", ROLES)
+def test_role_route_matrix(app: Flask, client: Any, make_user: Any, make_cohort: Any, role: str) -> None:
+    from academy.catalog.models import Course, Track
+    from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
+    from academy.extensions import db
+    from academy.users.models import User
+    from tests.conftest import login
+
+    cohort_id = make_cohort(capacity=3)
+    other_id = make_user("learner")
+    with app.app_context():
+        cohort = db.session.get(Cohort, cohort_id)
+        enrollment = Enrollment(cohort_id=cohort_id, user_id=other_id, status=EnrollmentStatus.pending)
+        db.session.add(enrollment)
+        db.session.commit()
+        track = db.session.get(Track, cohort.track_id)
+        ids = {"cohort_id": cohort_id, "other_id": other_id, "enrollment_id": enrollment.id,
+               "track_slug": track.slug, "course_slug": db.session.scalars(db.select(Course.slug)).first()}
+    if role != "anonymous":
+        user_id = make_user(role)
+        with app.app_context():
+            email = db.session.get(User, user_id).email
+        assert login(client, email).status_code == 302
+
+    args = _url_args(app, ids)
+    failures = []
+    # Signing out last, so the other routes are tried while signed in.
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: (r.endpoint == "auth.logout", r.endpoint)):
+        if rule.endpoint == "static":
+            continue
+        expected = EXPECTED[rule.endpoint]
+        with app.test_request_context():
+            from flask import url_for
+
+            url = url_for(rule.endpoint, **args.get(rule.endpoint, {}))
+        method = "GET" if "GET" in rule.methods else "POST"
+        response = client.open(url, method=method, data={})
+        status = response.status_code
+        allowed = _allowed(expected, role)
+        if expected[0] == "token":
+            ok = status == 401
+        elif allowed:
+            # Allowed: anything but a refusal (a redirect after a form action is fine,
+            # but not a redirect to the sign-in page).
+            ok = status not in (401, 403) and "/login" not in response.headers.get("Location", "")
+            if expected[0] == "anonymous":
+                ok = ok and status == 200
+        elif role == "anonymous":
+            ok = status == 302 and "/login" in response.headers.get("Location", "")
+        elif expected[0] == "anonymous":
+            ok = status == 302 and "/login" not in response.headers.get("Location", "")
+        else:
+            ok = status == 403
+        if not ok:
+            failures.append(f"{role} {method} {url} -> {status}")
+    assert not failures, "\n".join(failures)

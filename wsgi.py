@@ -1,0 +1,5 @@
+"""The portal as a WSGI application: ``gunicorn wsgi:app``."""
+
+from academy import create_app
+
+app = create_app()
