@@ -13,9 +13,9 @@ from sqlalchemy import select
 from academy.db import utcnow
 
 DEMO_ACCOUNTS = (
-    ("learner@demo.academy.kr", "learner", "김학습", "learn-demo-2026"),
-    ("instructor@demo.academy.kr", "instructor", "이강사", "teach-demo-2026"),
-    ("admin@demo.academy.kr", "admin", "박관리", "admin-demo-2026"),
+    ("learner@demo.academy.kr", "learner", "김학습", "study-gumi-2026"),
+    ("instructor@demo.academy.kr", "instructor", "이강사", "teach-pohang-2026"),
+    ("admin@demo.academy.kr", "admin", "박관리", "manage-andong-2026"),
 )
 DEMO_COMPANY = ("새마을정밀(주)", "124-81-00998")
 

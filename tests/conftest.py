@@ -33,6 +33,21 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with minimal cost parameters: the same code path, a fraction of the time."""
+    from argon2 import PasswordHasher
+
+    from academy.users import passwords
+
+    original = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    passwords.dummy_hash.cache_clear()
+    yield
+    passwords._hasher = original
+    passwords.dummy_hash.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A throwaway PostgreSQL database for this test run; yields its SQLAlchemy URL."""
@@ -175,6 +190,9 @@ def make_user(app: Flask) -> Any:
     counter = {"n": 0}
 
     def factory(role: str = "learner", email: str | None = None, password: str = PASSWORD, **fields: Any) -> int:
+        from academy.db import utcnow
+
+        fields.setdefault("consent_at", utcnow())  # as after registration; pass None for an imported account
         counter["n"] += 1
         email = email or f"{role}{counter['n']}@example.kr"
         with app.app_context():

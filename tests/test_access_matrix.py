@@ -19,6 +19,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "web.set_language": ("public",),
     "web.healthz": ("public",),
     "auth.login": ("anonymous",),
+    "auth.consent": ("roles", "admin", "instructor", "learner"),
     "auth.register": ("anonymous",),
     "auth.forgot_password": ("anonymous",),
     "auth.reset_password": ("public",),

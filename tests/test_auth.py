@@ -206,3 +206,22 @@ def test_expired_reset_link_is_refused(client: FlaskClient, app: Flask, make_use
     assert "만료" in response.get_data(as_text=True)
     forged = client.get(f"/password/reset/{token}x")
     assert forged.status_code == 400
+
+
+def test_account_without_consent_is_asked_before_anything_else(
+    client: FlaskClient, app: Flask, make_user: Any
+) -> None:
+    make_user(email="imported@example.kr", consent_at=None)
+    response = login(client, "imported@example.kr")
+    assert response.status_code == 302
+    page = client.get("/dashboard")
+    assert page.status_code == 302 and "/consent" in page.headers["Location"]
+    token = csrf_token(client, "/consent")
+    refused = client.post("/consent?next=/tracks", data={"csrf_token": token})
+    assert refused.status_code == 200
+    accepted = client.post("/consent?next=/tracks", data={"csrf_token": token, "consent": "y"})
+    assert accepted.status_code == 302 and accepted.headers["Location"].endswith("/tracks")
+    assert client.get("/dashboard").status_code == 200
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.email == "imported@example.kr"))
+        assert user.consent_at is not None and user.consent_version

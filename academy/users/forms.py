@@ -74,6 +74,14 @@ class RegistrationForm(FlaskForm):
     submit = SubmitField(_l("Create account"))
 
 
+class ConsentForm(FlaskForm):
+    consent = BooleanField(
+        _l("I agree to the collection and use of my personal data as described above."),
+        validators=[DataRequired(_l("You must agree to take the courses."))],
+    )
+    submit = SubmitField(_l("Agree and continue"))
+
+
 class ForgotPasswordForm(FlaskForm):
     email = EmailField(_l("Email"), validators=[DataRequired(_l("Enter your email.")), Length(max=254)])
     submit = SubmitField(_l("Send reset link"))

@@ -191,6 +191,13 @@ def set_active(session: Session, user: User, active: bool, *, actor: User) -> No
     record("user.set_active", actor_id=actor.id, target_type="user", target_id=user.id, active=active)
 
 
+def record_consent(user: User) -> None:
+    """Record that the user agreed to the current personal-data notice, and when."""
+    user.consent_at = utcnow()
+    user.consent_version = CONSENT_VERSION
+    record("user.consent", actor_id=user.id, target_type="user", target_id=user.id, version=CONSENT_VERSION)
+
+
 def set_locale(user: User, locale: str) -> None:
     """Remember the user's language."""
     user.locale = locale

@@ -15,6 +15,7 @@ from academy.mail.services import deliver_pending
 from academy.users import services, tokens
 from academy.users.forms import (
     ChangePasswordForm,
+    ConsentForm,
     ForgotPasswordForm,
     LoginForm,
     RegistrationForm,
@@ -41,6 +42,37 @@ def _login_key() -> str:
 
 def _settings() -> Any:
     return current_app.config["ACADEMY_SETTINGS"]
+
+
+# Endpoints a signed-in user without recorded consent may still reach.
+_CONSENT_EXEMPT = {"auth.consent", "auth.logout", "web.set_language", "web.healthz", "static"}
+
+
+@bp.before_app_request
+def require_consent() -> Any:
+    """Accounts created by an import have not consented yet: ask before anything else."""
+    if (
+        current_user.is_authenticated
+        and current_user.consent_at is None
+        and request.endpoint not in _CONSENT_EXEMPT
+        and not request.path.startswith("/api/")
+    ):
+        return redirect(url_for("auth.consent", next=request.full_path if request.query_string else request.path))
+    return None
+
+
+@bp.route("/consent", methods=["GET", "POST"])
+@login_required
+def consent() -> Any:
+    """Record consent to the collection and use of personal data (imported accounts)."""
+    form = ConsentForm()
+    if current_user.consent_at is not None:
+        return redirect(url_for("dashboard.index"))
+    if form.validate_on_submit():
+        services.record_consent(current_user)
+        db.session.commit()
+        return redirect(safe_next_path(request.args.get("next")) or url_for("dashboard.index"))
+    return render_template("auth/consent.html", form=form)
 
 
 @bp.route("/login", methods=["GET", "POST"])
