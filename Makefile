@@ -3,15 +3,20 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The learners' kernel environment (lab and grader), from Debian's world-readable interpreter
+# so that the grader's sandbox, which cannot see /root, can run it.
+LAB_PYTHON_BASE ?= /usr/bin/python3
+LAB    := .venv-lab
+LAB_STAMP := $(LAB)/.installed-$(shell cat hub_config/lab-requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install system-deps services lint messages clean
+.PHONY: demo test install lab-env system-deps test-deps services lint messages clean
 
 ## make demo: install everything and run the platform on 127.0.0.1 with demo accounts
-demo: install
+demo: system-deps install lab-env
 	$(BIN)/academy demo
 
 ## make test: install what the tests need and run the whole suite
-test: install system-deps services
+test: test-deps install lab-env services
 	ACADEMY_TEST_REQUIRE_SERVICES=$${ACADEMY_TEST_REQUIRE_SERVICES:-$${CI:+1}} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -25,9 +30,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-## Debian packages the tests use: Chromium for the browser tests, CJK fonts for Korean screenshots
+lab-env: $(LAB_STAMP)
+
+$(LAB_STAMP): hub_config/lab-requirements.txt
+	test -x $(LAB)/bin/python || $(LAB_PYTHON_BASE) -m venv $(LAB)
+	$(LAB)/bin/python -m pip install --quiet --upgrade pip
+	$(LAB)/bin/python -m pip install --quiet -r hub_config/lab-requirements.txt
+	rm -f $(LAB)/.installed-*
+	touch $@
+
+## Debian packages: bubblewrap (grader sandbox) and python3-venv; for tests also Chromium and CJK fonts
 system-deps:
 	@bash scripts/install-system-deps.sh
+
+test-deps:
+	@bash scripts/install-system-deps.sh --test
 
 ## Start the local PostgreSQL and Redis when they are installed but stopped
 services:
@@ -42,4 +59,4 @@ messages: install
 	$(BIN)/pybabel update -i academy/translations/messages.pot -d academy/translations --no-fuzzy-matching
 
 clean:
-	rm -rf $(VENV) instance tests/artifacts .pytest_cache
+	rm -rf $(VENV) $(LAB) instance tests/artifacts .pytest_cache

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs when they are missing:
+# Installs the Debian packages the platform and its tests need when they are missing:
+# bubblewrap (the grader's sandbox), python3-venv (the learners' kernel environment),
 # chromium (driven by Playwright) and a CJK font so Korean text renders in screenshots.
 set -euo pipefail
 
+# Usage: install-system-deps.sh [--test]   (--test adds what only the test suite needs)
 need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-if ! fc-list 2>/dev/null | grep -qiE 'Noto Sans CJK|NanumGothic'; then
-  need+=(fonts-noto-cjk)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  if ! fc-list 2>/dev/null | grep -qiE 'Noto Sans CJK|NanumGothic'; then
+    need+=(fonts-noto-cjk)
+  fi
 fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
