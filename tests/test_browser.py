@@ -231,6 +231,10 @@ def test_korean_learner_registers_signs_in_and_enrolls(page: Any, portal: Portal
 
     # --- the dashboard -------------------------------------------------------------
     main = page.locator("main")
+    # The interface speaks Korean: the page heading, the status badge and the header.
+    expect(main.locator("h1")).to_have_text("나의 학습")
+    expect(main.locator(".status-enrolled").first).to_contain_text("수강 확정")
+    expect(page.locator("form[action='/logout'] button")).to_have_text("로그아웃")
     expect(main.locator("h2").first).to_have_text(track_title)
     expect(main).to_contain_text("2026년 1기")
     courses = main.locator(".card-course")

@@ -15,7 +15,8 @@ from academy.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"user", "company", "track", "course", "course_instructor", "assignment", "cohort", "enrollment",
-          "enrollment_event", "api_token", "audit_entry", "outbox_message"}
+          "enrollment_event", "api_token", "audit_entry", "outbox_message", "assignment_release", "submission",
+          "submission_file", "cell_score", "grading_job", "extension"}
 
 
 @pytest.fixture

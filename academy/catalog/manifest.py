@@ -21,7 +21,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,7 @@ class AssignmentManifest:
     due_days: int | None
     max_score: float  # sum of nbgrader points over graded and task cells
     notebooks: tuple[str, ...]  # file names in source/<slug>/, sorted
+    grading: dict[str, Any] = field(default_factory=dict)  # the [assignments.grading] policy, defaults filled
 
 
 @dataclass(frozen=True)
@@ -543,7 +544,7 @@ def _assignments(root: _Table, course_dir: Path) -> tuple[AssignmentManifest, ..
     display_dir = root.source.display.rsplit("/", 1)[0]
     result: list[AssignmentManifest] = []
     seen: dict[str, int] = {}
-    for index, entry in enumerate(root.tables("assignments", {"id", "position", "due_days", "title"})):
+    for index, entry in enumerate(root.tables("assignments", {"id", "position", "due_days", "title", "grading"})):
         slug = entry.string("id")
         if not ASSIGNMENT_RE.match(slug):
             raise entry.error(
@@ -555,6 +556,7 @@ def _assignments(root: _Table, course_dir: Path) -> tuple[AssignmentManifest, ..
         title_ko, title_en = _titles(entry)
         position = entry.integer("position", default=0)
         due_days = entry.optional_integer("due_days")
+        grading = _grading_policy(entry)
 
         directory = course_dir / SOURCE_DIR / slug
         if not directory.is_dir():
@@ -574,9 +576,48 @@ def _assignments(root: _Table, course_dir: Path) -> tuple[AssignmentManifest, ..
                 due_days=due_days,
                 max_score=max_score,
                 notebooks=tuple(notebooks),
+                grading=grading,
             )
         )
     return tuple(result)
+
+
+GRADING_DEFAULTS: dict[str, Any] = {
+    "max_attempts": None,  # no limit
+    "score_policy": "best",  # best | last attempt counts
+    "late_policy": "penalty",  # penalty | refuse
+    "late_penalty_per_day": 10.0,  # percent of the score per started day late
+    "late_penalty_cap": 50.0,  # percent, at most
+    "hidden_tests": "after_deadline",  # after_deadline | immediately: when learners see hidden-test results
+}
+GRADING_CHOICES = {
+    "score_policy": ("best", "last"),
+    "late_policy": ("penalty", "refuse"),
+    "hidden_tests": ("after_deadline", "immediately"),
+}
+
+
+def _grading_policy(entry: _Table) -> dict[str, Any]:
+    """The optional ``[assignments.grading]`` table with defaults filled in."""
+    policy = dict(GRADING_DEFAULTS)
+    if "grading" not in entry.data:
+        return policy
+    table = entry.table("grading", set(GRADING_DEFAULTS), required=False)
+    if "max_attempts" in table.data:
+        attempts = table.integer("max_attempts")
+        if attempts < 1:
+            raise table.error("max_attempts", "must be at least 1 (leave it out for no limit)")
+        policy["max_attempts"] = attempts
+    for key in ("late_penalty_per_day", "late_penalty_cap"):
+        if key in table.data:
+            policy[key] = table.number(key, maximum=100)
+    for key, choices in GRADING_CHOICES.items():
+        if key in table.data:
+            value = table.string(key)
+            if value not in choices:
+                raise table.error(key, f"must be one of {', '.join(choices)} (found '{value}')")
+            policy[key] = value
+    return policy
 
 
 # --------------------------------------------------------------------------- notebooks

@@ -111,10 +111,18 @@ class Assignment(db.Model):
     due_days: Mapped[int | None] = mapped_column(Integer)
     max_score: Mapped[float] = mapped_column(Float, default=0.0)
     notebooks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Late policy, attempts and hidden-test visibility (see catalog.manifest.GRADING_DEFAULTS).
+    grading: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     active: Mapped[bool] = mapped_column(default=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     course: Mapped[Course] = relationship(back_populates="assignments")
+
+    def policy(self, key: str) -> Any:
+        """A grading-policy value, falling back to the defaults."""
+        from academy.catalog.manifest import GRADING_DEFAULTS
+
+        return (self.grading or {}).get(key, GRADING_DEFAULTS[key])
 
     def title(self, locale: str) -> str:
         """The title in ``locale``."""

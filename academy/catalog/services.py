@@ -188,6 +188,7 @@ def _assignment_values(manifest: AssignmentManifest) -> dict[str, Any]:
         "due_days": manifest.due_days,
         "max_score": manifest.max_score,
         "notebooks": list(manifest.notebooks),
+        "grading": dict(manifest.grading),
         "active": True,
     }
 

@@ -1,0 +1,1 @@
+"""Grading: nbgrader autograding in a sandbox, as a durable job pipeline."""
