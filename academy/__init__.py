@@ -43,6 +43,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from academy.i18n import ensure_catalogs_compiled, select_locale, select_timezone
 
     ensure_catalogs_compiled()
+
+    from academy.web import errors, filters, security
+
+    # First, so every response (a CSRF refusal or a rate-limit answer included) has a request id.
+    security.init_app(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(_migrations_dir()), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
@@ -51,9 +56,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     _configure_login(login_manager)
 
-    from academy.web import errors, filters, security
-
-    security.init_app(app)
     errors.init_app(app)
     filters.init_app(app)
 

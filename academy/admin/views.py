@@ -86,7 +86,7 @@ def users() -> Any:
     )
 
 
-@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@bp.route("/users/<id:user_id>/role", methods=["POST"])
 @admin_required
 def set_role(user_id: int) -> Any:
     """Change a user's role."""
@@ -104,7 +104,7 @@ def set_role(user_id: int) -> Any:
     return redirect(url_for("admin.users"))
 
 
-@bp.route("/users/<int:user_id>/active", methods=["POST"])
+@bp.route("/users/<id:user_id>/active", methods=["POST"])
 @admin_required
 def set_active(user_id: int) -> Any:
     """Deactivate or reactivate an account."""
@@ -190,7 +190,7 @@ def cohorts() -> Any:
     return render_template("admin/cohorts.html", form=form, cohorts=rows)
 
 
-@bp.route("/cohorts/<int:cohort_id>", methods=["GET"])
+@bp.route("/cohorts/<id:cohort_id>", methods=["GET"])
 @admin_required
 def cohort(cohort_id: int) -> Any:
     """A cohort's roster with each enrollment's history."""
@@ -201,7 +201,7 @@ def cohort(cohort_id: int) -> Any:
     )
 
 
-@bp.route("/cohorts/<int:cohort_id>/capacity", methods=["POST"])
+@bp.route("/cohorts/<id:cohort_id>/capacity", methods=["POST"])
 @admin_required
 def cohort_capacity(cohort_id: int) -> Any:
     """Change a cohort's capacity (raising it promotes waiting learners)."""
@@ -228,7 +228,7 @@ def approvals() -> Any:
     )
 
 
-@bp.route("/enrollments/<int:enrollment_id>/<any(approve, reject):decision>", methods=["POST"])
+@bp.route("/enrollments/<id:enrollment_id>/<any(approve, reject):decision>", methods=["POST"])
 @admin_required
 def decide(enrollment_id: int, decision: str) -> Any:
     """Approve or reject a pending request."""

@@ -20,6 +20,7 @@ from academy.enrollment.models import Cohort
 from academy.errors import NotFound, ValidationFailed
 from academy.extensions import csrf, db, limiter
 from academy.web.access import public, token_scope
+from academy.web.security import is_valid_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -67,7 +68,7 @@ def create_enrollment() -> Any:
     if not isinstance(payload, dict) or not isinstance(payload.get("cohort_id"), int) \
             or isinstance(payload.get("cohort_id"), bool):
         raise ValidationFailed(_("Send a JSON object with an integer 'cohort_id'."), field="cohort_id")
-    cohort = db.session.get(Cohort, payload["cohort_id"])
+    cohort = db.session.get(Cohort, payload["cohort_id"]) if is_valid_id(payload["cohort_id"]) else None
     if cohort is None:
         raise NotFound(_("No such cohort."))
     user = api_user()
@@ -81,7 +82,7 @@ def create_enrollment() -> Any:
     return jsonify(body), 201
 
 
-@bp.route("/cohorts/<int:cohort_id>")
+@bp.route("/cohorts/<id:cohort_id>")
 @token_scope("catalog:read")
 def cohort(cohort_id: int) -> Any:
     """One cohort with its seats."""

@@ -18,7 +18,7 @@ from academy.web.loaders import get_cohort_or_404, get_enrollment_or_404
 bp = Blueprint("enrollment", __name__)
 
 
-@bp.route("/cohorts/<int:cohort_id>/enroll", methods=["POST"])
+@bp.route("/cohorts/<id:cohort_id>/enroll", methods=["POST"])
 @login_required
 def enroll(cohort_id: int) -> Any:
     """Ask to join a cohort; the result (enrolled, waitlisted, pending) is flashed."""
@@ -49,7 +49,7 @@ def mine() -> Any:
     return render_template("enrollment/mine.html", enrollments=rows, positions=positions)
 
 
-@bp.route("/enrollments/<int:enrollment_id>/withdraw", methods=["POST"])
+@bp.route("/enrollments/<id:enrollment_id>/withdraw", methods=["POST"])
 @login_required
 def withdraw(enrollment_id: int) -> Any:
     """Withdraw from a cohort, its waitlist or its approval queue."""

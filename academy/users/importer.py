@@ -152,6 +152,7 @@ def import_employees(
         return report
 
     regions = _label_index(reference.REGIONS)
+    regions.update({name.lower(): code for code, name in reference.REGION_NAMES_KO.items()})
     industries = _label_index(reference.INDUSTRIES)
     job_roles = _label_index(reference.JOB_ROLES)
     emails_in_file: dict[str, int] = {}

@@ -35,6 +35,16 @@ REGIONS: dict[str, object] = {
     "outside": _l("Outside Gyeongbuk"),
 }
 
+# Official Korean names, fixed (not translations): employee CSV files name regions this
+# way, so the importer must keep accepting them whatever the catalogue says.
+REGION_NAMES_KO: dict[str, str] = {
+    "pohang": "포항시", "gyeongju": "경주시", "gimcheon": "김천시", "andong": "안동시", "gumi": "구미시",
+    "yeongju": "영주시", "yeongcheon": "영천시", "sangju": "상주시", "mungyeong": "문경시", "gyeongsan": "경산시",
+    "uiseong": "의성군", "cheongsong": "청송군", "yeongyang": "영양군", "yeongdeok": "영덕군", "cheongdo": "청도군",
+    "goryeong": "고령군", "seongju": "성주군", "chilgok": "칠곡군", "yecheon": "예천군", "bonghwa": "봉화군",
+    "uljin": "울진군", "ulleung": "울릉군", "outside": "경북 외 지역",
+}
+
 INDUSTRIES: dict[str, object] = {
     "auto_parts": _l("Automotive parts"),
     "battery": _l("Secondary batteries"),

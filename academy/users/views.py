@@ -192,18 +192,23 @@ def reset_password(token: str) -> Any:
     return render_template("auth/reset.html", form=form)
 
 
+def _render_profile(password_form: ChangePasswordForm | None = None, new_token: str | None = None,
+                    status: int = 200) -> Any:
+    return render_template(
+        "auth/profile.html",
+        password_form=password_form or ChangePasswordForm(prefix="pw"),
+        token_form=TokenForm(prefix="tok", formdata=None, scopes=list(tokens.DEFAULT_SCOPES)),
+        tokens=tokens.list_tokens(db.session, current_user),
+        new_token=new_token,
+        scope_descriptions=tokens.SCOPES,
+    ), status
+
+
 @bp.route("/profile", methods=["GET"])
 @login_required
 def profile() -> Any:
     """The user's profile: language, password and API tokens."""
-    return render_template(
-        "auth/profile.html",
-        password_form=ChangePasswordForm(prefix="pw"),
-        token_form=TokenForm(prefix="tok", scopes=list(tokens.DEFAULT_SCOPES)),
-        tokens=tokens.list_tokens(db.session, current_user),
-        new_token=session.pop("new_token", None),
-        scope_descriptions=tokens.SCOPES,
-    )
+    return _render_profile()
 
 
 @bp.route("/profile/password", methods=["POST"])
@@ -222,20 +227,17 @@ def change_password() -> Any:
             db.session.commit()
             flash(_("Your password is changed."), "success")
             return redirect(url_for("auth.profile"))
-    return render_template(
-        "auth/profile.html",
-        password_form=form,
-        token_form=TokenForm(prefix="tok", scopes=list(tokens.DEFAULT_SCOPES)),
-        tokens=tokens.list_tokens(db.session, current_user),
-        new_token=None,
-        scope_descriptions=tokens.SCOPES,
-    ), 400
+    return _render_profile(password_form=form, status=400)
 
 
 @bp.route("/profile/tokens", methods=["POST"])
 @login_required
 def create_token() -> Any:
-    """Create a personal access token; it is shown once, on the next page."""
+    """Create a personal access token and show it once, in this response.
+
+    The token is rendered straight into the answer to the POST (never kept in the
+    session cookie, which is signed but readable), so it exists only on this page.
+    """
     form = TokenForm(prefix="tok")
     if form.validate_on_submit():
         try:
@@ -245,8 +247,8 @@ def create_token() -> Any:
             flash(str(exc), "danger")
         else:
             db.session.commit()
-            session["new_token"] = plain
             flash(_("Copy your new token now: it will not be shown again."), "warning")
+            return _render_profile(new_token=plain, status=201)
     else:
         for errors in form.errors.values():
             for error in errors:
@@ -254,7 +256,7 @@ def create_token() -> Any:
     return redirect(url_for("auth.profile"))
 
 
-@bp.route("/profile/tokens/<int:token_id>/revoke", methods=["POST"])
+@bp.route("/profile/tokens/<id:token_id>/revoke", methods=["POST"])
 @login_required
 def revoke_token(token_id: int) -> Any:
     """Revoke one of your tokens."""

@@ -6,6 +6,7 @@ import re
 import uuid
 
 from flask import Flask, Response, g, request
+from werkzeug.routing import BaseConverter, ValidationError
 
 CSP = "; ".join(
     [
@@ -25,8 +26,32 @@ CSP = "; ".join(
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+MAX_ID = 2**31 - 1  # the largest id an INTEGER column holds on every supported database
+
+
+class IdConverter(BaseConverter):
+    """``<id:name>``: a positive row id that fits the database; anything else is a 404, not a 500."""
+
+    regex = r"[1-9][0-9]{0,9}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > MAX_ID:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: object) -> str:
+        return str(int(value))  # type: ignore[call-overload]
+
+
+def is_valid_id(value: object) -> bool:
+    """True for an int (not a bool) that can be a row id."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
 def init_app(app: Flask) -> None:
     """Assign a request id to each request and add security headers to each response."""
+    app.url_map.converters["id"] = IdConverter
 
     @app.before_request
     def assign_request_id() -> None:
