@@ -68,6 +68,9 @@ class Settings:
     login_rate_limit: str = "10 per minute"
     password_reset_max_age: int = 3600
     max_upload_bytes: int = 16 * 1024 * 1024
+    job_lease_seconds: int = 60
+    sweep_seconds: float = 15.0
+    grading_workers: int = 0  # 0: one per core
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,6 +102,9 @@ class Settings:
             login_rate_limit=_env("ACADEMY_LOGIN_RATE_LIMIT", "10 per minute") or "10 per minute",
             password_reset_max_age=_env_int("ACADEMY_PASSWORD_RESET_MAX_AGE", 3600),
             max_upload_bytes=_env_int("ACADEMY_MAX_UPLOAD_BYTES", 16 * 1024 * 1024),
+            job_lease_seconds=_env_int("ACADEMY_JOB_LEASE_SECONDS", 60),
+            sweep_seconds=float(_env_int("ACADEMY_SWEEP_SECONDS", 15)),
+            grading_workers=_env_int("ACADEMY_GRADING_WORKERS", 0),
         )
 
     @property
@@ -168,4 +174,5 @@ class Settings:
             "BABEL_DEFAULT_TIMEZONE": "Asia/Seoul",
             "ACADEMY_COURSES_DIR": str(self.courses_dir),
             "ACADEMY_DATA_DIR": str(self.data_dir),
+            "ACADEMY_JOB_LEASE_SECONDS": self.job_lease_seconds,
         }

@@ -66,13 +66,14 @@ def test_malformed_integer_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
         Settings.from_env()
 
 
-def test_sqlite_runs_in_wal_mode(app, db_backend) -> None:  # type: ignore[no-untyped-def]
-    if db_backend != "sqlite":
-        pytest.skip("WAL is a SQLite setting")
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
     from sqlalchemy import text
 
     from academy.extensions import db
 
+    app = create_app({"secret_key": "w" * 40, "data_dir": tmp_path, "database_url": None})
     with app.app_context():
+        assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'academy.sqlite3'}"
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        db.engine.dispose()
