@@ -1,0 +1,658 @@
+"""The grading sandbox against real attacks: real bubblewrap, real kernels, no mocks.
+
+Each adversarial cell must fail, the test process (standing in for the grading worker)
+must be unharmed, and no process of the kernel may be left afterwards.  Without bubblewrap
+or the lab interpreter the tests skip with the reason, unless ACADEMY_TEST_REQUIRE_SERVICES=1
+(``make test``), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from academy.grading.sandbox import (
+    SANDBOX_WORKDIR,
+    AsyncSandboxedKernelManager,
+    CellOutcome,
+    SandboxedKernelManager,
+    SandboxPolicy,
+    SandboxUnavailable,
+    kernel_manager_class,
+    probe_isolation,
+    reap_stale_cgroups,
+    require_isolation,
+    run_cells,
+)
+
+REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
+PG_SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
+CANARIES = {
+    "ACADEMY_SECRET_KEY": "canary-secret-7f3a9c",
+    "DATABASE_URL": "postgresql://canary-user:canary-pw-51d2@db/academy",
+    "ACADEMY_DATABASE_URL": "postgresql://canary-user:canary-pw-51d2@db/academy",
+    "JUPYTERHUB_API_TOKEN": "canary-hub-token-c0ffee",
+}
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (ACADEMY_TEST_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def base_policy() -> SandboxPolicy:
+    policy = SandboxPolicy(cell_timeout=20.0, notebook_timeout=120.0, allow_unsandboxed=False)
+    if not policy.bwrap:
+        _unavailable("bubblewrap (bwrap) is not installed: apt-get install -y bubblewrap")
+    if not os.access(policy.python, os.X_OK):
+        _unavailable(f"the lab interpreter {policy.python} is missing (make builds .venv-lab)")
+    report = probe_isolation(policy, refresh=True)
+    if not report.sandbox_available:
+        _unavailable("the sandbox cannot be built here: " + "; ".join(report.notes))
+    return policy
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "data.txt").write_text("hello from the submission\n")
+    return work
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _processes() -> Iterator[tuple[int, int, bytes]]:
+    """(pid, real uid, cmdline) of every process on the host."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            uid = int((entry / "status").read_text().split("\nUid:")[1].split()[0])
+            yield int(entry.name), uid, (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def _gone(pids: set[int], timeout: float = 3.0) -> bool:
+    """Every pid has exited (a zombie awaiting its reaper counts as exited)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = []
+        for pid in pids:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    running.append(pid)
+            except (OSError, IndexError):
+                continue
+        if not running or time.monotonic() > deadline:
+            return not running
+        time.sleep(0.05)
+
+
+def _leftovers(*, uid: int | None, marker: str) -> list[tuple[int, int, bytes]]:
+    me = os.getuid()
+    return [
+        p
+        for p in _processes()
+        if (uid is not None and uid != me and p[1] == uid) or marker.encode() in p[2]
+    ]
+
+
+def assert_no_leftovers(workdir: Path, marker: str | None = None, timeout: float = 3.0) -> None:
+    """No process of the kernel's host uid, none naming the workdir or ``marker``, no cgroup."""
+    uid = os.stat(workdir).st_uid
+    uid = uid if uid != os.getuid() else None
+    deadline = time.monotonic() + timeout
+    while True:
+        left = _leftovers(uid=uid, marker=marker or str(workdir))
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {left}"
+    for group in probe_isolation(SandboxPolicy()).cgroups.values():
+        mine = list(Path(group).glob(f"{os.getpid()}-*")) if os.path.isdir(group) else []
+        assert not mine, f"cgroups left behind: {mine}"
+
+
+def run(policy: SandboxPolicy, workdir: Path, cells: list[str], timeout: float = 20.0) -> list[CellOutcome]:
+    outcomes = run_cells(policy, workdir, cells, timeout=timeout)
+    assert_no_leftovers(workdir)
+    return outcomes
+
+
+def as_json(outcome: CellOutcome) -> dict:
+    assert outcome.status == "ok", (outcome.status, outcome.error, outcome.traceback[-3:])
+    return json.loads(outcome.stdout.strip().splitlines()[-1])
+
+
+# A cell that tries an operation and reports how it ended, as JSON on its last line.
+TRY = """
+import json, os
+def attempt(fn):
+    try:
+        return "ok:" + repr(fn())[:200]
+    except BaseException as exc:
+        return type(exc).__name__ + ":" + str(getattr(exc, "errno", ""))
+"""
+
+
+# ----------------------------------------------------------------------------- probing and fail-closed
+
+
+def test_probe_reports_the_layers(base_policy: SandboxPolicy) -> None:
+    report = probe_isolation(base_policy)
+    assert report.namespaces and report.python_ok and report.sandbox_available
+    assert report.mode in {"root", "userns"}
+    if os.geteuid() == 0:
+        assert report.mode == "root" and report.uid_drop
+    assert report.summary().startswith("sandboxed: bwrap")
+
+
+def test_fail_closed_without_bubblewrap(workdir: Path) -> None:
+    policy = SandboxPolicy(bwrap="/nonexistent/bwrap", allow_unsandboxed=False)
+    with pytest.raises(SandboxUnavailable) as caught:
+        require_isolation(policy)
+    assert caught.value.status_code == 503
+    assert "\n" not in str(caught.value) and "bubblewrap" in str(caught.value)
+    km = SandboxedKernelManager(policy=policy, workdir=str(workdir))
+    with pytest.raises(SandboxUnavailable):
+        km.start_kernel()
+    assert_no_leftovers(workdir)
+
+
+def test_unsandboxed_only_when_explicitly_allowed(
+    base_policy: SandboxPolicy, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in CANARIES.items():
+        monkeypatch.setenv(name, value)
+    policy = SandboxPolicy(bwrap="/nonexistent/bwrap", allow_unsandboxed=True, python=base_policy.python)
+    km = SandboxedKernelManager(policy=policy, workdir=str(workdir))
+    assert km.sandboxed is False
+    km.start_kernel()
+    kc = km.client()
+    outputs: list[dict] = []
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        reply = kc.execute_interactive(
+            "import os, json; print(json.dumps({'cwd': os.getcwd(), 'uid': os.getuid(), 'env': dict(os.environ)}))",
+            timeout=20,
+            output_hook=lambda msg: outputs.append(msg),
+        )
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    assert reply["content"]["status"] == "ok"
+    text = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+    seen = json.loads(text)
+    assert seen["cwd"] == str(workdir.resolve())
+    if os.geteuid() == 0:
+        assert seen["uid"] != 0
+    assert not any(canary in text for canary in CANARIES.values())
+    assert km.private_dir is None
+    assert_no_leftovers(workdir)
+
+
+# ----------------------------------------------------------------------------- normal work
+
+
+def test_numpy_cell_works_in_the_workdir(base_policy: SandboxPolicy, workdir: Path) -> None:
+    cells = [
+        "import numpy as np\nfloat(np.linalg.norm(np.array([3.0, 4.0])))",
+        "import os\nos.getcwd()",
+        "open('data.txt').read()",
+        "open('answer.txt', 'w').write('42')",
+        "print('to stdout'); import sys; print('to stderr', file=sys.stderr)",
+        "1 / 0",
+        "'still alive after an error'",
+    ]
+    out = run(base_policy, workdir, cells)
+    assert [o.status for o in out] == ["ok", "ok", "ok", "ok", "ok", "error", "ok"]
+    assert out[0].result == "5.0"
+    assert out[1].result == repr(SANDBOX_WORKDIR)
+    assert out[2].result == repr("hello from the submission\n")
+    assert (workdir / "answer.txt").read_text() == "42"
+    assert out[4].stdout == "to stdout\n" and out[4].stderr == "to stderr\n"
+    assert out[5].ename == "ZeroDivisionError" and out[5].error.startswith("ZeroDivisionError")
+    assert out[6].result == repr("still alive after an error")
+
+
+def test_hardening_of_the_kernel_process(base_policy: SandboxPolicy, workdir: Path) -> None:
+    cell = TRY + """
+import ctypes, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def syscall(nr, *args):
+    if libc.syscall(nr, *args) == -1:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return 0
+status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\\t" in line)
+print(json.dumps({
+    "uid": os.getuid(), "caps": status["CapEff"].strip(), "nnp": status["NoNewPrivs"].strip(),
+    "seccomp": status["Seccomp"].strip(), "hostname": socket.gethostname(),
+    "userns": attempt(lambda: syscall(272, 0x10000000)),
+    "userfaultfd": attempt(lambda: syscall(323, 0)),
+    "ptrace": attempt(lambda: syscall(101, 16, 1, 0, 0)),
+    "mount": attempt(lambda: syscall(165, b"none", b"/tmp", b"tmpfs", 0, 0)),
+    "pid": os.getpid(),
+}))
+"""
+    seen = as_json(run(base_policy, workdir, [cell])[0])
+    assert seen["caps"] == "0000000000000000" and seen["nnp"] == "1"
+    assert seen["hostname"] == "sandbox"
+    assert seen["pid"] < 10  # a fresh pid namespace
+    assert seen["userns"].startswith("PermissionError") or seen["userns"].startswith("OSError")
+    if os.geteuid() == 0:
+        assert seen["uid"] != 0
+    if probe_isolation(base_policy).seccomp:
+        assert seen["seccomp"] == "2"
+        for name in ("userns", "userfaultfd", "ptrace", "mount"):
+            assert seen[name] == "PermissionError:1", (name, seen[name])
+
+
+# ----------------------------------------------------------------------------- network
+
+
+@pytest.fixture
+def tcp_server() -> Iterator[tuple[int, list[str]]]:
+    """A TCP server on the host's 127.0.0.1 that records every connection it accepts."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, addr = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            accepted.append(str(addr))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=2):  # the server is reachable from the host
+        pass
+    deadline = time.monotonic() + 2
+    while not accepted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert accepted, "control connection from the host was not accepted"
+    accepted.clear()
+    try:
+        yield port, accepted
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        server.close()
+
+
+def test_no_network_no_host_sockets_no_dns(
+    base_policy: SandboxPolicy, workdir: Path, tcp_server: tuple[int, list[str]]
+) -> None:
+    port, accepted = tcp_server
+    cell = TRY + f"""
+import socket
+def tcp(host, port):
+    s = socket.socket(); s.settimeout(3)
+    try:
+        s.connect((host, port))
+    finally:
+        s.close()
+def unix(path):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(3)
+    try:
+        s.connect(path)
+    finally:
+        s.close()
+print(json.dumps({{
+    "host_server": attempt(lambda: tcp("127.0.0.1", {port})),
+    "postgres_tcp": attempt(lambda: tcp("127.0.0.1", 5432)),
+    "postgres_unix": attempt(lambda: unix({PG_SOCKET!r})),
+    "pg_socket_visible": os.path.exists({PG_SOCKET!r}),
+    "run_visible": os.path.exists("/run") or os.path.exists("/var/run"),
+    "dns": attempt(lambda: socket.getaddrinfo("example.com", 443)),
+    "outside": attempt(lambda: tcp("1.1.1.1", 443)),
+    "interfaces": sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:]),
+}}))
+"""
+    seen = as_json(run(base_policy, workdir, [cell])[0])
+    assert seen["host_server"].startswith("ConnectionRefusedError"), seen
+    assert seen["postgres_tcp"].startswith("ConnectionRefusedError"), seen
+    assert seen["postgres_unix"].startswith("FileNotFoundError"), seen
+    assert seen["pg_socket_visible"] is False and seen["run_visible"] is False
+    assert seen["dns"].startswith("gaierror"), seen
+    assert not seen["outside"].startswith("ok"), seen
+    assert seen["interfaces"] == ["lo"]
+    assert accepted == [], "the sandbox reached the host's TCP server"
+    if not os.path.exists(PG_SOCKET):
+        pytest.skip(f"{PG_SOCKET} does not exist on this machine: hidden-socket check only ran vacuously")
+
+
+# ----------------------------------------------------------------------------- filesystem
+
+
+def test_filesystem_view_is_the_workdir_only(base_policy: SandboxPolicy, workdir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other-learner"
+    other.mkdir()
+    (other / "answers.ipynb").write_text("another learner's work")
+    repo = Path(__file__).resolve().parent.parent
+    portal_venv = repo / ".venv"
+    cell = TRY + f"""
+def write(path):
+    with open(path, "w") as fh:
+        fh.write("x")
+def listdir(path):
+    return os.listdir(path)
+print(json.dumps({{
+    "courses": attempt(lambda: listdir({str(repo / "courses")!r})),
+    "academy": attempt(lambda: listdir({str(repo / "academy")!r})),
+    "repo": attempt(lambda: listdir({str(repo)!r})),
+    "portal_venv": attempt(lambda: listdir({str(portal_venv)!r})),
+    "root": attempt(lambda: listdir("/root")),
+    "other": attempt(lambda: open({str(other / "answers.ipynb")!r}).read()),
+    "other_dir": attempt(lambda: listdir({str(other)!r})),
+    "shadow": attempt(lambda: open("/etc/shadow").read()),
+    "etc": sorted(os.listdir("/etc")),
+    "postgres_data": attempt(lambda: listdir("/var/lib/postgresql")),
+    "write_usr": attempt(lambda: write("/usr/pwned")),
+    "write_etc": attempt(lambda: write("/etc/pwned")),
+    "write_root": attempt(lambda: write("/pwned")),
+    "write_venv": attempt(lambda: write({base_policy.python!r} + "-pwned")),
+    "write_startup": attempt(lambda: write(os.path.expanduser("~/.ipython-pwned"))),
+    "write_workdir": attempt(lambda: write("created-in-sandbox.txt")),
+    "write_tmp": attempt(lambda: write("/tmp/in-sandbox-tmp")),
+}}))
+"""
+    seen = as_json(run(base_policy, workdir, [cell])[0])
+    for key in ("courses", "academy", "portal_venv", "root", "other", "other_dir", "postgres_data"):
+        assert seen[key].startswith(("FileNotFoundError", "PermissionError")), (key, seen[key])
+    assert seen["repo"] == "ok:['.venv-lab']" or seen["repo"].startswith("FileNotFoundError"), seen["repo"]
+    assert seen["shadow"].startswith(("FileNotFoundError", "PermissionError"))
+    assert "shadow" not in seen["etc"] and "hostname" not in seen["etc"]
+    for key in ("write_usr", "write_etc", "write_root", "write_venv"):
+        assert seen[key].startswith(("OSError:30", "PermissionError", "FileNotFoundError")), (key, seen[key])
+    assert seen["write_startup"].startswith("ok") and seen["write_tmp"].startswith("ok")  # private tmpfs
+    assert seen["write_workdir"].startswith("ok")
+    assert (workdir / "created-in-sandbox.txt").read_text() == "x"
+    assert not Path("/tmp/in-sandbox-tmp").exists() and not Path("/usr/pwned").exists()
+
+
+# ----------------------------------------------------------------------------- secrets
+
+
+def test_worker_secrets_are_invisible(
+    base_policy: SandboxPolicy, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in CANARIES.items():
+        monkeypatch.setenv(name, value)
+    cell = TRY + """
+dump = {"environ": dict(os.environ), "files": {}}
+for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+    for name in ("environ", "cmdline"):
+        path = f"/proc/{pid}/{name}"
+        try:
+            dump["files"][path] = open(path, "rb").read().decode("utf-8", "replace")
+        except OSError as exc:
+            dump["files"][path] = type(exc).__name__
+dump["pid1_environ"] = attempt(lambda: open("/proc/1/environ", "rb").read())
+dump["ppid_environ"] = attempt(lambda: open(f"/proc/{os.getppid()}/environ", "rb").read())
+print(json.dumps(dump))
+"""
+    out = run(base_policy, workdir, [cell])[0]
+    for canary in CANARIES.values():
+        assert canary not in out.stdout and canary not in out.stderr
+    seen = as_json(out)
+    assert not set(seen["environ"]) & set(CANARIES)
+    allowed = {
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "MPLBACKEND", "PYTHONDONTWRITEBYTECODE",
+        "PYDEVD_DISABLE_FILE_VALIDATION", "JUPYTER_PLATFORM_DIRS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+        "PWD",  # set by bwrap --chdir
+        "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER", "GIT_PAGER",  # set by ipykernel
+        "PYDEVD_USE_FRAME_EVAL",
+    }  # fmt: skip
+    assert set(seen["environ"]) <= allowed, sorted(seen["environ"])
+    assert seen["environ"]["HOME"] == "/home/learner"
+
+
+# ----------------------------------------------------------------------------- signals and processes
+
+
+def test_killing_the_parent_or_everyone_does_not_reach_the_worker(base_policy: SandboxPolicy, workdir: Path) -> None:
+    sentinel = subprocess.Popen(["sleep", "60"])  # a process of the worker's, like the worker itself
+    try:
+        cells = [
+            TRY + "print(json.dumps({'ppid': os.getppid(), 'kill_ppid': attempt(lambda: os.kill(os.getppid(), 9))}))",
+            TRY + "print(json.dumps({'kill_all': attempt(lambda: os.kill(-1, 9))}))",
+            TRY + f"print(json.dumps({{'kill_worker': attempt(lambda: os.kill({os.getpid()}, 9)),"
+            f" 'kill_sentinel': attempt(lambda: os.kill({sentinel.pid}, 9))}}))",
+            "'kernel still alive'",
+        ]
+        out = run(base_policy, workdir, cells)
+        assert as_json(out[0])["ppid"] == 1  # the sandbox's own init, not the worker
+        assert as_json(out[0])["kill_ppid"].startswith("PermissionError")
+        assert out[1].status in {"ok", "error"}
+        assert all(not v.startswith("ok") for v in as_json(out[2]).values())  # no such pid in the namespace
+        assert out[3].result == repr("kernel still alive")
+        assert sentinel.poll() is None, "kill(-1) inside the sandbox reached a host process"
+    finally:
+        sentinel.kill()
+        sentinel.wait()
+
+
+@pytest.mark.slow
+def test_infinite_loop_is_interrupted_and_killed(base_policy: SandboxPolicy, workdir: Path) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "interrupt_grace": 1.0})
+    started = time.monotonic()
+    out = run(policy, workdir, ["x = 0\nwhile True:\n    x += 1", "'never runs'"], timeout=2.0)
+    elapsed = time.monotonic() - started
+    assert out[0].status == "timeout" and "cell time limit (2 s)" in out[0].error and "killed" in out[0].error
+    assert out[1].status == "skipped"
+    assert elapsed < 2.0 + 1.0 + 5.0, elapsed
+
+
+@pytest.mark.slow
+def test_sigint_proof_loop_is_killed(base_policy: SandboxPolicy, workdir: Path) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "interrupt_grace": 1.0})
+    cell = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    started = time.monotonic()
+    out = run(policy, workdir, [cell, "1"], timeout=2.0)
+    assert out[0].status == "timeout" and "killed" in out[0].error
+    assert out[1].status == "skipped"
+    assert time.monotonic() - started < 2.0 + 1.0 + 5.0
+
+
+@pytest.mark.slow
+def test_memory_bomb_hits_the_cgroup(base_policy: SandboxPolicy, workdir: Path) -> None:
+    if "memory" not in probe_isolation(base_policy).cgroups:
+        pytest.skip("no writable memory cgroup here")
+    policy = SandboxPolicy(**{**base_policy.__dict__, "memory_bytes": 384 * 1024 * 1024, "address_space_bytes": None})
+    out = run(policy, workdir, ["hog = bytearray(3 * 1024**3)", "'after'"])
+    assert out[0].status == "died" and "kernel died" in out[0].error, out[0]
+    assert "out of memory" in out[0].error
+    assert out[1].status == "skipped"
+
+
+@pytest.mark.slow
+def test_memory_bomb_hits_the_address_space_limit(base_policy: SandboxPolicy, workdir: Path) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "address_space_bytes": 2 * 1024**3})
+    out = run(policy, workdir, ["hog = bytearray(3 * 1024**3)", "'after'"])
+    assert out[0].status == "error" and out[0].ename == "MemoryError"
+    assert out[1].result == repr("after")
+
+
+NO_CGROUPS = "/nonexistent-cgroup-root"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cgroup_root", ["/sys/fs/cgroup", NO_CGROUPS], ids=["cgroups", "rlimit-only"])
+def test_fork_bomb_stops_at_the_process_limit(base_policy: SandboxPolicy, workdir: Path, cgroup_root: str) -> None:
+    if cgroup_root == NO_CGROUPS and os.geteuid() != 0:
+        pytest.skip("RLIMIT_NPROC needs the per-kernel host uid, which needs root")
+    policy = SandboxPolicy(**{**base_policy.__dict__, "cgroup_root": cgroup_root})
+    cell = """
+import os, time, json
+children, error = [], None
+try:
+    for _ in range(5000):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+except OSError as exc:
+    error = exc.errno
+for pid in children:  # free the slots again so that the kernel can go on
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+print(json.dumps({"children": len(children), "errno": error}))
+"""
+    out = run(policy, workdir, [cell, "'responsive'"])
+    seen = as_json(out[0])
+    assert seen["errno"] == 11 and seen["children"] < policy.max_processes, seen
+    assert out[1].result == repr("responsive")
+
+
+@pytest.mark.slow
+def test_cpu_time_limit_ends_the_kernel(base_policy: SandboxPolicy, workdir: Path) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "cpu_seconds": 3})
+    started = time.monotonic()
+    out = run(policy, workdir, ["while True:\n    pass"], timeout=20.0)
+    assert out[0].status == "died" and "kernel died" in out[0].error
+    assert time.monotonic() - started < 12
+
+
+@pytest.mark.slow
+def test_notebook_deadline_bounds_slow_cells(base_policy: SandboxPolicy, workdir: Path) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "notebook_timeout": 2.5, "interrupt_grace": 1.0})
+    started = time.monotonic()
+    out = run(policy, workdir, ["import time; time.sleep(1.5)", "time.sleep(1.5)", "'never'"], timeout=10.0)
+    assert [o.status for o in out] == ["ok", "timeout", "skipped"]
+    assert "notebook time limit" in out[1].error
+    assert time.monotonic() - started < 2.5 + 1.0 + 5.0
+
+
+def test_output_is_capped(base_policy: SandboxPolicy, workdir: Path) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "output_bytes": 10_000})
+    out = run(policy, workdir, ["print('x' * 2_000_000)", "print('y' * 100)"])
+    assert out[0].truncated and len(out[0].stdout) <= 10_000
+    assert out[1].truncated and out[1].stdout == ""
+
+
+def test_stale_cgroups_of_a_dead_worker_are_reaped(base_policy: SandboxPolicy) -> None:
+    groups = probe_isolation(base_policy).cgroups
+    if not groups:
+        pytest.skip("no writable cgroups here")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    made = []
+    for group in groups.values():
+        Path(group).mkdir(exist_ok=True)
+        stale = Path(group, f"{dead.pid}-deadbeef-000000")
+        stale.mkdir()
+        made.append(stale)
+    assert reap_stale_cgroups(base_policy) >= len(made)
+    assert not [path for path in made if path.exists()]
+
+
+def test_huge_file_write_fails_with_efbig(base_policy: SandboxPolicy, workdir: Path) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "max_file_bytes": 1_000_000})
+    cell = TRY + """
+def fill():
+    with open("huge.bin", "wb") as fh:
+        for _ in range(50):
+            fh.write(b"x" * 100_000)
+print(json.dumps({"write": attempt(fill)}))
+"""
+    seen = as_json(run(policy, workdir, [cell])[0])
+    assert seen["write"] == "OSError:27", seen  # EFBIG
+    assert (workdir / "huge.bin").stat().st_size <= 1_000_000
+
+
+@pytest.mark.parametrize("cgroup_root", ["/sys/fs/cgroup", NO_CGROUPS], ids=["cgroups", "no-cgroups"])
+def test_daemonised_child_does_not_survive_shutdown(
+    base_policy: SandboxPolicy, workdir: Path, cgroup_root: str
+) -> None:
+    policy = SandboxPolicy(**{**base_policy.__dict__, "cgroup_root": cgroup_root})
+    cell = """
+import os
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/usr/bin/sleep", ["sleep", "313"])
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+    check = (
+        "import os\n"
+        "any(b'sleep\\x00313' in open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit())"
+    )
+    km = SandboxedKernelManager(policy=policy, workdir=str(workdir))
+    km.start_kernel()
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        assert kc.execute_interactive(cell, timeout=20)["content"]["status"] == "ok"
+        seen: list[str] = []
+        kc.execute_interactive(check, timeout=20, output_hook=lambda m: seen.append(str(m["content"])))
+        assert any("'text/plain': 'True'" in s for s in seen), seen
+        host_uid = km.host_uid
+        pids = km.kernel_pids()
+        assert bool(pids) == (cgroup_root != NO_CGROUPS and bool(probe_isolation(policy).cgroups))
+        private = km.private_dir
+        assert private and os.path.isdir(private)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    assert not [p for p in _processes() if b"sleep\x00313" in p[2]], "the daemonised child survived"
+    if host_uid is not None:
+        assert not [p for p in _processes() if p[1] == host_uid]
+    assert _gone(pids), "processes of the kernel's cgroups are still running"
+    assert not os.path.exists(private)
+    assert_no_leftovers(workdir, marker=private)
+
+
+# ----------------------------------------------------------------------------- integration
+
+
+def test_nbclient_runs_a_notebook_with_the_async_manager(base_policy: SandboxPolicy, workdir: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.getcwd())"), nbformat.v4.new_code_cell("6 * 7")]
+    manager_class = kernel_manager_class(base_policy, workdir)
+    assert issubclass(manager_class, AsyncSandboxedKernelManager)
+    client = NotebookClient(nb, kernel_manager_class=manager_class, timeout=30)
+    client.execute()
+    assert nb.cells[0].outputs[0]["text"] == SANDBOX_WORKDIR + "\n"
+    assert nb.cells[1].outputs[0]["data"]["text/plain"] == "42"
+    assert client.km is None  # nbclient owned the manager and shut it down
+    assert_no_leftovers(workdir)
+
+
+def test_kernel_manager_class_bakes_in_policy_and_workdir(base_policy: SandboxPolicy, workdir: Path) -> None:
+    cls = kernel_manager_class(base_policy, workdir, asynchronous=False)
+    km = cls()
+    assert km.policy is base_policy and km.workdir == str(workdir)
+    assert issubclass(cls, SandboxedKernelManager)
+    assert km.kernel_spec.interrupt_mode == "message"
