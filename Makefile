@@ -56,7 +56,7 @@ lint: install
 ## Refresh the message catalogues after changing user-facing text
 messages: install
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o academy/translations/messages.pot .
-	$(BIN)/pybabel update -i academy/translations/messages.pot -d academy/translations --no-fuzzy-matching
+	$(BIN)/pybabel update -i academy/translations/messages.pot -d academy/translations --no-fuzzy-matching -w 100
 
 clean:
 	rm -rf $(VENV) $(LAB) instance tests/artifacts .pytest_cache

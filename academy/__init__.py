@@ -97,8 +97,9 @@ def _register_blueprints(app: Flask) -> None:
     from academy.catalog.views import bp as catalog_bp
     from academy.dashboard.views import bp as dashboard_bp
     from academy.enrollment.views import bp as enrollment_bp
+    from academy.grading.views import bp as grading_bp
     from academy.users.views import bp as auth_bp
     from academy.web.views import bp as web_bp
 
-    for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, admin_bp, api_bp):
+    for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, grading_bp, admin_bp, api_bp):
         app.register_blueprint(bp)

@@ -20,7 +20,9 @@ def main() -> None:
 
 def register(app: Flask) -> None:
     """Attach the academy commands to ``app.cli``."""
-    for command in (init_command, create_user_command, token_group, demo_command):
+    from academy.grading.cli import grade_command
+
+    for command in (init_command, create_user_command, token_group, demo_command, worker_command, grade_command):
         app.cli.add_command(command)
 
 
@@ -39,9 +41,13 @@ def run_init(*, quiet: bool = False) -> str:
     settings = current_app.config["ACADEMY_SETTINGS"]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade()
+    from academy.grading.releases import release_all
+
     report = load_catalog(db.session, Path(current_app.config["ACADEMY_COURSES_DIR"]))
     db.session.commit()
-    return report.summary()
+    released = release_all(db.session, settings.data_dir)
+    db.session.commit()
+    return f"{report.summary()}; {released} assignment versions released"
 
 
 @click.command("init")
@@ -114,6 +120,30 @@ def token_create_command(email: str, scopes: tuple[str, ...], name: str, days: i
         sys.exit(2)
     db.session.commit()
     click.echo(plain)
+
+
+@click.command("worker")
+@click.option("--concurrency", "-c", type=int, default=None, help="Grading processes (default: one per core).")
+@click.option("--beat/--no-beat", default=None,
+              help="Also run the sweeper that re-sends lost jobs (default: on with the embedded queue).")
+@click.option("--loglevel", default="info", show_default=True)
+@with_appcontext
+def worker_command(concurrency: int | None, beat: bool | None, loglevel: str) -> None:
+    """Run grading workers (Celery) for the configured queue."""
+    from academy.jobs import default_concurrency, get_celery
+
+    settings = current_app.config["ACADEMY_SETTINGS"]
+    celery = get_celery()
+    workers = concurrency or settings.grading_workers or default_concurrency()
+    if beat is None:
+        beat = settings.broker_url is None
+    argv = ["worker", f"--loglevel={loglevel}", "--queues=academy", f"--concurrency={workers}",
+            "--pool=prefork", "--without-gossip", "--without-mingle"]
+    if beat:
+        argv.append("--beat")
+    click.echo(f"grading workers: {workers}, queue: {settings.broker_url or 'embedded (filesystem)'}, "
+               f"sweeper: {'on' if beat else 'off'}")
+    celery.worker_main(argv)
 
 
 @click.command("demo")

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -61,8 +66,34 @@ def _free_port(host: str, preferred: int) -> int:
             return int(sock.getsockname()[1])
 
 
+def start_worker(app: Flask) -> subprocess.Popen[bytes]:
+    """Start `academy worker` for the demo's data directory, in its own process group."""
+    settings = app.config["ACADEMY_SETTINGS"]
+    env = dict(os.environ)
+    env["ACADEMY_DATA_DIR"] = str(settings.data_dir)
+    env["ACADEMY_DATABASE_URL"] = settings.resolved_database_url()
+    env["ACADEMY_SECRET_KEY"] = app.config["SECRET_KEY"]
+    env["ACADEMY_COURSES_DIR"] = str(settings.courses_dir)
+    # nbgrader runs `alembic` by name: make this environment's scripts findable.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.Popen([sys.executable, "-m", "academy.cli", "worker", "--loglevel", "warning"],
+                            env=env, start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a child started in its own process group, politely first."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
-    """Initialise the database, seed demo data and serve until Ctrl-C."""
+    """Initialise the database, seed demo data, start a grading worker and serve until Ctrl-C."""
     from werkzeug.serving import run_simple
 
     from academy.cli import run_init
@@ -80,7 +111,12 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     click.echo("  accounts (email / password):")
     for email, role, password in accounts:
         click.echo(f"    {role:<10} {email:<30} {password}")
+    click.echo("  grading: one worker per core, embedded queue (academy worker)")
     click.echo("  Ctrl-C stops everything.")
     click.echo("")
-    with contextlib.suppress(KeyboardInterrupt):
-        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    worker = start_worker(app)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        stop_process(worker)

@@ -8,6 +8,7 @@ is set (``make test`` sets it), in which case they fail, so CI cannot pass by sk
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import uuid
@@ -70,18 +71,14 @@ def pg_database() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture
-def empty_database_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
-    """A database with no tables at all, of the current backend (for migration tests)."""
-    if db_backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
-        return
-    name = f"academy_empty_{uuid.uuid4().hex[:10]}"
+@contextlib.contextmanager
+def _throwaway_pg_database(prefix: str) -> Iterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any failure means "no usable server"
         service_unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {type(exc).__name__}")
     try:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
@@ -92,6 +89,23 @@ def empty_database_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
             ), {"n": name})
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture
+def empty_database_url(db_backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all, of the current backend (for migration tests)."""
+    if db_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    with _throwaway_pg_database("academy_empty") as url:
+        yield url
+
+
+@pytest.fixture
+def empty_pg_database() -> Iterator[str]:
+    """An empty PostgreSQL database of its own (for tests of the scale path)."""
+    with _throwaway_pg_database("academy_empty") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

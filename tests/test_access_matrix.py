@@ -35,6 +35,14 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "enrollment.enroll": ("roles", "admin", "instructor", "learner"),
     "enrollment.mine": ("roles", "admin", "instructor", "learner"),
     "enrollment.withdraw": ("roles", "admin", "instructor", "learner"),
+    "grading.assignment": ("roles", "admin", "instructor", "learner"),
+    "grading.download": ("roles", "admin", "instructor", "learner"),
+    "grading.submit": ("roles", "admin", "instructor", "learner"),
+    "grading.submission": ("roles", "admin", "instructor", "learner"),
+    "grading.submission_status": ("roles", "admin", "instructor", "learner"),
+    "grading.feedback": ("roles", "admin", "instructor", "learner"),
+    "grading.gradebook": ("roles", "admin", "instructor"),
+    "grading.regrade": ("roles", "admin", "instructor"),
     "admin.home": ("roles", "admin"),
     "admin.users": ("roles", "admin"),
     "admin.set_role": ("roles", "admin"),
@@ -86,6 +94,14 @@ def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "auth.reset_password": {"token": "not-a-token"},
         "web.set_language": {"code": "en"},
         "api.cohort": {"cohort_id": ids["cohort_id"]},
+        "grading.assignment": {"assignment_id": ids["assignment_id"]},
+        "grading.download": {"assignment_id": ids["assignment_id"], "name": "intro.ipynb"},
+        "grading.submit": {"assignment_id": ids["assignment_id"]},
+        "grading.submission": {"public_id": "00000000-0000-0000-0000-000000000000"},
+        "grading.submission_status": {"public_id": "00000000-0000-0000-0000-000000000000"},
+        "grading.feedback": {"public_id": "00000000-0000-0000-0000-000000000000"},
+        "grading.gradebook": {"assignment_id": ids["assignment_id"]},
+        "grading.regrade": {"assignment_id": ids["assignment_id"]},
     }
 
 
@@ -104,14 +120,18 @@ def _allowed(rule: tuple[str, ...], role: str) -> bool:
 
 @pytest.mark.app_config(WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
 @pytest.mark.parametrize("role", ROLES)
-def test_role_route_matrix(app: Flask, client: Any, make_user: Any, make_cohort: Any, role: str) -> None:
-    from academy.catalog.models import Course, Track
+def test_role_route_matrix(
+    app: Flask, client: Any, make_user: Any, make_track: Any, make_cohort: Any, role: str
+) -> None:
+    from academy.catalog.models import Assignment, Course, Track
     from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
     from academy.extensions import db
     from academy.users.models import User
     from tests.conftest import login
 
-    cohort_id = make_cohort(capacity=3)
+    # The instructor of this role matrix teaches the course, so role-level access is what is tested.
+    track_id = make_track(instructors=("matrix-instructor@example.kr",))
+    cohort_id = make_cohort(capacity=3, track_id=track_id)
     other_id = make_user("learner")
     with app.app_context():
         cohort = db.session.get(Cohort, cohort_id)
@@ -120,9 +140,10 @@ def test_role_route_matrix(app: Flask, client: Any, make_user: Any, make_cohort:
         db.session.commit()
         track = db.session.get(Track, cohort.track_id)
         ids = {"cohort_id": cohort_id, "other_id": other_id, "enrollment_id": enrollment.id,
-               "track_slug": track.slug, "course_slug": db.session.scalars(db.select(Course.slug)).first()}
+               "track_slug": track.slug, "course_slug": db.session.scalars(db.select(Course.slug)).first(),
+               "assignment_id": db.session.scalars(db.select(Assignment.id)).first()}
     if role != "anonymous":
-        user_id = make_user(role)
+        user_id = make_user(role, email="matrix-instructor@example.kr" if role == "instructor" else None)
         with app.app_context():
             email = db.session.get(User, user_id).email
         assert login(client, email).status_code == 302

@@ -12,7 +12,7 @@ from flask import Flask, url_for
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from academy.catalog.models import Track
+from academy.catalog.models import Assignment, Track
 from academy.extensions import db
 from academy.users.models import User
 from academy.web.access import public
@@ -69,7 +69,16 @@ def page_paths(app: Flask, make_cohort: Any) -> list[str]:
     cohort_id = make_cohort()
     with app.app_context():
         slug = db.session.scalar(db.select(Track.slug))
+        assignment_id = db.session.scalar(db.select(Assignment.id))
+    unknown_submission = "00000000-0000-0000-0000-000000000000"
     arguments = {
+        ("grading.assignment", "assignment_id"): assignment_id,
+        ("grading.gradebook", "assignment_id"): assignment_id,
+        ("grading.download", "assignment_id"): assignment_id,
+        ("grading.download", "name"): "intro.ipynb",
+        ("grading.submission", "public_id"): unknown_submission,
+        ("grading.submission_status", "public_id"): unknown_submission,
+        ("grading.feedback", "public_id"): unknown_submission,
         ("catalog.track", "slug"): slug,
         ("catalog.course", "slug"): f"{slug}-course",
         ("auth.reset_password", "token"): "not-a-valid-token",

@@ -80,8 +80,35 @@ def due_at(assignment: Assignment, cohort: Cohort) -> dt.datetime:
 
 
 def assignment_statuses(session: Session, user_id: int, assignment_ids: list[int]) -> dict[int, str]:
-    """Each assignment's status for this learner (no submissions exist yet: all not started)."""
-    return {assignment_id: "not_started" for assignment_id in assignment_ids}
+    """Each assignment's status for this learner: not started, submitted, or passed.
+
+    Passed means the attempt that counts (best or last, per the assignment's policy)
+    reaches the course's pass mark (``min_score_percent``, 60 by default).
+    """
+    from sqlalchemy import select
+
+    from academy.grading.models import Submission
+    from academy.grading.policy import counting_score
+
+    statuses = {assignment_id: "not_started" for assignment_id in assignment_ids}
+    if not assignment_ids:
+        return statuses
+    rows = session.execute(
+        select(Submission.assignment_id, Submission.attempt, Submission.score, Submission.max_score)
+        .where(Submission.user_id == user_id, Submission.assignment_id.in_(assignment_ids))
+    ).all()
+    by_assignment: dict[int, list[tuple[int, float | None, float]]] = {}
+    for assignment_id, attempt, score, max_score in rows:
+        by_assignment.setdefault(assignment_id, []).append((attempt, score, max_score))
+    assignments = {a.id: a for a in session.scalars(select(Assignment).where(Assignment.id.in_(by_assignment)))}
+    for assignment_id, attempts in by_assignment.items():
+        assignment = assignments[assignment_id]
+        score = counting_score([(a, s) for a, s, _m in attempts], assignment.policy("score_policy"))
+        maximum = max(m for _a, _s, m in attempts) or assignment.max_score
+        pass_mark = float(assignment.course.passing_rule.get("min_score_percent", 60))
+        passed = score is not None and maximum > 0 and 100 * score / maximum >= pass_mark
+        statuses[assignment_id] = "passed" if passed else "submitted"
+    return statuses
 
 
 def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None = None) -> list[TrackRow]:

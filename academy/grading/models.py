@@ -164,6 +164,7 @@ class GradingJob(db.Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     lease_until: Mapped[dt.datetime | None]
+    published_at: Mapped[dt.datetime | None]  # last time a message was sent for it
     worker: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]

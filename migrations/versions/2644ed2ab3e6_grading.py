@@ -114,6 +114,7 @@ def upgrade():
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('max_attempts', sa.Integer(), nullable=False),
     sa.Column('lease_until', academy.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('published_at', academy.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('worker', sa.String(length=200), nullable=True),
     sa.Column('created_at', academy.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_at', academy.db.UTCDateTime(timezone=True), nullable=True),

@@ -1,0 +1,100 @@
+"""Releasing assignment versions: nbgrader's student version of each source, kept per version.
+
+A release is a small nbgrader course directory of its own under the data directory
+(``releases/<course>/<assignment>/v<N>/``): the course's ``nbgrader_config.py``, the
+assignment's ``source/`` as it was, and ``release/`` made by ``generate_assignment``.
+Submissions point at the version they were made against, so grading uses the tests
+that learner saw even after the instructor publishes a new version; learners always
+download the latest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from academy.audit.services import record
+from academy.catalog.models import Assignment
+from academy.grading.models import AssignmentRelease
+
+CONFIG_NAME = "nbgrader_config.py"
+
+
+def source_hash(course_dir: Path, slug: str) -> str:
+    """SHA-256 over the assignment's source files (names and bytes) and the course config."""
+    digest = hashlib.sha256()
+    config = course_dir / CONFIG_NAME
+    if config.is_file():
+        digest.update(b"config\0" + config.read_bytes())
+    source = course_dir / "source" / slug
+    for path in sorted(p for p in source.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_release(session: Session, assignment: Assignment, data_dir: Path, *,
+                   actor_id: int | None = None, cache_dir: Path | None = None) -> AssignmentRelease:
+    """The release matching the assignment's current source, generated when new.
+
+    Raises whatever nbgrader raises for a source it cannot release (the catalog loader
+    has already checked the notebooks' structure).
+    """
+    from academy.grading.pipeline import release_notebooks
+
+    course_dir = Path(assignment.course.source_path)
+    digest = source_hash(course_dir, assignment.slug)
+    existing = session.scalar(
+        select(AssignmentRelease).where(
+            AssignmentRelease.assignment_id == assignment.id, AssignmentRelease.source_hash == digest
+        )
+    )
+    if existing is not None and Path(existing.path).is_dir():
+        return existing
+    latest = session.scalar(
+        select(AssignmentRelease.version).where(AssignmentRelease.assignment_id == assignment.id)
+        .order_by(AssignmentRelease.version.desc()).limit(1)
+    ) or 0
+    version = existing.version if existing is not None else latest + 1
+    target = Path(data_dir) / "releases" / assignment.course.slug / assignment.slug / f"v{version}"
+    staging = target.with_name(target.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "source").mkdir(parents=True)
+    if (course_dir / CONFIG_NAME).is_file():
+        shutil.copy2(course_dir / CONFIG_NAME, staging / CONFIG_NAME)
+    shutil.copytree(course_dir / "source" / assignment.slug, staging / "source" / assignment.slug,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    # Generated from the course directory itself (same bytes as the copy, checked by the
+    # hash above), whose stable path lets nbgrader's output be cached across data dirs.
+    released = release_notebooks(course_dir, assignment.slug, cache_dir=cache_dir or Path(data_dir) / "cache")
+    out = staging / "release" / assignment.slug
+    out.mkdir(parents=True)
+    for name, data in released.items():
+        (out / (name if name.endswith(".ipynb") else f"{name}.ipynb")).write_bytes(data)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    if existing is not None:
+        return existing
+    release = AssignmentRelease(assignment_id=assignment.id, version=version, source_hash=digest,
+                                path=str(target), created_by_id=actor_id)
+    session.add(release)
+    session.flush()
+    record("assignment.release", actor_id=actor_id, target_type="assignment", target_id=assignment.id,
+           version=version, source_hash=digest)
+    return release
+
+
+def release_all(session: Session, data_dir: Path, *, cache_dir: Path | None = None) -> int:
+    """Make sure every active assignment has a release of its current source; returns how many were new."""
+    created = 0
+    for assignment in session.scalars(select(Assignment).where(Assignment.active.is_(True))):
+        before = session.scalar(select(AssignmentRelease.id).where(
+            AssignmentRelease.assignment_id == assignment.id,
+            AssignmentRelease.source_hash == source_hash(Path(assignment.course.source_path), assignment.slug),
+        ))
+        ensure_release(session, assignment, data_dir, cache_dir=cache_dir)
+        created += before is None
+    return created

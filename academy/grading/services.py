@@ -1,0 +1,303 @@
+"""Submitting, recording grades and regrading.
+
+``submit`` validates and stores a learner's notebooks and records the submission and
+its grading job in the caller's transaction; the caller commits and only then queues
+the job (``academy.jobs.enqueue_grading``), so a worker never looks for a row that is
+not there yet.  ``record_result`` writes what the grader found, idempotently: grading
+the same submission again replaces its cell scores and leaves one score.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from academy.audit.services import record
+from academy.catalog.models import Assignment
+from academy.db import utcnow
+from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
+from academy.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from academy.grading import policy as grading_policy
+from academy.grading.models import (
+    AssignmentRelease,
+    CellScore,
+    Extension,
+    GradingJob,
+    JobState,
+    Submission,
+    SubmissionFile,
+    SubmissionStatus,
+)
+from academy.grading.preflight import PreflightReport, check_notebook
+from academy.grading.storage import BlobStore
+from academy.grading.validation import UngradableInput, load_notebook
+from academy.users.models import User
+
+
+def current_release(session: Session, assignment: Assignment) -> AssignmentRelease:
+    """The latest released version of ``assignment``. Raises NotFound when none exists."""
+    release = session.scalar(
+        select(AssignmentRelease)
+        .where(AssignmentRelease.assignment_id == assignment.id)
+        .order_by(AssignmentRelease.version.desc())
+        .limit(1)
+    )
+    if release is None:
+        raise NotFound(_("This assignment has not been released yet."))
+    return release
+
+
+def learner_cohort(session: Session, assignment: Assignment, user: User) -> Cohort:
+    """The cohort through which ``user`` takes ``assignment``'s course.
+
+    Raises PermissionDenied when the user is not enrolled in a cohort of its track.
+    """
+    cohort = session.scalar(
+        select(Cohort)
+        .join(Enrollment, Enrollment.cohort_id == Cohort.id)
+        .where(
+            Enrollment.user_id == user.id,
+            Enrollment.status == EnrollmentStatus.enrolled,
+            Cohort.track_id == assignment.course.track_id,
+        )
+        .order_by(Cohort.starts_at.desc())
+        .limit(1)
+    )
+    if cohort is None:
+        raise PermissionDenied(_("You are not enrolled in a cohort of this course."))
+    return cohort
+
+
+def deadline_for(session: Session, assignment: Assignment, user: User, cohort: Cohort) -> dt.datetime:
+    """The learner's deadline: a personal extension if granted, else the cohort's."""
+    from academy.dashboard.services import due_at
+
+    extension = session.scalar(
+        select(Extension).where(Extension.assignment_id == assignment.id, Extension.user_id == user.id)
+    )
+    return extension.due_at if extension is not None else due_at(assignment, cohort)
+
+
+@dataclass
+class Preflight:
+    """Preflight of every notebook of a submission."""
+
+    reports: list[PreflightReport]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+    @property
+    def restorable(self) -> bool:
+        return not self.ok and all(r.ok or r.restorable for r in self.reports)
+
+
+def released_notebook(release: AssignmentRelease, name: str) -> bytes:
+    """The released (student) version of one notebook of ``release``."""
+    from pathlib import Path
+
+    path = Path(release.path) / "release" / release.assignment.slug / name
+    if not path.is_file():
+        raise NotFound(_("No such notebook in this assignment."))
+    return path.read_bytes()
+
+
+def preflight(release: AssignmentRelease, files: dict[str, bytes]) -> Preflight:
+    """Parse and compare each uploaded notebook with the released version.
+
+    Raises ValidationFailed (with a learner-readable message) for a file that is not a
+    notebook of this assignment at all.
+    """
+    expected = list(release.assignment.notebooks)
+    if not files:
+        raise ValidationFailed(_("Choose the notebook file to submit."))
+    unknown = sorted(set(files) - set(expected))
+    if unknown:
+        raise ValidationFailed(
+            _("'%(name)s' is not a notebook of this assignment. Expected: %(expected)s",
+              name=unknown[0], expected=", ".join(expected))
+        )
+    missing = sorted(set(expected) - set(files))
+    if missing:
+        raise ValidationFailed(_("Also submit: %(names)s", names=", ".join(missing)))
+    reports = []
+    for name, data in sorted(files.items()):
+        try:
+            submitted = load_notebook(data, name)
+        except UngradableInput as exc:
+            raise ValidationFailed(
+                _("'%(name)s' could not be read as a Jupyter notebook (%(reason)s). Nothing was submitted.",
+                  name=name, reason=str(exc))
+            ) from None
+        released = load_notebook(released_notebook(release, name), name)
+        reports.append(check_notebook(name, submitted, released))
+    return Preflight(reports)
+
+
+def submit(
+    session: Session,
+    *,
+    assignment: Assignment,
+    user: User,
+    files: dict[str, bytes],
+    store: BlobStore,
+    origin: str = "upload",
+    now: dt.datetime | None = None,
+) -> tuple[Submission, GradingJob]:
+    """Accept a learner's notebooks: check, store immutably, record, and create a grading job.
+
+    Raises PermissionDenied (not enrolled), NotFound (not released), ValidationFailed
+    (not a valid notebook of this assignment, preflight problems, too late under a
+    refusing policy) and Conflict (no attempts left, or a simultaneous submission).
+    Nothing is recorded when it raises; stored blobs without a row are harmless.
+    """
+    now = now or utcnow()
+    if not assignment.active:
+        raise NotFound(_("This assignment is no longer offered."))
+    cohort = learner_cohort(session, assignment, user)
+    release = current_release(session, assignment)
+    checked = preflight(release, files)
+    if not checked.ok:
+        problems = [issue.message for report in checked.reports for issue in report.issues
+                    if issue.code != "unknown_cell"]
+        raise ValidationFailed(" ".join(problems))
+    due = deadline_for(session, assignment, user, cohort)
+    late = grading_policy.lateness(now, due, assignment.grading or {})
+    previous = session.scalar(
+        select(func.count()).select_from(Submission)
+        .where(Submission.assignment_id == assignment.id, Submission.user_id == user.id)
+    ) or 0
+    max_attempts = assignment.policy("max_attempts")
+    if max_attempts is not None and previous >= max_attempts:
+        raise Conflict(_("You have used all %(n)d attempts for this assignment.", n=max_attempts))
+
+    stored = {name: (store.put(data), len(data)) for name, data in files.items()}
+    submission = Submission(
+        assignment_id=assignment.id,
+        user_id=user.id,
+        release_id=release.id,
+        attempt=previous + 1,
+        origin=origin,
+        submitted_at=now,
+        due_at=due,
+        late_days=late.late_days,
+        penalty_percent=late.penalty_percent,
+        status=SubmissionStatus.queued,
+        max_score=assignment.max_score,
+        files=[SubmissionFile(name=name, sha256=digest, size=size) for name, (digest, size) in stored.items()],
+    )
+    try:
+        with session.begin_nested():
+            session.add(submission)
+    except IntegrityError:
+        raise Conflict(_("Another submission of yours was being saved at the same moment. Try again.")) from None
+    job = GradingJob(submission=submission, reason="submit", requested_by_id=user.id)
+    session.add(job)
+    session.flush()
+    record("submission.create", actor_id=user.id, target_type="submission", target_id=submission.id,
+           assignment=assignment.slug, attempt=submission.attempt,
+           files={name: digest for name, (digest, _size) in stored.items()})
+    return submission, job
+
+
+# --- results -------------------------------------------------------------------------
+
+
+def record_result(session: Session, submission: Submission, result: dict[str, Any],
+                  *, feedback_sha256: str | None = None) -> Submission:
+    """Write a grading result (the ``academy grade --json`` shape) onto ``submission``.
+
+    Idempotent: the cell scores are replaced, so grading twice leaves one set of scores.
+    A ``grader_error`` result never carries a score.
+    """
+    status = SubmissionStatus(result["status"])
+    session.execute(delete(CellScore).where(CellScore.submission_id == submission.id))
+    session.expire(submission, ["cells"])
+    if status.has_score:
+        for notebook in result.get("notebooks", []):
+            for cell in notebook.get("cells", []):
+                session.add(CellScore(
+                    submission_id=submission.id,
+                    notebook=notebook["name"],
+                    grade_id=cell["grade_id"],
+                    score=cell.get("score"),
+                    max_score=float(cell.get("max_score") or 0.0),
+                    hidden=bool(cell.get("hidden", False)),
+                    manual=bool(cell.get("needs_manual_grading", False)),
+                    error=cell.get("error"),
+                ))
+        raw = float(result.get("score") or 0.0)
+        submission.raw_score = raw
+        submission.score = grading_policy.apply_penalty(raw, submission.penalty_percent)
+    else:
+        submission.raw_score = None
+        submission.score = None
+    submission.max_score = float(result.get("max_score") or submission.max_score or 0.0)
+    submission.status = status
+    submission.problems = list(result.get("problems", []))
+    flags = list(result.get("flags", []))
+    submission.flagged = bool(flags)
+    submission.flag_reasons = flags
+    submission.feedback_sha256 = feedback_sha256
+    submission.graded_at = utcnow()
+    session.flush()
+    return submission
+
+
+def regrade(session: Session, submissions: list[Submission], *, actor: User) -> list[GradingJob]:
+    """Queue a new grading of each submission (after a test was fixed); returns the jobs.
+
+    The caller checks that ``actor`` may manage the course, commits, then queues the jobs.
+    """
+    jobs = []
+    for submission in submissions:
+        submission.status = SubmissionStatus.queued
+        job = GradingJob(submission=submission, reason="regrade", requested_by_id=actor.id)
+        session.add(job)
+        jobs.append(job)
+        record("submission.regrade", actor_id=actor.id, target_type="submission", target_id=submission.id,
+               previous_score=submission.score)
+    session.flush()
+    return jobs
+
+
+def get_submission_for(session: Session, public_id: str, user: User) -> Submission:
+    """A submission by its public id, visible to its learner, the course's staff and admins.
+
+    Raises NotFound otherwise (so ids of others' work reveal nothing).
+    """
+    from academy.permissions import can_manage_course
+
+    submission = session.scalar(select(Submission).where(Submission.public_id == public_id))
+    if submission is None or (
+        submission.user_id != user.id and not can_manage_course(user, submission.assignment.course)
+    ):
+        raise NotFound(_("No such submission."))
+    return submission
+
+
+def submissions_of(session: Session, assignment: Assignment, user: User) -> list[Submission]:
+    """A learner's attempts at an assignment, newest first."""
+    return list(session.scalars(
+        select(Submission)
+        .where(Submission.assignment_id == assignment.id, Submission.user_id == user.id)
+        .order_by(Submission.attempt.desc())
+    ))
+
+
+def pending_jobs(session: Session, *, older_than: dt.timedelta, now: dt.datetime | None = None) -> list[GradingJob]:
+    """Queued jobs waiting longer than ``older_than`` and running jobs whose lease ran out."""
+    now = now or utcnow()
+    return list(session.scalars(
+        select(GradingJob).where(
+            ((GradingJob.state == JobState.queued) & (GradingJob.created_at < now - older_than))
+            | ((GradingJob.state == JobState.running) & (GradingJob.lease_until < now))
+        ).order_by(GradingJob.id)
+    ))

@@ -1,0 +1,244 @@
+"""Assignment pages: download, submit (with preflight), follow grading, see scores and feedback."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+
+from academy.catalog.models import Assignment
+from academy.db import utcnow
+from academy.errors import AcademyError, NotFound
+from academy.extensions import db, limiter
+from academy.grading import services
+from academy.grading.models import Submission
+from academy.grading.preflight import restore_missing_cells
+from academy.grading.storage import feedback_store, submission_store
+from academy.grading.validation import load_notebook
+from academy.permissions import can_manage_course
+from academy.web.access import login_required, staff_required
+
+bp = Blueprint("grading", __name__)
+
+_PENDING_SALT = "academy.pending-upload"
+PENDING_MAX_AGE = 3600
+
+
+def _store() -> Any:
+    return submission_store(current_app.config["ACADEMY_DATA_DIR"])
+
+
+def _assignment_or_404(assignment_id: int) -> Assignment:
+    assignment = db.session.get(Assignment, assignment_id)
+    if assignment is None or not assignment.active or not assignment.course.active:
+        abort(404)
+    return assignment
+
+
+def _may_take(assignment: Assignment) -> bool:
+    try:
+        services.learner_cohort(db.session, assignment, current_user)
+    except AcademyError:
+        return False
+    return True
+
+
+def _check_access(assignment: Assignment) -> bool:
+    """Enrolled learners take the assignment; the course's staff may look. Others get a 404."""
+    staff = can_manage_course(current_user, assignment.course)
+    if not staff and not _may_take(assignment):
+        abort(404)
+    return staff
+
+
+@bp.route("/assignments/<id:assignment_id>")
+@login_required
+def assignment(assignment_id: int) -> Any:
+    """An assignment: its notebooks, deadline, attempts, and the upload form."""
+    row = _assignment_or_404(assignment_id)
+    staff = _check_access(row)
+    context: dict[str, Any] = {"assignment": row, "staff": staff, "attempts": [], "due": None, "release": None}
+    with contextlib.suppress(NotFound):
+        context["release"] = services.current_release(db.session, row)
+    context["can_submit"] = _may_take(row)
+    if context["can_submit"]:
+        cohort = services.learner_cohort(db.session, row, current_user)
+        context["due"] = services.deadline_for(db.session, row, current_user, cohort)
+        context["attempts"] = services.submissions_of(db.session, row, current_user)
+    max_attempts = row.policy("max_attempts")
+    context["attempts_left"] = None if max_attempts is None else max(max_attempts - len(context["attempts"]), 0)
+    context["now"] = utcnow()
+    return render_template("grading/assignment.html", **context)
+
+
+@bp.route("/assignments/<id:assignment_id>/notebooks/<name>")
+@login_required
+def download(assignment_id: int, name: str) -> Any:
+    """The released (student) version of one notebook, to work on offline or in the lab."""
+    row = _assignment_or_404(assignment_id)
+    _check_access(row)
+    release = services.current_release(db.session, row)
+    if name not in row.notebooks:
+        abort(404)
+    data = services.released_notebook(release, name)
+    return Response(data, mimetype="application/x-ipynb+json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _uploaded_files() -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for storage in request.files.getlist("notebooks"):
+        if not storage or not storage.filename:
+            continue
+        name = storage.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        files[name] = storage.read()
+    return files
+
+
+def _pending_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_PENDING_SALT)
+
+
+@bp.route("/assignments/<id:assignment_id>/submit", methods=["POST"])
+@login_required
+@limiter.limit("30 per minute")
+def submit(assignment_id: int) -> Any:
+    """Upload notebooks; preflight them; accept, or explain what is wrong and offer to restore."""
+    row = _assignment_or_404(assignment_id)
+    if not _may_take(row):
+        abort(404)
+    pending = request.form.get("pending")
+    if pending:
+        try:
+            payload = _pending_serializer().loads(pending, max_age=PENDING_MAX_AGE)
+        except BadSignature:
+            flash(_("That upload has expired. Please choose the file again."), "danger")
+            return redirect(url_for("grading.assignment", assignment_id=row.id))
+        if payload.get("assignment") != row.id or payload.get("user") != current_user.id:
+            abort(404)
+        files = {name: _store().get(digest) for name, digest in payload["files"].items()}
+    else:
+        files = _uploaded_files()
+    try:
+        release = services.current_release(db.session, row)
+        if request.form.get("restore") == "1":
+            files = _restored(release, files)
+        checked = services.preflight(release, files)
+        if not checked.ok:
+            token = _pending_serializer().dumps({
+                "assignment": row.id, "user": current_user.id,
+                "files": {name: _store().put(data) for name, data in files.items()},
+            })
+            return render_template("grading/preflight.html", assignment=row, report=checked, pending=token), 422
+        submission, job = services.submit(db.session, assignment=row, user=current_user, files=files,
+                                          store=_store(), origin="upload")
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+        return redirect(url_for("grading.assignment", assignment_id=row.id)), 303
+    db.session.commit()
+    from academy.grading.worker import publish
+
+    publish([job.id])
+    flash(_("Your notebook was received (attempt %(n)d). Grading has started.", n=submission.attempt), "success")
+    return redirect(url_for("grading.submission", public_id=submission.public_id), 303)
+
+
+def _restored(release: Any, files: dict[str, bytes]) -> dict[str, bytes]:
+    import nbformat
+
+    restored = {}
+    for name, data in files.items():
+        mine = load_notebook(data, name)
+        original = load_notebook(services.released_notebook(release, name), name)
+        restored[name] = nbformat.writes(restore_missing_cells(mine, original)).encode("utf-8")
+    return restored
+
+
+def _visible_cells(submission: Submission) -> tuple[list[Any], bool]:
+    """The cell scores this viewer may see, and whether hidden-test results are held back."""
+    staff = can_manage_course(current_user, submission.assignment.course)
+    hold = (
+        not staff
+        and submission.assignment.policy("hidden_tests") == "after_deadline"
+        and submission.due_at is not None
+        and utcnow() < submission.due_at
+    )
+    cells = [c for c in submission.cells if not (hold and c.hidden)]
+    return cells, hold
+
+
+@bp.route("/submissions/<public_id>")
+@login_required
+def submission(public_id: str) -> Any:
+    """A submission: live status, then per-question scores and feedback."""
+    row = services.get_submission_for(db.session, public_id, current_user)
+    cells, held = _visible_cells(row)
+    return render_template("grading/submission.html", submission=row, cells=cells, held=held)
+
+
+@bp.route("/submissions/<public_id>/status")
+@login_required
+def submission_status(public_id: str) -> Any:
+    """The status as JSON, polled by the submission page until grading finishes."""
+    row = services.get_submission_for(db.session, public_id, current_user)
+    return jsonify({"status": row.status.value, "finished": row.status.finished})
+
+
+@bp.route("/submissions/<public_id>/feedback")
+@login_required
+def feedback(public_id: str) -> Any:
+    """nbgrader's feedback page, served in a sandbox where no script runs and nothing loads."""
+    row = services.get_submission_for(db.session, public_id, current_user)
+    if not row.feedback_sha256:
+        abort(404)
+    _cells, held = _visible_cells(row)
+    if held:
+        abort(404)  # the feedback page shows hidden-test output: only after the deadline
+    html = feedback_store(current_app.config["ACADEMY_DATA_DIR"]).get(row.feedback_sha256)
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; sandbox"
+    )
+    return response
+
+
+@bp.route("/assignments/<id:assignment_id>/gradebook")
+@staff_required
+def gradebook(assignment_id: int) -> Any:
+    """Instructor view of an assignment: every attempt, with scores, flags and regrading."""
+    row = _assignment_or_404(assignment_id)
+    if not can_manage_course(current_user, row.course):
+        abort(403)
+    rows = db.session.scalars(
+        select(Submission).where(Submission.assignment_id == row.id)
+        .order_by(Submission.user_id, Submission.attempt.desc())
+    ).all()
+    return render_template("grading/gradebook.html", assignment=row, submissions=rows)
+
+
+@bp.route("/assignments/<id:assignment_id>/regrade", methods=["POST"])
+@staff_required
+def regrade(assignment_id: int) -> Any:
+    """Regrade one submission, one learner's attempts, or the whole assignment."""
+    row = _assignment_or_404(assignment_id)
+    if not can_manage_course(current_user, row.course):
+        abort(403)
+    query = select(Submission).where(Submission.assignment_id == row.id)
+    if request.form.get("submission"):
+        query = query.where(Submission.public_id == request.form["submission"])
+    elif request.form.get("user", type=int):
+        query = query.where(Submission.user_id == request.form.get("user", type=int))
+    targets = list(db.session.scalars(query))
+    jobs = services.regrade(db.session, targets, actor=current_user)
+    db.session.commit()
+    from academy.grading.worker import publish
+
+    publish([job.id for job in jobs])
+    flash(_("%(n)d submissions will be graded again.", n=len(jobs)), "info")
+    return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)

@@ -1,0 +1,227 @@
+"""Running grading jobs: claim with a lease, grade, record once.
+
+A job is claimed by a conditional UPDATE (queued, or running with an expired lease,
+and attempts left); while grading, a heartbeat thread extends the lease; the result
+is written only if this worker still holds the job (same worker and attempt), in the
+same transaction that marks the job done.  A worker killed mid-job simply stops
+renewing its lease: the sweeper re-sends the job, another worker claims it, and the
+result is recorded once.  After ``max_attempts`` the submission shows
+``grader_error`` — never a zero score.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import update
+
+from academy.db import utcnow
+from academy.extensions import db
+from academy.grading.models import GradingJob, JobState, Submission, SubmissionStatus
+from academy.grading.services import pending_jobs, record_result
+from academy.grading.storage import feedback_store, submission_store
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60
+HEARTBEAT_SECONDS = 15
+REQUEUE_QUEUED_AFTER = dt.timedelta(minutes=2)
+
+
+def worker_name() -> str:
+    """Identifies this process in job rows."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(job_id: int, worker: str, *, now: dt.datetime | None = None) -> int | None:
+    """Take the job if it is free; returns the attempt number, or None when not ours to run."""
+    now = now or utcnow()
+    result = db.session.execute(
+        update(GradingJob)
+        .where(
+            GradingJob.id == job_id,
+            GradingJob.attempts < GradingJob.max_attempts,
+            (GradingJob.state == JobState.queued)
+            | ((GradingJob.state == JobState.running) & (GradingJob.lease_until < now)),
+        )
+        .values(
+            state=JobState.running,
+            attempts=GradingJob.attempts + 1,
+            lease_until=now + dt.timedelta(seconds=lease_seconds()),
+            worker=worker,
+            started_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        return None
+    job = db.session.get(GradingJob, job_id)
+    db.session.refresh(job)
+    job.submission.status = SubmissionStatus.grading
+    attempt = job.attempts
+    db.session.commit()
+    return attempt
+
+
+def lease_seconds() -> int:
+    """How long a claim lasts without a heartbeat (configurable for tests)."""
+    return int(current_app.config.get("ACADEMY_JOB_LEASE_SECONDS", LEASE_SECONDS))
+
+
+class _Heartbeat(threading.Thread):
+    """Extends the job's lease while grading runs, on its own connection."""
+
+    def __init__(self, app: object, job_id: int, worker: str, attempt: int) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.app, self.job_id, self.worker, self.attempt = app, job_id, worker, attempt
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        interval = min(HEARTBEAT_SECONDS, max(lease_seconds_for(self.app) / 3, 0.5))
+        while not self.stopped.wait(interval):
+            with self.app.app_context():  # type: ignore[attr-defined]
+                try:
+                    db.session.execute(
+                        update(GradingJob)
+                        .where(GradingJob.id == self.job_id, GradingJob.worker == self.worker,
+                               GradingJob.attempts == self.attempt, GradingJob.state == JobState.running)
+                        .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds()))
+                        .execution_options(synchronize_session=False)
+                    )
+                    db.session.commit()
+                except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
+                    db.session.rollback()
+                    log.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
+                finally:
+                    db.session.remove()
+
+
+def lease_seconds_for(app: object) -> float:
+    return float(app.config.get("ACADEMY_JOB_LEASE_SECONDS", LEASE_SECONDS))  # type: ignore[attr-defined]
+
+
+def _grade(submission: Submission) -> tuple[dict, bytes | None]:
+    """Run the grading pipeline on a stored submission; returns (result JSON, feedback HTML)."""
+    from academy.grading.pipeline import grade_submission
+
+    data_dir = Path(current_app.config["ACADEMY_DATA_DIR"])
+    store = submission_store(data_dir)
+    notebooks = {f.name: store.get(f.sha256) for f in submission.files}
+    result = grade_submission(
+        Path(submission.release.path),
+        submission.assignment.slug,
+        notebooks,
+        student_id=f"s{submission.id}",
+        feedback=True,
+        work_root=data_dir / "work",
+        cache_dir=data_dir / "cache",  # shared with releases.ensure_release
+    )
+    return result.to_json(), result.feedback_html()
+
+
+def run_job(job_id: int) -> str:
+    """Claim and run one grading job; returns what happened (for logs and tests)."""
+    worker = worker_name()
+    attempt = claim(job_id, worker)
+    if attempt is None:
+        return "skipped"
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    heartbeat = _Heartbeat(app, job_id, worker, attempt)
+    heartbeat.start()
+    try:
+        job = db.session.get(GradingJob, job_id)
+        submission = job.submission
+        try:
+            result, feedback = _grade(submission)
+            error = None
+        except Exception as exc:  # noqa: BLE001 - any failure here is the grader's, not the learner's
+            log.exception("grading job %s failed", job_id)
+            result, feedback, error = None, None, f"{type(exc).__name__}: {exc}"
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join(timeout=5)
+
+    return _finish(job_id, worker, attempt, result, feedback, error)
+
+
+def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedback: bytes | None,
+            error: str | None) -> str:
+    """Record the outcome if this worker still holds the job."""
+    now = utcnow()
+    if result is not None:
+        target = JobState.done
+    else:
+        job = db.session.get(GradingJob, job_id)
+        target = JobState.failed if attempt >= job.max_attempts else JobState.queued
+    owned = db.session.execute(
+        update(GradingJob)
+        .where(GradingJob.id == job_id, GradingJob.worker == worker, GradingJob.attempts == attempt,
+               GradingJob.state == JobState.running)
+        .values(state=target, finished_at=now, lease_until=None, error=error)
+        .execution_options(synchronize_session=False)
+    )
+    if owned.rowcount != 1:
+        db.session.rollback()
+        log.warning("job %s was taken over by another worker; dropping this result", job_id)
+        return "lost"
+    job = db.session.get(GradingJob, job_id)
+    db.session.refresh(job)
+    submission = job.submission
+    if result is not None:
+        digest = feedback_store(Path(current_app.config["ACADEMY_DATA_DIR"])).put(feedback) if feedback else None
+        record_result(db.session, submission, result, feedback_sha256=digest)
+    elif target is JobState.failed:
+        record_result(db.session, submission, {"status": "grader_error", "problems": [error or "grader error"]})
+    else:
+        submission.status = SubmissionStatus.queued
+    db.session.commit()
+    if target is JobState.queued:
+        from academy.jobs import enqueue_grading
+
+        _publish(job_id)
+        enqueue_grading(job_id)
+    return target.value
+
+
+def _publish(job_id: int) -> None:
+    db.session.execute(
+        update(GradingJob).where(GradingJob.id == job_id).values(published_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def publish(job_ids: list[int]) -> None:
+    """Send the messages for jobs just committed (and note when they were sent)."""
+    from academy.jobs import enqueue_grading
+
+    for job_id in job_ids:
+        _publish(job_id)
+        enqueue_grading(job_id)
+
+
+def requeue_stale(*, now: dt.datetime | None = None) -> int:
+    """Re-send jobs that look lost: running with an expired lease, or queued and unsent for long."""
+    now = now or utcnow()
+    stale = []
+    for job in pending_jobs(db.session, older_than=REQUEUE_QUEUED_AFTER, now=now):
+        if job.state is JobState.queued and job.published_at and job.published_at > now - REQUEUE_QUEUED_AFTER:
+            continue
+        if job.attempts >= job.max_attempts:
+            # Its last worker died: give up rather than loop on a poison notebook.
+            job.state = JobState.failed
+            job.finished_at = now
+            record_result(db.session, job.submission,
+                          {"status": "grader_error", "problems": ["the grading worker stopped repeatedly"]})
+            continue
+        stale.append(job.id)
+    db.session.commit()
+    publish(stale)
+    return len(stale)
