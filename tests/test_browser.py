@@ -276,3 +276,73 @@ def test_korean_learner_registers_signs_in_and_enrolls(page: Any, portal: Portal
         hint = (" (the browser asks for /favicon.ico when a page declares no icon: base.html needs a"
                 " <link rel=\"icon\"> to a file under static/, or the app a /favicon.ico route)")
     assert not problems_found, f"browser problems during the journey: {problems_found}{hint}"
+
+
+def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, page: Any) -> None:
+    """Upload on the assignment page, watch the status change without reloading, read the score.
+
+    A real `academy worker` (embedded queue) grades the notebook in the sandbox.
+    """
+    from playwright.sync_api import expect
+    from werkzeug.serving import make_server
+
+    from academy import create_app
+    from academy.catalog.models import Assignment
+    from academy.catalog.services import list_tracks
+    from academy.cli import run_init
+    from academy.db import utcnow
+    from academy.demo import start_worker, stop_process
+    from academy.enrollment.services import create_cohort, request_enrollment
+    from academy.extensions import db
+    from academy.users.models import Role
+    from academy.users.services import create_user
+
+    app = create_app({"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
+                      "secret_key": "x" * 40, "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False})
+    with app.app_context():
+        run_init(quiet=True)
+        track = list_tracks(db.session)[0]
+        start = utcnow().replace(microsecond=0)
+        cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
+                               ends_at=start + dt.timedelta(days=60), capacity=30, actor_id=None)
+        learner = create_user(db.session, "submitter@example.kr", "submit-pass-123", Role.learner, name="김제출")
+        learner.consent_at = utcnow()
+        request_enrollment(db.session, cohort, learner)
+        db.session.commit()
+        assignment_id = db.session.scalar(db.select(Assignment.id).where(Assignment.slug == "01-pandas-basics"))
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    worker = start_worker(app)
+    base = f"http://127.0.0.1:{server.server_port}"
+    problems = Problems()
+    problems.attach(page)
+    try:
+        page.goto(f"{base}/login")
+        page.fill("#email", "submitter@example.kr")
+        page.fill("#password", "submit-pass-123")
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+        page.goto(f"{base}/dashboard")
+        with page.expect_navigation():
+            page.locator(f"a[href='/assignments/{assignment_id}']").click()
+        expect(page.locator("main h1")).to_contain_text("pandas")
+        page.set_input_files("#notebooks", str(ROOT / "courses/python-data/source/01-pandas-basics/production_log.ipynb"))
+        with page.expect_navigation():
+            page.locator("form.dropzone-form button[type=submit]").click()
+        assert "/submissions/" in page.url
+        expect(page.locator("main .alert-success")).to_contain_text("채점을 시작했습니다")
+        page.screenshot(path=str(ARTIFACTS / "04-submitted.png"), full_page=True)
+        # The page reloads itself when grading finishes; no action from the learner.
+        expect(page.locator("main h1 .status-graded")).to_be_visible(timeout=120_000)
+        expect(page.locator("main .display-6")).to_contain_text("/ 10")
+        page.screenshot(path=str(ARTIFACTS / "05-graded.png"), full_page=True)
+        assert not any(problems.as_dict().values()), problems.as_dict()
+    finally:
+        stop_process(worker)
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()

@@ -132,6 +132,12 @@ def _submit(app: Flask, assignment_id: int, user_id: int, data: bytes) -> tuple[
         return ids
 
 
+def _dispose(app: Flask) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
 def _wait(app: Flask, predicate: Any, timeout: float, workers: Workers) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -186,6 +192,7 @@ def test_embedded_queue_grades_a_submission(tmp_path: Path) -> None:
             assert submission.feedback_sha256
     finally:
         workers.stop_all()
+        _dispose(app)
 
 
 def test_a_worker_killed_mid_job_loses_nothing_and_the_grade_is_recorded_once(
@@ -216,3 +223,4 @@ def test_a_worker_killed_mid_job_loses_nothing_and_the_grade_is_recorded_once(
             assert len(grade_ids) == len(set(grade_ids)) > 0, "each cell recorded once"
     finally:
         workers.stop_all()
+        _dispose(app)

@@ -290,3 +290,67 @@ def test_results_are_recorded_once_and_hidden_tests_wait_for_the_deadline(
     page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
     assert "visible_one" in page and "secret_one" not in page
     assert client.get(f"/submissions/{public_id}/status").get_json()["finished"] is True
+
+
+def test_run_job_grades_in_process_and_a_second_run_is_a_no_op(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int
+) -> None:
+    from academy.grading.worker import run_job
+
+    response = upload(client, course["assignment_id"], {NAME: SOURCE.read_bytes()})
+    public_id = response.headers["Location"].rsplit("/", 1)[-1]
+    with app.app_context():
+        job_id = db.session.scalar(db.select(GradingJob.id))
+        assert run_job(job_id) == "done"
+        assert run_job(job_id) == "skipped"  # idempotent: a duplicate message changes nothing
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        assert submission.status is SubmissionStatus.graded
+        autograded = [c for c in submission.cells if not c.manual]
+        assert autograded and all(c.score == c.max_score for c in autograded)
+        assert all(c.hidden for c in autograded), "the sample's test cells all hold hidden tests"
+        assert submission.feedback_sha256
+        total = f"{submission.score:.1f}"
+    page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
+    assert "status-graded" in page
+    assert "<code>test_add_defect_rate</code>" not in page, "hidden-test results wait for the deadline"
+    assert f">{total} <" not in page, "neither does the total, which would give them away"
+    feedback = client.get(f"/submissions/{public_id}/feedback")
+    if feedback.status_code == 200:  # hidden tests are held until the deadline by default
+        assert "sandbox" in feedback.headers["Content-Security-Policy"]
+
+
+def test_a_regrade_that_changes_the_score_tells_the_learner(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, make_user: Any
+) -> None:
+    from academy.grading.services import record_result, regrade
+    from academy.grading.worker import _finish, claim, worker_name
+    from academy.mail.models import OutboxMessage
+    from academy.users.models import User
+
+    response = upload(client, course["assignment_id"], {NAME: SOURCE.read_bytes()})
+    public_id = response.headers["Location"].rsplit("/", 1)[-1]
+    instructor = make_user("instructor")
+    first = {"status": "graded", "score": 4.0, "max_score": 10.0, "problems": [], "notebooks": []}
+    fixed = {"status": "graded", "score": 9.0, "max_score": 10.0, "problems": [], "notebooks": []}
+    with app.app_context():
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        record_result(db.session, submission, first)
+        [job] = regrade(db.session, [submission], actor=db.session.get(User, instructor))
+        db.session.commit()
+        attempt = claim(job.id, worker_name())
+        assert _finish(job.id, worker_name(), attempt, fixed, None, None) == "done"
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        assert submission.score == 9.0
+        mail = db.session.scalars(db.select(OutboxMessage).where(
+            OutboxMessage.recipient == submission.user.email)).all()
+        assert any("9" in m.body and "4" in m.body for m in mail)
+
+
+def test_only_the_course_staff_see_the_gradebook(
+    app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any
+) -> None:
+    login_as("instructor")  # an instructor, but not of this course
+    assert client.get(f"/assignments/{course['assignment_id']}/gradebook").status_code == 403
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+    login_as("instructor", email="instructor@demo.academy.kr")  # named in the course manifest
+    assert client.get(f"/assignments/{course['assignment_id']}/gradebook").status_code == 200

@@ -98,3 +98,26 @@ def release_all(session: Session, data_dir: Path, *, cache_dir: Path | None = No
         ensure_release(session, assignment, data_dir, cache_dir=cache_dir)
         created += before is None
     return created
+
+
+def hidden_test_cells(release: AssignmentRelease) -> set[tuple[str, str]]:
+    """``(notebook stem, grade_id)`` of the release's test cells that hold hidden tests.
+
+    Read from the release's own copy of the source, so it matches what was graded.
+    """
+    import json
+
+    found: set[tuple[str, str]] = set()
+    source = Path(release.path) / "source" / release.assignment.slug
+    for path in sorted(source.glob("*.ipynb")):
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        for cell in cells:
+            meta = (cell.get("metadata") or {}).get("nbgrader") or {}
+            text = cell.get("source", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if meta.get("grade_id") and "BEGIN HIDDEN TESTS" in text:
+                found.add((path.stem, meta["grade_id"]))
+    return found

@@ -221,7 +221,11 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
     session.execute(delete(CellScore).where(CellScore.submission_id == submission.id))
     session.expire(submission, ["cells"])
     if status.has_score:
+        from academy.grading.releases import hidden_test_cells
+
+        hidden = hidden_test_cells(submission.release)
         for notebook in result.get("notebooks", []):
+            stem = notebook["name"].removesuffix(".ipynb")
             for cell in notebook.get("cells", []):
                 session.add(CellScore(
                     submission_id=submission.id,
@@ -229,7 +233,7 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
                     grade_id=cell["grade_id"],
                     score=cell.get("score"),
                     max_score=float(cell.get("max_score") or 0.0),
-                    hidden=bool(cell.get("hidden", False)),
+                    hidden=bool(cell.get("hidden", False)) or (stem, cell["grade_id"]) in hidden,
                     manual=bool(cell.get("needs_manual_grading", False)),
                     error=cell.get("error"),
                 ))

@@ -174,9 +174,12 @@ def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedbac
     job = db.session.get(GradingJob, job_id)
     db.session.refresh(job)
     submission = job.submission
+    previous_score = submission.score
     if result is not None:
         digest = feedback_store(Path(current_app.config["ACADEMY_DATA_DIR"])).put(feedback) if feedback else None
         record_result(db.session, submission, result, feedback_sha256=digest)
+        if job.reason == "regrade":
+            _tell_learner_about_regrade(submission, previous_score)
     elif target is JobState.failed:
         record_result(db.session, submission, {"status": "grader_error", "problems": [error or "grader error"]})
     else:
@@ -188,6 +191,32 @@ def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedbac
         _publish(job_id)
         enqueue_grading(job_id)
     return target.value
+
+
+def _tell_learner_about_regrade(submission: Submission, previous_score: float | None) -> None:
+    """A regrade changes a learner's score: tell them, with an audit entry."""
+    from flask_babel import force_locale
+    from flask_babel import gettext as _
+
+    from academy.audit.services import record
+    from academy.mail.services import queue_mail
+
+    record("submission.regraded", actor_id=None, target_type="submission", target_id=submission.id,
+           previous_score=previous_score, score=submission.score, status=submission.status.value)
+    if submission.score == previous_score:
+        return
+    with force_locale(submission.user.locale or "ko"):
+        title = submission.assignment.title(submission.user.locale or "ko")
+        queue_mail(
+            db.session,
+            submission.user.email,
+            _("Your score for %(title)s was updated", title=title),
+            _("Your attempt %(n)d at %(title)s was graded again after a correction. "
+              "Score before: %(old)s. Score now: %(new)s.",
+              n=submission.attempt, title=title,
+              old="—" if previous_score is None else f"{previous_score:g}",
+              new="—" if submission.score is None else f"{submission.score:g}"),
+        )
 
 
 def _publish(job_id: int) -> None:
