@@ -328,7 +328,8 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
         with page.expect_navigation():
             page.locator(f"a[href='/assignments/{assignment_id}']").click()
         expect(page.locator("main h1")).to_contain_text("pandas")
-        page.set_input_files("#notebooks", str(ROOT / "courses/python-data/source/01-pandas-basics/production_log.ipynb"))
+        solution = ROOT / "courses/python-data/source/01-pandas-basics/production_log.ipynb"
+        page.set_input_files("#notebooks", str(solution))
         with page.expect_navigation():
             page.locator("form.dropzone-form button[type=submit]").click()
         assert "/submissions/" in page.url
