@@ -43,6 +43,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "grading.feedback": ("roles", "admin", "instructor", "learner"),
     "grading.gradebook": ("roles", "admin", "instructor"),
     "grading.regrade": ("roles", "admin", "instructor"),
+    "grading.upload_version": ("roles", "admin", "instructor"),
     "admin.home": ("roles", "admin"),
     "admin.users": ("roles", "admin"),
     "admin.set_role": ("roles", "admin"),
@@ -102,6 +103,7 @@ def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "grading.feedback": {"public_id": "00000000-0000-0000-0000-000000000000"},
         "grading.gradebook": {"assignment_id": ids["assignment_id"]},
         "grading.regrade": {"assignment_id": ids["assignment_id"]},
+        "grading.upload_version": {"assignment_id": ids["assignment_id"]},
     }
 
 

@@ -354,3 +354,57 @@ def test_only_the_course_staff_see_the_gradebook(
     client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
     login_as("instructor", email="instructor@demo.academy.kr")  # named in the course manifest
     assert client.get(f"/assignments/{course['assignment_id']}/gradebook").status_code == 200
+
+
+def _as_course_instructor(client: FlaskClient, login_as: Any) -> None:
+    login_as("instructor", email="instructor@demo.academy.kr")  # named in the course manifest
+
+
+def test_an_invalid_new_source_version_is_refused_naming_notebook_and_cell(
+    app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any
+) -> None:
+    from academy.grading.models import AssignmentRelease
+
+    _as_course_instructor(client, login_as)
+    nb = json.loads(SOURCE.read_bytes())
+    graded = [c for c in nb["cells"] if (c.get("metadata", {}).get("nbgrader") or {}).get("grade_id")]
+    graded[1]["metadata"]["nbgrader"]["grade_id"] = graded[0]["metadata"]["nbgrader"]["grade_id"]
+    token = csrf_token(client, f"/assignments/{course['assignment_id']}/gradebook")
+    response = client.post(f"/assignments/{course['assignment_id']}/versions", content_type="multipart/form-data",
+                           data={"csrf_token": token, "notebooks": [(io.BytesIO(json.dumps(nb).encode()), NAME)]})
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert NAME in page and graded[0]["metadata"]["nbgrader"]["grade_id"] in page
+    not_a_notebook = client.post(f"/assignments/{course['assignment_id']}/versions",
+                                 content_type="multipart/form-data",
+                                 data={"csrf_token": token, "notebooks": [(io.BytesIO(b"oops"), NAME)]})
+    assert not_a_notebook.status_code == 303
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(AssignmentRelease)) == 1
+
+
+def test_a_new_source_version_becomes_what_learners_download(
+    app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any, grader_cache: Path
+) -> None:
+    from academy.grading.releases import release_upload
+    from academy.grading.services import current_release
+
+    nb = json.loads(SOURCE.read_bytes())
+    nb["cells"].insert(0, {"cell_type": "markdown", "id": "v2note", "metadata": {},
+                           "source": "## 2판: 오류를 고쳤습니다"})
+    with app.app_context():
+        assignment = db.session.get(Assignment, course["assignment_id"])
+        release = release_upload(db.session, assignment, {NAME: json.dumps(nb).encode()},
+                                 Path(app.config["ACADEMY_DATA_DIR"]), actor_id=None, cache_dir=grader_cache)
+        db.session.commit()
+        assert release.version == 2 and current_release(db.session, assignment).id == release.id
+    from academy.enrollment.models import Cohort
+    from academy.enrollment.services import request_enrollment
+    from academy.users.models import User
+
+    user_id = login_as("learner")
+    with app.app_context():
+        request_enrollment(db.session, db.session.get(Cohort, course["cohort_id"]), db.session.get(User, user_id))
+        db.session.commit()
+    download = client.get(f"/assignments/{course['assignment_id']}/notebooks/{NAME}").get_data(as_text=True)
+    assert "2판: 오류를 고쳤습니다" in download and "BEGIN SOLUTION" not in download

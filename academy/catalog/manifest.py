@@ -565,7 +565,7 @@ def _assignments(root: _Table, course_dir: Path) -> tuple[AssignmentManifest, ..
         if not notebooks:
             raise entry.error("id", f"{display_dir}/{SOURCE_DIR}/{slug}/ holds no .ipynb notebook")
         max_score = sum(
-            _notebook_points(directory / name, f"{display_dir}/{SOURCE_DIR}/{slug}/{name}") for name in notebooks
+            source_notebook_points(directory / name, f"{display_dir}/{SOURCE_DIR}/{slug}/{name}") for name in notebooks
         )
         result.append(
             AssignmentManifest(
@@ -623,7 +623,7 @@ def _grading_policy(entry: _Table) -> dict[str, Any]:
 # --------------------------------------------------------------------------- notebooks
 
 
-def _notebook_points(path: Path, display: str) -> float:
+def source_notebook_points(path: Path, display: str) -> float:
     """Total nbgrader points of a source notebook (graded cells and task cells).
 
     Checks what the loader relies on and what nbgrader would otherwise reject only at

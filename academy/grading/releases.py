@@ -36,6 +36,93 @@ def source_hash(course_dir: Path, slug: str) -> str:
     return digest.hexdigest()
 
 
+def _build(staging: Path, course_dir: Path, slug: str, sources: dict[str, bytes] | None,
+           cache_dir: Path) -> None:
+    """Fill ``staging`` with config, source (from the course or uploaded) and nbgrader's release."""
+    from academy.grading.pipeline import release_notebooks
+
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "source").mkdir(parents=True)
+    if (course_dir / CONFIG_NAME).is_file():
+        shutil.copy2(course_dir / CONFIG_NAME, staging / CONFIG_NAME)
+    if sources is None:
+        shutil.copytree(course_dir / "source" / slug, staging / "source" / slug,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        # Generated from the course directory itself (same bytes as the copy, checked by the
+        # hash), whose stable path lets nbgrader's output be cached across data dirs.
+        released = release_notebooks(course_dir, slug, cache_dir=cache_dir)
+    else:
+        (staging / "source" / slug).mkdir(parents=True)
+        for name, data in sources.items():
+            (staging / "source" / slug / name).write_bytes(data)
+        released = release_notebooks(staging, slug, cache_dir=cache_dir)
+    out = staging / "release" / slug
+    out.mkdir(parents=True)
+    for name, data in released.items():
+        (out / (name if name.endswith(".ipynb") else f"{name}.ipynb")).write_bytes(data)
+
+
+def check_uploaded_source(assignment: Assignment, files: dict[str, bytes], work_dir: Path) -> None:
+    """Check instructor-uploaded source notebooks before releasing them.
+
+    Raises ManifestError naming the notebook and cell (duplicate grade ids, a graded cell
+    without points, not a notebook) or ValidationFailed for names the assignment lacks.
+    """
+    from flask_babel import gettext as _
+
+    from academy.catalog.manifest import source_notebook_points
+    from academy.errors import ValidationFailed
+
+    expected = set(assignment.notebooks)
+    if not files:
+        raise ValidationFailed(_("Choose the source notebook(s) to upload."))
+    unknown = sorted(set(files) - expected)
+    if unknown:
+        raise ValidationFailed(_("'%(name)s' is not a notebook of this assignment. Expected: %(expected)s",
+                                 name=unknown[0], expected=", ".join(sorted(expected))))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        path = work_dir / name
+        path.write_bytes(data)
+        source_notebook_points(path, f"{assignment.slug}/{name}")
+
+
+def release_upload(session: Session, assignment: Assignment, files: dict[str, bytes], data_dir: Path, *,
+                   actor_id: int | None, cache_dir: Path | None = None) -> AssignmentRelease:
+    """Release a new version from uploaded source notebooks (the others kept from the course).
+
+    Runs nbgrader, so it is called from a job, not a request.
+    """
+    course_dir = Path(assignment.course.source_path)
+    sources = {p.name: p.read_bytes() for p in (course_dir / "source" / assignment.slug).iterdir()
+               if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+    sources.update(files)
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name])
+    source_digest = "upload-" + digest.hexdigest()[:57]
+    existing = session.scalar(select(AssignmentRelease).where(
+        AssignmentRelease.assignment_id == assignment.id, AssignmentRelease.source_hash == source_digest))
+    if existing is not None:
+        return existing
+    version = (session.scalar(
+        select(AssignmentRelease.version).where(AssignmentRelease.assignment_id == assignment.id)
+        .order_by(AssignmentRelease.version.desc()).limit(1)
+    ) or 0) + 1
+    target = Path(data_dir) / "releases" / assignment.course.slug / assignment.slug / f"v{version}"
+    staging = target.with_name(target.name + ".tmp")
+    _build(staging, course_dir, assignment.slug, sources, cache_dir or Path(data_dir) / "cache")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    release = AssignmentRelease(assignment_id=assignment.id, version=version, source_hash=source_digest,
+                                path=str(target), created_by_id=actor_id)
+    session.add(release)
+    session.flush()
+    record("assignment.release", actor_id=actor_id, target_type="assignment", target_id=assignment.id,
+           version=version, source_hash=source_digest, uploaded=sorted(files))
+    return release
+
+
 def ensure_release(session: Session, assignment: Assignment, data_dir: Path, *,
                    actor_id: int | None = None, cache_dir: Path | None = None) -> AssignmentRelease:
     """The release matching the assignment's current source, generated when new.
@@ -43,8 +130,6 @@ def ensure_release(session: Session, assignment: Assignment, data_dir: Path, *,
     Raises whatever nbgrader raises for a source it cannot release (the catalog loader
     has already checked the notebooks' structure).
     """
-    from academy.grading.pipeline import release_notebooks
-
     course_dir = Path(assignment.course.source_path)
     digest = source_hash(course_dir, assignment.slug)
     existing = session.scalar(
@@ -61,19 +146,7 @@ def ensure_release(session: Session, assignment: Assignment, data_dir: Path, *,
     version = existing.version if existing is not None else latest + 1
     target = Path(data_dir) / "releases" / assignment.course.slug / assignment.slug / f"v{version}"
     staging = target.with_name(target.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "source").mkdir(parents=True)
-    if (course_dir / CONFIG_NAME).is_file():
-        shutil.copy2(course_dir / CONFIG_NAME, staging / CONFIG_NAME)
-    shutil.copytree(course_dir / "source" / assignment.slug, staging / "source" / assignment.slug,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    # Generated from the course directory itself (same bytes as the copy, checked by the
-    # hash above), whose stable path lets nbgrader's output be cached across data dirs.
-    released = release_notebooks(course_dir, assignment.slug, cache_dir=cache_dir or Path(data_dir) / "cache")
-    out = staging / "release" / assignment.slug
-    out.mkdir(parents=True)
-    for name, data in released.items():
-        (out / (name if name.endswith(".ipynb") else f"{name}.ipynb")).write_bytes(data)
+    _build(staging, course_dir, assignment.slug, None, cache_dir or Path(data_dir) / "cache")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     if existing is not None:

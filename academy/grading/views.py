@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -16,7 +17,7 @@ from academy.db import utcnow
 from academy.errors import AcademyError, NotFound
 from academy.extensions import db, limiter
 from academy.grading import services
-from academy.grading.models import Submission
+from academy.grading.models import AssignmentRelease, Submission
 from academy.grading.preflight import restore_missing_cells
 from academy.grading.storage import feedback_store, submission_store
 from academy.grading.validation import load_notebook
@@ -219,7 +220,38 @@ def gradebook(assignment_id: int) -> Any:
         select(Submission).where(Submission.assignment_id == row.id)
         .order_by(Submission.user_id, Submission.attempt.desc())
     ).all()
-    return render_template("grading/gradebook.html", assignment=row, submissions=rows)
+    versions = db.session.scalars(
+        select(AssignmentRelease).where(AssignmentRelease.assignment_id == row.id)
+        .order_by(AssignmentRelease.version.desc())
+    ).all()
+    return render_template("grading/gradebook.html", assignment=row, submissions=rows, versions=versions)
+
+
+@bp.route("/assignments/<id:assignment_id>/versions", methods=["POST"])
+@staff_required
+def upload_version(assignment_id: int) -> Any:
+    """Upload new source notebooks; they are checked now and released by a job."""
+    import tempfile
+
+    from academy.grading.releases import check_uploaded_source
+    from academy.grading.storage import BlobStore
+    from academy.jobs import get_celery
+
+    row = _assignment_or_404(assignment_id)
+    if not can_manage_course(current_user, row.course):
+        abort(403)
+    files = _uploaded_files()
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            check_uploaded_source(row, files, Path(work))
+    except AcademyError as exc:
+        flash(str(exc), "danger")
+        return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
+    store = BlobStore(Path(current_app.config["ACADEMY_DATA_DIR"]) / "sources")
+    digests = {name: store.put(data) for name, data in files.items()}
+    get_celery().send_task("academy.release_upload", args=[row.id, digests, current_user.id], queue="academy")
+    flash(_("The new version is being released; learners get it in a moment."), "info")
+    return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
 
 
 @bp.route("/assignments/<id:assignment_id>/regrade", methods=["POST"])

@@ -33,6 +33,26 @@ def register(celery: Celery) -> None:
         with flask_app().app_context():
             return run_job(job_id)
 
+    @celery.task(name="academy.release_upload", acks_late=True, reject_on_worker_lost=True)
+    def release_upload(assignment_id: int, files: dict[str, str], actor_id: int | None) -> int:
+        """Release a new assignment version from uploaded source notebooks (by blob digest)."""
+        from pathlib import Path
+
+        from academy.catalog.models import Assignment
+        from academy.extensions import db
+        from academy.grading import releases
+        from academy.grading.storage import BlobStore
+
+        with flask_app().app_context():
+            data_dir = Path(flask_app().config["ACADEMY_DATA_DIR"])
+            store = BlobStore(data_dir / "sources")
+            assignment = db.session.get(Assignment, assignment_id)
+            release = releases.release_upload(db.session, assignment,
+                                              {name: store.get(d) for name, d in files.items()},
+                                              data_dir, actor_id=actor_id)
+            db.session.commit()
+            return release.version
+
     @celery.task(name="academy.requeue_stale_jobs")
     def requeue_stale_jobs() -> int:
         """Re-send queued jobs whose message seems lost and running jobs whose lease ran out."""
