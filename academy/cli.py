@@ -141,6 +141,13 @@ def worker_command(concurrency: int | None, beat: bool | None, loglevel: str) ->
             "--pool=prefork", "--without-gossip", "--without-mingle"]
     if beat:
         argv.append("--beat")
+    # The worker runs as root on purpose: the sandbox gives each learner kernel its own
+    # unprivileged uid, which needs root; Celery's advice against root does not apply.
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
     click.echo(f"grading workers: {workers}, queue: {settings.broker_url or 'embedded (filesystem)'}, "
                f"sweeper: {'on' if beat else 'off'}")
     celery.worker_main(argv)

@@ -81,15 +81,17 @@ def start_worker(app: Flask) -> subprocess.Popen[bytes]:
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a child started in its own process group, politely first."""
+    """Stop a child started in its own process group: its leader politely, then the whole group."""
     if proc.poll() is not None:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
+    proc.terminate()  # Celery's warm shutdown: the leader stops its own pool
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # anything of the group that outlived its leader
 
 
 def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
@@ -115,6 +117,8 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     click.echo("  Ctrl-C stops everything.")
     click.echo("")
     worker = start_worker(app)
+    # SIGTERM (a service manager, `timeout`) stops everything too, like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_args: sys.exit(0))
     try:
         with contextlib.suppress(KeyboardInterrupt):
             run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

@@ -69,15 +69,10 @@ class Workers:
         proc.wait(timeout=10)
 
     def stop_all(self) -> None:
+        from academy.demo import stop_process
+
         for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+            stop_process(proc)
         for log in self.files:
             log.close()
 
