@@ -116,7 +116,8 @@ def test_result_has_the_design_shape(env: dict[str, str], tmp_path: Path) -> Non
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
     result = json.loads(run.stdout)
-    assert set(result) == {"status", "score", "max_score", "notebooks", "problems"}
+    assert set(result) == {"status", "score", "max_score", "notebooks", "problems", "flags"}
+    assert result["flags"] == []
     assert result["status"] == "graded"
     notebook = result["notebooks"][0]
     assert set(notebook) == {"name", "score", "max_score", "cells"}

@@ -53,6 +53,16 @@ Kernels
     cells instead of a crashed job, caps output bytes per cell and enforces an optional
     deadline for the whole submission.
 
+Tampering
+    ``GuardedExecute`` runs every code cell through ``anticheat.NotebookDefence``: an
+    integrity agent installed before the first cell checks and repairs the kernel before
+    instructor cells and after tests, a must-fail canary precedes each test, and test
+    outputs are repaired for scoring; learner cells get static checks before anything runs.
+    Detected tampering zeroes the affected tests (status stays ``graded``, the cheat is the
+    learner's) and adds ``flags`` for the instructor (docs/anticheat.md).  A course can turn
+    the canary off with ``c.GuardedExecute.canary = False`` and everything with
+    ``c.GuardedExecute.integrity_checks = False``.
+
 Scores and statuses
     Per cell: nbgrader's autograde score for autograder tests.  Manually graded answers
     and tasks are listed with ``"score": null, "needs_manual_grading": true`` until a human
@@ -62,7 +72,8 @@ Scores and statuses
     ``learner_code_failed`` when a cell timed out, the kernel died or stopped answering,
     or the submission's time limit ran out (those cells and any not run get 0, the others
     keep their points); ``grader_error`` when nbgrader or this pipeline failed, which
-    never reads as a score of 0 (``score`` is null).  ``problems`` lists what was noticed:
+    never reads as a score of 0 (``score`` is null).  ``flags`` are reasons for an instructor
+    to review the submission (suspected tampering).  ``problems`` lists what was noticed:
     timeouts and kernel deaths (with the cell), changed, deleted or duplicated test cells,
     tampered metadata, truncated output, notebooks not submitted.
 """
@@ -100,11 +111,12 @@ from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade, is_solution
-from traitlets import Float, Integer
+from traitlets import Bool, Float, Integer, List, Unicode
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 from traitlets.utils.importstring import import_item
 
+from academy.grading import anticheat
 from academy.grading.results import CellResult, GradeResult, GradeStatus, NotebookResult
 from academy.grading.validation import (
     MAX_NOTEBOOK_BYTES,
@@ -421,11 +433,15 @@ class _JobLog(logging.Handler):
         self.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
         self.lines: list[str] = []
         self.problems: list[str] = []
+        self.flags: list[str] = []
         self.learner_failed = False
         self.timings: dict[str, float] = {}
         self.logger = logging.getLogger(_LOGGER_NAME)
 
     def emit(self, record: logging.LogRecord) -> None:
+        flag = getattr(record, "academy_flag", None)
+        if flag and flag not in self.flags:
+            self.flags.append(flag)
         problem = getattr(record, "academy_problem", None)
         if problem:
             if problem not in self.problems:
@@ -487,8 +503,10 @@ def _run_job(course: _Course, assignment: str, submitted: dict[str, bytes], stud
     releases = {name: nbformat.read(entry / "release" / assignment / f"{name}.ipynb", as_version=4)
                 for name in course.notebook_names}
     problems: list[str] = []
+    flags: list[str] = []
     for name, nb in prepared.items():
         problems.extend(reconcile_with_release(nb, releases[name], name))
+        flags.extend(anticheat.static_findings(nb, name))
     problems.extend(f"{name}: not submitted (0 points)" for name in course.notebook_names if name not in prepared)
     joblog.timings["prepare"] = round(time.monotonic() - started, 3)
 
@@ -512,8 +530,11 @@ def _run_job(course: _Course, assignment: str, submitted: dict[str, bytes], stud
             result = _read_results(course, job, assignment, student, releases, feedback, joblog)
         except Exception as exc:  # noqa: BLE001 - whatever broke, it was not the learner's score
             joblog.lines.append(traceback.format_exc())
-            return _grader_error(_root_cause(joblog) or _one_line(exc), joblog)
+            failed = _grader_error(_root_cause(joblog) or _one_line(exc), joblog)
+            failed.flags = _unique(flags + joblog.flags)
+            return failed
         noticed = problems + [p for p in joblog.problems if p not in problems]
+        result.flags = _unique(flags + joblog.flags)
         result.problems = noticed + [p for p in result.problems if p not in noticed]
         result.sandboxed = sandboxed
         if joblog.learner_failed:
@@ -524,6 +545,10 @@ def _run_job(course: _Course, assignment: str, submitted: dict[str, bytes], stud
     finally:
         if not keep_workdir:
             shutil.rmtree(job, ignore_errors=True)
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
 
 
 def _grader_error(message: str, joblog: _JobLog) -> GradeResult:
@@ -587,6 +612,8 @@ def _autograde(course: _Course, job: Path, assignment: str, student: str, kernel
             config.ExecutePreprocessor[option] = math.ceil(value)
     if getattr(policy, "output_bytes", None) and "max_output_bytes" not in config.GuardedExecute:
         config.GuardedExecute.max_output_bytes = int(policy.output_bytes)
+    config.GuardedExecute.source_dir = str(job / "source" / assignment)
+    config.GuardedExecute.source_ignore = list(course.ignore)
     started = time.monotonic()
     if getattr(policy, "notebook_timeout", None):
         config.GuardedExecute.job_deadline = started + float(policy.notebook_timeout)
@@ -808,6 +835,14 @@ class GuardedExecute(Execute):
     job_deadline = Float(None, allow_none=True,
                          help="time.monotonic() after which no cell starts and running ones stop").tag(config=True)
     max_output_bytes = Integer(MAX_OUTPUT_BYTES_PER_CELL, help="Output bytes kept per cell").tag(config=True)
+    integrity_checks = Bool(True, help="Check and repair the kernel around instructor cells "
+                            "(academy.grading.anticheat)").tag(config=True)
+    canary = Bool(True, help="Run a must-fail canary of each test cell before it (needs integrity_checks)"
+                  ).tag(config=True)
+    source_dir = Unicode("", help="The assignment's source directory (instructor files, solution)").tag(config=True)
+    source_ignore = List(Unicode(), help="Patterns of source files nbgrader does not copy").tag(config=True)
+
+    _defence: Any = None
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -822,17 +857,58 @@ class GuardedExecute(Execute):
     def _problem(self, text: str, *, learner_failed: bool) -> None:
         self.log.warning("%s", text, extra={"academy_problem": text, "academy_learner_failed": learner_failed})
 
+    def _flag(self, text: str) -> None:
+        self.log.warning("flag: %s", text, extra={"academy_flag": text})
+
     def _timing(self, name: str, seconds: float) -> None:
         self.log.info("timing %s %.3f", name, seconds, extra={"academy_timing": (name, seconds)})
 
     def preprocess(self, nb: Any, resources: Any = None, km: Any = None) -> Any:
         self._halted = None
         self._notebook = (resources or {}).get("nbgrader", {}).get("notebook", "notebook")
+        self._defence = None
+        if self.integrity_checks:
+            path = (resources or {}).get("metadata", {}).get("path")
+            self._defence = anticheat.NotebookDefence(
+                self, self._notebook, workdir=Path(path) if path else None,
+                source_dir=Path(self.source_dir) if self.source_dir else None, ignore=self.source_ignore,
+                canary=self.canary, flag=self._flag, log=self.log.warning,
+                problem=lambda text: self._problem(text, learner_failed=False))
         started = time.monotonic()
         try:
             return super().preprocess(nb, resources, km)
         finally:
             self._timing("kernel_and_execution", time.monotonic() - started)
+            if self._defence is not None:
+                guard = self._defence.guard
+                self._timing("anticheat_probe", guard.timings["probe"] + guard.timings.get("install", 0.0))
+                self._timing("anticheat_canary", guard.timings["canary"])
+
+    def execute_cell(self, cell: Any, cell_index: int, execution_count: int | None = None,
+                     store_history: bool = True) -> Any:
+        # nbclient binds execute_cell to its own async_execute_cell; route it through ours.
+        return run_sync(self.async_execute_cell)(cell, cell_index, execution_count, store_history)
+
+    async def async_execute_cell(self, cell: Any, cell_index: int, execution_count: int | None = None,
+                                 store_history: bool = True) -> Any:
+        """nbclient's execution of one cell, wrapped in ``anticheat.NotebookDefence`` (canary, probe)."""
+        def execute() -> Any:
+            return super(GuardedExecute, self).async_execute_cell(cell, cell_index, execution_count, store_history)
+
+        if self._defence is None or cell.cell_type != "code" or not cell.source.strip():
+            return await execute()
+        timeout = self._get_timeout(cell)
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        try:
+            return await self._defence.run(cell, repr(grade_id) if grade_id else f"cell {cell_index + 1}", execute,
+                                           timeout)
+        except anticheat.KernelTimeout as exc:  # the canary of a test ran out of time
+            if not exc.interrupted:
+                raise CellTimeoutError(f"the check of {self._label(cell, cell_index)} did not stop") from None
+            self._timed_out = timeout
+            cell.outputs = [new_output("error", ename="CellTimeoutError", evalue="the test ran out of time",
+                                       traceback=[])]
+            return cell
 
     def start_new_kernel(self, **kwargs: Any) -> None:
         started = time.monotonic()

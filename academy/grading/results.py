@@ -82,6 +82,8 @@ class GradeResult:
     ``feedback`` maps notebook names to the feedback HTML the learner would see (empty
     when feedback was not asked for, or on a grader error).  ``log`` holds the grader's
     log lines and ``timings`` seconds per stage; neither is part of the JSON.
+    ``flags`` are reasons for an instructor to review the submission (suspected tampering,
+    see ``academy.grading.anticheat``); the portal stores them as ``Submission.flag_reasons``.
     """
 
     status: GradeStatus
@@ -92,6 +94,7 @@ class GradeResult:
     log: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     sandboxed: bool = False
+    flags: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float | None:
@@ -135,6 +138,7 @@ class GradeResult:
                 "max_score": self.max_score,
                 "notebooks": [nb.to_json() for nb in self.notebooks],
                 "problems": list(self.problems),
+                "flags": list(self.flags),
             }
         )
         return data

@@ -1,0 +1,685 @@
+"""Adversarial notebooks against the grader: each attack scores 0 on what it attacks and is flagged.
+
+Every case is graded for real: ``academy.grading.pipeline.grade_submission`` runs nbgrader
+0.9.6 with the learner's kernel in the bubblewrap sandbox (``sandboxed`` is asserted where
+the machine has one).  One small nbgrader course is generated once per module
+(``course``): a read-only helper cell, two answers (``mean``, ``spread``) and three tests,
+one with hidden tests and one that uses ``academy/grading/checks.py`` copied into the
+source folder as ``academy_checks.py``.  Each attack is the released notebook with a
+malicious answer, wrong on purpose, so every point it gets comes from the attack.
+
+Plain nbgrader (``nbgrader autograde`` with a kernelspec for ``.venv-lab``, no sandbox, no
+defences) against this grader, points out of 5 (``PLAIN_SCORES``, measured by
+``test_plain_nbgrader_is_fooled_where_we_are_not``):
+
+===========================================  =====  ====  ==================================
+attack (a wrong answer plus ...)             plain  ours  stopped by
+===========================================  =====  ====  ==================================
+builtins.abs / builtins.round replaced       4      0     agent restores, flagged
+def round / abs = lambda in the notebook     4      0     agent hides the shadows, flagged
+instructor helper approx() rebound           2      0     agent restores helper, flagged
+mean() patches builtins.abs when called      2      0     check after the test: tampering
+AST transformer strips asserts               4      0     agent restores, flagged
+input transformer blanks ``assert`` cells    4      0     agent restores, flagged
+set_custom_exc + post_run_cell forgets err   5      0     agent restores, flagged
+showtraceback + post_run_cell (#1324 redux)  5      0     agent restores, flagged
+displayhook forges partial credit            2      0     outputs repaired, flagged
+rewrites academy_checks.py next to it        1      0     file check from outside, flagged
+agent disabled + AST transformer             4      0     canary: every test 0, flagged
+===========================================  =====  ====  ==================================
+
+What is not prevented: an always-equal object against a test that uses plain ``==``
+(flagged, but it keeps those points; the strict helper gives 0).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from tests.conftest import service_unavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+LAB_PYTHON = Path(os.environ.get("ACADEMY_LAB_PYTHON") or ROOT / ".venv-lab" / "bin" / "python")
+ASSIGNMENT = "stats"
+
+SETUP = "import math\nDATA = [1.0, 2.0, 3.0, 4.0]\n\ndef approx(a, b):\n    return abs(a - b) < 1e-9\n"
+MEAN = "def mean(xs):\n    ### BEGIN SOLUTION\n    return sum(xs) / len(xs)\n    ### END SOLUTION\n"
+TEST_MEAN = "assert mean([1, 2, 3]) == 2.0\nassert approx(mean(DATA), 2.5)\n"
+SPREAD = "def spread(xs):\n    ### BEGIN SOLUTION\n    return max(xs) - min(xs)\n    ### END SOLUTION\n"
+TEST_SPREAD = ("assert spread([1, 5, 3]) == 4\n### BEGIN HIDDEN TESTS\nassert round(spread([0.5, 2.0]), 2) == 1.5\n"
+               "assert isinstance(spread([1, 2]), (int, float))\n### END HIDDEN TESTS\n")
+TEST_STRICT = "from academy_checks import check_close\ncheck_close(mean([2.0, 4.0]), 3.0)\n"
+POINTS = {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 1.0}
+
+CANARY = re.compile(r'assert False, "[0-9a-f]{24}"')  # what the grader appends to a test for its canary
+WRONG_SPREAD = "def spread(xs):\n    return 4\n"
+HONEST_SPREAD = "def spread(xs):\n    return max(xs) - min(xs)\n"
+
+
+def _meta(grade_id: str, *, grade: bool = False, solution: bool = False, locked: bool = False,
+          points: float | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3,
+                            "solution": solution}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def build_course(root: Path) -> Path:
+    """An nbgrader course: source/stats/stats.ipynb plus the strict helpers as academy_checks.py."""
+    source = root / "source" / ASSIGNMENT
+    source.mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text(
+        'c = get_config()  # noqa: F821\nc.CourseDirectory.course_id = "anticheat"\n')
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        new_markdown_cell("# Statistics\nImplement `mean` and `spread`."),
+        new_code_cell(SETUP, metadata=_meta("setup", locked=True)),
+        new_code_cell(MEAN, metadata=_meta("mean_answer", solution=True)),
+        new_code_cell(TEST_MEAN, metadata=_meta("test_mean", grade=True, points=POINTS["test_mean"])),
+        new_code_cell(SPREAD, metadata=_meta("spread_answer", solution=True)),
+        new_code_cell(TEST_SPREAD, metadata=_meta("test_spread", grade=True, points=POINTS["test_spread"])),
+        new_code_cell(TEST_STRICT, metadata=_meta("test_strict", grade=True, points=POINTS["test_strict"])),
+    ]
+    nbformat.write(nb, source / f"{ASSIGNMENT}.ipynb")
+    shutil.copy(ROOT / "academy" / "grading" / "checks.py", source / "academy_checks.py")
+    return root
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The course, its release and a generate_assignment cache shared by every case."""
+    if not os.access(LAB_PYTHON, os.X_OK):
+        service_unavailable(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
+    from academy.grading.pipeline import release_notebooks
+
+    base = tmp_path_factory.mktemp("anticheat")
+    root = build_course(base / "course")
+    cache = base / "cache"
+    release = release_notebooks(root, ASSIGNMENT, cache_dir=cache)[ASSIGNMENT]
+    assert b"HIDDEN" not in release and b"sum(xs)" not in release  # the release hides the key
+    return {"root": root, "cache": cache, "release": release, "base": base}
+
+
+def learner_notebook(course: dict[str, Any], mean: str, spread: str = HONEST_SPREAD) -> bytes:
+    """The released notebook with the learner's answers in the two answer cells."""
+    nb = nbformat.reads(course["release"].decode(), as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id == "mean_answer":
+            cell.source = mean
+        elif grade_id == "spread_answer":
+            cell.source = spread
+    return nbformat.writes(nb).encode()
+
+
+def grade(course: dict[str, Any], mean: str, spread: str = HONEST_SPREAD, **kwargs: Any) -> Any:
+    from academy.grading.pipeline import grade_submission
+
+    work = course["base"] / "work"
+    return grade_submission(course["root"], ASSIGNMENT, {ASSIGNMENT: learner_notebook(course, mean, spread)},
+                            cache_dir=course["cache"], work_root=work, **kwargs)
+
+
+def scores(result: Any) -> dict[str, float | None]:
+    return {cell.grade_id: cell.score for nb in result.notebooks for cell in nb.cells}
+
+
+def assert_graded(result: Any) -> None:
+    assert result.status.value == "graded", (result.problems, result.log[-20:])
+    assert result.sandboxed or os.environ.get("ACADEMY_GRADER_ALLOW_UNSANDBOXED") == "1"
+
+
+def flagged(result: Any, *needles: str) -> None:
+    text = "\n".join(result.flags)
+    for needle in needles:
+        assert needle in text, result.flags
+    assert result.to_json()["flags"] == result.flags
+
+
+# --- honest submissions -----------------------------------------------------------------
+
+HONEST_NUMPY = '''\
+%matplotlib inline
+import json
+import os
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+@dataclass
+class Summary:
+    total: float
+    count: int
+
+
+class Accumulator:
+    def __init__(self):
+        self.items = []
+
+    def add(self, value):
+        if not isinstance(value, (int, float, np.floating)):
+            raise TypeError(f"not a number: {value!r}")
+        self.items.append(float(value))
+        return self
+
+
+def mean(xs):
+    acc = Accumulator()
+    for x in xs:
+        acc.add(x)
+    with open("scratch.json", "w") as handle:  # file IO in its own working directory
+        json.dump(acc.items, handle)
+    with open(os.path.join(".", "scratch.json")) as handle:
+        items = json.load(handle)
+    summary = Summary(total=float(np.sum(items)), count=len(items))
+    return summary.total / summary.count
+
+
+figure, axes = plt.subplots()
+axes.plot(np.arange(4), [mean([1, 2, 3])] * 4)
+plt.close(figure)
+%time print(mean([1, 2, 3]), os.listdir("."))
+'''
+
+HONEST_STAR = '''\
+from numpy import *   # shadows sum, round, abs, min, max ... with NumPy's own
+import sys
+
+sum_of_squares = 0
+for value in [1.0, 2.0]:
+    sum_of_squares += value ** 2
+
+def mean(xs):
+    return float(sum(array(xs, dtype=float)) / len(xs))
+'''
+
+
+@pytest.mark.parametrize("answer", [HONEST_NUMPY, HONEST_STAR], ids=["numpy-classes-files", "star-import"])
+def test_honest_submissions_keep_full_marks_and_are_not_flagged(course: dict[str, Any], answer: str) -> None:
+    """No false positives: NumPy, classes, isinstance, dataclasses, matplotlib, magics, files in its cwd."""
+    spread = "import numpy as np\n\ndef spread(xs):\n    values = np.asarray(xs, dtype=float)\n" \
+             "    return float(values.max() - values.min())\n"
+    result = grade(course, answer, spread)
+    assert_graded(result)
+    assert scores(result) == POINTS, [(c.grade_id, c.error) for nb in result.notebooks for c in nb.cells]
+    assert result.flags == []
+    assert result.problems == []
+    assert result.to_json()["flags"] == []
+    # The canaries and the probe ran, and none of their output reached the learner.
+    assert result.timings["anticheat_canary"] > 0 and result.timings["anticheat_probe"] > 0
+    feedback = html.unescape(result.feedback[ASSIGNMENT])
+    assert not CANARY.search(feedback) and "TamperingDetected" not in feedback
+
+
+def test_wrong_answer_without_tricks_is_not_flagged(course: dict[str, Any]) -> None:
+    result = grade(course, "def mean(xs):\n    return 0.0\n", WRONG_SPREAD)
+    assert_graded(result)
+    assert scores(result) == {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 0.0}
+    assert result.flags == []
+
+
+# --- attacks --------------------------------------------------------------------------
+
+BUILTINS_ATTACK = '''\
+import builtins
+builtins.abs = lambda x: 0
+builtins.round = lambda *args, **kwargs: 1.5
+
+def mean(xs):
+    return 2.0
+'''
+
+SHADOW_ATTACK = '''\
+def round(value, digits=0):
+    return 1.5
+
+abs = lambda value: 0
+
+def mean(xs):
+    return 2.0
+'''
+
+HELPER_REBIND_ATTACK = '''\
+def approx(a, b):
+    return True
+
+def mean(xs):
+    return 2.0
+'''
+
+PATCH_WHILE_TESTED = '''\
+def mean(xs):
+    import builtins
+    builtins.abs = lambda value: 0  # only once the test has started
+    return 2.0
+'''
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (BUILTINS_ATTACK, "builtins.abs was replaced"),
+    (SHADOW_ATTACK, "the notebook's own `abs` hid the built-in"),
+    (HELPER_REBIND_ATTACK, "the instructor's `approx` was replaced"),
+    (PATCH_WHILE_TESTED, "builtins.abs was replaced while test 'test_mean' ran; test 'test_mean' and every later"),
+], ids=["builtins-module", "shadowing-globals", "test-helper-rebound", "patched-while-tested"])
+def test_replaced_builtins_and_helpers_are_restored(course: dict[str, Any], answer: str, reason: str) -> None:
+    """(a) ``builtins.abs = lambda x: 0``, ``def round``, a rebound test helper: restored before tests."""
+    result = grade(course, answer, WRONG_SPREAD)
+    assert_graded(result)
+    assert scores(result) == {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 0.0}
+    flagged(result, reason)
+
+
+ALWAYS_EQUAL = '''\
+class Anything:
+    def __eq__(self, other):
+        return True
+
+    def __sub__(self, other):
+        return 0.0
+
+    __hash__ = object.__hash__
+
+def mean(xs):
+    return Anything()
+'''
+
+LYING_FLOAT = '''\
+class Liar(float):
+    def __eq__(self, other):
+        return True
+
+    def __sub__(self, other):
+        return 0.0
+
+    __hash__ = float.__hash__
+
+def mean(xs):
+    return Liar(0.0)
+'''
+
+
+@pytest.mark.parametrize(("answer", "reasons"), [
+    (ALWAYS_EQUAL, ["class Anything defines __eq__ that always returns True",
+                    "class `Anything` defined in the notebook has __eq__ that always returns True"]),
+    (LYING_FLOAT, ["class Liar subclasses float", "class `Liar` defined in the notebook subclasses float"]),
+], ids=["always-equal", "float-subclass"])
+def test_lying_values_are_flagged_and_fail_strict_checks(course: dict[str, Any], answer: str,
+                                                         reasons: list[str]) -> None:
+    """(b) ``__eq__`` returning True: plain ``==`` tests are fooled (no canary can see it), so the
+    static check and the probe flag it for review; ``academy_checks.check_close`` refuses it (0)."""
+    result = grade(course, answer)
+    assert_graded(result)
+    got = scores(result)
+    assert got["test_strict"] == 0.0  # the strict helper is not fooled
+    assert got["test_mean"] == POINTS["test_mean"]  # documented limit: plain == and abs(x - y) believe the object
+    flagged(result, *reasons)
+
+
+STRIP_ASSERTS = '''\
+import ast
+
+class StripAsserts(ast.NodeTransformer):
+    def visit_Assert(self, node):
+        return ast.Pass()
+
+get_ipython().ast_transformers.append(StripAsserts())
+
+def mean(xs):
+    return 0.0
+'''
+
+BLANK_ASSERT_CELLS = '''\
+def blank(lines):
+    return [] if any("assert" in line for line in lines) else lines
+
+get_ipython().input_transformers_cleanup.append(blank)
+
+def mean(xs):
+    return 0.0
+'''
+
+FORGET_ERRORS = '''\
+ip = get_ipython()
+ip.set_custom_exc((Exception,), lambda *args, **kwargs: None)
+
+def forget(result):
+    result.error_in_exec = None
+
+ip.events.register("post_run_cell", forget)
+
+def mean(xs):
+    return 0.0
+'''
+
+SHOWTRACEBACK = '''\
+get_ipython().showtraceback = lambda *args, **kwargs: None
+
+def forget(result):
+    result.error_in_exec = None
+
+get_ipython().events.register("post_run_cell", forget)
+
+def mean(xs):
+    return 0.0
+'''
+
+SHOWTRACEBACK_ONLY = '''\
+get_ipython().showtraceback = lambda *args, **kwargs: None
+
+def mean(xs):
+    return 0.0
+'''
+
+HOOKS = '''\
+import sys
+sys.excepthook = lambda *args: None
+get_ipython().excepthook = lambda *args: None
+get_ipython().ast_node_interactivity = "all"
+
+def mean(xs):
+    get_ipython().displayhook(1)  # an execute_result: nbgrader reads it as partial credit
+    return 0.0
+'''
+
+ATTACKS = {
+    "ast-transformer": (STRIP_ASSERTS, "an AST transformer was installed"),
+    "input-transformer": (BLANK_ASSERT_CELLS, "an input transformer was installed (input_transformers_cleanup)"),
+    "custom-exc-post-run-cell": (FORGET_ERRORS, "a custom exception handler was installed (set_custom_exc)"),
+    "showtraceback-post-run-cell": (SHOWTRACEBACK, "IPython's shell.showtraceback was replaced"),
+    "showtraceback-1324": (SHOWTRACEBACK_ONLY, "IPython's shell.showtraceback was replaced"),
+    "displayhook-excepthook": (HOOKS, "displayed a result although its last line is not an expression"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_ipython_hooks_are_undone_and_flagged(course: dict[str, Any], name: str) -> None:
+    """(c)-(g) transformers, exception handlers, showtraceback, display/except hooks: 0 and flagged."""
+    answer, reason = ATTACKS[name]
+    result = grade(course, answer, WRONG_SPREAD)
+    assert_graded(result)
+    assert scores(result) == {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 0.0}
+    flagged(result, reason)
+    if name == "displayhook-excepthook":
+        flagged(result, "IPython's shell.excepthook was replaced", "ast_node_interactivity was set to 'all'",
+                "sets sys.excepthook (static check)")
+
+
+DISABLE_PROBE = '''\
+import ast
+import json
+import sys
+
+for module in list(sys.modules.values()):  # find the grader's agent and make it report nothing
+    try:
+        if callable(getattr(module, "check", None)) and callable(getattr(module, "snapshot", None)):
+            module.check = lambda request: json.dumps({"nonce": json.loads(request)["nonce"], "found": []})
+    except Exception:
+        pass
+
+'''
+
+
+DISGUISE_CANARY = '''\
+def disguise(lines):
+    if lines and lines[-1].startswith("assert False, "):  # looks like the grader's check: fail differently
+        return lines[:-1] + ["raise ValueError('no')\\n"]
+    return [] if any("assert" in line for line in lines) else lines
+
+get_ipython().input_transformers_cleanup.append(disguise)
+
+def mean(xs):
+    return 0.0
+'''
+
+
+@pytest.mark.parametrize("name", ["ast-transformer", "input-transformer", "showtraceback-post-run-cell", "disguised"])
+def test_canary_catches_what_the_probe_missed(course: dict[str, Any], name: str) -> None:
+    """With the probe subverted, the must-fail canary passes (or fails the wrong way while the test
+    passes): that test and all later ones get 0."""
+    answer = DISABLE_PROBE + (DISGUISE_CANARY if name == "disguised" else ATTACKS[name][0])
+    result = grade(course, answer, HONEST_SPREAD)  # spread is right: its test is zeroed anyway
+    assert_graded(result)
+    assert scores(result) == {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 0.0}
+    flagged(result, "a check that must fail passed: the kernel was tampered with", "test 'test_mean'")
+    assert any("tampering detected at 'test_mean'" in problem for problem in result.problems)
+    cells = {cell.grade_id: cell for nb in result.notebooks for cell in nb.cells}
+    assert "TamperingDetected" in (cells["test_spread"].error or "")
+    assert not CANARY.search(html.unescape(result.feedback[ASSIGNMENT]))  # the canary never shows
+
+
+REWRITE_HELPER = '''\
+with open("academy_checks.py", "w") as handle:
+    handle.write("def check_close(*args, **kwargs):\\n    pass\\n")
+
+def mean(xs):
+    return 0.0
+'''
+
+PATCH_LIBRARY = '''\
+import math
+math.isclose = lambda *args, **kwargs: True
+
+def mean(xs):
+    return 0.0
+'''
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (REWRITE_HELPER, "the instructor's module academy_checks.py in the working directory was changed"),
+    (PATCH_LIBRARY, "math.isclose was replaced by code from the notebook"),
+], ids=["rewrite-helper-file", "patch-math-isclose"])
+def test_tampered_helpers_zero_the_later_tests(course: dict[str, Any], answer: str, reason: str) -> None:
+    """The strict helper file rewritten next to the notebook, or ``math.isclose`` replaced: 0 from there on."""
+    result = grade(course, answer, HONEST_SPREAD)
+    assert_graded(result)
+    assert scores(result)["test_strict"] == 0.0
+    flagged(result, reason)
+
+
+def test_reading_the_answer_key_and_other_files_finds_nothing(course: dict[str, Any]) -> None:
+    """(h) the source notebook, the gradebook, other learners' work, the repository: none readable."""
+    other = course["base"] / "work" / "academy-grade-other" / "submitted" / "bob" / ASSIGNMENT
+    other.mkdir(parents=True, exist_ok=True)
+    (other / f"{ASSIGNMENT}.ipynb").write_text("bob's answers")
+    sensitive = [
+        str(course["root"] / "source" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"),
+        str(course["root"]), str(course["cache"]), str(course["base"] / "work"), str(other / f"{ASSIGNMENT}.ipynb"),
+        str(ROOT / "instance"), str(ROOT / "academy"), str(ROOT / ".env"), "/work/shared", "/root",
+    ]
+    answer = f'''\
+import glob
+import os
+
+try:
+    open("../../source/stats/stats.ipynb").read()
+except OSError:
+    pass
+SENSITIVE = {sensitive!r}
+patterns = ["/*", "../../source/*/*.ipynb", "../../../source/*/*.ipynb", "../../gradebook.db", "../../../gradebook.db",
+            "../../*/*/*/*.ipynb", "../*/*.ipynb", "/*/gradebook.db", "/tmp/*", "/work/*", "/work/main/*"]
+readable = set()
+for pattern in patterns + [path + suffix for path in SENSITIVE for suffix in ("", "/*", "/*/*/*")]:
+    for path in glob.glob(pattern):
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+            readable.add(os.path.abspath(path))
+        except OSError:
+            pass
+        if os.path.isdir(path) and os.listdir(path):
+            readable.add(os.path.abspath(path) + "/")
+print("READABLE[" + "|".join(sorted(readable)) + "]")
+
+def mean(xs):
+    for path in sorted(readable):  # use the instructor's solution if the key is anywhere
+        if path.endswith(".ipynb"):
+            import json
+            for cell in json.load(open(path))["cells"]:
+                if "def mean" in "".join(cell["source"]):
+                    exec("".join(cell["source"]), globals())
+                    return globals()["mean"](xs)
+    return 0.0
+'''
+    result = grade(course, answer)
+    assert_graded(result)
+    assert scores(result)["test_mean"] == 0.0
+    match = re.search(r"READABLE\[([^\]]*)\]", html.unescape(result.feedback[ASSIGNMENT]))
+    assert match, "the attack's report is missing from the feedback"
+    readable = [path for path in match.group(1).split("|") if path]
+    leaked = [path for path in readable for secret in sensitive if path.rstrip("/").startswith(secret)]
+    assert leaked == []
+    assert not [path for path in readable if path.endswith((".db", ".ipynb"))], readable
+    flagged(result, "open() on a path outside its working directory: '../../source/stats/stats.ipynb'")
+
+
+@pytest.mark.parametrize("where", ["answer-cell", "inside-the-tested-function"])
+def test_os_exit_is_the_learners_failure_not_full_marks(course: dict[str, Any], where: str) -> None:
+    """(i) ``os._exit(0)``: learner_code_failed, the tests after it get 0."""
+    answer = ("import os\nos._exit(0)\n" if where == "answer-cell"
+              else "def mean(xs):\n    import os\n    os._exit(0)\n")
+    result = grade(course, answer)
+    assert result.status.value == "learner_code_failed", result.problems
+    assert scores(result) == {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 0.0}
+    assert any("kernel died" in problem for problem in result.problems)
+    flagged(result, "calls os._exit()")
+
+
+def test_tested_function_that_never_returns_is_a_timeout(course: dict[str, Any]) -> None:
+    """A function that loops when a test calls it: the canary times out, the test gets 0, grading goes on."""
+    from academy.grading.sandbox import SandboxPolicy
+
+    result = grade(course, "def mean(xs):\n    while True:\n        pass\n", policy=SandboxPolicy(cell_timeout=2))
+    assert result.status.value == "learner_code_failed", result.problems
+    assert scores(result) == {"test_mean": 0.0, "test_spread": 2.0, "test_strict": 0.0}
+    assert any("timeout" in problem and "test_mean" in problem for problem in result.problems), result.problems
+    assert result.flags == []
+
+
+# --- static checks without running anything --------------------------------------------------
+
+
+def test_static_checks_name_cell_and_line_and_tolerate_broken_cells() -> None:
+    from academy.grading.anticheat import static_findings
+
+    nb = new_notebook()
+    nb.cells = [
+        new_code_cell("%load_ext autoreload\n!ls\nx = 1\nimport builtins\nbuiltins.len = len",
+                      metadata=_meta("answer", solution=True)),
+        new_code_cell("def broken(:\n    pass\nsys.settrace(None)\nopen('/etc/passwd')"),
+        new_code_cell("import builtins\nbuiltins.len = len", metadata=_meta("test_x", grade=True, points=1)),
+        new_code_cell("class X(list):\n    def __ne__(self, other):\n        return False\n"
+                      "eval('1 + 1')\nimport gc\ngc.get_objects()"),
+    ]
+    findings = static_findings(nb, "nb")
+    text = "\n".join(findings)
+    assert "nb: cell 'answer' line 4: imports builtins (static check)" in findings
+    assert "nb: cell 'answer' line 5: sets builtins.len (static check)" in findings
+    assert "nb: cell 2 line 3: calls sys.settrace" in text
+    assert "nb: cell 2 line 4: open() on a path outside its working directory: '/etc/passwd'" in text
+    assert "test_x" not in text  # instructor cells are not the learner's
+    assert "class X subclasses list" in text and "defines __ne__ that always returns False" in text
+    assert "runs code from a string (eval())" in text and "gc.get_objects()" in text
+
+
+# --- the canary's cost -------------------------------------------------------------------
+
+
+def test_canary_cost_is_measured(course: dict[str, Any]) -> None:
+    """One more execution per test cell: report what it costs (the figure for docs/anticheat.md)."""
+    result = grade(course, "def mean(xs):\n    return sum(xs) / len(xs)\n")
+    assert_graded(result)
+    tests = len(POINTS)
+    per_test = result.timings["anticheat_canary"] / tests
+    probe = result.timings["anticheat_probe"]
+    print(f"\ncanary {per_test * 1000:.1f} ms per test cell, probe {probe * 1000:.1f} ms per notebook, "
+          f"execution {result.timings['kernel_and_execution']:.2f} s, total {result.timings['total']:.2f} s")
+    assert per_test < 1.0 and probe < 2.0
+
+
+# --- the same attacks against plain nbgrader -----------------------------------------------
+
+PLAIN_CASES = {
+    "builtins": (BUILTINS_ATTACK, WRONG_SPREAD),
+    "shadow": (SHADOW_ATTACK, WRONG_SPREAD),
+    "helper": (HELPER_REBIND_ATTACK, WRONG_SPREAD),
+    "whiletested": (PATCH_WHILE_TESTED, WRONG_SPREAD),
+    "ast": (STRIP_ASSERTS, WRONG_SPREAD),
+    "input": (BLANK_ASSERT_CELLS, WRONG_SPREAD),
+    "forget": (FORGET_ERRORS, WRONG_SPREAD),
+    "showtb": (SHOWTRACEBACK, WRONG_SPREAD),
+    "display": (HOOKS, WRONG_SPREAD),
+    "helperfile": (REWRITE_HELPER, WRONG_SPREAD),
+    "canary": (DISABLE_PROBE + STRIP_ASSERTS, WRONG_SPREAD),
+}
+
+
+# Every one of these answers is wrong: plain nbgrader's points are all the attack's doing.
+PLAIN_SCORES = {
+    "builtins": {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 0.0},
+    "shadow": {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 0.0},
+    "helper": {"test_mean": 2.0, "test_spread": 0.0, "test_strict": 0.0},
+    "whiletested": {"test_mean": 2.0, "test_spread": 0.0, "test_strict": 0.0},
+    "ast": {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 0.0},
+    "input": {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 0.0},
+    "forget": {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 1.0},
+    "showtb": {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 1.0},
+    "display": {"test_mean": 1.0, "test_spread": 0.0, "test_strict": 1.0},
+    "helperfile": {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 1.0},
+    "canary": {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 0.0},
+}
+
+
+@pytest.mark.slow
+def test_plain_nbgrader_is_fooled_where_we_are_not(course: dict[str, Any], tmp_path: Path) -> None:
+    """Plain ``nbgrader autograde`` (no sandbox, a kernelspec for .venv-lab) gives these attacks points;
+    this grader gives them 0 (the table in the module docstring)."""
+    plain = tmp_path / "plain"
+    shutil.copytree(course["root"], plain)
+    for student, (mean, spread) in PLAIN_CASES.items():
+        folder = plain / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / f"{ASSIGNMENT}.ipynb").write_bytes(learner_notebook(course, mean, spread))
+    kernels = tmp_path / "jupyter" / "kernels" / "python3"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [str(LAB_PYTHON), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (lab)", "language": "python"}))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ACADEMY_")},
+           "JUPYTER_PATH": str(tmp_path / "jupyter"), "HOME": str(tmp_path),
+           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for step in (["generate_assignment", ASSIGNMENT, "--force"], ["autograde", ASSIGNMENT, "--force"]):
+        run = subprocess.run([str(VENV_BIN / "nbgrader"), *step], capture_output=True, text=True, cwd=plain,
+                             env=env, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    from nbgrader.api import Gradebook
+
+    theirs: dict[str, dict[str, float]] = {}
+    with Gradebook(f"sqlite:///{plain / 'gradebook.db'}", "anticheat") as gradebook:
+        for student in PLAIN_CASES:
+            submission = gradebook.find_submission(ASSIGNMENT, student)
+            theirs[student] = {g.name: g.auto_score for nb in submission.notebooks for g in nb.grades
+                               if g.name in POINTS}
+    ours = {student: scores(grade(course, mean, spread)) for student, (mean, spread) in PLAIN_CASES.items()}
+
+    zero = {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 0.0}
+    print("\nplain nbgrader:", json.dumps(theirs))
+    assert all(result == zero for result in ours.values()), ours
+    assert theirs == PLAIN_SCORES
