@@ -181,10 +181,13 @@ def _table(data: dict[str, Any]) -> str:
                          f"{note}".rstrip())
     lines.append(f"{'total':<40} {_points(data['score']):>6} / {_points(data['max_score']):<6} {data['status']}")
     lines.extend(f"  ! {problem}" for problem in data["problems"])
+    lines.extend(f"  ? review: {flag}" for flag in data.get("flags", []))
     return "\n".join(lines)
 
 
 def _summary_line(data: dict[str, Any]) -> str:
     problems = f"  ({len(data['problems'])} problems)" if data["problems"] else ""
+    if data.get("flags"):
+        problems += f"  ({len(data['flags'])} flags for review)"
     return (f"{data['student']:<24} {_points(data['score']):>6} / {_points(data['max_score']):<6} "
             f"{data['status']}{problems}")
