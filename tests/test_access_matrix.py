@@ -44,6 +44,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "grading.gradebook": ("roles", "admin", "instructor"),
     "grading.regrade": ("roles", "admin", "instructor"),
     "grading.upload_version": ("roles", "admin", "instructor"),
+    "grading.grant_extension": ("roles", "admin", "instructor"),
     "admin.home": ("roles", "admin"),
     "admin.users": ("roles", "admin"),
     "admin.set_role": ("roles", "admin"),
@@ -104,6 +105,7 @@ def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "grading.gradebook": {"assignment_id": ids["assignment_id"]},
         "grading.regrade": {"assignment_id": ids["assignment_id"]},
         "grading.upload_version": {"assignment_id": ids["assignment_id"]},
+        "grading.grant_extension": {"assignment_id": ids["assignment_id"]},
     }
 
 

@@ -408,3 +408,25 @@ def test_a_new_source_version_becomes_what_learners_download(
         db.session.commit()
     download = client.get(f"/assignments/{course['assignment_id']}/notebooks/{NAME}").get_data(as_text=True)
     assert "2판: 오류를 고쳤습니다" in download and "BEGIN SOLUTION" not in download
+
+
+def test_the_course_instructor_grants_an_extension_from_the_gradebook(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, login_as: Any
+) -> None:
+    from academy.grading.models import Extension
+    from academy.users.models import User
+
+    with app.app_context():
+        email = db.session.get(User, learner).email
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+    _as_course_instructor(client, login_as)
+    token = csrf_token(client, f"/assignments/{course['assignment_id']}/gradebook")
+    url = f"/assignments/{course['assignment_id']}/extensions"
+    assert client.post(url, data={"csrf_token": token, "email": email, "due_on": "2030-01-31",
+                                  "reason": "병가"}).status_code == 303
+    assert client.post(url, data={"csrf_token": token, "email": "nobody@example.kr",
+                                  "due_on": "2030-01-31"}).status_code == 303
+    with app.app_context():
+        [extension] = db.session.scalars(db.select(Extension)).all()
+        assert extension.user_id == learner and extension.reason == "병가"
+        assert extension.due_at == dt.datetime(2030, 1, 31, 14, 59, tzinfo=dt.UTC)  # 23:59 KST

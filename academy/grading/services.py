@@ -207,6 +207,29 @@ def submit(
     return submission, job
 
 
+def grant_extension(session: Session, assignment: Assignment, learner: User, due_at: dt.datetime, *,
+                    actor: User, reason: str | None = None) -> Extension:
+    """Give one learner a personal deadline for an assignment (replacing an earlier one).
+
+    The caller checks that ``actor`` may manage the course. Raises ValidationFailed for a
+    learner who is not enrolled in a cohort of the course.
+    """
+    learner_cohort(session, assignment, learner)  # raises PermissionDenied when not enrolled
+    extension = session.scalar(
+        select(Extension).where(Extension.assignment_id == assignment.id, Extension.user_id == learner.id)
+    )
+    if extension is None:
+        extension = Extension(assignment_id=assignment.id, user_id=learner.id, due_at=due_at)
+        session.add(extension)
+    extension.due_at = due_at
+    extension.reason = reason or None
+    extension.granted_by_id = actor.id
+    session.flush()
+    record("extension.grant", actor_id=actor.id, target_type="assignment", target_id=assignment.id,
+           learner=learner.id, due_at=due_at.isoformat())
+    return extension
+
+
 # --- results -------------------------------------------------------------------------
 
 

@@ -227,6 +227,39 @@ def gradebook(assignment_id: int) -> Any:
     return render_template("grading/gradebook.html", assignment=row, submissions=rows, versions=versions)
 
 
+@bp.route("/assignments/<id:assignment_id>/extensions", methods=["POST"])
+@staff_required
+def grant_extension(assignment_id: int) -> Any:
+    """Give one learner (by email) a personal deadline: the end of the chosen day, KST."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from academy.users.services import find_user_by_email
+
+    row = _assignment_or_404(assignment_id)
+    if not can_manage_course(current_user, row.course):
+        abort(403)
+    learner = find_user_by_email(db.session, request.form.get("email", ""))
+    try:
+        day = dt.date.fromisoformat(request.form.get("due_on", ""))
+    except ValueError:
+        day = None
+    if learner is None or day is None:
+        flash(_("Enter the learner's email and the new due date."), "danger")
+        return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
+    due_at = dt.datetime.combine(day, dt.time(23, 59), tzinfo=ZoneInfo("Asia/Seoul")).astimezone(dt.UTC)
+    try:
+        services.grant_extension(db.session, row, learner, due_at, actor=current_user,
+                                 reason=request.form.get("reason"))
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        db.session.commit()
+        flash(_("%(email)s now has until %(day)s 23:59 KST.", email=learner.email, day=day.isoformat()), "success")
+    return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
+
+
 @bp.route("/assignments/<id:assignment_id>/versions", methods=["POST"])
 @staff_required
 def upload_version(assignment_id: int) -> Any:
