@@ -41,18 +41,22 @@ def _assignment_or_404(assignment_id: int) -> Assignment:
     return assignment
 
 
-def _may_take(assignment: Assignment) -> bool:
+def _cohort(assignment: Assignment) -> Any:
+    """The cohort through which the current user takes ``assignment``, or None."""
     try:
-        services.learner_cohort(db.session, assignment, current_user)
+        return services.learner_cohort(db.session, assignment, current_user)
     except AcademyError:
-        return False
-    return True
+        return None
 
 
-def _check_access(assignment: Assignment) -> bool:
+def _may_take(assignment: Assignment) -> bool:
+    return _cohort(assignment) is not None
+
+
+def _check_access(assignment: Assignment, cohort: Any = None) -> bool:
     """Enrolled learners take the assignment; the course's staff may look. Others get a 404."""
     staff = can_manage_course(current_user, assignment.course)
-    if not staff and not _may_take(assignment):
+    if not staff and cohort is None and not _may_take(assignment):
         abort(404)
     return staff
 
@@ -62,13 +66,13 @@ def _check_access(assignment: Assignment) -> bool:
 def assignment(assignment_id: int) -> Any:
     """An assignment: its notebooks, deadline, attempts, and the upload form."""
     row = _assignment_or_404(assignment_id)
-    staff = _check_access(row)
+    cohort = _cohort(row)
+    staff = _check_access(row, cohort)
     context: dict[str, Any] = {"assignment": row, "staff": staff, "attempts": [], "due": None, "release": None}
     with contextlib.suppress(NotFound):
         context["release"] = services.current_release(db.session, row)
-    context["can_submit"] = _may_take(row)
-    if context["can_submit"]:
-        cohort = services.learner_cohort(db.session, row, current_user)
+    context["can_submit"] = cohort is not None
+    if cohort is not None:
         context["due"] = services.deadline_for(db.session, row, current_user, cohort)
         context["attempts"] = services.submissions_of(db.session, row, current_user)
     max_attempts = row.policy("max_attempts")

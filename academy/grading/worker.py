@@ -70,9 +70,6 @@ def claim(job_id: int, worker: str, *, now: dt.datetime | None = None) -> int | 
     return attempt
 
 
-def lease_seconds() -> int:
-    """How long a claim lasts without a heartbeat (configurable for tests)."""
-    return int(current_app.config.get("ACADEMY_JOB_LEASE_SECONDS", LEASE_SECONDS))
 
 
 class _Heartbeat(threading.Thread):
@@ -84,7 +81,7 @@ class _Heartbeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        interval = min(HEARTBEAT_SECONDS, max(lease_seconds_for(self.app) / 3, 0.5))
+        interval = min(HEARTBEAT_SECONDS, max(lease_seconds(self.app) / 3, 0.5))
         while not self.stopped.wait(interval):
             with self.app.app_context():  # type: ignore[attr-defined]
                 try:
@@ -103,7 +100,9 @@ class _Heartbeat(threading.Thread):
                     db.session.remove()
 
 
-def lease_seconds_for(app: object) -> float:
+def lease_seconds(app: object = None) -> float:
+    """How long a claim lasts without a heartbeat (ACADEMY_JOB_LEASE_SECONDS)."""
+    app = app or current_app
     return float(app.config.get("ACADEMY_JOB_LEASE_SECONDS", LEASE_SECONDS))  # type: ignore[attr-defined]
 
 
