@@ -9,14 +9,14 @@ LAB_PYTHON_BASE ?= /usr/bin/python3
 LAB    := .venv-lab
 LAB_STAMP := $(LAB)/.installed-$(shell cat hub_config/lab-requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install lab-env system-deps test-deps services lint messages clean
+.PHONY: demo test install lab-env proxy system-deps test-deps services lint messages clean
 
 ## make demo: install everything and run the platform on 127.0.0.1 with demo accounts
-demo: system-deps install lab-env
+demo: system-deps install lab-env proxy
 	$(BIN)/academy demo
 
 ## make test: install what the tests need and run the whole suite
-test: test-deps install lab-env services
+test: test-deps install lab-env proxy services
 	ACADEMY_TEST_REQUIRE_SERVICES=$${ACADEMY_TEST_REQUIRE_SERVICES:-$${CI:+1}} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
@@ -37,6 +37,13 @@ $(LAB_STAMP): hub_config/lab-requirements.txt
 	$(LAB)/bin/python -m pip install --quiet --upgrade pip
 	$(LAB)/bin/python -m pip install --quiet -r hub_config/lab-requirements.txt
 	rm -f $(LAB)/.installed-*
+	touch $@
+
+## configurable-http-proxy for the local JupyterHub, from the npm registry into ./node_modules (pinned by the lock file)
+proxy: node_modules/.bin/configurable-http-proxy
+
+node_modules/.bin/configurable-http-proxy: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## Debian packages: bubblewrap (grader sandbox) and python3-venv; for tests also Chromium and CJK fonts

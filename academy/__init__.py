@@ -24,10 +24,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     load_dotenv(override=False)
     settings = Settings.from_env()
     overrides = dict(config or {})
-    for key in ("env", "secret_key", "database_url", "broker_url", "base_url"):
+    for key in ("env", "secret_key", "database_url", "broker_url", "base_url", "hub_url", "hub_public_url",
+                "hub_api_token", "hub_client_secret", "gpu_devices", "lab_spawn_timeout", "lab_queue_ttl_seconds",
+                "lab_quota_warning_minutes", "oidc_access_token_seconds"):
         if key in overrides:
             setattr(settings, key, overrides.pop(key))
-    for key in ("data_dir", "courses_dir"):
+    for key in ("data_dir", "courses_dir", "lab_profiles_file"):
         if key in overrides:
             setattr(settings, key, Path(overrides.pop(key)).resolve())
 
@@ -59,6 +61,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     filters.init_app(app)
 
+    from academy.oidc import server as oidc_server
+
+    oidc_server.init_app(app)
     _register_blueprints(app)
 
     from academy import cli
@@ -98,8 +103,11 @@ def _register_blueprints(app: Flask) -> None:
     from academy.dashboard.views import bp as dashboard_bp
     from academy.enrollment.views import bp as enrollment_bp
     from academy.grading.views import bp as grading_bp
+    from academy.labs.views import bp as labs_bp
+    from academy.oidc.views import bp as oidc_bp
     from academy.users.views import bp as auth_bp
     from academy.web.views import bp as web_bp
 
-    for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, grading_bp, admin_bp, api_bp):
+    for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, grading_bp, admin_bp, api_bp,
+               oidc_bp, labs_bp):
         app.register_blueprint(bp)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+_PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_SECRET_MARKERS = {"", "change-me", "changeme", "dev", "secret", "default"}
 
 
@@ -45,6 +46,20 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {value!r}") from exc
 
 
+def _secret_file(path: Path) -> str:
+    """Read a generated secret, creating it (mode 0600) on first use; safe against a racing creator."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
 @dataclass
 class Settings:
     """The portal's settings, one field per documented environment variable."""
@@ -71,6 +86,14 @@ class Settings:
     job_lease_seconds: int = 60
     sweep_seconds: float = 15.0
     grading_workers: int = 0  # 0: one per core
+    hub_public_url: str | None = None
+    hub_client_secret: str | None = None
+    lab_profiles_file: Path = field(default_factory=lambda: (_PROJECT_DIR / "hub_config" / "profiles.toml"))
+    gpu_devices: str | None = None  # None: detect through NVML; "0,1" or "0:A100,1:A100": a fixed inventory
+    lab_spawn_timeout: int = 120
+    lab_queue_ttl_seconds: int = 600
+    lab_quota_warning_minutes: int = 10
+    oidc_access_token_seconds: int = 600
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,6 +128,16 @@ class Settings:
             job_lease_seconds=_env_int("ACADEMY_JOB_LEASE_SECONDS", 60),
             sweep_seconds=float(_env_int("ACADEMY_SWEEP_SECONDS", 15)),
             grading_workers=_env_int("ACADEMY_GRADING_WORKERS", 0),
+            hub_public_url=_env("ACADEMY_HUB_PUBLIC_URL"),
+            hub_client_secret=_env("ACADEMY_HUB_CLIENT_SECRET"),
+            lab_profiles_file=Path(
+                _env("ACADEMY_LAB_PROFILES", str(_PROJECT_DIR / "hub_config" / "profiles.toml")) or ""
+            ).resolve(),
+            gpu_devices=_env("ACADEMY_GPU_DEVICES"),
+            lab_spawn_timeout=_env_int("ACADEMY_LAB_SPAWN_TIMEOUT", 120),
+            lab_queue_ttl_seconds=_env_int("ACADEMY_LAB_QUEUE_TTL_SECONDS", 600),
+            lab_quota_warning_minutes=_env_int("ACADEMY_LAB_QUOTA_WARNING_MINUTES", 10),
+            oidc_access_token_seconds=_env_int("ACADEMY_OIDC_ACCESS_TOKEN_SECONDS", 600),
         )
 
     @property
@@ -123,6 +156,32 @@ class Settings:
             return url
         return f"sqlite:///{self.data_dir / 'academy.sqlite3'}"
 
+    @property
+    def labs_enabled(self) -> bool:
+        """Labs need a hub to drive: ``ACADEMY_HUB_URL`` (``academy demo`` sets it for its own hub)."""
+        return bool(self.hub_url)
+
+    @property
+    def hub_browser_url(self) -> str:
+        """The hub's address as browsers reach it (defaults to the address the portal uses)."""
+        return (self.hub_public_url or self.hub_url or "").rstrip("/")
+
+    def resolved_hub_secret(self, name: str) -> str:
+        """The hub service token (``api_token``) or OAuth client secret (``client_secret``).
+
+        Taken from ``ACADEMY_HUB_API_TOKEN`` / ``ACADEMY_HUB_CLIENT_SECRET``; in development a
+        random one is kept in the data directory so the portal and the hub it starts agree.
+        """
+        value = self.hub_api_token if name == "api_token" else self.hub_client_secret
+        variable = "ACADEMY_HUB_API_TOKEN" if name == "api_token" else "ACADEMY_HUB_CLIENT_SECRET"
+        if value:
+            if self.production and (value.lower() in DEFAULT_SECRET_MARKERS or len(value) < 32):
+                raise ConfigurationError(f"{variable} must be a random value of at least 32 characters in production")
+            return value
+        if self.production:
+            raise ConfigurationError(f"{variable} must be set in production when ACADEMY_HUB_URL is set")
+        return _secret_file(self.data_dir / f"hub_{name}")
+
     def resolved_secret_key(self) -> str:
         """Return the signing key, generating one into the data directory in development.
 
@@ -138,19 +197,14 @@ class Settings:
             return key
         if key:
             return key
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        key_file = self.data_dir / "secret_key"
-        if key_file.exists():
-            return key_file.read_text().strip()
-        key = secrets.token_hex(32)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        return key
+        return _secret_file(self.data_dir / "secret_key")
 
     def flask_config(self) -> dict[str, Any]:
         """The Flask configuration mapping derived from these settings."""
         url = self.resolved_database_url()
+        if self.production and self.hub_url:
+            self.resolved_hub_secret("api_token")
+            self.resolved_hub_secret("client_secret")
         engine_options: dict[str, Any] = {"pool_pre_ping": True}
         if url.startswith("sqlite"):
             engine_options = {"connect_args": {"timeout": 30}}

@@ -16,7 +16,8 @@ from academy.extensions import db
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"user", "company", "track", "course", "course_instructor", "assignment", "cohort", "enrollment",
           "enrollment_event", "api_token", "audit_entry", "outbox_message", "assignment_release", "submission",
-          "submission_file", "cell_score", "grading_job", "extension"}
+          "submission_file", "cell_score", "grading_job", "extension", "oauth_code", "oauth_token", "lab_session",
+          "gpu_device"}
 
 
 @pytest.fixture

@@ -84,6 +84,8 @@ def page_paths(app: Flask, make_cohort: Any) -> list[str]:
         ("auth.reset_password", "token"): "not-a-valid-token",
         ("admin.cohort", "cohort_id"): cohort_id,
         ("api.cohort", "cohort_id"): cohort_id,
+        ("labs.launch_page", "lab_id"): 999999,
+        ("labs.status", "lab_id"): 999999,
     }
     paths = []
     with app.test_request_context():

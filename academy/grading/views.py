@@ -78,6 +78,12 @@ def assignment(assignment_id: int) -> Any:
     max_attempts = row.policy("max_attempts")
     context["attempts_left"] = None if max_attempts is None else max(max_attempts - len(context["attempts"]), 0)
     context["now"] = utcnow()
+    context["labs"] = current_app.config["ACADEMY_SETTINGS"].labs_enabled
+    context["quota"] = None
+    if context["labs"] and row.course.gpu_hour_quota:
+        from academy.labs.services import quota_for
+
+        context["quota"] = quota_for(db.session, current_user, row.course)
     return render_template("grading/assignment.html", **context)
 
 
@@ -127,8 +133,15 @@ def submit(assignment_id: int) -> Any:
         if payload.get("assignment") != row.id or payload.get("user") != current_user.id:
             abort(404)
         files = {name: _store().get(digest) for name, digest in payload["files"].items()}
+        origin = "lab" if payload.get("origin") == "lab" else "upload"
     else:
         files = _uploaded_files()
+        origin = "upload"
+    return accept_files(row, files, origin=origin)
+
+
+def accept_files(row: Assignment, files: dict[str, bytes], *, origin: str) -> Any:
+    """Preflight, then store and queue a submission (uploads and submissions from the lab alike)."""
     try:
         release = services.current_release(db.session, row)
         if request.form.get("restore") == "1":
@@ -136,12 +149,12 @@ def submit(assignment_id: int) -> Any:
         checked = services.preflight(release, files)
         if not checked.ok:
             token = _pending_serializer().dumps({
-                "assignment": row.id, "user": current_user.id,
+                "assignment": row.id, "user": current_user.id, "origin": origin,
                 "files": {name: _store().put(data) for name, data in files.items()},
             })
             return render_template("grading/preflight.html", assignment=row, report=checked, pending=token), 422
         submission, job = services.submit(db.session, assignment=row, user=current_user, files=files,
-                                          store=_store(), origin="upload")
+                                          store=_store(), origin=origin)
     except AcademyError as exc:
         db.session.rollback()
         flash(str(exc), "danger")

@@ -37,6 +37,8 @@ def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float =
         "task_default_queue": "academy",
         "beat_schedule": {
             "requeue-stale-grading-jobs": {"task": "academy.requeue_stale_jobs", "schedule": sweep_seconds},
+            # Labs: reconcile with the hub, warn and stop over GPU quota, expire abandoned queue places.
+            "sweep-labs": {"task": "academy.sweep_labs", "schedule": 60.0},
         },
     }
     config["beat_schedule_filename"] = str(Path(data_dir) / "celerybeat-schedule")

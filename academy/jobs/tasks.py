@@ -60,3 +60,23 @@ def register(celery: Celery) -> None:
 
         with flask_app().app_context():
             return requeue_stale()
+
+    @celery.task(name="academy.sweep_labs")
+    def sweep_labs() -> dict[str, int]:
+        """Labs housekeeping (academy.labs.services.sweep); a no-op when no hub is configured or reachable."""
+        import dataclasses
+
+        from academy.extensions import db
+        from academy.labs import services
+        from academy.labs.hub import HubError
+
+        with flask_app().app_context():
+            settings = flask_app().config["ACADEMY_SETTINGS"]
+            if not settings.labs_enabled:
+                return {}
+            try:
+                report = services.sweep(db.session, services.client_for(settings), settings)
+            except HubError:
+                db.session.rollback()
+                return {}
+            return dataclasses.asdict(report)

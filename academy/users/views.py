@@ -103,11 +103,20 @@ def login() -> Any:
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout() -> Any:
-    """Sign out (POST only, so a link on another site cannot sign anyone out)."""
+    """Sign out (POST only, so a link on another site cannot sign anyone out).
+
+    Signing out of the portal signs out of the lab too: every token the hub holds for this person
+    is revoked (the hub re-checks within a minute), their hub API tokens are deleted, and the browser
+    passes through the hub's logout, which sends it back here.
+    """
+    from academy.labs.services import sign_out_of_hub
+
+    hub_logout = sign_out_of_hub(db.session, current_user._get_current_object())
+    db.session.commit()
     logout_user()
     session.clear()
     flash(_("You are signed out."), "info")
-    return redirect(url_for("web.index"))
+    return redirect(hub_logout or url_for("web.index"))
 
 
 @bp.route("/register", methods=["GET", "POST"])

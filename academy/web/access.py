@@ -87,6 +87,35 @@ def token_scope(scope: str) -> Callable[[F], F]:
     return decorator
 
 
+def oauth_endpoint(view: F) -> F:
+    """OpenID Connect endpoints that authenticate the caller themselves (client secret or bearer token)."""
+    _mark(view, ("oauth",))
+    return view
+
+
+def hub_service(view: F) -> F:
+    """Calls from the JupyterHub the portal drives: ``Authorization: token <ACADEMY_HUB_API_TOKEN>``."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import hmac
+
+        from flask import current_app
+
+        settings = current_app.config["ACADEMY_SETTINGS"]
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if not settings.labs_enabled or scheme.lower() not in ("token", "bearer") or not presented:
+            abort(401)
+        expected = settings.resolved_hub_secret("api_token")
+        if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+            abort(403)
+        return view(*args, **kwargs)
+
+    _mark(wrapper, ("hub-service",))
+    return wrapper  # type: ignore[return-value]
+
+
 def access_rule(view: Callable[..., Any]) -> tuple[str, ...] | None:
     """The rule a view carries, or None when it has none."""
     return getattr(view, ACCESS_ATTR, None)

@@ -211,3 +211,60 @@
     start();
   }
 })();
+
+// ------------------------------------------------------------ lab launch
+// [data-lab-status-url] is polled while the lab starts: the bar, the message and the
+// place in line follow; when the lab is ready the browser goes to the notebook.
+(function () {
+  "use strict";
+
+  function follow(el) {
+    var url = el.getAttribute("data-lab-status-url");
+    var bar = el.querySelector("[data-lab-bar]");
+    var message = el.querySelector("[data-lab-message]");
+    var problem = el.querySelector("[data-lab-problem]");
+    var cpu = el.querySelector("[data-lab-cpu]");
+    function show(body) {
+      if (bar) {
+        var value = Math.max(0, Math.min(100, Number(body.progress) || 0));
+        bar.style.width = value + "%";
+        bar.setAttribute("aria-valuenow", String(value));
+      }
+      if (message && body.message) { message.textContent = body.message; }
+      if (problem) {
+        problem.textContent = body.hub_error || "";
+        problem.hidden = !body.hub_error;
+      }
+      if (cpu) { cpu.hidden = body.state !== "queued"; }
+      el.setAttribute("data-lab-state", body.state);
+    }
+    function tick() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (body) {
+          if (!body) { window.setTimeout(tick, 3000); return; }
+          show(body);
+          if (body.state === "running" && body.url) {
+            window.location.assign(body.url);
+            return;
+          }
+          if (body.finished) {
+            window.location.reload();
+            return;
+          }
+          window.setTimeout(tick, body.state === "queued" ? 3000 : 400);
+        })
+        .catch(function () { window.setTimeout(tick, 3000); });
+    }
+    window.setTimeout(tick, 200);
+  }
+
+  function start() {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-lab-status-url]"), follow);
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

@@ -1,0 +1,1 @@
+"""Labs: JupyterHub servers for learners (launch, GPU inventory and queue, quotas, metering)."""

@@ -1,0 +1,1 @@
+"""The portal as an OpenID Connect provider: JupyterHub signs learners in against it."""

@@ -1,0 +1,171 @@
+"""A real portal (Werkzeug thread) and a real JupyterHub + configurable-http-proxy on free loopback ports.
+
+Used by the lab integration tests, the browser test and bench/labs.py.  The portal serves over
+HTTP because the hub talks to it (OpenID Connect token and userinfo, start/stop events).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+CHP = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+LAB_SINGLEUSER = ROOT / ".venv-lab" / "bin" / "jupyterhub-singleuser"
+PASSWORD = "lab-pass-2026"
+
+
+def missing_parts() -> str | None:
+    """Why a lab stack cannot run here (None when it can)."""
+    if not CHP.exists():
+        return f"{CHP} is missing (make proxy installs configurable-http-proxy from npm)"
+    if not LAB_SINGLEUSER.exists():
+        return f"{LAB_SINGLEUSER} is missing (make lab-env builds the learners' environment)"
+    return None
+
+
+@dataclass
+class LabStack:
+    app: Any
+    portal_url: str
+    hub_url: str
+    api_token: str
+    hub: Any
+    cohort_id: int
+    course_ids: dict[str, int]
+    assignment_ids: dict[str, int]
+    users: dict[str, int] = field(default_factory=dict)
+
+    def make_learner(self, email: str, *, enroll: bool = True, role: str = "learner") -> int:
+        from academy.db import utcnow
+        from academy.enrollment.models import Cohort
+        from academy.enrollment.services import request_enrollment
+        from academy.extensions import db
+        from academy.users.models import Role
+        from academy.users.services import create_user
+
+        with self.app.app_context():
+            user = create_user(db.session, email, PASSWORD, Role(role), name=email.split("@")[0])
+            user.consent_at = utcnow()
+            if enroll:
+                request_enrollment(db.session, db.session.get(Cohort, self.cohort_id), user)
+            db.session.commit()
+            self.users[email] = user.id
+            user_id = user.id
+            db.session.remove()
+        return user_id
+
+    def portal_session(self, email: str) -> requests.Session:
+        """A browser-like session signed in to the portal."""
+        session = requests.Session()
+        page = session.get(f"{self.portal_url}/login", timeout=10)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, "login page has a CSRF token"
+        response = session.post(f"{self.portal_url}/login", data={"csrf_token": token.group(1), "email": email,
+                                                                 "password": PASSWORD}, allow_redirects=False,
+                                timeout=10)
+        assert response.status_code == 302, response.text[:500]
+        return session
+
+    def csrf(self, session: requests.Session, path: str) -> str:
+        page = session.get(f"{self.portal_url}{path}", timeout=10)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token, f"{path} has a CSRF token"
+        return token.group(1)
+
+    def open_lab(self, session: requests.Session, course: str, assignment: str | None = None,
+                 profile: str | None = None) -> requests.Response:
+        path = f"/assignments/{self.assignment_ids[assignment]}" if assignment else "/dashboard"
+        data = {"csrf_token": self.csrf(session, path)}
+        if assignment:
+            data["assignment_id"] = str(self.assignment_ids[assignment])
+        if profile:
+            data["profile"] = profile
+        return session.post(f"{self.portal_url}/labs/open/{self.course_ids[course]}", data=data,
+                            allow_redirects=False, timeout=30)
+
+    def wait_lab(self, session: requests.Session, lab_path: str, *, timeout: float = 120,
+                 until: tuple[str, ...] = ("running", "failed", "stopped", "cancelled")) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            body = session.get(f"{self.portal_url}{lab_path}/status", timeout=30).json()
+            if body["state"] in until:
+                return body
+            time.sleep(0.2)
+        raise AssertionError(f"lab did not reach {until} in {timeout} s: {body}")
+
+    def hub_api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, f"{self.hub_url}/hub/api{path}",
+                                headers={"Authorization": f"token {self.api_token}"}, timeout=30, **kwargs)
+
+    def contents(self, hub_user: str, path: str, method: str = "GET", **kwargs: Any) -> requests.Response:
+        return requests.request(method, f"{self.hub_url}/user/{hub_user}/api/contents/{path}",
+                                headers={"Authorization": f"token {self.api_token}"}, timeout=30, **kwargs)
+
+
+@contextmanager
+def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env: dict[str, str] | None = None,
+              gpu_course: str | None = "python-data", gpu_quota: float = 2.0) -> Iterator[LabStack]:
+    """Portal + hub. ``gpu_course``: a sample course switched to the ``gpu`` profile for the test."""
+    from werkzeug.serving import make_server
+
+    from academy import create_app
+    from academy.catalog.models import Assignment, Course
+    from academy.catalog.services import list_tracks
+    from academy.cli import run_init
+    from academy.db import utcnow
+    from academy.enrollment.services import create_cohort
+    from academy.extensions import db
+    from academy.labs.hubprocess import free_ports, start_hub
+
+    hub_port = free_ports(1)[0]
+    hub_url = f"http://127.0.0.1:{hub_port}"
+    api_token, client_secret = "t" * 48, "s" * 48
+    app = create_app({
+        "data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3", "secret_key": "x" * 40,
+        "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False, "hub_url": hub_url,
+        "hub_api_token": api_token, "hub_client_secret": client_secret, "gpu_devices": gpu_devices,
+    })
+    with app.app_context():
+        run_init(quiet=True)
+        track = list_tracks(db.session)[0]
+        start = utcnow().replace(microsecond=0)
+        cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
+                               ends_at=start + dt.timedelta(days=60), capacity=60, actor_id=None)
+        if gpu_course:
+            course = db.session.scalar(db.select(Course).where(Course.slug == gpu_course))
+            course.lab_profile, course.gpu_hour_quota = "gpu", gpu_quota
+        db.session.commit()
+        cohort_id = cohort.id
+        course_ids = {c.slug: c.id for c in db.session.scalars(db.select(Course))}
+        assignment_ids = {a.slug: a.id for a in db.session.scalars(db.select(Assignment))}
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    portal_url = f"http://127.0.0.1:{server.server_port}"
+    app.config["ACADEMY_SETTINGS"].base_url = portal_url
+    thread = threading.Thread(target=server.serve_forever, name="academy-lab-portal", daemon=True)
+    thread.start()
+    hub = None
+    try:
+        hub = start_hub(data_dir=tmp_path, hub_url=hub_url, portal_url=portal_url, api_token=api_token,
+                        client_secret=client_secret, extra_env=hub_extra_env)
+        yield LabStack(app=app, portal_url=portal_url, hub_url=hub_url, api_token=api_token, hub=hub,
+                       cohort_id=cohort_id, course_ids=course_ids, assignment_ids=assignment_ids)
+    finally:
+        if hub is not None:
+            hub.stop()
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
