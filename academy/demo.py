@@ -10,12 +10,16 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask
 from sqlalchemy import select
 
 from academy.db import utcnow
+
+if TYPE_CHECKING:
+    from academy.labs.hubprocess import HubProcess
 
 DEMO_ACCOUNTS = (
     ("learner@demo.academy.kr", "learner", "김학습", "study-gumi-2026"),
@@ -52,6 +56,16 @@ def seed_demo(app: Flask) -> list[tuple[str, str, str]]:
                 create_cohort(db.session, track, name="2027 봄 (승인제)", starts_at=today + dt.timedelta(days=60),
                               ends_at=today + dt.timedelta(days=116), capacity=20, requires_approval=True,
                               actor_id=None)
+        db.session.flush()
+        # The demo learner is in every track's open cohort, so "Open lab" and submitting work at once.
+        from academy.enrollment.models import Enrollment
+        from academy.enrollment.services import request_enrollment
+
+        learner = find_user_by_email(db.session, DEMO_ACCOUNTS[0][0])
+        for cohort in db.session.scalars(select(Cohort).where(Cohort.requires_approval.is_(False))):
+            if db.session.scalar(select(Enrollment.id).where(Enrollment.user_id == learner.id,
+                                                            Enrollment.cohort_id == cohort.id)) is None:
+                request_enrollment(db.session, cohort, learner)
         db.session.commit()
     return [(email, role, password) for email, role, _name, password in DEMO_ACCOUNTS]
 
@@ -66,6 +80,33 @@ def _free_port(host: str, preferred: int) -> int:
             return int(sock.getsockname()[1])
 
 
+def start_lab_hub(app: Flask, host: str, preferred_port: int = 8000) -> HubProcess | None:
+    """Start the local JupyterHub for the demo unless ``ACADEMY_HUB_URL`` names one already running.
+
+    Returns the hub process (None when an external hub is used).  Without configurable-http-proxy
+    or the learners' environment, the demo runs without labs and says so.
+    """
+    from academy.labs.hubprocess import HubStartError, start_hub
+
+    settings = app.config["ACADEMY_SETTINGS"]
+    if settings.hub_url:
+        return None
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "node_modules" / ".bin" / "configurable-http-proxy").exists():
+        click.echo("  labs: off (configurable-http-proxy missing: run `make proxy`)")
+        return None
+    hub_url = f"http://{host}:{_free_port(host, preferred_port)}"
+    try:
+        hub = start_hub(data_dir=settings.data_dir, hub_url=hub_url, portal_url=settings.base_url,
+                        api_token=settings.resolved_hub_secret("api_token"),
+                        client_secret=settings.resolved_hub_secret("client_secret"))
+    except HubStartError as exc:
+        click.echo(f"  labs: off (JupyterHub did not start: {str(exc).splitlines()[0]})")
+        return None
+    settings.hub_url = hub_url
+    return hub
+
+
 def start_worker(app: Flask) -> subprocess.Popen[bytes]:
     """Start `academy worker` for the demo's data directory, in its own process group."""
     settings = app.config["ACADEMY_SETTINGS"]
@@ -74,6 +115,8 @@ def start_worker(app: Flask) -> subprocess.Popen[bytes]:
     env["ACADEMY_DATABASE_URL"] = settings.resolved_database_url()
     env["ACADEMY_SECRET_KEY"] = app.config["SECRET_KEY"]
     env["ACADEMY_COURSES_DIR"] = str(settings.courses_dir)
+    if settings.hub_url:  # the worker's periodic lab sweep talks to the same hub
+        env["ACADEMY_HUB_URL"] = settings.hub_url
     # nbgrader runs `alembic` by name: make this environment's scripts findable.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.Popen([sys.executable, "-m", "academy.cli", "worker", "--loglevel", "warning"],
@@ -114,6 +157,9 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     for email, role, password in accounts:
         click.echo(f"    {role:<10} {email:<30} {password}")
     click.echo("  grading: one worker per core, embedded queue (academy worker)")
+    hub = start_lab_hub(app, host)
+    if hub is not None:
+        click.echo(f"  labs:    JupyterHub {app.config['ACADEMY_SETTINGS'].hub_url}/ (sign-in through the portal)")
     click.echo("  Ctrl-C stops everything.")
     click.echo("")
     worker = start_worker(app)
@@ -124,3 +170,5 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
             run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
     finally:
         stop_process(worker)
+        if hub is not None:
+            hub.stop()

@@ -350,3 +350,45 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
         server.server_close()
         with app.app_context():
             db.engine.dispose()
+
+
+def test_open_lab_lands_in_jupyterlab_with_the_notebook_open(tmp_path: Path, page: Any) -> None:
+    """Assignment page → "실습 열기" → progress → JupyterLab (in Korean) with the assignment's notebook open.
+
+    Real portal, real JupyterHub + configurable-http-proxy + local spawner; sign-in to the hub goes
+    through the portal's OpenID Connect provider without a second password.
+    """
+    from playwright.sync_api import expect
+
+    from tests.labstack import PASSWORD, lab_stack, missing_parts
+
+    reason = missing_parts()
+    if reason:
+        if REQUIRE_SERVICES:
+            pytest.fail(f"{reason}; ACADEMY_TEST_REQUIRE_SERVICES=1 needs it")
+        pytest.skip(reason)
+    with lab_stack(tmp_path, gpu_course=None) as stack:
+        stack.make_learner("browser-lab@example.kr")
+        assignment_id = stack.assignment_ids["01-linear-regression"]
+        problems = Problems()
+        problems.attach(page)
+        page.goto(f"{stack.portal_url}/login")
+        page.fill("#email", "browser-lab@example.kr")
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+        page.goto(f"{stack.portal_url}/assignments/{assignment_id}")
+        open_lab = page.locator("[data-open-lab]")
+        expect(open_lab).to_have_text("실습 열기")
+        _shot(page, "lab-01-assignment.png")
+        open_lab.click()
+        # The launch page shows progress, then the browser goes on to JupyterLab by itself.
+        page.wait_for_url(re.compile(r".*/user/u\d+/lab/tree/ml-quality/01-linear-regression/.*\.ipynb"),
+                          timeout=120_000)
+        tab = page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel, .jp-mod-current .lm-TabBar-tabLabel")
+        expect(tab.first).to_contain_text(".ipynb", timeout=60_000)
+        expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+        expect(page.locator(".lm-MenuBar-itemLabel").first).to_have_text("파일", timeout=30_000)
+        _shot(page, "lab-02-jupyterlab.png")
+        portal_problems = [p for p in problems.csp_violations if stack.portal_url in p]
+        assert not portal_problems, portal_problems
