@@ -1,0 +1,298 @@
+"""Labs logic on both databases, with the hub replaced by a recording fake (its real behaviour is
+covered by tests/test_labs_integration.py): profiles, inventory, the fair queue, quotas, events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from academy.errors import AcademyError
+from academy.labs import gpu
+from academy.labs.profiles import load_profiles
+
+ROOT = Path(__file__).resolve().parent.parent
+LABS = {"hub_url": "http://127.0.0.1:9", "hub_api_token": "h" * 40, "hub_client_secret": "c" * 40,
+        "gpu_devices": "0,1"}
+
+
+class FakeHub:
+    """Records what the portal asks of the hub; servers start at once."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.running: dict[str, dict[str, Any]] = {}
+
+    def ensure_user(self, name: str, **_: Any) -> dict[str, Any]:
+        self.calls.append(("ensure_user", name))
+        return {"name": name}
+
+    def start(self, name: str, options: dict[str, Any]) -> int:
+        self.calls.append(("start", name))
+        self.running[name] = options
+        return 202
+
+    def stop(self, name: str) -> None:
+        self.calls.append(("stop", name))
+        self.running.pop(name, None)
+
+    def users(self) -> list[dict[str, Any]]:
+        return [{"name": n, "servers": {"": {"ready": True}}} for n in self.running]
+
+
+# -- profiles and inventory ---------------------------------------------------------------------------------------
+
+def test_shipped_profiles_load_and_cpu_is_the_fallback() -> None:
+    profiles = load_profiles(ROOT / "hub_config" / "profiles.toml")
+    assert {"cpu", "gpu", "gpu-shared"} <= set(profiles)
+    assert not profiles["cpu"].uses_gpu and profiles["gpu"].gpus == 1 and not profiles["gpu"].shared
+    assert profiles["gpu-shared"].shared and profiles["gpu-shared"].per_device > 1
+
+
+@pytest.mark.parametrize("text, complaint", [
+    ("[profiles.gpu]\ngpus = 1\n", "'cpu' is required"),
+    ("[profiles.cpu]\ngpus = 0\n[profiles.x]\ngpus = 2\nshared = true\n", "shared profile has gpus = 1"),
+    ("[profiles.cpu\n", "cannot read"),
+])
+def test_bad_profiles_file_is_refused_with_the_reason(tmp_path: Path, text: str, complaint: str) -> None:
+    path = tmp_path / "profiles.toml"
+    path.write_text(text)
+    with pytest.raises(AcademyError, match=complaint):
+        load_profiles(path)
+
+
+def test_configured_inventory_parses_and_refuses_nonsense() -> None:
+    assert [d.index for d in gpu.parse_configured("0,1")] == ["0", "1"]
+    named = gpu.parse_configured("0:NVIDIA A100 80GB, 3:NVIDIA L40S")
+    assert [(d.index, d.name, d.source) for d in named] == [("0", "NVIDIA A100 80GB", "configured"),
+                                                            ("3", "NVIDIA L40S", "configured")]
+    assert gpu.parse_configured("none") == []
+    for bad in ("0,0", "0;1", ",", "../1"):
+        with pytest.raises(ValueError):
+            gpu.parse_configured(bad)
+
+
+def test_nvml_absent_or_broken_degrades_to_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
+    assert gpu.inventory(None) == []
+    broken = types.SimpleNamespace(nvmlInit=lambda: (_ for _ in ()).throw(RuntimeError("Driver Not Loaded")),
+                                   nvmlShutdown=lambda: None)
+    monkeypatch.setitem(sys.modules, "pynvml", broken)
+    assert gpu.inventory(None) == []
+
+
+def test_nvml_devices_are_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetCount=lambda: 2,
+        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetName=lambda h: b"NVIDIA H100",
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(total=80 * 1024**3),
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    devices = gpu.inventory(None)
+    assert [(d.index, d.name, d.memory_mb, d.source) for d in devices] == [
+        ("0", "NVIDIA H100", 81920, "nvml"), ("1", "NVIDIA H100", 81920, "nvml")]
+    assert gpu.inventory("none") == []  # the configured list wins over NVML
+
+
+# -- the fair queue, devices, quotas ------------------------------------------------------------------------------
+
+def _course_with_cohorts(app: Flask, make_track: Any, make_cohort: Any, *, cohorts: int = 2) -> tuple[int, list[int]]:
+    from academy.catalog.models import Course, Track
+    from academy.extensions import db
+
+    track_id = make_track(instructors=("teacher@example.kr",))
+    cohort_ids = [make_cohort(capacity=20, track_id=track_id) for _ in range(cohorts)]
+    with app.app_context():
+        course = db.session.scalar(select(Course).where(Course.track_id == db.session.get(Track, track_id).id))
+        course.lab_profile, course.gpu_hour_quota = "gpu", 1.0
+        db.session.commit()
+        return course.id, cohort_ids
+
+
+def _learner(app: Flask, make_user: Any, cohort_id: int) -> Any:
+    from academy.enrollment.models import Cohort
+    from academy.enrollment.services import request_enrollment
+    from academy.extensions import db
+    from academy.users.models import User
+
+    user_id = make_user("learner")
+    with app.app_context():
+        request_enrollment(db.session, db.session.get(Cohort, cohort_id), db.session.get(User, user_id))
+        db.session.commit()
+    return user_id
+
+
+def _launch(app: Flask, hub: FakeHub, user_id: int, course_id: int, profile: str | None = None) -> Any:
+    from academy.catalog.models import Course
+    from academy.extensions import db
+    from academy.labs import services
+    from academy.users.models import User
+
+    with app.app_context():
+        lab = services.launch(db.session, hub, app.config["ACADEMY_SETTINGS"],  # type: ignore[arg-type]
+                              user=db.session.get(User, user_id), course=db.session.get(Course, course_id),
+                              assignment=None, profile_name=profile)
+        return lab.id, lab.state.value, lab.device
+
+
+@pytest.mark.app_config(**LABS)
+def test_two_devices_then_a_fair_line_where_cohorts_take_turns(app: Flask, make_user: Any, make_track: Any,
+                                                              make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs import services
+    from academy.labs.models import LabSession
+
+    course_id, (cohort_a, cohort_b) = _course_with_cohorts(app, make_track, make_cohort)
+    hub = FakeHub()
+    a = [_learner(app, make_user, cohort_a) for _ in range(4)]
+    b = _learner(app, make_user, cohort_b)
+    results = [_launch(app, hub, user, course_id) for user in (*a, b)]
+    assert [r[1] for r in results] == ["starting", "starting", "queued", "queued", "queued"]
+    assert {results[0][2], results[1][2]} == {"0", "1"}
+    with app.app_context():
+        line = [row.user_id for row in services.waiting_line(db.session)]
+        # cohort B's first waiter goes before cohort A's second waiter, although B arrived last
+        assert line == [a[2], b, a[3]]
+        lab_b = db.session.get(LabSession, results[4][0])
+        assert services.place_in_line(db.session, lab_b) == 2
+        # Freeing a device serves the head of the line.
+        first = db.session.get(LabSession, results[0][0])
+        services.stop_lab(db.session, hub, first, reason="user", actor=None)
+        services.refresh(db.session, hub, app.config["ACADEMY_SETTINGS"], first)  # type: ignore[arg-type]
+        served = db.session.get(LabSession, results[2][0])
+        assert served.state.value == "starting" and served.device == first.device
+        # The grant sent to the hub names that device, signed for that person and session.
+        options = hub.running[served.hub_user]
+        assert options["device"] == served.device and options["profile"] == "gpu"
+        assert options["grant"] == services.grant(app.config["ACADEMY_SETTINGS"], served.hub_user, "gpu",
+                                                  served.device, served.id)
+
+
+@pytest.mark.app_config(**{**LABS, "gpu_devices": "0"})
+def test_shared_profile_packs_one_device_and_never_with_an_exclusive_holder(app: Flask, make_user: Any,
+                                                                          make_track: Any, make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs import services
+    from academy.labs.models import LabSession, LabState
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        profiles = services.profiles(settings)
+        users = [_learner(app, make_user, cohort) for _ in range(6)]
+        for user_id in users[:4]:
+            db.session.add(LabSession(user_id=user_id, course_id=course_id, hub_user=f"u{user_id}",
+                                      profile="gpu-shared", gpus=1, device="0", state=LabState.running))
+        db.session.commit()
+        assert services.free_device(db.session, settings, profiles["gpu-shared"]) is None  # 4 per device
+        assert services.free_device(db.session, settings, profiles["gpu"]) is None
+        db.session.execute(LabSession.__table__.delete())
+        db.session.add(LabSession(user_id=users[4], course_id=course_id, hub_user="x", profile="gpu", gpus=1,
+                                  device="0", state=LabState.running))
+        db.session.commit()
+        assert services.free_device(db.session, settings, profiles["gpu-shared"]) is None
+
+
+@pytest.mark.app_config(**LABS)
+def test_refusals_leave_no_trace_and_never_reach_the_hub(app: Flask, make_user: Any, make_track: Any,
+                                                         make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs import services
+    from academy.labs.models import LabSession, LabState
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    hub = FakeHub()
+    stranger = make_user("learner")
+    with pytest.raises(services.LabRefused):
+        _launch(app, hub, stranger, course_id)
+    learner = _learner(app, make_user, cohort)
+    with pytest.raises(services.LabRefused, match="gpu-max"):
+        _launch(app, hub, learner, course_id, profile="gpu-max")
+    with app.app_context():
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
+        db.session.add(LabSession(user_id=learner, course_id=course_id, hub_user=f"u{learner}", profile="gpu",
+                                  gpus=1, device="1", state=LabState.stopped, started_at=start,
+                                  stopped_at=start + dt.timedelta(minutes=61)))
+        db.session.commit()
+    with pytest.raises(services.LabRefused):
+        _launch(app, hub, learner, course_id)
+    assert hub.calls == []
+    with app.app_context():
+        assert db.session.scalar(select(func.count(LabSession.id))) == 1
+    # CPU stays open to the learner whose GPU hours are used up.
+    assert _launch(app, hub, learner, course_id, profile="cpu")[1] == "starting"
+
+
+@pytest.mark.app_config(**{**LABS, "lab_quota_warning_minutes": 10})
+def test_sweep_warns_before_the_quota_ends_then_stops(app: Flask, make_user: Any, make_track: Any,
+                                                      make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs import services
+    from academy.labs.models import LabSession, LabState
+    from academy.mail.models import OutboxMessage
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    hub = FakeHub()
+    hub.running[f"u{learner}"] = {}
+    now = dt.datetime.now(dt.UTC)
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        lab = LabSession(user_id=learner, course_id=course_id, hub_user=f"u{learner}", profile="gpu", gpus=1,
+                         device="0", state=LabState.running, started_at=now - dt.timedelta(minutes=55))
+        db.session.add(lab)
+        db.session.commit()
+        report = services.sweep(db.session, hub, settings, now=now)  # type: ignore[arg-type]
+        assert (report.warned, report.stopped_quota) == (1, 0)
+        assert db.session.scalar(select(func.count(OutboxMessage.id))) == 1
+        assert services.sweep(db.session, hub, settings, now=now).warned == 0  # warned once
+        later = services.sweep(db.session, hub, settings, now=now + dt.timedelta(minutes=6))  # type: ignore[arg-type]
+        assert later.stopped_quota == 1
+        db.session.refresh(lab)
+        assert lab.state == LabState.stopped and lab.stop_reason == "quota"
+        assert ("stop", f"u{learner}") in hub.calls
+
+
+@pytest.mark.app_config(**LABS)
+def test_hub_events_need_the_hub_token_and_close_the_session(app: Flask, make_user: Any, make_track: Any,
+                                                             make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    with app.app_context():
+        lab = LabSession(user_id=learner, course_id=course_id, hub_user=f"u{learner}", profile="gpu", gpus=1,
+                         device="0", state=LabState.running, started_at=started)
+        db.session.add(lab)
+        db.session.commit()
+        lab_id = lab.id
+    client = app.test_client()
+    event = {"event": "stop", "user": f"u{learner}", "server": "", "time": dt.datetime.now(dt.UTC).isoformat()}
+    assert client.post("/labs/hub-events", json=event).status_code == 401
+    assert client.post("/labs/hub-events", json=event, headers={"Authorization": "token wrong"}).status_code == 403
+    assert client.post("/labs/hub-events", data="[", headers={"Authorization": "token " + "h" * 40,
+                                                              "Content-Type": "application/json"}).status_code == 400
+    response = client.post("/labs/hub-events", json=event, headers={"Authorization": "token " + "h" * 40})
+    assert response.status_code == 200 and response.get_json() == {"recorded": True}
+    with app.app_context():
+        row = db.session.get(LabSession, lab_id)
+        assert row.state == LabState.stopped and row.stop_reason == "hub"
+        assert 29 * 60 < row.gpu_seconds() < 31 * 60
+
+
+@pytest.mark.parametrize("name", ["..", "../x.ipynb", "a/b.ipynb", ".secret.ipynb", "a\\b.ipynb", ""])
+def test_notebook_paths_cannot_leave_the_assignment_folder(name: str) -> None:
+    from academy.labs.services import LabRefused, workspace_path
+
+    assignment = types.SimpleNamespace(slug="01-intro", course=types.SimpleNamespace(slug="python-data"))
+    with pytest.raises(LabRefused):
+        workspace_path(assignment, name)  # type: ignore[arg-type]
+    assert workspace_path(assignment, "intro.ipynb") == "python-data/01-intro/intro.ipynb"  # type: ignore[arg-type]
