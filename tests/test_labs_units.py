@@ -296,3 +296,29 @@ def test_notebook_paths_cannot_leave_the_assignment_folder(name: str) -> None:
     with pytest.raises(LabRefused):
         workspace_path(assignment, name)  # type: ignore[arg-type]
     assert workspace_path(assignment, "intro.ipynb") == "python-data/01-intro/intro.ipynb"  # type: ignore[arg-type]
+
+
+@pytest.mark.app_config(**{**LABS, "gpu_devices": "none"})
+def test_without_any_gpu_a_gpu_course_starts_on_the_cpu(app: Flask, make_user: Any, make_track: Any,
+                                                        make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs.models import LabSession
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    hub = FakeHub()
+    learner = _learner(app, make_user, cohort)
+    lab_id, state, device = _launch(app, hub, learner, course_id)
+    assert (state, device) == ("starting", None)
+    assert hub.running[f"u{learner}"]["device"] == ""  # the hub sets CUDA_VISIBLE_DEVICES=""
+    with app.app_context():
+        assert db.session.get(LabSession, lab_id).gpus == 0  # not metered as GPU time
+
+
+@pytest.mark.app_config(**{**LABS, "gpu_devices": "cluster"})
+def test_on_a_cluster_the_cluster_picks_the_gpu(app: Flask, make_user: Any, make_track: Any,
+                                                make_cohort: Any) -> None:
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    hub = FakeHub()
+    learners = [_learner(app, make_user, cohort) for _ in range(3)]
+    assert [_launch(app, hub, user, course_id)[1] for user in learners] == ["starting"] * 3
+    assert {hub.running[f"u{user}"]["device"] for user in learners} == {""}

@@ -2,7 +2,7 @@
 
 ``ACADEMY_GPU_DEVICES`` is for tests and for machines without GPUs: ``"0,1"`` or
 ``"0:NVIDIA A100 80GB,1:NVIDIA A100 80GB"`` (index, then an optional name); ``"none"`` means no
-GPU at all.  Unset, the NVIDIA Management Library is asked (``pynvml``, from the
+GPU at all; ``"cluster"`` means the hub's cluster (Kubernetes, Slurm) hands out GPUs.  Unset, the NVIDIA Management Library is asked (``pynvml``, from the
 ``nvidia-ml-py`` package); when it is missing or finds no driver, there are no GPUs and every
 lab runs on the CPU profile.
 """
@@ -26,7 +26,7 @@ class Device:
 
 def parse_configured(value: str) -> list[Device]:
     """Parse ``ACADEMY_GPU_DEVICES``; raises ValueError on a malformed entry."""
-    if value.strip().lower() in ("", "none", "0-gpus"):
+    if value.strip().lower() in ("", "none", "cluster"):
         return []
     devices: list[Device] = []
     for entry in value.split(","):

@@ -158,9 +158,22 @@ def device_load(session: Session, shared_profiles: set[str]) -> dict[str, tuple[
     return load
 
 
+def cluster_gpus(settings: Settings) -> bool:
+    """``ACADEMY_GPU_DEVICES=cluster``: the hub's cluster (Kubernetes, Slurm) hands out GPUs, not the portal."""
+    return (settings.gpu_devices or "").strip().lower() == "cluster"
+
+
 def free_device(session: Session, settings: Settings, profile: Profile) -> str | None:
-    """A device ``profile`` may take now, or None when every device is busy."""
+    """A device ``profile`` may take now, or None when every device is busy.
+
+    ``""`` means "start without a local device": the cluster chooses one, or this machine has no GPU
+    at all and the lab runs on the CPU.
+    """
+    if cluster_gpus(settings):
+        return ""
     devices = sync_inventory(session, settings)
+    if not devices:
+        return ""
     load = device_load(session, {p.name for p in profiles(settings).values() if p.shared})
     if profile.shared:
         # Fill a device already shared before opening another, so whole GPUs stay free for exclusive use.
@@ -275,7 +288,9 @@ def _serve_queue(session: Session, client: HubClient, settings: Settings) -> Non
             if not profile.shared:
                 break  # the head waits for a whole GPU; nobody behind may take one first
             continue
-        waiting.device = device
+        waiting.device = device or None
+        if device == "" and not cluster_gpus(settings):
+            waiting.gpus = 0  # no GPU on this machine: a CPU lab, not metered as GPU time
         session.commit()
         _start(session, client, settings, waiting)
 
