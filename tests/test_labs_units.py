@@ -257,6 +257,11 @@ def test_sweep_warns_before_the_quota_ends_then_stops(app: Flask, make_user: Any
         db.session.refresh(lab)
         assert lab.state == LabState.stopped and lab.stop_reason == "quota"
         assert ("stop", f"u{learner}") in hub.calls
+        # The admins' reports count that hour for the course and for the learner's company.
+        (course_usage,) = services.gpu_usage_by_course(db.session)
+        assert course_usage.course.id == course_id and 0.99 < course_usage.gpu_hours < 1.02
+        (company_usage,) = services.gpu_usage_by_company(db.session)
+        assert company_usage.learners == 1 and 0.99 < company_usage.gpu_hours < 1.02
 
 
 @pytest.mark.app_config(**LABS)

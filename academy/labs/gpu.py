@@ -2,9 +2,9 @@
 
 ``ACADEMY_GPU_DEVICES`` is for tests and for machines without GPUs: ``"0,1"`` or
 ``"0:NVIDIA A100 80GB,1:NVIDIA A100 80GB"`` (index, then an optional name); ``"none"`` means no
-GPU at all; ``"cluster"`` means the hub's cluster (Kubernetes, Slurm) hands out GPUs.  Unset, the NVIDIA Management Library is asked (``pynvml``, from the
-``nvidia-ml-py`` package); when it is missing or finds no driver, there are no GPUs and every
-lab runs on the CPU profile.
+GPU at all; ``"cluster"`` means the hub's cluster (Kubernetes, Slurm) hands out GPUs.  Unset, the
+NVIDIA Management Library is asked (``pynvml``, from the ``nvidia-ml-py`` package); when it is
+missing or finds no driver, there are no GPUs and every lab runs on the CPU.
 """
 
 from __future__ import annotations

@@ -489,7 +489,7 @@ def pull_notebooks(client: HubClient, user: User, assignment: Assignment) -> dic
 # -- stopping, events, sweeping -----------------------------------------------------------------------------------
 
 def stop_lab(session: Session, client: HubClient | None, lab: LabSession, *, reason: str,
-             actor: User | None) -> LabSession:
+             actor: User | None, at: dt.datetime | None = None) -> LabSession:
     """Stop a lab (or leave the queue). The hub is asked first; a hub that is down still frees the GPU."""
     if lab.state in (LabState.starting, LabState.running) and client is not None:
         try:
@@ -497,7 +497,7 @@ def stop_lab(session: Session, client: HubClient | None, lab: LabSession, *, rea
         except HubUnavailable as exc:
             log.warning("lab %s: hub unavailable while stopping: %s", lab.id, exc)
     state = LabState.cancelled if lab.state == LabState.queued else LabState.stopped
-    _finish(lab, state, reason)
+    _finish(lab, state, reason, at=at)
     audit("lab.stop", actor_id=actor.id if actor else None, target_type="lab_session", target_id=lab.id,
           reason=reason, user=lab.user_id)
     session.commit()
@@ -554,7 +554,7 @@ def sweep(session: Session, client: HubClient, settings: Settings, *, now: dt.da
         used = gpu_hours_used(session, lab.user_id, lab.course_id, now=now)
         left_minutes = (course.gpu_hour_quota - used) * 60
         if left_minutes <= 0:
-            stop_lab(session, client, lab, reason="quota", actor=None)
+            stop_lab(session, client, lab, reason="quota", actor=None, at=now)
             report.stopped_quota += 1
         elif left_minutes <= settings.lab_quota_warning_minutes and lab.warned_at is None:
             lab.warned_at = now
@@ -667,3 +667,27 @@ def gpu_usage_by_course(session: Session, *, now: dt.datetime | None = None) -> 
             usage.append(CourseUsage(course=course, sessions=len(rows), learners=len({r.user_id for r in rows}),
                                      gpu_hours=sum(r.gpu_seconds(now) for r in rows) / 3600))
     return sorted(usage, key=lambda u: -u.gpu_hours)
+
+
+@dataclass
+class CompanyUsage:
+    company: str
+    learners: int
+    gpu_hours: float
+
+
+def gpu_usage_by_company(session: Session, *, now: dt.datetime | None = None) -> list[CompanyUsage]:
+    """GPU-hours per learners' company (all time), for the province's reports."""
+    from academy.users.models import Company
+
+    by_company: dict[str, tuple[set[int], float]] = {}
+    rows = session.execute(select(LabSession, Company.name).join(User, User.id == LabSession.user_id)
+                           .outerjoin(Company, Company.id == User.company_id)
+                           .where(LabSession.gpus > 0, LabSession.started_at.is_not(None)))
+    for lab, company in rows:
+        key = company or "—"
+        learners, hours = by_company.get(key, (set(), 0.0))
+        learners.add(lab.user_id)
+        by_company[key] = (learners, hours + lab.gpu_seconds(now) / 3600)
+    return sorted((CompanyUsage(company=k, learners=len(v[0]), gpu_hours=v[1]) for k, v in by_company.items()),
+                  key=lambda u: -u.gpu_hours)

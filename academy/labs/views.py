@@ -185,11 +185,12 @@ def manage() -> Any:
     query = select(LabSession).where(LabSession.state.in_((LabState.queued, LabState.starting, LabState.running)))
     labs = [lab for lab in db.session.scalars(query.order_by(LabSession.queued_at))
             if is_admin(current_user) or can_manage_course(current_user, lab.course)]
-    context: dict[str, Any] = {"labs": labs, "devices": [], "usage": []}
+    context: dict[str, Any] = {"labs": labs, "devices": [], "usage": [], "companies": []}
     if is_admin(current_user):
         settings = _settings()
         context["devices"] = services.device_report(db.session, settings)
         context["usage"] = services.gpu_usage_by_course(db.session)
+        context["companies"] = services.gpu_usage_by_company(db.session)
         db.session.commit()
     return render_template("labs/manage.html", **context)
 
