@@ -292,6 +292,27 @@ def test_results_are_recorded_once_and_hidden_tests_wait_for_the_deadline(
     assert client.get(f"/submissions/{public_id}/status").get_json()["finished"] is True
 
 
+def test_problems_are_shown_in_the_learners_words(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int
+) -> None:
+    """The grader's English problem lines go through ``describe_problem`` on the submission page."""
+    from academy.grading.services import record_result
+
+    response = upload(client, course["assignment_id"], {NAME: SOURCE.read_bytes()})
+    public_id = response.headers["Location"].rsplit("/", 1)[-1]
+    raw = "timeout: production_log: cell 'visible_one' ran longer than 30 s"
+    result = {"status": "learner_code_failed", "score": 0.0, "max_score": 10.0, "problems": [raw, "odd <b>note</b>"],
+              "notebooks": []}
+    with app.app_context():
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        record_result(db.session, submission, result)
+        db.session.commit()
+        assert submission.problems[0] == raw, "the stored line stays the grader's"
+    page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
+    assert "production_log" in page and "timeout: production_log" not in page
+    assert "odd &lt;b&gt;note&lt;/b&gt;" in page, "unknown lines pass through, escaped"
+
+
 def test_run_job_grades_in_process_and_a_second_run_is_a_no_op(
     app: Flask, client: FlaskClient, course: dict[str, Any], learner: int
 ) -> None:
@@ -430,3 +451,51 @@ def test_the_course_instructor_grants_an_extension_from_the_gradebook(
         [extension] = db.session.scalars(db.select(Extension)).all()
         assert extension.user_id == learner and extension.reason == "병가"
         assert extension.due_at == dt.datetime(2030, 1, 31, 14, 59, tzinfo=dt.UTC)  # 23:59 KST
+
+
+def test_instructor_grades_written_answers_by_hand_and_a_regrade_keeps_them(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, login_as: Any
+) -> None:
+    from academy.audit.models import AuditEntry
+    from academy.grading.models import CellScore
+    from academy.grading.services import record_result
+
+    response = upload(client, course["assignment_id"], {NAME: SOURCE.read_bytes()})
+    public_id = response.headers["Location"].rsplit("/", 1)[-1]
+    result = {"status": "graded", "score": 4.0, "max_score": 7.0, "problems": [], "notebooks": [
+        {"name": NAME, "score": 4.0, "max_score": 7.0, "cells": [
+            {"grade_id": "auto_one", "score": 4.0, "max_score": 4.0, "error": None},
+            {"grade_id": "essay", "score": None, "max_score": 3.0, "error": None, "needs_manual_grading": True},
+        ]}]}
+    with app.app_context():
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        record_result(db.session, submission, result)
+        db.session.commit()
+        essay = db.session.scalar(db.select(CellScore.id).where(CellScore.grade_id == "essay"))
+        auto = db.session.scalar(db.select(CellScore.id).where(CellScore.grade_id == "auto_one"))
+    assert "graded by the instructor" in client.get(f"/submissions/{public_id}").get_data(as_text=True) or \
+        "강사가 채점" in client.get(f"/submissions/{public_id}").get_data(as_text=True)
+    # A learner cannot give themselves points.
+    assert client.post(f"/submissions/{public_id}/grade", data={"csrf_token": csrf_token(client, "/dashboard"),
+                                                                f"points-{essay}": "3"}).status_code == 403
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+    login_as("instructor", email="instructor@demo.academy.kr")
+    page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
+    assert f'name="points-{essay}"' in page and f'name="points-{auto}"' not in page
+    token = csrf_token(client, f"/submissions/{public_id}")
+    for bad in ({f"points-{essay}": "4"}, {f"points-{essay}": "-1"}, {f"points-{auto}": "1"},
+                {f"points-{essay}": "three"}):
+        client.post(f"/submissions/{public_id}/grade", data={"csrf_token": token, **bad})
+        with app.app_context():
+            assert db.session.scalar(db.select(Submission.score).where(Submission.public_id == public_id)) == 4.0
+    saved = client.post(f"/submissions/{public_id}/grade", data={"csrf_token": token, f"points-{essay}": "2.5"})
+    assert saved.status_code == 303
+    with app.app_context():
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        assert submission.score == 6.5
+        assert db.session.scalar(db.select(AuditEntry).where(AuditEntry.action == "submission.grade_by_hand"))
+        # Grading again (a fixed test) keeps the points read by hand.
+        record_result(db.session, submission, copy.deepcopy(result))
+        db.session.commit()
+        assert submission.score == 6.5
+        assert db.session.scalar(db.select(CellScore.score).where(CellScore.grade_id == "essay")) == 2.5

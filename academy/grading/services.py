@@ -241,8 +241,12 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
     A ``grader_error`` result never carries a score.
     """
     status = SubmissionStatus(result["status"])
+    # Points an instructor gave by hand survive a regrade (the answer they read has not changed).
+    by_hand = {(c.notebook, c.grade_id): (c.score, c.max_score) for c in submission.cells
+               if c.manual and c.score is not None}
     session.execute(delete(CellScore).where(CellScore.submission_id == submission.id))
     session.expire(submission, ["cells"])
+    manual_points = 0.0
     if status.has_score:
         from academy.grading.releases import hidden_test_cells
 
@@ -250,17 +254,24 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
         for notebook in result.get("notebooks", []):
             stem = notebook["name"].removesuffix(".ipynb")
             for cell in notebook.get("cells", []):
+                manual = bool(cell.get("needs_manual_grading", False))
+                max_score = float(cell.get("max_score") or 0.0)
+                score = cell.get("score")
+                kept = by_hand.get((notebook["name"], cell["grade_id"]))
+                if manual and score is None and kept is not None and kept[1] == max_score:
+                    score = kept[0]
+                    manual_points += kept[0]
                 session.add(CellScore(
                     submission_id=submission.id,
                     notebook=notebook["name"],
                     grade_id=cell["grade_id"],
-                    score=cell.get("score"),
-                    max_score=float(cell.get("max_score") or 0.0),
+                    score=score,
+                    max_score=max_score,
                     hidden=bool(cell.get("hidden", False)) or (stem, cell["grade_id"]) in hidden,
-                    manual=bool(cell.get("needs_manual_grading", False)),
+                    manual=manual,
                     error=cell.get("error"),
                 ))
-        raw = float(result.get("score") or 0.0)
+        raw = float(result.get("score") or 0.0) + manual_points
         submission.raw_score = raw
         submission.score = grading_policy.apply_penalty(raw, submission.penalty_percent)
     else:
@@ -274,6 +285,34 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
     submission.flag_reasons = flags
     submission.feedback_sha256 = feedback_sha256
     submission.graded_at = utcnow()
+    session.flush()
+    return submission
+
+
+def grade_by_hand(session: Session, submission: Submission, points: dict[int, float], *, actor: User
+                  ) -> Submission:
+    """Give points to the manually graded cells (written answers) of a graded submission.
+
+    ``points`` maps CellScore ids to points.  Raises ValidationFailed for a cell that is not manually
+    graded, not of this submission, or points outside 0..max; nothing is changed then.
+    """
+    if not submission.status.has_score:
+        raise ValidationFailed(_("Only a graded submission can be graded by hand."))
+    cells = {c.id: c for c in submission.cells if c.manual}
+    for cell_id, value in points.items():
+        cell = cells.get(cell_id)
+        if cell is None:
+            raise ValidationFailed(_("That question is not graded by hand."))
+        if not 0 <= value <= cell.max_score:
+            raise ValidationFailed(_("Give %(cell)s between 0 and %(max)s points.", cell=cell.grade_id,
+                                     max=f"{cell.max_score:g}"))
+    before = submission.score
+    for cell_id, value in points.items():
+        cells[cell_id].score = float(value)
+    submission.raw_score = round(sum(c.score or 0.0 for c in submission.cells), 4)
+    submission.score = grading_policy.apply_penalty(submission.raw_score, submission.penalty_percent)
+    record("submission.grade_by_hand", actor_id=actor.id, target_type="submission", target_id=submission.id,
+           points={cells[i].grade_id: v for i, v in points.items()}, previous_score=before, score=submission.score)
     session.flush()
     return submission
 

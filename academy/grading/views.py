@@ -197,7 +197,33 @@ def submission(public_id: str) -> Any:
     """A submission: live status, then per-question scores and feedback."""
     row = services.get_submission_for(db.session, public_id, current_user)
     cells, held = _visible_cells(row)
-    return render_template("grading/submission.html", submission=row, cells=cells, held=held)
+    staff = can_manage_course(current_user, row.assignment.course)
+    return render_template("grading/submission.html", submission=row, cells=cells, held=held, staff=staff)
+
+
+@bp.route("/submissions/<public_id>/grade", methods=["POST"])
+@staff_required
+def grade_by_hand(public_id: str) -> Any:
+    """Instructors give points to written answers (nbgrader's manually graded cells)."""
+    row = services.get_submission_for(db.session, public_id, current_user)
+    if not can_manage_course(current_user, row.assignment.course):
+        abort(403)
+    points: dict[int, float] = {}
+    try:
+        for key, value in request.form.items():
+            if key.startswith("points-") and key[7:].isdigit() and value.strip():
+                points[int(key[7:])] = float(value.replace(",", "."))
+        services.grade_by_hand(db.session, row, points, actor=current_user)
+    except ValueError:
+        db.session.rollback()
+        flash(_("Points must be numbers."), "danger")
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        db.session.commit()
+        flash(_("Points saved. The learner sees the new score now."), "success")
+    return redirect(url_for("grading.submission", public_id=row.public_id), 303)
 
 
 @bp.route("/submissions/<public_id>/status")

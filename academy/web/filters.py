@@ -1,4 +1,4 @@
-"""Template helpers: Seoul time, localized titles, status labels."""
+"""Template helpers: Seoul time, localized titles, status labels, grading problems."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask
 from flask_babel import format_datetime
 
+from academy.grading.problem_text import describe_problem
 from academy.i18n import DISPLAY_TIMEZONE, SUPPORTED_LOCALES, current_locale
 
 SEOUL = ZoneInfo(DISPLAY_TIMEZONE)
@@ -42,6 +43,7 @@ def init_app(app: Flask) -> None:
     """Register filters and globals used by every template."""
     app.add_template_filter(seoul_datetime, "seoul")
     app.add_template_filter(seoul_date, "seoul_date")
+    app.add_template_filter(describe_problem, "problem")
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:
