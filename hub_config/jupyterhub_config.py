@@ -15,6 +15,7 @@ Started by ``academy demo`` and the tests (academy/labs/hubprocess.py) as
   ACADEMY_HUB_SPAWN_LIMIT      concurrent spawns (default 40)
   ACADEMY_LAB_IDLE_TIMEOUT     seconds without kernel activity before a server is culled (default 3600)
   ACADEMY_LAB_CULL_EVERY       how often the culler looks (default 300)
+  ACADEMY_LAB_MAX_AGE          the longest a server lives, busy or not (default 43200, 12 hours)
   ACADEMY_LAB_ACTIVITY_INTERVAL how often servers report kernel activity to the hub (default 60)
 
 Kubernetes and Slurm deployments use hub_config/k8s/values.yaml and hub_config/slurm/ instead.
@@ -147,6 +148,9 @@ c.JupyterHub.services = [
             sys.executable, "-m", "jupyterhub_idle_culler",
             f"--timeout={env('ACADEMY_LAB_IDLE_TIMEOUT', '3600')}",
             f"--cull-every={env('ACADEMY_LAB_CULL_EVERY', '300')}",
+            # A cell that never ends (an endless loop, a forgotten input()) keeps a kernel busy and so
+            # its server alive: no server lives longer than this (default 12 h; GPU quotas stop sooner).
+            f"--max-age={env('ACADEMY_LAB_MAX_AGE', '43200')}",
         ],
         "display": False,
     },

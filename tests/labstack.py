@@ -113,6 +113,23 @@ class LabStack:
                                 headers={"Authorization": f"token {self.api_token}"}, timeout=30, **kwargs)
 
 
+def _stop_servers(hub_url: str, api_token: str, timeout: float = 30.0) -> None:
+    """Stop every learner's server through the hub before the hub itself, so none outlives the test."""
+    headers = {"Authorization": f"token {api_token}"}
+    try:
+        users = requests.get(f"{hub_url}/hub/api/users", headers=headers, timeout=10).json()
+        running = [u["name"] for u in users if (u.get("servers") or {}).get("")]
+        for name in running:
+            requests.delete(f"{hub_url}/hub/api/users/{name}/server", headers=headers, timeout=30)
+        deadline = time.monotonic() + timeout
+        while running and time.monotonic() < deadline:
+            users = requests.get(f"{hub_url}/hub/api/users", headers=headers, timeout=10).json()
+            running = [u["name"] for u in users if (u.get("servers") or {}).get("")]
+            time.sleep(0.2)
+    except (requests.RequestException, ValueError):
+        pass  # the hub is gone already: its own shutdown stops the servers it still knows
+
+
 @contextmanager
 def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env: dict[str, str] | None = None,
               gpu_course: str | None = "python-data", gpu_quota: float = 2.0) -> Iterator[LabStack]:
@@ -163,6 +180,7 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
                        cohort_id=cohort_id, course_ids=course_ids, assignment_ids=assignment_ids)
     finally:
         if hub is not None:
+            _stop_servers(hub_url, api_token)
             hub.stop()
         server.shutdown()
         thread.join(timeout=10)
