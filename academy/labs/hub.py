@@ -150,9 +150,9 @@ class HubClient:
     def make_dirs(self, name: str, path: str) -> None:
         parts = [p for p in path.split("/") if p]
         for i in range(1, len(parts) + 1):
-            sub = "/".join(parts[:i])
-            if self.get_file(name, sub, content=False) is None:
-                self._request("PUT", self._contents(name, sub), json={"type": "directory"}, ok=(200, 201, 409))
+            # Saving a directory model is idempotent: 201 when made, 200 when it was there already.
+            self._request("PUT", self._contents(name, "/".join(parts[:i])), json={"type": "directory"},
+                          ok=(200, 201))
 
     def put_notebook(self, name: str, path: str, notebook: dict[str, Any]) -> None:
         self._request("PUT", self._contents(name, path), json={"type": "notebook", "format": "json",
