@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COURSES = ROOT / "courses"
 COURSE_TOML = "python-data/course.toml"
 PANDAS_NB = "python-data/source/01-pandas-basics/production_log.ipynb"
-SHIPPED_ROWS = 1 + 2 + 4  # tracks + courses + assignments
+SHIPPED_COURSES = 3
+SHIPPED_ROWS = 2 + SHIPPED_COURSES + 5  # tracks + courses + assignments
 
 
 def copy_courses(tmp_path: Path) -> Path:
@@ -83,7 +84,7 @@ def test_shipped_courses_load(app: Flask, make_user: Any) -> None:
     assert (report.created, report.updated, report.unchanged, report.deactivated) == (SHIPPED_ROWS, 0, 0, 0)
     assert "course python-data created" in report.changes
     assert "assignment ml-quality/02-logistic-defect created" in report.changes
-    assert report.summary() == "catalog: 7 created, 0 updated, 0 unchanged, 0 deactivated"
+    assert report.summary() == f"catalog: {SHIPPED_ROWS} created, 0 updated, 0 unchanged, 0 deactivated"
 
     with app.app_context():
         track = db.session.scalars(select(Track).where(Track.slug == "ai-basics")).one()
@@ -105,8 +106,13 @@ def test_shipped_courses_load(app: Flask, make_user: Any) -> None:
             ("01-pandas-basics", 1, 14, 10.0, ["production_log.ipynb"]),
             ("02-sensor-cleaning", 2, 28, 11.0, ["sensor_cleaning.ipynb"]),
         ]
-        assert [t.slug for t in list_tracks(db.session)] == ["ai-basics"]
+        assert [t.slug for t in list_tracks(db.session)] == ["ai-basics", "ai-advanced"]
         assert [c.slug for c in list_tracks(db.session)[0].courses] == ["python-data", "ml-quality"]
+        gpu = get_course_by_slug(db.session, "dl-vision")
+        assert (gpu.track.slug, gpu.lab_profile, gpu.gpu_hour_quota) == ("ai-advanced", "gpu", 10.0)
+        assert [(a.slug, a.max_score, a.notebooks) for a in gpu.assignments] == [
+            ("01-defect-cnn", 9.0, ["surface_scratch_cnn.ipynb"]),
+        ]
 
     entries = audit_entries(app)
     assert len(entries) == 1
@@ -131,7 +137,7 @@ def test_loading_twice_in_one_transaction(app: Flask) -> None:
         first = load_catalog(db.session, COURSES)
         second = load_catalog(db.session, COURSES)
         db.session.commit()
-        assert db.session.scalar(select(func.count()).select_from(Assignment)) == 4
+        assert db.session.scalar(select(func.count()).select_from(Assignment)) == 5
     assert first.created == SHIPPED_ROWS
     assert (second.created, second.updated, second.unchanged) == (0, 0, SHIPPED_ROWS)
 
@@ -159,7 +165,7 @@ def test_edited_manifest_and_notebook_are_updated(app: Flask, tmp_path: Path) ->
         assert course.hours == 14.5
         assert [i.email for i in course.instructors] == ["lee@demo.academy.kr"]
         assert course.assignments[0].max_score == 12.0
-        assert db.session.scalar(select(func.count()).select_from(CourseInstructor)) == 2
+        assert db.session.scalar(select(func.count()).select_from(CourseInstructor)) == SHIPPED_COURSES
     assert len(audit_entries(app)) == 2
 
 
@@ -169,7 +175,8 @@ def test_moved_courses_dir_updates_source_path(app: Flask, tmp_path: Path) -> No
 
     report = load(app, moved)
 
-    assert (report.updated, report.unchanged) == (2, SHIPPED_ROWS - 2)
+    # every course's source_path changes; tracks and assignments do not
+    assert (report.updated, report.unchanged) == (SHIPPED_COURSES, SHIPPED_ROWS - SHIPPED_COURSES)
     with app.app_context():
         assert get_course_by_slug(db.session, "ml-quality").source_path == str(moved.resolve() / "ml-quality")
 
@@ -191,7 +198,7 @@ def test_removed_course_is_deactivated_not_deleted(app: Flask, tmp_path: Path) -
         course = db.session.scalars(select(Course).where(Course.slug == "ml-quality")).one()
         assert not course.active
         assert [a.active for a in course.assignments] == [False, False]
-        assert db.session.scalar(select(func.count()).select_from(Course)) == 2
+        assert db.session.scalar(select(func.count()).select_from(Course)) == SHIPPED_COURSES
         with pytest.raises(NotFound):
             get_course_by_slug(db.session, "ml-quality")
         assert get_course_by_slug(db.session, "ml-quality", include_inactive=True) is course
@@ -240,15 +247,15 @@ def test_removed_track_is_deactivated(app: Flask, tmp_path: Path) -> None:
     )
     load(app, courses)
     with app.app_context():
-        assert [t.slug for t in list_tracks(db.session)] == ["vision", "ai-basics"]
+        assert [t.slug for t in list_tracks(db.session)] == ["vision", "ai-basics", "ai-advanced"]
 
     tracks.write_text(original, encoding="utf-8")
     report = load(app, courses)
 
     assert report.changes == ["track vision deactivated"]
     with app.app_context():
-        assert [t.slug for t in list_tracks(db.session)] == ["ai-basics"]
-        assert [t.slug for t in list_tracks(db.session, active_only=False)] == ["vision", "ai-basics"]
+        assert [t.slug for t in list_tracks(db.session)] == ["ai-basics", "ai-advanced"]
+        assert [t.slug for t in list_tracks(db.session, active_only=False)] == ["vision", "ai-basics", "ai-advanced"]
 
 
 def test_unknown_course_is_not_found(app: Flask) -> None:

@@ -42,21 +42,23 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
 def test_shipped_catalog_reads() -> None:
     catalog = read_catalog(COURSES)
 
-    assert [t.slug for t in catalog.tracks] == ["ai-basics"]
+    assert [t.slug for t in catalog.tracks] == ["ai-basics", "ai-advanced"]
     track = catalog.tracks[0]
     assert track.title_ko == "제조 AI 기초" and track.title_en == "AI Fundamentals for Manufacturing"
-    assert track.description_ko and track.description_en
+    assert all(t.description_ko and t.description_en for t in catalog.tracks)
 
     courses = {c.slug: c for c in catalog.courses}
-    assert set(courses) == {"python-data", "ml-quality"}
+    assert {slug: c.track for slug, c in courses.items()} == {
+        "python-data": "ai-basics", "ml-quality": "ai-basics", "dl-vision": "ai-advanced",
+    }
     for course in courses.values():
-        assert course.track == "ai-basics"
         assert course.instructors == ("instructor@demo.academy.kr",)
         assert course.lab_profile in {"cpu", "gpu", "gpu-shared"}
         assert course.directory == COURSES.resolve() / course.slug
         assert len(course.manifest_hash) == 64
-        assert len(course.assignments) == 2
         assert set(course.passing_rule) == {"min_score_percent", "required_assignments"}
+    assert (courses["dl-vision"].lab_profile, courses["dl-vision"].gpu_hour_quota) == ("gpu", 10.0)
+    assert {c.lab_profile for c in courses.values() if c.slug != "dl-vision"} == {"cpu"}
 
     scores = {(c.slug, a.slug): (a.max_score, a.notebooks) for c in catalog.courses for a in c.assignments}
     assert scores == {
@@ -64,6 +66,7 @@ def test_shipped_catalog_reads() -> None:
         ("python-data", "02-sensor-cleaning"): (11.0, ("sensor_cleaning.ipynb",)),
         ("ml-quality", "01-linear-regression"): (11.0, ("defect_regression.ipynb",)),
         ("ml-quality", "02-logistic-defect"): (11.0, ("defect_classifier.ipynb",)),
+        ("dl-vision", "01-defect-cnn"): (9.0, ("surface_scratch_cnn.ipynb",)),
     }
 
 
@@ -105,7 +108,7 @@ def test_shipped_notebooks_are_complete_nbgrader_sources(notebook: Path) -> None
 
 
 def test_nbgrader_config_names_each_course() -> None:
-    for course_dir in (COURSES / "python-data", COURSES / "ml-quality"):
+    for course_dir in sorted(path.parent for path in COURSES.glob("*/course.toml")):
         config = (course_dir / "nbgrader_config.py").read_text(encoding="utf-8")
         assert f'c.CourseDirectory.course_id = "{course_dir.name}"' in config
         assert "c.ExecutePreprocessor.timeout" in config
@@ -242,7 +245,7 @@ def test_directory_without_course_toml_is_an_error_unless_hidden(tmp_path: Path)
         read_catalog(courses)
     (courses / "draft").rename(courses / "_draft")
     (courses / ".ipynb_checkpoints").mkdir()
-    assert len(read_catalog(courses).courses) == 2
+    assert len(read_catalog(courses).courses) == 3
 
 
 def test_assignment_dir_without_notebook(tmp_path: Path) -> None:
@@ -262,8 +265,10 @@ def test_duplicate_track_id(tmp_path: Path) -> None:
     courses = copy_courses(tmp_path)
     path = courses / "tracks.toml"
     original = path.read_text(encoding="utf-8")
-    path.write_text(original + "\n" + original[original.index("[[tracks]]") :], encoding="utf-8")
-    with pytest.raises(ManifestError, match=r"line \d+: field 'tracks\[1\]\.id': duplicate track id 'ai-basics'"):
+    first = original.index("[[tracks]]")
+    first_track = original[first : original.find("[[tracks]]", first + 1)]  # ai-basics again
+    path.write_text(original + "\n" + first_track, encoding="utf-8")
+    with pytest.raises(ManifestError, match=r"line \d+: field 'tracks\[2\]\.id': duplicate track id 'ai-basics'"):
         read_tracks(path)
 
 
