@@ -12,9 +12,12 @@ from flask.cli import FlaskGroup, with_appcontext
 def main() -> None:
     """Entry point of the ``academy`` console script."""
     from academy import create_app
+    from academy.grading.cli import grade_command
 
     group = FlaskGroup(create_app=lambda: create_app(), add_default_commands=True, add_version_option=False,
                        help="AI Saemaul Academy platform commands.")
+    # `academy grade` needs no application: found on the group itself, it starts without building one.
+    group.add_command(grade_command)
     group.main(prog_name="academy")
 
 

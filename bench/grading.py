@@ -17,7 +17,7 @@ What it does, in one run (everything in one temporary directory, removed at the 
    submissions are written from.
 2. Grades the honest submissions (all but the loop) and then all of them, each batch
    with both tools: ``academy grade --all --json`` (the project's pipeline, sandboxed
-   kernels, default workers = CPU count) and ``nbgrader autograde <assignment>
+   kernels, default workers: two per CPU) and ``nbgrader autograde <assignment>
    --force`` (the baseline: one process, one kernel at a time, unsandboxed).  The
    baseline's kernel is the learners' lab environment (``.venv-lab``), through a
    ``python3`` kernelspec in a private ``JUPYTER_PATH`` (the portal's ``.venv`` has no
@@ -731,7 +731,9 @@ def portal_latency(tmp: Path, procs: Processes, samples: int) -> dict[str, Any]:
 def run(args: argparse.Namespace, tmp: Path, procs: Processes, say: Any) -> dict[str, Any]:
     env = tool_env(tmp)
     cpu = os.cpu_count() or 1
-    workers = args.workers or cpu
+    from academy.grading.cli import default_workers
+
+    workers = args.workers or default_workers()
     load_before = _loadavg()
     before = _cpu_times()
     time.sleep(2.0)

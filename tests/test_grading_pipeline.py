@@ -185,6 +185,7 @@ def test_docs_example_scores_equal_plain_nbgrader(env: dict[str, str], tmp_path:
     ("python-data", "02-sensor-cleaning", "sensor_cleaning"),
     ("ml-quality", "01-linear-regression", "defect_regression"),
     ("ml-quality", "02-logistic-defect", "defect_classifier"),
+    ("dl-vision", "01-defect-cnn", "surface_scratch_cnn"),
 ])
 def test_sample_courses_solution_full_marks_release_zero(course: str, assignment: str, notebook: str,
                                                          cache_dir: Path, tmp_path: Path) -> None:

@@ -24,6 +24,17 @@ import click
 
 EXIT_GRADED, EXIT_GRADER_ERROR, EXIT_UNGRADABLE = 0, 1, 2
 
+WORKERS_PER_CPU = 2
+"""Default ``--all`` workers per CPU: a job waits on its kernel about half the time."""
+
+FORKSERVER_PRELOAD = (
+    "academy.grading.pipeline",
+    "academy.grading.sandbox",
+    # imported by the first job otherwise (nbgrader's gradebook, the anticheat's cell parsing)
+    "sqlalchemy.dialects.sqlite",
+    "IPython.core.inputtransformer2",
+)
+
 
 @click.command("grade")
 @click.option("--course", "course_dir", type=click.Path(path_type=Path),
@@ -33,7 +44,8 @@ EXIT_GRADED, EXIT_GRADER_ERROR, EXIT_UNGRADABLE = 0, 1, 2
 @click.option("--feedback", "feedback_dir", type=click.Path(path_type=Path),
               help="Write the feedback HTML the learner would see into this directory.")
 @click.option("--all", "grade_all", is_flag=True, help="Grade every DIR/submitted/STUDENT/NAME/.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel jobs for --all [default: CPUs].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help=f"Parallel jobs for --all [default: {WORKERS_PER_CPU} per CPU].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per student with --all).")
 @click.argument("notebooks", nargs=-1, type=click.Path(path_type=Path))
 def grade_command(course_dir: Path | None, assignment: str | None, student: str, feedback_dir: Path | None,
@@ -45,7 +57,7 @@ def grade_command(course_dir: Path | None, assignment: str | None, student: str,
         if grade_all and notebooks:
             _fail("give either NOTEBOOK... or --all, not both")
         if grade_all:
-            code = _grade_all(course_dir, assignment, workers or os.cpu_count() or 1, as_json, feedback_dir)
+            code = _grade_all(course_dir, assignment, workers or default_workers(), as_json, feedback_dir)
         elif not notebooks:
             _fail("no NOTEBOOK given (or use --all)")
         else:
@@ -57,6 +69,12 @@ def grade_command(course_dir: Path | None, assignment: str | None, student: str,
         code = EXIT_GRADER_ERROR
     sys.stdout.flush()
     raise click.exceptions.Exit(code)
+
+
+def default_workers() -> int:
+    """Parallel ``--all`` jobs when ``--workers`` is not given: ``WORKERS_PER_CPU`` per CPU this process may use."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return WORKERS_PER_CPU * (cpus or 1)
 
 
 def _fail(message: str) -> None:
@@ -116,19 +134,18 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from academy.grading.pipeline import UngradableInput, release_notebooks
-
-    try:  # check the course once, and build the generate_assignment cache before the workers need it
-        release_notebooks(course_dir, assignment)
-    except UngradableInput as exc:
-        _fail(str(exc))
-    jobs = _submissions(course_dir, assignment)
     codes = {EXIT_GRADED}
-    # A fork server that has already imported the pipeline (1.7 s of imports) forks each worker:
-    # workers start warm and still inherit nothing of this process's state.
+    # A fork server that has already imported the pipeline (seconds of imports) forks each worker:
+    # workers start warm and still inherit nothing of this process's state.  This process never
+    # imports the pipeline itself: the first worker checks the course meanwhile.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["academy.grading.pipeline"])
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
+    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        # Check the course once, and build the generate_assignment cache before the jobs need it.
+        problem = pool.submit(_check_course, course_dir, assignment).result()
+        if problem is not None:
+            _fail(problem)
+        jobs = _submissions(course_dir, assignment)
         futures = [pool.submit(_grade_student, course_dir, assignment, student, paths, feedback_dir is not None)
                    for student, paths in jobs]
         for (student, _paths), future in zip(jobs, futures, strict=True):
@@ -148,6 +165,17 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     if EXIT_GRADER_ERROR in codes:
         return EXIT_GRADER_ERROR
     return max(codes)
+
+
+def _check_course(course_dir: Path, assignment: str) -> str | None:
+    """Run in a pool process: None when the assignment can be graded (its release is built), else why not."""
+    from academy.grading.pipeline import UngradableInput, release_notebooks
+
+    try:
+        release_notebooks(course_dir, assignment)
+    except UngradableInput as exc:
+        return str(exc)
+    return None
 
 
 def _grade_student(course_dir: Path, assignment: str, student: str, paths: list[Path],

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class GraderSetupError(RuntimeError):
+    """The grader itself cannot run (no lab interpreter, nbgrader failed); a grader error, never a score."""
+
+
 class GradeStatus(enum.Enum):
     """How grading ended.  The values match ``SubmissionStatus`` in ``grading.models``."""
 

@@ -1,0 +1,110 @@
+"""The sandbox's limits and locations (``SandboxPolicy``), its constants and ``SandboxUnavailable``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from academy.errors import AcademyError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+LAB_PYTHON_ENV = "ACADEMY_LAB_PYTHON"
+ALLOW_UNSANDBOXED_ENV = "ACADEMY_GRADER_ALLOW_UNSANDBOXED"
+
+SANDBOX_HOME = "/home/learner"
+SANDBOX_WORKDIR = SANDBOX_HOME + "/work"
+SANDBOX_UID = 1000  # the uid inside the user namespace when the worker is not root
+SANDBOX_HOSTNAME = "sandbox"
+CGROUP_GROUP = "academy-grader"
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+# /etc files an interpreter may need; everything else in /etc stays invisible.
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "alternatives",
+    "mime.types",
+    "nsswitch.conf",
+)
+# Environment variables copied from the worker when set (this machine's OpenBLAS needs them).
+PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+class SandboxUnavailable(AcademyError):
+    """Learner code cannot be run isolated here, and unsandboxed runs were not allowed."""
+
+    status_code = 503
+    code = "sandbox_unavailable"
+
+
+def system_tool(name: str) -> str | None:
+    """The path of a system program (``prlimit``, ``setpriv``, ...) on ``SYSTEM_PATH`` only, or None."""
+    return shutil.which(name, path=SYSTEM_PATH)
+
+
+def default_lab_python() -> str:
+    """``$ACADEMY_LAB_PYTHON``, else the repository's ``.venv-lab/bin/python``."""
+    return os.environ.get(LAB_PYTHON_ENV) or str(REPO_ROOT / ".venv-lab" / "bin" / "python")
+
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Limits and locations for one sandboxed kernel.
+
+    ``memory_bytes`` is the cgroup RAM cap (the primary memory limit) and
+    ``address_space_bytes`` the RLIMIT_AS backstop (set it generously: PyTorch alone maps
+    about 1 GiB).  ``cpu_seconds`` is RLIMIT_CPU of each process (SIGXCPU, then SIGKILL five
+    seconds later).  ``cell_timeout``, ``notebook_timeout`` and ``output_bytes`` are applied
+    by the caller (nbclient's ``timeout``, a total deadline, an output cap); they live here so
+    every caller uses the same numbers.  ``extra_ro_binds`` are host paths (or
+    ``(host, inside)`` pairs) mounted read-only, for example a test bundle.
+    """
+
+    memory_bytes: int = 2 * GiB
+    address_space_bytes: int | None = 4 * GiB
+    cpu_seconds: int = 600
+    cpu_cores: float | None = 1.0
+    max_processes: int = 64
+    max_file_bytes: int = 50 * 1000 * 1000
+    max_open_files: int = 256
+    tmpfs_bytes: int = 256 * MiB
+    cell_timeout: float = 60.0
+    notebook_timeout: float = 600.0
+    output_bytes: int = 1 * MiB
+    startup_timeout: float = 60.0
+    interrupt_grace: float = 2.0
+    python: str = field(default_factory=default_lab_python)
+    bwrap: str | None = field(default_factory=lambda: shutil.which("bwrap"))
+    allow_unsandboxed: bool = field(default_factory=lambda: env_flag(ALLOW_UNSANDBOXED_ENV))
+    extra_ro_binds: tuple[str | tuple[str, str], ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = ()
+    seccomp: bool = True
+    host_uid_range: tuple[int, int] = (3_000_000, 1_000_000)
+    cgroup_root: str = "/sys/fs/cgroup"
+
+    def ro_binds(self) -> list[tuple[str, str]]:
+        """``extra_ro_binds`` as ``(host path, sandbox path)`` pairs."""
+        pairs = []
+        for item in self.extra_ro_binds:
+            src, dest = (item, item) if isinstance(item, str) else item
+            pairs.append((os.path.abspath(src), dest))
+        return pairs
+
+    def venv_dir(self) -> str | None:
+        """The lab virtual environment holding ``python``, if it is one."""
+        candidate = Path(os.path.abspath(self.python)).parent.parent
+        return str(candidate) if (candidate / "pyvenv.cfg").is_file() else None
