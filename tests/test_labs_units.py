@@ -327,3 +327,32 @@ def test_on_a_cluster_the_cluster_picks_the_gpu(app: Flask, make_user: Any, make
     learners = [_learner(app, make_user, cohort) for _ in range(3)]
     assert [_launch(app, hub, user, course_id)[1] for user in learners] == ["starting"] * 3
     assert {hub.running[f"u{user}"]["device"] for user in learners} == {""}
+
+
+@pytest.mark.app_config(**LABS)
+def test_a_late_hub_event_keeps_who_stopped_the_lab_and_the_sweep_stops_orphans(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs import services
+    from academy.labs.models import LabSession, LabState
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    hub = FakeHub()
+    lab_id, state, _device = _launch(app, hub, learner, course_id)
+    assert state == "starting"
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        lab = db.session.get(LabSession, lab_id)
+        lab.state = LabState.running
+        lab.started_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+        db.session.commit()
+        services.stop_lab(db.session, hub, lab, reason="admin", actor=None)
+        event = {"event": "stop", "user": lab.hub_user, "time": dt.datetime.now(dt.UTC).isoformat()}
+        assert services.record_hub_event(db.session, hub, settings, event) is False
+        db.session.refresh(lab)
+        assert (lab.state, lab.stop_reason) == (LabState.stopped, "admin")
+        # A server the hub still runs for nobody's open session is stopped by the sweep.
+        hub.running["u999"] = {}
+        report = services.sweep(db.session, hub, settings)  # type: ignore[arg-type]
+        assert report.stopped_orphans == 1 and "u999" not in hub.running

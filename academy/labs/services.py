@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -490,17 +490,23 @@ def pull_notebooks(client: HubClient, user: User, assignment: Assignment) -> dic
 
 def stop_lab(session: Session, client: HubClient | None, lab: LabSession, *, reason: str,
              actor: User | None, at: dt.datetime | None = None) -> LabSession:
-    """Stop a lab (or leave the queue). The hub is asked first; a hub that is down still frees the GPU."""
-    if lab.state in (LabState.starting, LabState.running) and client is not None:
-        try:
-            client.stop(lab.hub_user)
-        except HubUnavailable as exc:
-            log.warning("lab %s: hub unavailable while stopping: %s", lab.id, exc)
+    """Stop a lab (or leave the queue).
+
+    The row is closed first (with who stopped it and why), then the hub is asked; the hub's own stop
+    event that follows finds nothing left to close.  A hub that is down or refuses leaves a server the
+    sweep stops later (servers without an open session are stopped there); the GPU is free at once.
+    """
+    was_running = lab.state in (LabState.starting, LabState.running)
     state = LabState.cancelled if lab.state == LabState.queued else LabState.stopped
     _finish(lab, state, reason, at=at)
     audit("lab.stop", actor_id=actor.id if actor else None, target_type="lab_session", target_id=lab.id,
           reason=reason, user=lab.user_id)
     session.commit()
+    if was_running and client is not None:
+        try:
+            client.stop(lab.hub_user)
+        except HubError as exc:
+            log.warning("lab %s: the hub did not stop the server (%s); the lab sweep will", lab.id, exc)
     return lab
 
 
@@ -520,8 +526,17 @@ def record_hub_event(session: Session, client: HubClient | None, settings: Setti
         if lab.started_at is None:
             lab.started_at = at
     else:
-        _finish(lab, LabState.stopped, lab.stop_reason or "hub", at=at)
+        # Conditional: the portal may have closed this row (with its own reason) since it was read.
+        closed = session.execute(
+            update(LabSession)
+            .where(LabSession.id == lab.id, LabSession.state.in_((LabState.starting, LabState.running)))
+            .values(state=LabState.stopped, stop_reason=func.coalesce(LabSession.stop_reason, "hub"),
+                    stopped_at=max(at, lab.started_at) if lab.started_at else at)
+            .execution_options(synchronize_session=False)
+        ).rowcount
         session.commit()
+        if not closed:
+            return False
         if client is not None:
             _serve_queue(session, client, settings)
     session.commit()
@@ -531,6 +546,7 @@ def record_hub_event(session: Session, client: HubClient | None, settings: Setti
 @dataclass
 class SweepReport:
     stopped_gone: int = 0
+    stopped_orphans: int = 0
     warned: int = 0
     stopped_quota: int = 0
     expired_waiting: int = 0
@@ -547,6 +563,13 @@ def sweep(session: Session, client: HubClient, settings: Settings, *, now: dt.da
         if lab.hub_user not in running:
             _finish(lab, LabState.stopped, "hub", at=now)
             report.stopped_gone += 1
+    # A server no open session accounts for (a stop the hub missed): it would hold a GPU unseen.
+    accounted = set(session.scalars(select(LabSession.hub_user).where(LabSession.state.in_(ACTIVE_STATES))))
+    for name in running:
+        if user_id_from_hub_name(name) is not None and name not in accounted:
+            log.warning("lab sweep: stopping %s's server, which no open lab session accounts for", name)
+            client.stop(name)
+            report.stopped_orphans += 1
     for lab in session.scalars(select(LabSession).where(LabSession.state == LabState.running, LabSession.gpus > 0)):
         course = session.get(Course, lab.course_id)
         if course is None or not course.gpu_hour_quota:
