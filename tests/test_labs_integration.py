@@ -372,3 +372,31 @@ def test_hub_down_fails_cleanly_and_holds_nothing(tmp_path: Path) -> None:
         assert free_device(db.session, settings, profiles(settings)["gpu"]) == "0"
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_spawn_that_fails_is_reported_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """The hub cannot start the learner's server (here: its Python environment is missing)."""
+    reason = missing_parts()
+    if reason:
+        pytest.skip(reason)
+    with lab_stack(tmp_path, gpu_course="python-data",
+                   hub_extra_env={"ACADEMY_LAB_ENV": str(tmp_path / "no-such-env")}) as broken:
+        user_id = broken.make_learner("spawn-fails@example.kr")
+        session = broken.portal_session("spawn-fails@example.kr")
+        response = broken.open_lab(session, "python-data", "01-pandas-basics")
+        body = broken.wait_lab(session, response.headers["Location"], timeout=60)
+        assert body["state"] == "failed"
+        assert "시작하지 못했습니다" in body["message"] or "could not be started" in body["message"]
+        page = session.get(f"{broken.portal_url}{response.headers['Location']}", timeout=30).text
+        assert "실습 다시 열기" in page or "Open the lab again" in page
+        row = _lab_rows(broken, user_id)[-1]
+        assert row.stop_reason == "spawn_failed" and row.error
+        assert not (broken.hub_api("GET", f"/users/u{user_id}").json()["servers"] or {}).get("")
+        # The GPU it was granted is free for the next learner.
+        from academy.extensions import db
+        from academy.labs.services import free_device, profiles
+
+        with broken.app.app_context():
+            settings = broken.app.config["ACADEMY_SETTINGS"]
+            assert free_device(db.session, settings, profiles(settings)["gpu"]) == row.device
+            db.session.remove()

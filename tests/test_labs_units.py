@@ -356,3 +356,38 @@ def test_a_late_hub_event_keeps_who_stopped_the_lab_and_the_sweep_stops_orphans(
         hub.running["u999"] = {}
         report = services.sweep(db.session, hub, settings)  # type: ignore[arg-type]
         assert report.stopped_orphans == 1 and "u999" not in hub.running
+
+
+@pytest.mark.app_config(**LABS, WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+def test_instructors_see_and_stop_only_their_own_learners_labs(app: Flask, make_user: Any, make_track: Any,
+                                                               make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+    from tests.conftest import login
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    make_user("learner", email="busy-learner@example.kr", name="바쁜학습자")
+    with app.app_context():
+        from academy.users.models import User
+
+        named = db.session.get(User, learner)
+        named.name = "실습중학습자"
+        lab = LabSession(user_id=learner, course_id=course_id, hub_user=f"u{learner}", profile="gpu", gpus=1,
+                         device="0", state=LabState.running, started_at=dt.datetime.now(dt.UTC))
+        db.session.add(lab)
+        db.session.commit()
+        lab_id = lab.id
+    make_user("instructor", email="teacher@example.kr")
+    make_user("instructor", email="someone-else@example.kr")
+    other = app.test_client()
+    assert login(other, "someone-else@example.kr").status_code == 302
+    assert "실습중학습자" not in other.get("/labs/manage").get_data(as_text=True)
+    assert other.post(f"/labs/{lab_id}/stop").status_code == 404
+    teacher = app.test_client()
+    assert login(teacher, "teacher@example.kr").status_code == 302
+    assert "실습중학습자" in teacher.get("/labs/manage").get_data(as_text=True)
+    assert teacher.post(f"/labs/{lab_id}/stop").status_code == 303  # the hub is unreachable here: still closed
+    with app.app_context():
+        row = db.session.get(LabSession, lab_id)
+        assert (row.state, row.stop_reason) == (LabState.stopped, "instructor")
