@@ -367,7 +367,6 @@ def test_instructors_see_and_stop_only_their_own_learners_labs(app: Flask, make_
 
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
     learner = _learner(app, make_user, cohort)
-    make_user("learner", email="busy-learner@example.kr", name="바쁜학습자")
     with app.app_context():
         from academy.users.models import User
 
