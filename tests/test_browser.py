@@ -57,8 +57,14 @@ class Problems:
     def attach(self, page: Any) -> None:
         page.on("console", self._on_console)
         page.on("pageerror", lambda exc: self.console_errors.append(f"uncaught: {exc}"))
-        page.on("requestfailed", lambda req: self.failed_requests.append(f"{req.method} {req.url}: {req.failure}"))
+        page.on("requestfailed", self._on_failed)
         page.on("response", self._on_response)
+
+    def _on_failed(self, request: Any) -> None:
+        # ERR_ABORTED: the browser dropped a request because the page navigated on (the submission
+        # page reloads itself when the score arrives, possibly while the favicon is still loading).
+        if "ERR_ABORTED" not in str(request.failure):
+            self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
 
     def _on_console(self, msg: Any) -> None:
         text = msg.text
