@@ -360,6 +360,8 @@ def test_hub_down_fails_cleanly_and_holds_nothing(tmp_path: Path) -> None:
     assert login(client, "down@example.kr", "lab-offline-2026").status_code == 302
     response = client.post(f"/labs/open/{course_id}")
     assert response.status_code == 303
+    status = client.get(response.headers["Location"] + "/status").get_json()  # the launch page's first look
+    assert status["state"] == "failed" and status["finished"] is True
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "연결할 수 없습니다" in page or "not reachable" in page
     with app.app_context():

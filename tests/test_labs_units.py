@@ -42,6 +42,16 @@ class FakeHub:
         self.calls.append(("stop", name))
         self.running.pop(name, None)
 
+    def server(self, name: str) -> Any:
+        from academy.labs.hub import ServerState
+
+        running = name in self.running
+        return ServerState(running, False, "spawn" if running else None, None, None, self.running.get(name, {}),
+                           None)
+
+    def progress(self, name: str, **_: Any) -> list[dict[str, Any]]:
+        return [{"progress": 40, "message": "Spawning server..."}] if name in self.running else []
+
     def users(self) -> list[dict[str, Any]]:
         return [{"name": n, "servers": {"": {"ready": True}}} for n in self.running]
 
@@ -135,9 +145,12 @@ def _launch(app: Flask, hub: FakeHub, user_id: int, course_id: int, profile: str
     from academy.users.models import User
 
     with app.app_context():
-        lab = services.launch(db.session, hub, app.config["ACADEMY_SETTINGS"],  # type: ignore[arg-type]
+        settings = app.config["ACADEMY_SETTINGS"]
+        lab = services.launch(db.session, hub, settings,  # type: ignore[arg-type]
                               user=db.session.get(User, user_id), course=db.session.get(Course, course_id),
                               assignment=None, profile_name=profile)
+        assert f"u{user_id}" not in hub.running  # the click is answered before the hub is asked
+        services.refresh(db.session, hub, settings, lab)  # type: ignore[arg-type]  # the launch page's first look
         return lab.id, lab.state.value, lab.device
 
 
@@ -166,6 +179,7 @@ def test_two_devices_then_a_fair_line_where_cohorts_take_turns(app: Flask, make_
         services.stop_lab(db.session, hub, first, reason="user", actor=None)
         services.refresh(db.session, hub, app.config["ACADEMY_SETTINGS"], first)  # type: ignore[arg-type]
         served = db.session.get(LabSession, results[2][0])
+        services.refresh(db.session, hub, app.config["ACADEMY_SETTINGS"], served)  # type: ignore[arg-type]
         assert served.state.value == "starting" and served.device == first.device
         # The grant sent to the hub names that device, signed for that person and session.
         options = hub.running[served.hub_user]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -296,10 +296,26 @@ def _serve_queue(session: Session, client: HubClient, settings: Settings) -> Non
 
 
 def _start(session: Session, client: HubClient, settings: Settings, lab: LabSession) -> None:
+    """Mark ``lab`` as starting. The hub is asked on the next look at the lab (``refresh``), so the
+    learner's click is answered at once and the progress page shows even while the hub is busy."""
     lab.state = LabState.starting
-    lab.requested_at = utcnow()
+    lab.requested_at = None
     lab.progress, lab.progress_message = 5, _("Asking the lab server to start")
     session.commit()
+
+
+def _request_start(session: Session, client: HubClient, settings: Settings, lab: LabSession) -> None:
+    """Ask the hub to start ``lab``'s server, once: two pages polling at the same moment start it once."""
+    claimed = session.execute(
+        update(LabSession)
+        .where(LabSession.id == lab.id, LabSession.state == LabState.starting, LabSession.requested_at.is_(None))
+        .values(requested_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    session.refresh(lab)
+    if not claimed:
+        return
     options = {"profile": lab.profile, "device": lab.device or "", "session": str(lab.id),
                "grant": grant(settings, lab.hub_user, lab.profile, lab.device or "", lab.id)}
     try:
@@ -308,11 +324,13 @@ def _start(session: Session, client: HubClient, settings: Settings, lab: LabSess
     except HubUnavailable as exc:
         log.warning("lab %s: hub unavailable: %s", lab.id, exc)
         _finish(lab, LabState.failed, "hub_down", error=str(exc))
+        session.commit()
         return
     except HubError as exc:
         log.error("lab %s: hub refused the start: %s", lab.id, exc)
         _cleanup_on_hub(client, lab)
         _finish(lab, LabState.failed, "spawn_failed", error=str(exc))
+        session.commit()
         return
     if status == 400:  # already running (started earlier, e.g. before a portal restart): reuse it
         lab.progress_message = _("Your lab is already running")
@@ -357,6 +375,8 @@ def refresh(session: Session, client: HubClient, settings: Settings, lab: LabSes
     lab.last_seen_at = now
     if lab.state == LabState.queued:
         _serve_queue(session, client, settings)
+    if lab.state == LabState.starting and lab.requested_at is None:
+        _request_start(session, client, settings, lab)
     if lab.state == LabState.starting:
         server = client.server(lab.hub_user)
         if server.ready:
@@ -590,7 +610,9 @@ def sweep(session: Session, client: HubClient, settings: Settings, *, now: dt.da
                              minutes=max(int(left_minutes), 1)))
             report.warned += 1
     ttl = dt.timedelta(seconds=settings.lab_queue_ttl_seconds)
-    for lab in session.scalars(select(LabSession).where(LabSession.state == LabState.queued)):
+    waiting = select(LabSession).where(or_(LabSession.state == LabState.queued, and_(
+        LabSession.state == LabState.starting, LabSession.requested_at.is_(None))))
+    for lab in session.scalars(waiting):
         if now - lab.last_seen_at > ttl:
             _finish(lab, LabState.cancelled, "left_queue", at=now)
             report.expired_waiting += 1
