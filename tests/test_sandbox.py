@@ -229,6 +229,23 @@ def test_numpy_cell_works_in_the_workdir(base_policy: SandboxPolicy, workdir: Pa
     assert out[6].result == repr("still alive after an error")
 
 
+def test_kernel_starts_without_the_debugger_but_looks_launched_as_usual(
+        base_policy: SandboxPolicy, workdir: Path) -> None:
+    """The launcher skips ipykernel's debugger; the notebook sees ``-m ipykernel_launcher``'s argv and path."""
+    cells = [
+        "import json, sys\n"
+        "print(json.dumps({'argv0': sys.argv[0], 'argv': sys.argv[1:2], 'path': '' in sys.path,\n"
+        "                  'debugger': hasattr(get_ipython().kernel, 'debugger'),\n"
+        "                  'debugpy': 'debugpy' in sys.modules}))",
+        "import debugpy\nprint(json.dumps({'imported': debugpy.__name__}))",
+    ]
+    out = run(base_policy, workdir, cells)
+    seen = as_json(out[0])
+    assert seen["argv0"].endswith("ipykernel_launcher.py") and seen["argv"] == ["-f"] and seen["path"]
+    assert not seen["debugger"] and not seen["debugpy"]
+    assert as_json(out[1]) == {"imported": "debugpy"}
+
+
 def test_hardening_of_the_kernel_process(base_policy: SandboxPolicy, workdir: Path) -> None:
     cell = TRY + """
 import ctypes, socket

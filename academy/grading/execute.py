@@ -18,6 +18,8 @@ Speed
     A kernel is ready at its first ``kernel_info`` reply once its IOPub channel is seen
     to be connected (``wait_until_ready``), and it is killed, not asked to shut down, once
     the notebook has run (``shutdown_kernel = "immediate"``): its state is thrown away.
+    The sandbox starts ipykernel without its debugger (``sandbox.launch.kernel_argv``), and
+    the agent's probe skips built-in values cheaply: CPU, not waiting, limits throughput.
 
 Problems, flags for review and timings leave as log records (see ``academy.grading.joblog``).
 """

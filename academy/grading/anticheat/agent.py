@@ -102,6 +102,13 @@ def _academy_install(modname, nonce, instructor_files):
         "modules": dict(sys.modules),
     }
     helpers = {}
+    made_files = {}
+    # Built-in types whose instances the notebook cannot have made: their __module__ cannot be set and their
+    # instances' __class__ cannot be reassigned.  Compared by id: a class's hash and == are its metaclass's.
+    INERT = frozenset(map(id, (str, int, float, complex, bool, bytes, type(None), tuple, list, dict, set, frozenset,
+                               type(Ellipsis), type(NotImplemented), types.BuiltinFunctionType,
+                               types.MethodDescriptorType, types.WrapperDescriptorType, types.GetSetDescriptorType,
+                               types.MemberDescriptorType, types.ClassMethodDescriptorType, types.MethodWrapperType)))
 
     def code_file(obj):
         t = type(obj)
@@ -126,13 +133,24 @@ def _academy_install(modname, nonce, instructor_files):
             return False
         return os.path.relpath(filename, cwd) not in instructor_files
 
+    def made_file(filename):
+        """``cell_file(filename) or learner_file(filename)``, remembered per file name (a probe meets thousands)."""
+        if type(filename) is not str:  # a str subclass could lie to the cache
+            return cell_file(filename) or learner_file(filename)
+        known = made_files.get(filename)
+        if known is None:
+            known = made_files[filename] = cell_file(filename) or learner_file(filename)
+        return known
+
     def notebook_made(obj):
+        t = type(obj)
+        if id(t) in INERT:
+            return False
         filename = code_file(obj)
         if filename is not None:
-            if cell_file(filename) or learner_file(filename):
+            if made_file(filename):
                 return True
             return filename.startswith("<") and type(obj) is FunctionType and obj.__module__ == "__main__"
-        t = type(obj)
         if issubclass(t, type):
             return class_module(obj) == "__main__"
         return class_module(t) == "__main__"
@@ -356,10 +374,10 @@ def _academy_install(modname, nonce, instructor_files):
                 t = type(value)
                 if t is FunctionType:
                     filename = value.__code__.co_filename
-                    if filename != own and (cell_file(filename) or learner_file(filename)):
+                    if filename != own and made_file(filename):
                         found.append(["patched", name, attr, critical,
                                       f"{name}.{attr} was replaced by code from the notebook"])
-                elif t is ModuleType or t is MethodType:
+                elif id(t) in INERT or t is ModuleType or t is MethodType:
                     continue
                 elif issubclass(t, type):
                     if class_module(value) == "__main__":

@@ -42,6 +42,29 @@ exec "$@"
 """
 
 
+# ipykernel_launcher, except that ipykernel does not load the debugger (debugpy): a grading kernel is never
+# debugged, and importing debugpy was a fifth of a kernel's start-up CPU.  The notebook can still import
+# debugpy; sys.path and sys.argv are what ``-m ipykernel_launcher`` gives.
+_KERNEL_LAUNCHER = """\
+import sys
+if sys.path[0] == "":
+    del sys.path[0]
+import ipykernel_launcher
+from ipykernel.kernelapp import IPKernelApp
+sys.argv[0] = ipykernel_launcher.__file__
+sys.modules["debugpy"] = None
+app = IPKernelApp.instance()
+app.initialize()
+del sys.modules["debugpy"]
+app.start()
+"""
+
+
+def kernel_argv(python: str) -> list[str]:
+    """The kernel's command line (inside the sandbox): ``python -m ipykernel_launcher`` without the debugger."""
+    return [python, "-c", _KERNEL_LAUNCHER, "-f", "{connection_file}"]
+
+
 @dataclass
 class Layout:
     """Host paths of one kernel's private directory (0711, root-owned when root)."""

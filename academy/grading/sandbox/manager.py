@@ -18,7 +18,7 @@ from traitlets import HasTraits, Instance, Unicode, default
 
 from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases, reap_stale_cgroups
 from academy.grading.sandbox.isolation import IsolationReport, require_isolation
-from academy.grading.sandbox.launch import Layout, launch_command
+from academy.grading.sandbox.launch import Layout, kernel_argv, launch_command
 from academy.grading.sandbox.policy import SYSTEM_PATH, SandboxPolicy
 
 
@@ -73,7 +73,7 @@ class _SandboxMixin(HasTraits):
         self._state = _RunState()
         self._finalizer = weakref.finalize(self, self._state.close)
         self._sandbox_spec = KernelSpec(
-            argv=[self.policy.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            argv=kernel_argv(self.policy.python),
             display_name="Python 3 (sandbox)",
             language="python",
             interrupt_mode="message",  # signals cannot cross bwrap's session; ipykernel handles this
