@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from machine import busy_since, cpu_times, loadavg  # bench/machine.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 LAB_PYTHON = Path(os.environ.get("ACADEMY_LAB_PYTHON") or ROOT / ".venv-lab" / "bin" / "python")
@@ -433,10 +435,10 @@ def grade_ours(course: Path, label: str, count: int, workers: int | None, procs:
     cmd = [*_academy(), "grade", "--course", str(course), "--assignment", ASSIGNMENT, "--all", "--json"]
     if workers:
         cmd += ["--workers", str(workers)]
-    before = _cpu_times()
+    before = cpu_times()
     code, lines, err, seconds = procs.stream(cmd, cwd=ROOT, env=env, timeout=120 + 60 * count,
                                              stderr_path=course.parent / f"ours-{label}.stderr")
-    busy = _busy_since(before)
+    busy = busy_since(before)
     scores, statuses, problems, arrivals = {}, {}, {}, []
     for arrived, line in lines:
         line = line.strip()
@@ -455,10 +457,10 @@ def grade_ours(course: Path, label: str, count: int, workers: int | None, procs:
 
 
 def grade_nbgrader(course: Path, label: str, count: int, procs: Processes, env: dict[str, str]) -> Batch:
-    before = _cpu_times()
+    before = cpu_times()
     code, out, err, seconds = procs.run([*_nbgrader(), "autograde", ASSIGNMENT, "--force"],
                                         cwd=course, env=env, timeout=120 + 60 * count)
-    busy = _busy_since(before)
+    busy = busy_since(before)
     if code != 0:
         raise RuntimeError(f"nbgrader autograde failed (exit {code}):\n{_tail(out + err)}")
     from nbgrader.api import Gradebook, MissingEntry
@@ -486,21 +488,6 @@ def grade_nbgrader(course: Path, label: str, count: int, procs: Processes, env: 
     return Batch("nbgrader", label, count, seconds, scores, statuses, problems, [], busy)
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-def _busy_since(before: tuple[int, int] | None) -> float | None:
-    after = _cpu_times()
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def compare(a: Batch, b: Batch, students: list[Student]) -> list[str]:
@@ -734,10 +721,10 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, say: Any) -> dict
     from academy.grading.cli import default_workers
 
     workers = args.workers or default_workers()
-    load_before = _loadavg()
-    before = _cpu_times()
+    load_before = loadavg()
+    before = cpu_times()
     time.sleep(2.0)
-    background = _busy_since(before)  # what else this machine is doing: the figures are only as clean as this
+    background = busy_since(before)  # what else this machine is doing: the figures are only as clean as this
     say(f"building the course and {args.submissions} submissions in {tmp} ...")
     courses = build_courses(tmp, args.submissions, procs, env)
     students = courses.students
@@ -837,7 +824,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, say: Any) -> dict
     report["scores"] = scores
     report["kernel_start"] = kernel
     report["portal_latency"] = latency
-    report["loadavg_before"], report["loadavg_after"] = load_before, _loadavg()
+    report["loadavg_before"], report["loadavg_after"] = load_before, loadavg()
     report["background_cpu_busy"] = None if background is None else round(background, 3)
     return report
 
@@ -845,12 +832,6 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, say: Any) -> dict
 def _median_batch(batches: list[Batch]) -> Batch:
     return sorted(batches, key=lambda b: b.seconds)[(len(batches) - 1) // 2]
 
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
 
 
 def _nbgrader_version() -> str | None:

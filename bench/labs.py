@@ -61,6 +61,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from machine import busy_since, cpu_times, loadavg  # bench/machine.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -571,28 +572,7 @@ def _ready_on_hub(stack: Any, names: set[str]) -> int | None:
 # --- the run ------------------------------------------------------------------------------
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields[:8]) - idle, sum(fields[:8])
 
-
-def _busy_since(before: tuple[int, int] | None) -> float | None:
-    after = _cpu_times()
-    if before is None or after is None or after[1] == before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1])
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
 
 
 def _version(name: str) -> str | None:
@@ -607,10 +587,10 @@ def _version(name: str) -> str | None:
 def run(args: argparse.Namespace, tmp: Path, stop: threading.Event, say: Say) -> dict[str, Any]:
     from tests.labstack import lab_stack
 
-    load_before = _loadavg()
-    before = _cpu_times()
+    load_before = loadavg()
+    before = cpu_times()
     time.sleep(2.0)
-    background = _busy_since(before)  # what else this machine is doing: the figures are only as clean as this
+    background = busy_since(before)  # what else this machine is doing: the figures are only as clean as this
     report: dict[str, Any] = {
         "benchmark": "labs", "cpus": os.cpu_count() or 1, "course": COURSE, "assignment": ASSIGNMENT,
         "profile": PROFILE, "learners": args.learners, "poll_s": POLL_SECONDS,
@@ -633,7 +613,7 @@ def run(args: argparse.Namespace, tmp: Path, stop: threading.Event, say: Say) ->
         finally:
             stop.set()  # the class's threads (if interrupted) stop polling
             stop_everything(stack, say)
-    report["loadavg_after"] = _loadavg()
+    report["loadavg_after"] = loadavg()
     return report
 
 
