@@ -402,3 +402,18 @@ def test_a_spawn_that_fails_is_reported_and_leaves_nothing_running(tmp_path: Pat
             settings = broken.app.config["ACADEMY_SETTINGS"]
             assert free_device(db.session, settings, profiles(settings)["gpu"]) == row.device
             db.session.remove()
+
+
+def test_files_released_beside_the_notebook_reach_the_lab(stack: LabStack) -> None:
+    """dl-vision's test cells import academy_checks.py, released next to the notebook: the lab gets it too."""
+    # The course's instructor (course.toml) may open its lab; the stack's cohort is of another track.
+    user_id = stack.make_learner("instructor@demo.academy.kr", enroll=False, role="instructor")
+    session = stack.portal_session("instructor@demo.academy.kr")
+    response = stack.open_lab(session, "dl-vision", "01-defect-cnn", profile="cpu")
+    assert response.status_code == 303
+    body = stack.wait_lab(session, response.headers["Location"])
+    assert body["state"] == "running", body
+    helper = stack.contents(f"u{user_id}", "dl-vision/01-defect-cnn/academy_checks.py", params={"content": 1})
+    assert helper.status_code == 200 and "def check_equal" in helper.json()["content"]
+    token = stack.csrf(session, response.headers["Location"])
+    session.post(f"{stack.portal_url}{response.headers['Location']}/stop", data={"csrf_token": token}, timeout=60)

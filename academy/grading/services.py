@@ -109,6 +109,21 @@ def released_notebook(release: AssignmentRelease, name: str) -> bytes:
     return path.read_bytes()
 
 
+def released_support_files(release: AssignmentRelease) -> dict[str, bytes]:
+    """Files nbgrader releases beside the notebooks (data, helper modules such as ``academy_checks.py``), by name.
+
+    nbgrader's release copies them unchanged from the source folder, which the stored release keeps.
+    Only files directly in the assignment's folder (not sub-folders).
+    """
+    from pathlib import Path
+
+    folder = Path(release.path) / "source" / release.assignment.slug
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix not in (".ipynb", ".pyc") and not p.name.startswith(".")}
+
+
 def preflight(release: AssignmentRelease, files: dict[str, bytes]) -> Preflight:
     """Parse and compare each uploaded notebook with the released version.
 

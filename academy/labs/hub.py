@@ -7,6 +7,7 @@ The portal is a JupyterHub service; its token's role carries only the scopes lis
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -157,6 +158,10 @@ class HubClient:
     def put_notebook(self, name: str, path: str, notebook: dict[str, Any]) -> None:
         self._request("PUT", self._contents(name, path), json={"type": "notebook", "format": "json",
                                                                "content": notebook}, ok=(200, 201))
+
+    def put_file(self, name: str, path: str, data: bytes) -> None:
+        self._request("PUT", self._contents(name, path), json={
+            "type": "file", "format": "base64", "content": base64.b64encode(data).decode("ascii")}, ok=(200, 201))
 
     def rename(self, name: str, path: str, new_path: str) -> None:
         self._request("PATCH", self._contents(name, path), json={"path": new_path}, ok=(200,))

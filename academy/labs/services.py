@@ -446,7 +446,8 @@ def _open_notebooks(session: Session, client: HubClient, lab: LabSession) -> Non
 
 
 def copy_notebooks(session: Session, client: HubClient, hub_user: str, assignment: Assignment) -> str:
-    """Put the released notebooks into the workspace, never over the learner's own copy.
+    """Put the released notebooks, and the files released beside them (the test cells may import a helper
+    module), into the workspace, never over the learner's own copy.
 
     Returns the path of the first notebook (the one the lab opens).
     """
@@ -460,6 +461,10 @@ def copy_notebooks(session: Session, client: HubClient, hub_user: str, assignmen
     for name, path in zip(assignment.notebooks, paths, strict=True):
         if client.get_file(hub_user, path, content=False) is None:
             client.put_notebook(hub_user, path, json.loads(grading.released_notebook(release, name)))
+    for name, data in grading.released_support_files(release).items():
+        path = workspace_path(assignment, name)
+        if client.get_file(hub_user, path, content=False) is None:
+            client.put_file(hub_user, path, data)
     return paths[0]
 
 
