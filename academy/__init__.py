@@ -7,6 +7,10 @@ from typing import Any
 
 from flask import Flask
 
+from academy import deferred_imports
+
+deferred_imports.defer()
+
 __all__ = ["create_app"]
 
 
