@@ -88,6 +88,7 @@ from academy.grading.kernels import (
 )
 from academy.grading.results import GradeResult, GraderSetupError, GradeStatus
 from academy.grading.scores import read_results
+from academy.grading.tuning import FeedbackExporter, replace_checks, use_template_cache
 from academy.grading.validation import UngradableInput, check_name, load_notebook, reconcile_with_release
 
 __all__ = [
@@ -203,6 +204,7 @@ def _run_job(course: Course, assignment: str, submitted: dict[str, bytes], stude
             kernel_manager, sandboxed = job_kernel_manager(policy, job, workdir)
             _autograde(course, job, assignment, student, kernel_manager, policy, joblog)
             if feedback:
+                use_template_cache(cache / "templates")
                 _generate_feedback(course, job, assignment, student, joblog)
             result = read_results(course, job, assignment, student, releases, feedback, joblog)
         except Exception as exc:  # noqa: BLE001 - whatever broke, it was not the learner's score
@@ -243,9 +245,11 @@ def _autograde(course: Course, job: Path, assignment: str, student: str, kernel_
     """
     config = job_config(course, job, assignment, student)
     config.ExecutePreprocessor.kernel_manager_class = kernel_manager
-    preprocessors = (config.Autograde.get("autograde_preprocessors")
-                     or Autograde.class_traits()["autograde_preprocessors"].default())
-    config.Autograde.autograde_preprocessors = [guarded(pp) for pp in preprocessors]
+    traits = Autograde.class_traits()
+    preprocessors = config.Autograde.get("autograde_preprocessors") or traits["autograde_preprocessors"].default()
+    config.Autograde.autograde_preprocessors = replace_checks([guarded(pp) for pp in preprocessors])
+    config.Autograde.sanitize_preprocessors = replace_checks(
+        config.Autograde.get("sanitize_preprocessors") or traits["sanitize_preprocessors"].default())
     for option, attribute in (("timeout", "cell_timeout"), ("startup_timeout", "startup_timeout")):
         value = getattr(policy, attribute, None)
         if value and not _configured(config, option):
@@ -274,6 +278,8 @@ def _configured(config: Any, option: str) -> bool:
 def _generate_feedback(course: Course, job: Path, assignment: str, student: str, joblog: JobLog) -> None:
     started = time.monotonic()
     config = job_config(course, job, assignment, student)
+    if "exporter_class" not in config.GenerateFeedback:
+        config.GenerateFeedback.exporter_class = FeedbackExporter
     coursedir = CourseDirectory(config=config, log=joblog.logger)
     converter = GenerateFeedback(coursedir=coursedir, config=config, log=joblog.logger)
     converter.force = True

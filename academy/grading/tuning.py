@@ -1,0 +1,197 @@
+"""Work nbgrader repeats for every submission, done once per worker process instead.
+
+A grading worker runs nbgrader's converters once per submission.  Profiling a warm worker
+(bench/grading.py, docs/grading.md "Speed") showed that most of its own CPU went to work
+whose result never changes from one submission to the next:
+
+feedback templates
+    nbconvert builds a new Jinja environment for each exporter, so the feedback templates
+    were parsed and compiled to Python again for every submission (a fifth of the worker's
+    CPU, and 0.3 s in each new process).  ``FeedbackExporter`` gives each environment one
+    bytecode cache shared by the process and kept in the grading cache directory for the
+    next processes: Jinja keys it by template name and checks the source's checksum, so an
+    edited template is compiled again.
+
+nbgrader metadata checks
+    nbgrader's ``CheckCellMetadata`` runs twice per notebook and, through
+    ``jsonschema.validate``, checks nbgrader's own metadata schema again for every cell before
+    checking the cell.  ``CheckCellMetadata`` here checks the schema once per process and
+    then each cell against it: the same checks, the same first error, the same message.
+
+Both are subclasses chosen through nbgrader's configuration by the pipeline; nothing of
+nbgrader or nbconvert is patched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import traceback
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jinja2 import BytecodeCache
+from jinja2.bccache import Bucket
+from nbconvert.exporters import HTMLExporter
+from nbgrader.nbgraderformat import MetadataValidator, SchemaTooNewError, SchemaTooOldError, ValidationError
+from nbgrader.nbgraderformat.common import BaseMetadataValidator
+from nbgrader.preprocessors import CheckCellMetadata as NbgraderCheckCellMetadata
+
+__all__ = ["CheckCellMetadata", "FeedbackExporter", "replace_checks"]
+
+
+class _TemplateBytecode(BytecodeCache):
+    """Compiled templates kept in memory for the life of the process, and on disk for the next processes.
+
+    Jinja names each entry after the template and checks the source's checksum on load; an
+    entry from another Jinja or Python version is ignored and compiled again.  The directory is
+    the grader's cache (``cache_root``: 0700, never visible to learners' kernels); files are
+    written whole, then renamed, so concurrent workers never read half an entry.
+    """
+
+    def __init__(self) -> None:
+        self._memory: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self.directory: Path | None = None
+
+    def _file(self, key: str) -> Path | None:
+        return None if self.directory is None else self.directory / f"{key}.jinja-bytecode"
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        with self._lock:
+            data = self._memory.get(bucket.key)
+        path = self._file(bucket.key)
+        if data is None and path is not None:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = None
+        if data is not None:
+            bucket.bytecode_from_string(data)
+            if bucket.code is not None:  # a stale or foreign entry leaves the bucket empty
+                with self._lock:
+                    self._memory[bucket.key] = data
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        data = bucket.bytecode_to_string()
+        with self._lock:
+            self._memory[bucket.key] = data
+        path = self._file(bucket.key)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
+                handle.write(data)
+            os.replace(handle.name, path)
+        except OSError:  # a cache that cannot be written costs time, never a grade
+            with contextlib.suppress(OSError, UnboundLocalError):
+                os.unlink(handle.name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._memory.clear()
+
+
+TEMPLATE_BYTECODE = _TemplateBytecode()
+"""The process's compiled feedback templates (``use_template_cache`` adds the directory)."""
+
+
+def use_template_cache(directory: Path) -> None:
+    """Keep compiled feedback templates under ``directory`` too (the grading cache), for later processes."""
+    TEMPLATE_BYTECODE.directory = Path(directory)
+
+
+class FeedbackExporter(HTMLExporter):
+    """nbconvert's HTML exporter (as nbgrader's GenerateFeedback uses it) with compiled templates kept."""
+
+    def _create_environment(self) -> Any:
+        environment = super()._create_environment()
+        environment.bytecode_cache = TEMPLATE_BYTECODE
+        return environment
+
+
+class _SchemaCheckedOnce(BaseMetadataValidator):
+    """nbgrader's version and schema checks of one cell, against a validator built once per process."""
+
+    def validate_cell(self, cell: Any) -> None:
+        if "nbgrader" not in cell.metadata:
+            return
+        version = cell.metadata["nbgrader"].get("schema_version", 0)
+        if version < self.schema_version:
+            raise SchemaTooOldError(f"Outdated schema version: {version} (expected {self.schema_version})",
+                                    version, self.schema_version)
+        if version > self.schema_version:
+            raise SchemaTooNewError(f"Schema version is too new: {version} (expected {self.schema_version})",
+                                    version, self.schema_version)
+        error = jsonschema.exceptions.best_match(_schema_validator().iter_errors(
+            cell.metadata["nbgrader"]))
+        if error is not None:
+            raise error
+
+
+class _MetadataValidator(MetadataValidator, _SchemaCheckedOnce):
+    """nbgrader's current metadata validator; its base's schema step is ``_SchemaCheckedOnce``'s."""
+
+
+@cache
+def _schema_validator() -> Any:
+    """A validator for nbgrader's current metadata schema (which is checked here, once)."""
+    schema = MetadataValidator().schema
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+class CheckCellMetadata(NbgraderCheckCellMetadata):
+    """nbgrader's ``CheckCellMetadata`` with the schema checked once per process."""
+
+    def preprocess(self, nb: Any, resources: Any) -> tuple[Any, Any]:
+        try:
+            _MetadataValidator().validate_nb(nb)
+        except ValidationError:
+            self.log.error(traceback.format_exc())
+            msg = "Notebook failed to validate; the nbgrader metadata may be corrupted."
+            self.log.error(msg)
+            raise ValidationError(msg) from None
+        return nb, resources
+
+
+def replace_checks(preprocessors: list[Any]) -> list[Any]:
+    """``preprocessors`` with nbgrader's ``CheckCellMetadata`` (class or dotted name) replaced by ours."""
+    names = {"nbgrader.preprocessors.CheckCellMetadata", "nbgrader.preprocessors.checkcellmetadata.CheckCellMetadata"}
+    return [CheckCellMetadata if pp is NbgraderCheckCellMetadata or pp in names else pp for pp in preprocessors]
+
+
+def warm_up() -> None:
+    """Do once, in a parent process, what every new grading process did on its first submission.
+
+    A process that forks grading workers (``academy grade --all``'s fork server) calls this
+    so that each worker starts with nbformat's validator built, nbgrader's database mappings
+    configured, nbgrader's metadata schema checked and the regular expressions of the HTML
+    exporter (CSS selectors, syntax highlighting) compiled: 0.3 to 0.5 s of CPU per worker
+    otherwise.  Nothing here touches a course or a submission; a failure only costs that time.
+    """
+    import logging
+
+    from nbformat import validate
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    try:
+        from nbgrader import api  # noqa: F401 - its mappings are the ones configure_mappers() builds
+        from sqlalchemy.orm import configure_mappers
+
+        nb = new_notebook(cells=[
+            new_markdown_cell("# warm-up\n\n*text*"),
+            new_code_cell("print(1)", outputs=[new_output("stream", name="stdout", text="1\n")]),
+        ], metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}})
+        validate(nb)
+        configure_mappers()
+        _schema_validator()
+        HTMLExporter(template_name="lab").from_notebook_node(nb)
+    except Exception:  # noqa: BLE001 - an optimisation must never stop grading
+        logging.getLogger(__name__).debug("grading warm-up failed", exc_info=True)

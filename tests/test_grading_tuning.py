@@ -1,0 +1,142 @@
+"""What the grader does once per process instead of once per submission gives the same results as nbgrader.
+
+``academy.grading.tuning`` (compiled feedback templates kept, nbgrader's metadata schema checked
+once) and ``academy.deferred_imports`` (rfc3987_syntax imported on first use).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+from nbconvert.exporters import HTMLExporter
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbgrader.nbgraderformat import MetadataValidator, SchemaTooNewError, SchemaTooOldError, ValidationError
+from nbgrader.preprocessors import CheckCellMetadata as NbgraderCheckCellMetadata
+
+from academy.grading import tuning
+
+
+def _grade_meta(**changes: Any) -> dict[str, Any]:
+    meta = {"grade": True, "grade_id": "test_a", "locked": True, "points": 2, "schema_version": 3,
+            "solution": False}
+    meta.update(changes)
+    return {key: value for key, value in meta.items() if value is not None}
+
+
+BAD_METADATA = {
+    "points-is-text": _grade_meta(points="two"),
+    "unknown-type-of-grade": _grade_meta(grade="yes"),
+    "no-points": _grade_meta(points=None),
+    "empty-grade-id": _grade_meta(grade_id=""),
+    "schema-too-old": _grade_meta(schema_version=1),
+    "schema-too-new": _grade_meta(schema_version=9),
+}
+
+
+def _notebook(meta: dict[str, Any]) -> Any:
+    return new_notebook(cells=[new_markdown_cell("intro"), new_code_cell("assert True", metadata={"nbgrader": meta})])
+
+
+def _error(validate: Any, nb: Any) -> tuple[type, str]:
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the very exception nbgrader raises is compared
+        validate(nb)
+    return type(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_METADATA))
+def test_metadata_check_fails_exactly_like_nbgraders(case: str) -> None:
+    nb = _notebook(BAD_METADATA[case])
+    ours = _error(tuning._MetadataValidator().validate_nb, nb)
+    assert ours == _error(MetadataValidator().validate_nb, nb)
+    if case.startswith("schema-too"):
+        assert ours[0] in (SchemaTooOldError, SchemaTooNewError)
+    else:
+        assert issubclass(ours[0], ValidationError)
+
+
+def test_metadata_check_accepts_what_nbgrader_accepts_and_preprocessor_reports_the_same() -> None:
+    nb = _notebook(_grade_meta())
+    tuning._MetadataValidator().validate_nb(nb)
+    MetadataValidator().validate_nb(nb)
+    bad = _notebook(_grade_meta(points="two"))
+    for cls in (tuning.CheckCellMetadata, NbgraderCheckCellMetadata):
+        with pytest.raises(ValidationError, match="the nbgrader metadata may be corrupted"):
+            cls().preprocess(bad, {})
+
+
+def test_replace_checks_swaps_only_nbgraders_metadata_check() -> None:
+    others = ["nbgrader.preprocessors.ClearOutput", HTMLExporter]
+    swapped = tuning.replace_checks([*others, NbgraderCheckCellMetadata, "nbgrader.preprocessors.CheckCellMetadata"])
+    assert swapped == [*others, tuning.CheckCellMetadata, tuning.CheckCellMetadata]
+
+
+@pytest.fixture()
+def compiled(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str | None]]:
+    """Names of the templates Jinja compiles (rather than loads as bytecode) during the test."""
+    names: list[str | None] = []
+    original = jinja2.Environment.compile
+
+    def counting(self: Any, source: Any, name: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        names.append(name)
+        return original(self, source, name, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting)
+    tuning.TEMPLATE_BYTECODE.clear()
+    saved = tuning.TEMPLATE_BYTECODE.directory
+    tuning.TEMPLATE_BYTECODE.directory = None
+    yield names
+    tuning.TEMPLATE_BYTECODE.directory = saved
+    tuning.TEMPLATE_BYTECODE.clear()
+
+
+NOTEBOOK = new_notebook(cells=[new_markdown_cell("# 제목 *title*"), new_code_cell("print(1)")])
+
+
+def _render(exporter: type = tuning.FeedbackExporter) -> str:
+    return exporter(template_name="lab").from_notebook_node(NOTEBOOK)[0]
+
+
+def test_feedback_templates_are_compiled_once_per_process_with_the_same_html(compiled: list[str | None]) -> None:
+    first = _render()
+    assert compiled, "the first exporter compiles the templates"
+    compiled.clear()
+    assert _render() == first
+    assert compiled == [], "a second exporter in the process must reuse the compiled templates"
+    assert _render(HTMLExporter) == first
+
+
+def test_compiled_templates_on_disk_serve_the_next_process_and_bad_entries_are_compiled_again(
+        compiled: list[str | None], tmp_path: Path) -> None:
+    tuning.use_template_cache(tmp_path / "templates")
+    first = _render()
+    entries = sorted((tmp_path / "templates").glob("*.jinja-bytecode"))
+    assert entries and not list((tmp_path / "templates").glob(".tmp-*"))
+    tuning.TEMPLATE_BYTECODE.clear()  # as in a new process
+    compiled.clear()
+    assert _render() == first
+    assert compiled == []
+    for entry in entries:
+        entry.write_bytes(b"not bytecode")
+    tuning.TEMPLATE_BYTECODE.clear()
+    assert _render() == first
+    assert compiled, "unusable entries are compiled again"
+
+
+def test_rfc3987_syntax_is_imported_on_first_use_only() -> None:
+    """The grader's processes import nbformat (and so jsonschema) without compiling rfc3987_syntax's grammars;
+    jsonschema's iri checks still work, by importing it then."""
+    code = (
+        "import sys, academy, nbformat, jsonschema\n"
+        "print('rfc3987_syntax.syntax_helpers' in sys.modules)\n"
+        "checker = jsonschema.FormatChecker()\n"
+        "print(checker.conforms('https://예시.kr/경로', 'iri'), checker.conforms('http://[not-ip', 'iri'))\n"
+        "print('rfc3987_syntax.syntax_helpers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "True", "False", "True"], out.stderr
