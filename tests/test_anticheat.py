@@ -493,6 +493,29 @@ def test_tampered_helpers_zero_the_later_tests(course: dict[str, Any], answer: s
     flagged(result, reason)
 
 
+IMPORTS_FIRST = "import colorsys\nimport fractions\n\ndef mean(xs):\n    return sum(xs) / len(xs)\n"
+
+LATE_PATCHES = {
+    "critical-class-member": ("fractions.Fraction.__eq__ = lambda self, other: True\n\n" + WRONG_SPREAD,
+                              "fractions.Fraction.__eq__ was replaced by code from the notebook"),
+    "library-function": ("colorsys.rgb_to_hsv = lambda r, g, b: (0, 0, 0)\n\n" + WRONG_SPREAD,
+                         "colorsys.rgb_to_hsv was replaced by code from the notebook"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LATE_PATCHES))
+def test_a_module_found_clean_is_still_checked_after_later_cells(course: dict[str, Any], name: str) -> None:
+    """The probe skips modules whose attributes are the very objects it last found clean; a library patched
+    by a later cell (a function of a module, a member of a class of a critical module) is still found."""
+    answer, reason = LATE_PATCHES[name]
+    result = grade(course, IMPORTS_FIRST, answer)  # both modules are probed clean around test_mean first
+    assert_graded(result)
+    assert scores(result)["test_mean"] == 2.0
+    flagged(result, reason)
+    if name == "critical-class-member":  # a critical library: the later tests cannot be trusted
+        assert scores(result)["test_spread"] == 0.0 and scores(result)["test_strict"] == 0.0
+
+
 def test_reading_the_answer_key_and_other_files_finds_nothing(course: dict[str, Any]) -> None:
     """(h) the source notebook, the gradebook, other learners' work, the repository: none readable."""
     other = course["base"] / "work" / "academy-grade-other" / "submitted" / "bob" / ASSIGNMENT

@@ -103,6 +103,39 @@ def _academy_install(modname, nonce, instructor_files):
     }
     helpers = {}
     made_files = {}
+    # A probe looks at every attribute of every module, some 30,000 objects once NumPy is loaded.  A module
+    # whose attributes are still the very objects they were when it was last found clean needs no second
+    # look: ``unchanged`` keeps, per module, those objects (alive, so that no id is reused) and their ids,
+    # compared as a tuple; for a critical module, whose classes' members are checked too, also the members
+    # of each class it defines.  Modules are clean at install (no notebook code has run yet).
+    unchanged = {}
+
+    def object_ids(values):
+        return tuple(map(id, values))
+
+    def remember(name, module, mdict, critical):
+        values = tuple(mdict.values())
+        classes = None
+        if critical:
+            classes = []
+            for value in values:
+                if issubclass(type(value), type) and class_module(value) == name:
+                    members = tuple(tget(value, "__dict__").values())
+                    classes.append((value, members, object_ids(members)))
+        unchanged[name] = (module, values, object_ids(values), classes)
+
+    def still_clean(name, module, mdict, critical):
+        seen = unchanged.get(name)
+        if seen is None or seen[0] is not module or seen[2] != object_ids(mdict.values()):
+            return False
+        if not critical:
+            return True
+        return seen[3] is not None and all(ids == object_ids(tget(cls, "__dict__").values())
+                                           for cls, _members, ids in seen[3])
+
+    for _name, _module in list(sys.modules.items()):
+        if type(_module) is ModuleType:
+            remember(_name, _module, mget(_module, "__dict__"), False)
     # Built-in types whose instances the notebook cannot have made: their __module__ cannot be set and their
     # instances' __class__ cannot be reassigned.  Compared by id: a class's hash and == are its metaclass's.
     INERT = frozenset(map(id, (str, int, float, complex, bool, bytes, type(None), tuple, list, dict, set, frozenset,
@@ -370,6 +403,9 @@ def _academy_install(modname, nonce, instructor_files):
                                   "wrote into the working directory"])
             critical = name.partition(".")[0] in req.get("critical", ()) or (
                 own.startswith(cwd + os.sep) and os.path.relpath(own, cwd) in instructor_files)
+            if still_clean(name, module, mdict, critical):
+                continue
+            before = len(found)
             for attr, value in list(mdict.items()):
                 t = type(value)
                 if t is FunctionType:
@@ -392,6 +428,8 @@ def _academy_install(modname, nonce, instructor_files):
                 elif class_module(t) == "__main__":
                     found.append(["patched", name, attr, critical,
                                   f"{name}.{attr} was replaced by an object from the notebook"])
+            if len(found) == before:
+                remember(name, module, mdict, critical)
 
     def section_values(req, found):
         seen = set()
