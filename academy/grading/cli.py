@@ -33,6 +33,8 @@ FORKSERVER_PRELOAD = (
     # imported by the first job otherwise (nbgrader's gradebook, the anticheat's cell parsing)
     "sqlalchemy.dialects.sqlite",
     "IPython.core.inputtransformer2",
+    # last: builds what each worker's first job built (validators, ORM mappings, compiled patterns)
+    "academy.grading.prewarm",
 )
 
 
