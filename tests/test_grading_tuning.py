@@ -140,3 +140,49 @@ def test_rfc3987_syntax_is_imported_on_first_use_only() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["False", "True", "False", "True"], out.stderr
+
+
+def _gradebook_with(path: Path, student: str) -> None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{path}", "course") as gradebook:
+        gradebook.add_student(student)
+
+
+def test_jobs_share_one_gradebook_engine_and_each_sees_only_its_own_gradebook(tmp_path: Path) -> None:
+    from nbgrader import api
+
+    original = api.create_engine
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    _gradebook_with(first, "alice")  # outside a job: nbgrader's own engine
+    _gradebook_with(second, "bob")
+    engines = []
+    for path, student in ((first, "alice"), (second, "bob")):
+        with tuning.shared_gradebook_engine(path):
+            assert api.create_engine is not original
+            for _ in range(2):
+                with api.Gradebook(f"sqlite:///{path}", "course") as gradebook:
+                    engines.append(gradebook.engine)
+                    assert [s.id for s in gradebook.students] == [student]
+            with api.Gradebook(f"sqlite:///{path}", "course") as gradebook:
+                gradebook.add_student(f"{student}-2")  # written to this job's file
+            other = tmp_path / "other.db"
+            with api.Gradebook(f"sqlite:///{other}", "course") as gradebook:
+                assert gradebook.engine is not engines[0]  # another database: an engine of its own
+        assert api.create_engine is original
+    assert all(engine is engines[0] for engine in engines)
+    with api.Gradebook(f"sqlite:///{first}", "course") as gradebook:
+        assert gradebook.engine is not engines[0]
+        assert sorted(s.id for s in gradebook.students) == ["alice", "alice-2"]
+
+
+def test_one_job_at_a_time_and_the_engine_is_put_back_after_a_failure(tmp_path: Path) -> None:
+    from nbgrader import api
+
+    original = api.create_engine
+    with pytest.raises(ZeroDivisionError), tuning.shared_gradebook_engine(tmp_path / "a.db"):
+        with pytest.raises(RuntimeError, match="one grading job at a time"), \
+                tuning.shared_gradebook_engine(tmp_path / "b.db"):
+            pass
+        1 / 0  # noqa: B018 - a job that fails
+    assert api.create_engine is original

@@ -88,7 +88,7 @@ from academy.grading.kernels import (
 )
 from academy.grading.results import GradeResult, GraderSetupError, GradeStatus
 from academy.grading.scores import read_results
-from academy.grading.tuning import FeedbackExporter, replace_checks, use_template_cache
+from academy.grading.tuning import FeedbackExporter, replace_checks, shared_gradebook_engine, use_template_cache
 from academy.grading.validation import UngradableInput, check_name, load_notebook, reconcile_with_release
 
 __all__ = [
@@ -202,11 +202,12 @@ def _run_job(course: Course, assignment: str, submitted: dict[str, bytes], stude
             policy = resolve_policy(policy)
             workdir = job / "autograded" / student / assignment
             kernel_manager, sandboxed = job_kernel_manager(policy, job, workdir)
-            _autograde(course, job, assignment, student, kernel_manager, policy, joblog)
-            if feedback:
-                use_template_cache(cache / "templates")
-                _generate_feedback(course, job, assignment, student, joblog)
-            result = read_results(course, job, assignment, student, releases, feedback, joblog)
+            with shared_gradebook_engine(job / "gradebook.db"):
+                _autograde(course, job, assignment, student, kernel_manager, policy, joblog)
+                if feedback:
+                    use_template_cache(cache / "templates")
+                    _generate_feedback(course, job, assignment, student, joblog)
+                result = read_results(course, job, assignment, student, releases, feedback, joblog)
         except Exception as exc:  # noqa: BLE001 - whatever broke, it was not the learner's score
             joblog.lines.append(traceback.format_exc())
             failed = _grader_error(root_cause(joblog) or one_line(exc), joblog)

@@ -18,22 +18,35 @@ nbgrader metadata checks
     checking the cell.  ``CheckCellMetadata`` here checks the schema once per process and
     then each cell against it: the same checks, the same first error, the same message.
 
-Both are subclasses chosen through nbgrader's configuration by the pipeline; nothing of
-nbgrader or nbconvert is patched.
+the job's gradebook
+    nbgrader opens the job's gradebook about ten times per submission (``Gradebook(url)`` in
+    each converter and preprocessor), and each time makes a new SQLAlchemy engine, whose
+    statement cache starts empty: compiling the same queries again was a sixth of the
+    worker's CPU.  Within ``shared_gradebook_engine(path)`` (one job), ``Gradebook`` gets the
+    process's one engine for that gradebook; it opens a new SQLite connection to the current
+    job's file on every checkout (no pool), so nothing of one job's database reaches the
+    next, while the compiled statements are kept.  This is the one place where an nbgrader
+    name is replaced (``nbgrader.api.create_engine``, for the job's URL only and only during
+    the job); it needs one job at a time per process, as nbgrader's ``chdir`` already does.
+
+The first two are subclasses chosen through nbgrader's configuration by the pipeline.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import tempfile
 import threading
 import traceback
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import sqlalchemy
 from jinja2 import BytecodeCache
 from jinja2.bccache import Bucket
 from nbconvert.exporters import HTMLExporter
@@ -41,7 +54,8 @@ from nbgrader.nbgraderformat import MetadataValidator, SchemaTooNewError, Schema
 from nbgrader.nbgraderformat.common import BaseMetadataValidator
 from nbgrader.preprocessors import CheckCellMetadata as NbgraderCheckCellMetadata
 
-__all__ = ["CheckCellMetadata", "FeedbackExporter", "replace_checks"]
+__all__ = ["CheckCellMetadata", "FeedbackExporter", "replace_checks", "shared_gradebook_engine",
+           "use_template_cache", "warm_up"]
 
 
 class _TemplateBytecode(BytecodeCache):
@@ -165,6 +179,49 @@ def replace_checks(preprocessors: list[Any]) -> list[Any]:
     """``preprocessors`` with nbgrader's ``CheckCellMetadata`` (class or dotted name) replaced by ours."""
     names = {"nbgrader.preprocessors.CheckCellMetadata", "nbgrader.preprocessors.checkcellmetadata.CheckCellMetadata"}
     return [CheckCellMetadata if pp is NbgraderCheckCellMetadata or pp in names else pp for pp in preprocessors]
+
+
+class _GradebookEngine:
+    """The process's engine for the current job's gradebook (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.url: str | None = None
+        self._engine: sqlalchemy.engine.Engine | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path is None:
+            raise RuntimeError("the job's gradebook engine was used outside its job")
+        return sqlite3.connect(self.path, check_same_thread=False)
+
+    def create_engine(self, url: Any, *args: Any, **kwargs: Any) -> sqlalchemy.engine.Engine:
+        """nbgrader's ``create_engine``: the shared engine for the job's gradebook, a new one for anything else."""
+        if self.url is None or str(url) != self.url:
+            return sqlalchemy.create_engine(url, *args, **kwargs)
+        if self._engine is None:
+            self._engine = sqlalchemy.create_engine("sqlite://", creator=self._connect,
+                                                    poolclass=sqlalchemy.pool.NullPool, **kwargs)
+        return self._engine
+
+
+_GRADEBOOK = _GradebookEngine()
+
+
+@contextlib.contextmanager
+def shared_gradebook_engine(path: Path) -> Iterator[None]:
+    """During one job: nbgrader's ``Gradebook("sqlite:///<path>")`` uses the process's one engine."""
+    from nbgrader import api
+
+    if _GRADEBOOK.url is not None:
+        raise RuntimeError("one grading job at a time per process")
+    original = api.create_engine
+    _GRADEBOOK.path, _GRADEBOOK.url = str(path), f"sqlite:///{path}"
+    api.create_engine = _GRADEBOOK.create_engine
+    try:
+        yield
+    finally:
+        api.create_engine = original
+        _GRADEBOOK.path = _GRADEBOOK.url = None
 
 
 def warm_up() -> None:
