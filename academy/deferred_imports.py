@@ -67,8 +67,10 @@ def defer() -> None:
     if _RFC3987 in sys.modules or "jsonschema._format" in sys.modules:
         return
     try:
-        installed = importlib.util.find_spec(_RFC3987) is not None
+        spec = importlib.util.find_spec(_RFC3987)
     except (ImportError, ValueError):
-        installed = False
-    if installed:
-        sys.modules[_RFC3987] = _rfc3987_stand_in()
+        spec = None
+    if spec is not None:
+        stand_in = _rfc3987_stand_in()
+        stand_in.__spec__ = spec  # find_spec() and friends still see the real module's spec
+        sys.modules[_RFC3987] = stand_in
