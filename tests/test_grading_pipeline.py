@@ -376,10 +376,15 @@ def test_feedback_and_all_students(env: dict[str, str], tmp_path: Path) -> None:
     assert "<html" in html.lower() and "squares" in html
     assert "problem2: not submitted (0 points)" in run.stdout
 
-    run = grade(["--course", course, "--assignment", "ps1", "--all", "--workers", "2", "--json"], env)
+    all_feedback = tmp_path / "all-feedback"
+    run = grade(["--course", course, "--assignment", "ps1", "--all", "--workers", "2", "--json",
+                 "--feedback", all_feedback], env)
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert [line["student"] for line in lines] == ["bitdiddle", "hacker"]
     assert [line["score"] for line in lines] == [1.5, 3.0]
     assert all(line["status"] == "graded" and line["max_score"] == 13.0 for line in lines)
+    # the workers come from a fork server that warmed the feedback templates up
+    assert (all_feedback / "hacker" / "problem1.html").read_text(encoding="utf-8") == html
+    assert "<html" in (all_feedback / "bitdiddle" / "problem1.html").read_text(encoding="utf-8").lower()
     assert tree_digest(course) == before

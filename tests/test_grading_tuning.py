@@ -187,3 +187,20 @@ def test_one_job_at_a_time_and_the_engine_is_put_back_after_a_failure(tmp_path: 
             pass
         1 / 0  # noqa: B018 - a job that fails
     assert api.create_engine is original
+
+
+def test_warm_up_builds_the_feedback_templates_without_failing(compiled: list[str | None],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """The warm-up swallows its errors (an optimisation must not stop grading): make sure it has none."""
+    from nbgrader.converters import GenerateFeedback
+    from traitlets.config import Config
+
+    caplog.set_level("DEBUG", logger="academy.grading.tuning")
+    tuning.warm_up(feedback=True)
+    assert "warm-up failed" not in caplog.text
+    assert compiled, "the warm-up compiles the feedback templates"
+    compiled.clear()
+    resources = {"nbgrader": {"notebook": "n", "assignment": "a", "student": "s", "score": 1, "max_score": 2,
+                              "late_penalty": 0}}
+    tuning.FeedbackExporter(config=GenerateFeedback(config=Config()).config).from_notebook_node(NOTEBOOK, resources)
+    assert compiled == []  # what a worker forked after the warm-up would find

@@ -33,7 +33,8 @@ FORKSERVER_PRELOAD = (
     # imported by the first job otherwise (nbgrader's gradebook, the anticheat's cell parsing)
     "sqlalchemy.dialects.sqlite",
     "IPython.core.inputtransformer2",
-    # last: builds what each worker's first job built (validators, ORM mappings, compiled patterns)
+    # last: builds what each worker's first job built (validators, ORM mappings); with --feedback,
+    # academy.grading.prewarm_feedback follows (feedback templates, the HTML exporter's patterns)
     "academy.grading.prewarm",
 )
 
@@ -141,7 +142,8 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     # workers start warm and still inherit nothing of this process's state.  This process never
     # imports the pipeline itself: the first worker checks the course meanwhile.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    preload = [*FORKSERVER_PRELOAD, "academy.grading.prewarm_feedback"] if feedback_dir else list(FORKSERVER_PRELOAD)
+    context.set_forkserver_preload(preload)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         # Check the course once, and build the generate_assignment cache before the jobs need it.
         problem = pool.submit(_check_course, course_dir, assignment).result()

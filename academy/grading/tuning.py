@@ -224,14 +224,15 @@ def shared_gradebook_engine(path: Path) -> Iterator[None]:
         _GRADEBOOK.path = _GRADEBOOK.url = None
 
 
-def warm_up() -> None:
+def warm_up(*, feedback: bool = True) -> None:
     """Do once, in a parent process, what every new grading process did on its first submission.
 
-    A process that forks grading workers (``academy grade --all``'s fork server) calls this
-    so that each worker starts with nbformat's validator built, nbgrader's database mappings
-    configured, nbgrader's metadata schema checked and the regular expressions of the HTML
-    exporter (CSS selectors, syntax highlighting) compiled: 0.3 to 0.5 s of CPU per worker
-    otherwise.  Nothing here touches a course or a submission; a failure only costs that time.
+    A process that forks grading workers (``academy grade --all``'s fork server, Celery's main
+    process) calls this so that each worker starts with nbformat's validator built, nbgrader's
+    database mappings configured and its metadata schema checked; with ``feedback``, also
+    nbgrader's feedback templates compiled and the HTML exporter's regular expressions (CSS
+    selectors, syntax highlighting) built: 0.3 to 0.5 s of CPU per worker otherwise.  Nothing
+    here touches a course or a submission; a failure only costs that time.
     """
     import logging
 
@@ -249,6 +250,13 @@ def warm_up() -> None:
         validate(nb)
         configure_mappers()
         _schema_validator()
-        HTMLExporter(template_name="lab").from_notebook_node(nb)
+        if feedback:
+            from nbgrader.converters import GenerateFeedback
+            from traitlets.config import Config
+
+            config = GenerateFeedback(config=Config()).config  # nbgrader's feedback template and paths
+            resources = {"nbgrader": {"notebook": "warm-up", "assignment": "warm-up", "student": "warm-up",
+                                      "score": 0, "max_score": 0, "late_penalty": 0}}
+            FeedbackExporter(config=config).from_notebook_node(nb, resources=resources)
     except Exception:  # noqa: BLE001 - an optimisation must never stop grading
         logging.getLogger(__name__).debug("grading warm-up failed", exc_info=True)

@@ -29,7 +29,7 @@ def register(celery: Celery) -> None:
     @worker_init.connect(weak=False, dispatch_uid="academy-grading-warm-up")
     def warm_up_grading(**_kwargs: Any) -> None:
         """In the worker's main process, before the pool forks: what each process's first grade would build."""
-        import academy.grading.prewarm  # noqa: F401 - imported for its warm-up
+        import academy.grading.prewarm_feedback  # noqa: F401 - imported for its warm-up
 
     @celery.task(name="academy.grade", acks_late=True, reject_on_worker_lost=True)
     def grade(job_id: int) -> str:
