@@ -488,8 +488,6 @@ def grade_nbgrader(course: Path, label: str, count: int, procs: Processes, env: 
     return Batch("nbgrader", label, count, seconds, scores, statuses, problems, [], busy)
 
 
-
-
 def compare(a: Batch, b: Batch, students: list[Student]) -> list[str]:
     """Students (honest ones) whose per-cell scores differ between ``a`` and ``b``."""
     return [s.id for s in students if s.kind != "infinite loop" and a.scores.get(s.id) != b.scores.get(s.id)]
@@ -834,7 +832,6 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, say: Any) -> dict
 
 def _median_batch(batches: list[Batch]) -> Batch:
     return sorted(batches, key=lambda b: b.seconds)[(len(batches) - 1) // 2]
-
 
 
 def _nbgrader_version() -> str | None:

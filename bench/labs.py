@@ -572,9 +572,6 @@ def _ready_on_hub(stack: Any, names: set[str]) -> int | None:
 # --- the run ------------------------------------------------------------------------------
 
 
-
-
-
 def _version(name: str) -> str | None:
     try:
         from importlib.metadata import version

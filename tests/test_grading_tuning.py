@@ -196,7 +196,8 @@ def test_warm_up_builds_the_feedback_templates_without_failing(compiled: list[st
     from traitlets.config import Config
 
     caplog.set_level("DEBUG", logger="academy.grading.tuning")
-    tuning.warm_up(feedback=True)
+    tuning.warm_up()
+    tuning.warm_up_feedback()
     assert "warm-up failed" not in caplog.text
     assert compiled, "the warm-up compiles the feedback templates"
     compiled.clear()

@@ -1,8 +1,8 @@
 """Imported by a parent of grading workers (a fork server's preload) to run ``tuning.warm_up()`` once.
 
-Without feedback; ``academy.grading.prewarm_feedback`` adds the feedback templates.
+``academy.grading.prewarm_feedback`` adds the feedback templates.
 """
 
 from academy.grading.tuning import warm_up
 
-warm_up(feedback=False)
+warm_up()

@@ -1,5 +1,6 @@
-"""Imported by a parent of grading workers that will write feedback: ``tuning.warm_up()`` with the feedback HTML."""
+"""Imported by a parent of grading workers that will write feedback: ``prewarm``, then ``tuning.warm_up_feedback()``."""
 
-from academy.grading.tuning import warm_up
+import academy.grading.prewarm  # noqa: F401 - the warm-up every worker needs, once per process
+from academy.grading.tuning import warm_up_feedback
 
-warm_up(feedback=True)
+warm_up_feedback()

@@ -55,7 +55,7 @@ from nbgrader.nbgraderformat.common import BaseMetadataValidator
 from nbgrader.preprocessors import CheckCellMetadata as NbgraderCheckCellMetadata
 
 __all__ = ["CheckCellMetadata", "FeedbackExporter", "replace_checks", "shared_gradebook_engine",
-           "use_template_cache", "warm_up"]
+           "use_template_cache", "warm_up", "warm_up_feedback"]
 
 
 class _TemplateBytecode(BytecodeCache):
@@ -97,14 +97,17 @@ class _TemplateBytecode(BytecodeCache):
         path = self._file(bucket.key)
         if path is None:
             return
+        temporary = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
+                temporary = handle.name
                 handle.write(data)
-            os.replace(handle.name, path)
+            os.replace(temporary, path)
         except OSError:  # a cache that cannot be written costs time, never a grade
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(handle.name)
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
 
     def clear(self) -> None:
         with self._lock:
@@ -185,8 +188,7 @@ class _GradebookEngine:
     """The process's engine for the current job's gradebook (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.path: str | None = None
-        self.url: str | None = None
+        self.path: str | None = None  # the current job's gradebook, while a job runs
         self._engine: sqlalchemy.engine.Engine | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -196,7 +198,7 @@ class _GradebookEngine:
 
     def create_engine(self, url: Any, *args: Any, **kwargs: Any) -> sqlalchemy.engine.Engine:
         """nbgrader's ``create_engine``: the shared engine for the job's gradebook, a new one for anything else."""
-        if self.url is None or str(url) != self.url:
+        if self.path is None or str(url) != f"sqlite:///{self.path}":
             return sqlalchemy.create_engine(url, *args, **kwargs)
         if self._engine is None:
             self._engine = sqlalchemy.create_engine("sqlite://", creator=self._connect,
@@ -212,51 +214,65 @@ def shared_gradebook_engine(path: Path) -> Iterator[None]:
     """During one job: nbgrader's ``Gradebook("sqlite:///<path>")`` uses the process's one engine."""
     from nbgrader import api
 
-    if _GRADEBOOK.url is not None:
+    if _GRADEBOOK.path is not None:
         raise RuntimeError("one grading job at a time per process")
     original = api.create_engine
-    _GRADEBOOK.path, _GRADEBOOK.url = str(path), f"sqlite:///{path}"
+    _GRADEBOOK.path = str(path)
     api.create_engine = _GRADEBOOK.create_engine
     try:
         yield
     finally:
         api.create_engine = original
-        _GRADEBOOK.path = _GRADEBOOK.url = None
+        _GRADEBOOK.path = None
 
 
-def warm_up(*, feedback: bool = True) -> None:
+def _warm_up_notebook() -> Any:
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    return new_notebook(cells=[
+        new_markdown_cell("# warm-up\n\n*text*"),
+        new_code_cell("print(1)", outputs=[new_output("stream", name="stdout", text="1\n")]),
+    ], metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}})
+
+
+def warm_up() -> None:
     """Do once, in a parent process, what every new grading process did on its first submission.
 
     A process that forks grading workers (``academy grade --all``'s fork server, Celery's main
     process) calls this so that each worker starts with nbformat's validator built, nbgrader's
-    database mappings configured and its metadata schema checked; with ``feedback``, also
-    nbgrader's feedback templates compiled and the HTML exporter's regular expressions (CSS
-    selectors, syntax highlighting) built: 0.3 to 0.5 s of CPU per worker otherwise.  Nothing
-    here touches a course or a submission; a failure only costs that time.
+    database mappings configured and its metadata schema checked (``warm_up_feedback`` adds the
+    feedback HTML): 0.3 to 0.5 s of CPU per worker otherwise.  Nothing here touches a course or
+    a submission; a failure only costs that time.
     """
-    import logging
-
-    from nbformat import validate
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-
-    try:
+    with _optional("grading warm-up"):
+        from nbformat import validate
         from nbgrader import api  # noqa: F401 - its mappings are the ones configure_mappers() builds
         from sqlalchemy.orm import configure_mappers
 
-        nb = new_notebook(cells=[
-            new_markdown_cell("# warm-up\n\n*text*"),
-            new_code_cell("print(1)", outputs=[new_output("stream", name="stdout", text="1\n")]),
-        ], metadata={"language_info": {"name": "python", "pygments_lexer": "ipython3"}})
-        validate(nb)
+        validate(_warm_up_notebook())
         configure_mappers()
         _schema_validator()
-        if feedback:
-            from nbgrader.converters import GenerateFeedback
-            from traitlets.config import Config
 
-            config = GenerateFeedback(config=Config()).config  # nbgrader's feedback template and paths
-            resources = {"nbgrader": {"notebook": "warm-up", "assignment": "warm-up", "student": "warm-up",
-                                      "score": 0, "max_score": 0, "late_penalty": 0}}
-            FeedbackExporter(config=config).from_notebook_node(nb, resources=resources)
-    except Exception:  # noqa: BLE001 - an optimisation must never stop grading
-        logging.getLogger(__name__).debug("grading warm-up failed", exc_info=True)
+
+def warm_up_feedback() -> None:
+    """``warm_up`` for feedback: nbgrader's feedback templates compiled, the HTML exporter's regular
+    expressions (CSS selectors, syntax highlighting) built."""
+    with _optional("feedback warm-up"):
+        from nbgrader.converters import GenerateFeedback
+        from traitlets.config import Config
+
+        config = GenerateFeedback(config=Config()).config  # nbgrader's feedback template and paths
+        resources = {"nbgrader": {"notebook": "warm-up", "assignment": "warm-up", "student": "warm-up",
+                                  "score": 0, "max_score": 0, "late_penalty": 0}}
+        FeedbackExporter(config=config).from_notebook_node(_warm_up_notebook(), resources=resources)
+
+
+@contextlib.contextmanager
+def _optional(what: str) -> Iterator[None]:
+    """An optimisation must never stop grading: its failure is logged (debug) and forgotten."""
+    try:
+        yield
+    except Exception:  # noqa: BLE001
+        import logging
+
+        logging.getLogger(__name__).debug("%s failed", what, exc_info=True)
