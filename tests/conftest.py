@@ -49,6 +49,15 @@ def cheap_password_hashing() -> Iterator[None]:
     passwords.dummy_hash.cache_clear()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_kernel_zygote_across_modules() -> Iterator[None]:
+    """Grading tests leave this process a kernel zygote (sandbox/zygote.py); the next module starts without one."""
+    yield
+    from academy.grading.sandbox import zygote
+
+    zygote.close_all()
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A throwaway PostgreSQL database for this test run; yields its SQLAlchemy URL."""

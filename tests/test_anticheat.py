@@ -572,6 +572,27 @@ def mean(xs):
     flagged(result, "open() on a path outside its working directory: '../../source/stats/stats.ipynb'")
 
 
+@pytest.mark.parametrize("zygote", ["1", "0"], ids=["zygote", "fresh-kernel"])
+@pytest.mark.parametrize("trap", ["symlink", "fifo"])
+def test_a_trap_in_place_of_the_notebook_does_not_reach_the_grader(
+    course: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trap: str, zygote: str
+) -> None:
+    """The kernel replaces its notebook with a link to a host file (or a FIFO); the grader, root, then
+    writes the autograded notebook there: it must neither overwrite the host file nor block."""
+    monkeypatch.setenv("ACADEMY_GRADER_ZYGOTE", zygote)
+    target = tmp_path / "host-file.txt"
+    target.write_text("a host file the grader must not touch\n")
+    os.chmod(target, 0o600)
+    make = f"os.symlink({str(target)!r}, name)" if trap == "symlink" else "os.mkfifo(name)"
+    answer = (f"import os\nname = {ASSIGNMENT + '.ipynb'!r}\nos.remove(name)\n{make}\n"
+              "def mean(xs):\n    return sum(xs) / len(xs)\n")
+    result = grade(course, answer)
+    assert_graded(result)
+    assert scores(result)["test_mean"] == POINTS["test_mean"]
+    assert target.read_text() == "a host file the grader must not touch\n"
+    assert oct(target.stat().st_mode & 0o777) == oct(0o600)
+
+
 @pytest.mark.parametrize("where", ["answer-cell", "inside-the-tested-function"])
 def test_os_exit_is_the_learners_failure_not_full_marks(course: dict[str, Any], where: str) -> None:
     """(i) ``os._exit(0)``: learner_code_failed, the tests after it get 0."""

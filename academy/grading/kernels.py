@@ -94,6 +94,7 @@ def job_kernel_manager(policy: Any, job: Path, workdir: Path) -> tuple[type, boo
         sandboxed = False
     else:
         sandboxed = bool(sandbox_module().probe_isolation(policy).sandbox_available)
+        attrs["use_zygote"] = True  # one job's kernels at a time per process: fork them from a zygote
     return type(f"Job{base.__name__}", (_BindWorkdir, base), attrs), sandboxed
 
 

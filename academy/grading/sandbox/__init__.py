@@ -33,6 +33,12 @@ bubblewrap, uid drop), ``seccomp``; ``isolation`` probes which layers work here,
    ``userfaultfd``, ``perf_event_open``, keyrings, module and kexec calls, 32-bit and x32
    syscall ABIs).
 
+Grading jobs fork their kernels from a per-process **kernel zygote** (``zygote``): a sandbox
+with the same layers whose process has imported ipykernel; each child is moved into the
+job's own cgroups before it runs learner code, and HOME, ``/tmp``, ``/dev/shm`` and the
+connection directory are emptied between kernels.  Used only in ``root`` mode with
+``cgroup.kill``; otherwise, or on any failure, kernels start fresh.
+
 What does not hold: this is a kernel-shared sandbox (a kernel bug can break out; gVisor or a
 VM is the stronger boundary); CPU time is capped per process, not per notebook tree; wall
 time and output size are enforced by the caller (``cell_timeout`` / ``notebook_timeout``

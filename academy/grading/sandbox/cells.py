@@ -58,6 +58,7 @@ def run_cells(
     timeout: float | None = None,
     *,
     kill_on_timeout: bool = True,
+    zygote: bool = False,
 ) -> list[CellOutcome]:
     """Run code cells in a fresh sandboxed kernel; one :class:`CellOutcome` per cell.
 
@@ -66,11 +67,13 @@ def run_cells(
     interrupted, given ``policy.interrupt_grace`` seconds to report, and then the kernel is
     killed (unless ``kill_on_timeout`` is False and the interrupt worked).  A dead kernel
     gives ``died`` and the remaining cells ``skipped``.  The kernel is always shut down and
-    leaves no process behind.
+    leaves no process behind.  ``zygote=True`` forks the kernel from this process's kernel
+    zygote where that is possible (``sandbox/zygote.py``), as grading jobs do.
     """
     cells = list(cells)
     timeout = policy.cell_timeout if timeout is None else timeout
     km = SandboxedKernelManager(policy=policy, workdir=os.fspath(workdir))
+    km.use_zygote = zygote
     km.start_kernel()
     outcomes: list[CellOutcome] = []
     kc = km.client()

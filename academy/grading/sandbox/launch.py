@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,10 @@ class Layout:
     workdir: Path
     seccomp: Path | None
     host_uid: int | None
+    home_bind: Path | None = None
+    """A host directory mounted as the kernel's HOME (a kernel zygote's slot) instead of a tmpfs with the workdir."""
+    shared_uid: bool = False
+    """``host_uid`` belongs to a kernel zygote, not to this kernel alone: never kill by uid."""
 
     @classmethod
     def create(
@@ -86,7 +91,7 @@ class Layout:
         os.chmod(private, 0o711)
         # A per-kernel host uid needs root and setpriv; in "userns" mode the kernel keeps the worker's uid.
         drop = os.geteuid() == 0 and report.mode != "userns" and system_tool("setpriv") is not None
-        host_uid = _pick_host_uid(policy) if drop else None
+        host_uid = pick_host_uid(policy) if drop else None
         layout = cls(
             private=private,
             conn=private / "conn",
@@ -97,33 +102,57 @@ class Layout:
             seccomp=None,
             host_uid=host_uid,
         )
-        user_uid = SANDBOX_UID if report.mode == "userns" else (host_uid if host_uid is not None else os.geteuid())
         for path in (layout.conn, layout.home, layout.tmp):
             path.mkdir(mode=0o700)
             if host_uid is not None:
                 os.chown(path, host_uid, host_uid)
-        layout.etc.mkdir(mode=0o755)
-        (layout.etc / "passwd").write_text(
-            "root:x:0:0:root:/root:/usr/sbin/nologin\n"
-            f"learner:x:{user_uid}:{user_uid}:learner:{SANDBOX_HOME}:/usr/sbin/nologin\n"
-            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-        )
-        (layout.etc / "group").write_text(f"root:x:0:\nlearner:x:{user_uid}:\nnogroup:x:65534:\n")
-        for name in ("passwd", "group"):
-            os.chmod(layout.etc / name, 0o644)
-        bpf = seccomp_filter() if report.seccomp else None
-        if bpf is not None:
-            layout.seccomp = private / "seccomp.bpf"
-            layout.seccomp.write_bytes(bpf)
-            os.chmod(layout.seccomp, 0o600)
+        layout.write_identity(report)
         if host_uid is not None and not for_probe:
             _chown_tree(workdir, host_uid)
         elif host_uid is not None:
             os.chown(workdir, host_uid, host_uid)
         return layout
 
+    def write_identity(self, report: IsolationReport) -> None:
+        """The generated ``/etc/passwd`` and ``/etc/group`` in ``etc``, and the seccomp program when it applies."""
+        host_uid = self.host_uid
+        user_uid = SANDBOX_UID if report.mode == "userns" else (host_uid if host_uid is not None else os.geteuid())
+        self.etc.mkdir(mode=0o755)
+        (self.etc / "passwd").write_text(
+            "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+            f"learner:x:{user_uid}:{user_uid}:learner:{SANDBOX_HOME}:/usr/sbin/nologin\n"
+            "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        )
+        (self.etc / "group").write_text(f"root:x:0:\nlearner:x:{user_uid}:\nnogroup:x:65534:\n")
+        for name in ("passwd", "group"):
+            os.chmod(self.etc / name, 0o644)
+        bpf = seccomp_filter() if report.seccomp else None
+        if bpf is not None:
+            self.seccomp = self.private / "seccomp.bpf"
+            self.seccomp.write_bytes(bpf)
+            os.chmod(self.seccomp, 0o600)
+
     def remove(self) -> None:
         shutil.rmtree(self.private, ignore_errors=True)
+
+
+def remove_special_files(root: Path) -> list[str]:
+    """Delete every entry below ``root`` that is not a regular file or a directory; their relative paths.
+
+    Called once the kernel's processes are dead, before the grader writes the autograded
+    notebook there: a symbolic link the kernel left in place of the notebook would otherwise
+    make the (root) grader write through it to any host file, and a FIFO would block it.
+    """
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            with contextlib.suppress(OSError):
+                mode = os.lstat(path).st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    os.unlink(path)
+                    removed.append(os.path.relpath(path, root))
+    return removed
 
 
 def _short_tmp() -> str:
@@ -132,7 +161,7 @@ def _short_tmp() -> str:
     return base if len(base) < 40 else "/tmp"
 
 
-def _pick_host_uid(policy: SandboxPolicy) -> int:
+def pick_host_uid(policy: SandboxPolicy) -> int:
     """An unused host uid for one kernel: RLIMIT_NPROC and kill(-1) are then per kernel."""
     start, count = policy.host_uid_range
     in_use = set()
@@ -255,16 +284,19 @@ def _bwrap_args(policy: SandboxPolicy, report: IsolationReport, layout: Layout) 
     bind("--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu")
     args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
     made.add("/tmp")
-    args += ["--perms", "1777", "--size", size, "--tmpfs", SANDBOX_HOME]
-    made.add(SANDBOX_HOME)
-    bind("--bind", str(layout.workdir), SANDBOX_WORKDIR)
+    if layout.home_bind is not None:  # a zygote: HOME is its slot, the job's workdir is moved in per kernel
+        bind("--bind", str(layout.home_bind), SANDBOX_HOME)
+    else:
+        args += ["--perms", "1777", "--size", size, "--tmpfs", SANDBOX_HOME]
+        made.add(SANDBOX_HOME)
+        bind("--bind", str(layout.workdir), SANDBOX_WORKDIR)
     venv = policy.venv_dir()
     if venv and not venv.startswith("/usr/"):
         bind("--ro-bind", venv, venv)
     for src, dest in policy.ro_binds():
         bind("--ro-bind", src, dest)
     bind("--bind", str(layout.conn), str(layout.conn))
-    args += ["--remount-ro", "/", "--chdir", SANDBOX_WORKDIR]
+    args += ["--remount-ro", "/", "--chdir", SANDBOX_HOME if layout.home_bind is not None else SANDBOX_WORKDIR]
     if layout.seccomp is not None:
         args += ["--seccomp", "9"]
     return args

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -16,10 +17,13 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from traitlets import HasTraits, Instance, Unicode, default
 
+from academy.grading.sandbox import zygote
 from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases, reap_stale_cgroups
 from academy.grading.sandbox.isolation import IsolationReport, require_isolation
-from academy.grading.sandbox.launch import Layout, kernel_argv, launch_command
+from academy.grading.sandbox.launch import Layout, kernel_argv, launch_command, remove_special_files
 from academy.grading.sandbox.policy import SYSTEM_PATH, SandboxPolicy
+
+log = logging.getLogger(__name__)
 
 
 class _RunState:
@@ -28,20 +32,31 @@ class _RunState:
     def __init__(self) -> None:
         self.layout: Layout | None = None
         self.cgroups: KernelCgroups | None = None
+        self.lease: zygote.ZygoteLease | None = None
+        self.survivors = False  # a cgroup kill left processes: the zygote must not serve another kernel
 
     def stop_processes(self) -> None:
         if self.cgroups is not None:
-            self.cgroups.kill()
+            self.survivors = not self.cgroups.kill() or self.survivors
             self.cgroups.remove()
             self.cgroups = None
-        if self.layout is not None and self.layout.host_uid is not None:
+        if self.layout is not None and self.layout.host_uid is not None and not self.layout.shared_uid:
             _kill_uid(self.layout.host_uid)
 
-    def close(self) -> None:
+    def close(self, *, healthy: bool = True) -> None:
         self.stop_processes()
+        workdir = self.lease.workdir if self.lease is not None else self.layout.workdir if self.layout else None
+        if self.lease is not None:
+            self.lease.release(healthy=healthy and not self.survivors)  # removes its layout too
+            self.lease = None
+            self.layout = None
         if self.layout is not None:
             self.layout.remove()
             self.layout = None
+        if workdir is not None and workdir.is_dir() and not workdir.is_symlink():
+            left = remove_special_files(workdir)
+            if left:
+                log.warning("removed what the kernel left in its workdir that is not a file: %s", ", ".join(left[:5]))
 
 
 def _kill_uid(uid: int) -> None:
@@ -60,6 +75,8 @@ class _SandboxMixin(HasTraits):
 
     policy = Instance(SandboxPolicy, help="limits and locations of the sandbox")
     workdir = Unicode("", help="the submission's scratch directory: the only writable host path")
+    use_zygote = False
+    """Fork the kernel from this process's kernel zygote where ``zygote.usable`` (grading jobs set it)."""
 
     @default("policy")
     def _policy_default(self) -> SandboxPolicy:
@@ -139,8 +156,9 @@ class _SandboxMixin(HasTraits):
             workdir = Path(self.workdir).resolve()
             if not workdir.is_dir():
                 raise FileNotFoundError(f"workdir {workdir} is not a directory")
-            layout = Layout.create(self.policy, report, workdir)
-            self._state.layout = layout
+            lease = zygote.lease(self.policy, report, workdir) if self.use_zygote and self.sandboxed else None
+            layout = lease.layout if lease is not None else Layout.create(self.policy, report, workdir)
+            self._state.layout, self._state.lease = layout, lease
             self.connection_file = str(layout.conn / "kernel.json")
             self.ip = str(layout.conn / "kernel-ipc")
         with contextlib.suppress(OSError):
@@ -168,7 +186,40 @@ class _SandboxMixin(HasTraits):
         layout, cgroups = self._state.layout, self._state.cgroups
         return launch_command(self.policy, self.isolation, layout, inner, cgroups, sandboxed=self.sandboxed)
 
+    def _fork_from_zygote(self) -> bool:
+        """Start the kernel as a child of the zygote; False (after switching to a fresh layout) if that failed."""
+        lease, cgroups = self._state.lease, self._state.cgroups
+        assert lease is not None and cgroups is not None and self.provisioner is not None
+        try:
+            child = lease.start(self.connection_file, cgroups)
+        except (zygote.ZygoteError, OSError) as exc:
+            log.warning("kernel zygote failed (%s); starting a fresh kernel", exc)
+            self._state.lease = None
+            cgroups.kill()
+            lease.release(healthy=False)
+            layout = Layout.create(self.policy, self.isolation, lease.workdir)
+            self._state.layout = layout
+            self.connection_file = str(layout.conn / "kernel.json")
+            self.ip = str(layout.conn / "kernel-ipc")
+            self._connection_file_written = False
+            self.write_connection_file()
+            self.provisioner.connection_info = self.get_connection_info()  # type: ignore[attr-defined]
+            return False
+        provisioner: Any = self.provisioner
+        provisioner.process, provisioner.pid, provisioner.pgid = child, child.pid, None
+        provisioner.cwd = str(lease.workdir)
+        self._reconcile_connection_info(provisioner.connection_info)
+        return True
+
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if self._state.lease is not None:
+            try:
+                if self._fork_from_zygote():
+                    return
+            except BaseException:
+                self._state.close()
+                raise
+            kernel_cmd = self.format_kernel_cmd()
         assert self._state.layout is not None
         kw["env"] = {"PATH": SYSTEM_PATH}
         kw["cwd"] = str(self._state.layout.workdir if not self.sandboxed else self._state.layout.private)

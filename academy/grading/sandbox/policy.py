@@ -12,6 +12,7 @@ from academy.errors import AcademyError
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LAB_PYTHON_ENV = "ACADEMY_LAB_PYTHON"
 ALLOW_UNSANDBOXED_ENV = "ACADEMY_GRADER_ALLOW_UNSANDBOXED"
+ZYGOTE_ENV = "ACADEMY_GRADER_ZYGOTE"
 
 SANDBOX_HOME = "/home/learner"
 SANDBOX_WORKDIR = SANDBOX_HOME + "/work"
@@ -61,6 +62,11 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_flag_default_on(name: str) -> bool:
+    """False only when environment variable ``name`` is set to a false value (0, false, no, off)."""
+    return os.environ.get(name, "").strip().lower() not in {"0", "false", "no", "off"}
+
+
 @dataclass(frozen=True)
 class SandboxPolicy:
     """Limits and locations for one sandboxed kernel.
@@ -71,7 +77,9 @@ class SandboxPolicy:
     seconds later).  ``cell_timeout``, ``notebook_timeout`` and ``output_bytes`` are applied
     by the caller (nbclient's ``timeout``, a total deadline, an output cap); they live here so
     every caller uses the same numbers.  ``extra_ro_binds`` are host paths (or
-    ``(host, inside)`` pairs) mounted read-only, for example a test bundle.
+    ``(host, inside)`` pairs) mounted read-only, for example a test bundle.  ``zygote`` lets
+    grading jobs fork their kernels from a per-process kernel zygote where it is safe
+    (``sandbox/zygote.py``; ``ACADEMY_GRADER_ZYGOTE=0`` turns it off).
     """
 
     memory_bytes: int = 2 * GiB
@@ -95,6 +103,7 @@ class SandboxPolicy:
     seccomp: bool = True
     host_uid_range: tuple[int, int] = (3_000_000, 1_000_000)
     cgroup_root: str = "/sys/fs/cgroup"
+    zygote: bool = field(default_factory=lambda: env_flag_default_on(ZYGOTE_ENV))
 
     def ro_binds(self) -> list[tuple[str, str]]:
         """``extra_ro_binds`` as ``(host path, sandbox path)`` pairs."""
