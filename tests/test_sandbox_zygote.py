@@ -8,7 +8,9 @@ fall back to a fresh kernel.  Without the sandbox, root or cgroup.kill the tests
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -270,3 +272,38 @@ def test_the_zygote_ends_with_its_worker(policy: SandboxPolicy, tmp_path: Path) 
         worker.wait()
         if worker.stdout:
             worker.stdout.close()
+
+
+@pytest.mark.parametrize("from_zygote", [True, False], ids=["zygote", "fresh-kernel"])
+def test_a_failed_cell_shows_ipythons_traceback_and_keeps_only_a_plain_copy(
+    policy: SandboxPolicy, tmp_path: Path, from_zygote: bool
+) -> None:
+    """KERNEL_TUNING: IPython's second, stored formatting of a traceback is the standard library's."""
+    look = (
+        "import json\n"
+        "stored = get_ipython().history_manager.exceptions\n"
+        "print(json.dumps([dict(v, traceback=''.join(v['traceback'])) for v in stored.values()]))"
+    )
+    out = run_cells(policy, _work(tmp_path, "work"), ["def f():\n    return 1 / 0\nf()", look], zygote=from_zygote)
+    assert out[0].status == "error" and out[0].ename == "ZeroDivisionError"
+    shown = "".join(out[0].traceback)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", shown)
+    assert "\x1b[" in shown and "----> 3" in plain and "return 1 / 0" in plain  # IPython's colours and context
+    (stored,) = json.loads(out[1].stdout.strip().splitlines()[-1])
+    assert stored["ename"] == "ZeroDivisionError" and stored["evalue"] == "division by zero"
+    assert stored["traceback"].startswith("Traceback (most recent call last):") and "\x1b[" not in stored["traceback"]
+    assert "return 1 / 0" in stored["traceback"]
+
+
+def test_prestart_launches_the_zygote_that_the_first_kernel_uses(policy: SandboxPolicy, tmp_path: Path) -> None:
+    report = probe_isolation(policy)
+    assert zygote.prestart(policy, report)
+    (launched,) = zygote.running()
+    assert launched.pid is None or launched.alive()  # launched; its imports may still be running
+    assert zygote.prestart(policy, report)  # idempotent
+    assert zygote.running() == [launched]
+    out = _run(policy, _work(tmp_path, "work"), ["import os; print(os.getppid())"])
+    assert out[0].stdout.strip() == "2"  # forked by the zygote (pid 2 in its sandbox)
+    assert _the_zygote() is launched and launched.pid is not None
+    off = SandboxPolicy(**{**policy.__dict__, "zygote": False})
+    assert not zygote.prestart(off, report)

@@ -144,7 +144,7 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     context = multiprocessing.get_context("forkserver")
     preload = [*FORKSERVER_PRELOAD, "academy.grading.prewarm_feedback"] if feedback_dir else list(FORKSERVER_PRELOAD)
     context.set_forkserver_preload(preload)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_started) as pool:
         # Check the course once, and build the generate_assignment cache before the jobs need it.
         problem = pool.submit(_check_course, course_dir, assignment).result()
         if problem is not None:
@@ -169,6 +169,13 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     if EXIT_GRADER_ERROR in codes:
         return EXIT_GRADER_ERROR
     return max(codes)
+
+
+def _worker_started() -> None:
+    """Each ``--all`` worker launches its kernel zygote as it starts (it imports meanwhile)."""
+    from academy.grading.kernels import prestart_zygote
+
+    prestart_zygote()
 
 
 def _check_course(course_dir: Path, assignment: str) -> str | None:

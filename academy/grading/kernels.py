@@ -13,6 +13,7 @@ directory: the kernel must start in the submission's directory and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from academy.grading.results import GraderSetupError
+
+log = logging.getLogger(__name__)
 
 LAB_PYTHON_ENV = "ACADEMY_LAB_PYTHON"
 """Environment variable naming the learners' interpreter (default: ``.venv-lab/bin/python``)."""
@@ -83,6 +86,25 @@ def resolve_policy(policy: Any) -> Any:
         # nbgrader sets NBGRADER_EXECUTION=autograde while it executes; notebooks may test it.
         policy = dataclasses.replace(policy, extra_env=(*policy.extra_env, ("NBGRADER_EXECUTION", "autograde")))
     return policy
+
+
+def prestart_zygote(policy: Any = None) -> bool:
+    """In a new grading process: launch its kernel zygote now, while the process does other work.
+
+    The zygote (``sandbox/zygote.py``) imports ipykernel once for all the kernels of the
+    process; launched early, the first job waits less for it.  False where none is used.
+    """
+    sandbox = sandbox_module()
+    if sandbox is None:
+        return False
+    from academy.grading.sandbox import zygote
+
+    policy = resolve_policy(policy)
+    try:
+        return zygote.prestart(policy, sandbox.probe_isolation(policy))
+    except Exception:  # noqa: BLE001 - the first job starts it (or a fresh kernel) instead
+        log.warning("kernel zygote not prestarted", exc_info=True)
+        return False
 
 
 def job_kernel_manager(policy: Any, job: Path, workdir: Path) -> tuple[type, bool]:

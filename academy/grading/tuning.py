@@ -241,8 +241,8 @@ def warm_up() -> None:
     A process that forks grading workers (``academy grade --all``'s fork server, Celery's main
     process) calls this so that each worker starts with nbformat's validator built, nbgrader's
     database mappings configured and its metadata schema checked (``warm_up_feedback`` adds the
-    feedback HTML): 0.3 to 0.5 s of CPU per worker otherwise.  Nothing here touches a course or
-    a submission; a failure only costs that time.
+    feedback HTML) and the sandbox's isolation probed: 0.3 to 0.5 s of CPU per worker otherwise.
+    Nothing here touches a course or a submission; a failure only costs that time.
     """
     with _optional("grading warm-up"):
         from nbformat import validate
@@ -252,6 +252,13 @@ def warm_up() -> None:
         validate(_warm_up_notebook())
         configure_mappers()
         _schema_validator()
+    with _optional("sandbox probe"):
+        # Which isolation layers work here: a few trial sandboxes, cached per process (workers inherit it).
+        from academy.grading.kernels import resolve_policy, sandbox_module
+
+        sandbox = sandbox_module()
+        if sandbox is not None:
+            sandbox.probe_isolation(resolve_policy(None))
 
 
 def warm_up_feedback() -> None:

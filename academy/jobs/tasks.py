@@ -24,12 +24,19 @@ def flask_app() -> Any:
 
 def register(celery: Celery) -> None:
     """Register the academy tasks on ``celery``."""
-    from celery.signals import worker_init
+    from celery.signals import worker_init, worker_process_init
 
     @worker_init.connect(weak=False, dispatch_uid="academy-grading-warm-up")
     def warm_up_grading(**_kwargs: Any) -> None:
         """In the worker's main process, before the pool forks: what each process's first grade would build."""
         import academy.grading.prewarm_feedback  # noqa: F401 - imported for its warm-up
+
+    @worker_process_init.connect(weak=False, dispatch_uid="academy-grading-zygote")
+    def start_kernel_zygote(**_kwargs: Any) -> None:
+        """In each pool process: launch its kernel zygote before the first job needs it."""
+        from academy.grading.kernels import prestart_zygote
+
+        prestart_zygote()
 
     @celery.task(name="academy.grade", acks_late=True, reject_on_worker_lost=True)
     def grade(job_id: int) -> str:

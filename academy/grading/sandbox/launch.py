@@ -43,6 +43,22 @@ exec "$@"
 """
 
 
+# Run in a kernel before IPython starts (and in a kernel zygote before it forks).  IPython 9 formats the
+# traceback of every failed cell twice: once to show it, once more (as costly: stack_data, pygments) to keep
+# it for its ``%notebook`` export.  A grading kernel keeps the standard library's plain text instead: what
+# the cell shows, and so the graded notebook and the feedback, is unchanged.  That second pass was a tenth
+# of a grading kernel's CPU (every test runs a canary that fails on purpose).
+KERNEL_TUNING = """\
+def _academy_plain_exception_record(self, exception, filename=None, running_compiled_code=False):
+    import traceback
+    lines = traceback.format_exception(type(exception), exception, exception.__traceback__)
+    return {"ename": type(exception).__name__, "evalue": str(exception), "traceback": lines}
+from IPython.core.interactiveshell import InteractiveShell as _academy_shell
+if hasattr(_academy_shell, "_format_exception_for_storage"):
+    _academy_shell._format_exception_for_storage = _academy_plain_exception_record
+del _academy_shell
+"""
+
 # ipykernel_launcher, except that ipykernel does not load the debugger (debugpy): a grading kernel is never
 # debugged, and importing debugpy was a fifth of a kernel's start-up CPU.  The notebook can still import
 # debugpy; sys.path and sys.argv are what ``-m ipykernel_launcher`` gives.
@@ -52,6 +68,7 @@ if sys.path[0] == "":
     del sys.path[0]
 import ipykernel_launcher
 from ipykernel.kernelapp import IPKernelApp
+""" + KERNEL_TUNING + """\
 sys.argv[0] = ipykernel_launcher.__file__
 sys.modules["debugpy"] = None
 app = IPKernelApp.instance()

@@ -57,7 +57,7 @@ from typing import Any
 
 from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases
 from academy.grading.sandbox.isolation import IsolationReport
-from academy.grading.sandbox.launch import Layout, launch_command, pick_host_uid
+from academy.grading.sandbox.launch import KERNEL_TUNING, Layout, launch_command, pick_host_uid
 from academy.grading.sandbox.policy import SANDBOX_WORKDIR, SYSTEM_PATH, SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 # The zygote's program, run inside the sandbox by the lab interpreter.  It answers one JSON
 # line on its control descriptor per request line on stdin; EOF on stdin (the worker is gone)
 # ends it, and with it the sandbox's pid namespace.
-ZYGOTE_SOURCE = r"""
+ZYGOTE_SOURCE = (
+    r"""
 import ctypes, json, os, shutil, signal, sys, threading, traceback
 if sys.path[0] == "":
     del sys.path[0]
@@ -74,6 +75,9 @@ from ipykernel.kernelapp import IPKernelApp
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
 _PR_SET_DUMPABLE = 4
+"""
+    + KERNEL_TUNING
+    + r"""
 
 
 def _empty(root, keep):
@@ -148,6 +152,7 @@ def main():
 
 main()
 """
+)
 
 _STARTS_BEFORE_GIVING_UP = 3
 _MAX_ZYGOTES = 2  # per process (one policy in production; tests use several)
@@ -189,9 +194,12 @@ class Zygote:
     """One zygote process and its sandbox; ``spawn`` forks a kernel (host pid returned)."""
 
     def __init__(self, policy: SandboxPolicy, report: IsolationReport) -> None:
+        """Launch the zygote; ``wait_ready`` waits until it has imported ipykernel."""
         self.policy = policy
         self.owner = os.getpid()
         self.busy = False
+        self.pid: int | None = None
+        self.baseline: set[int] = set()
         self._buffer = b""
         top = Path(tempfile.mkdtemp(prefix="academy-z-", dir=_short_tmp()))  # 0700, the worker's
         self.top = top
@@ -240,7 +248,17 @@ class Zygote:
                     cwd=top,
                     bufsize=0,
                 )
-            ready = self._answer(policy.startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def wait_ready(self) -> None:
+        """Wait for the zygote's first answer (its pid, once ipykernel is imported); close it on failure."""
+        if self.pid is not None:
+            return
+        assert self.cgroups is not None
+        try:
+            ready = self._answer(self.policy.startup_timeout)
             self.pid = self._host_pid(int(ready["pid"]), parent=None)
             self.baseline = self.cgroups.pids()
         except BaseException:
@@ -286,6 +304,7 @@ class Zygote:
         except OSError as exc:
             raise ZygoteError(f"the zygote is gone: {exc}") from None
         answer = self._answer(_FORK_TIMEOUT)
+        assert self.pid is not None
         return self._host_pid(int(answer["pid"]), parent=self.pid)
 
     # -- state
@@ -491,19 +510,16 @@ def lease(policy: SandboxPolicy, report: IsolationReport, workdir: Path) -> Zygo
             zygote.close()
             zygote = None
         if zygote is None:
-            if _failures.get(key, 0) >= _STARTS_BEFORE_GIVING_UP:
+            zygote = _launch(key, policy, report)
+            if zygote is None:
                 return None
-            idle = [k for k, z in _zygotes.items() if k[0] == key[0] and not z.busy]
-            for old in idle[: max(0, len(idle) + 1 - _MAX_ZYGOTES)]:
-                _zygotes.pop(old).close()
-            try:
-                zygote = Zygote(policy, report)
-            except (ZygoteError, OSError, ValueError) as exc:
-                _failures[key] = _failures.get(key, 0) + 1
-                log.warning("kernel zygote did not start (%s); kernels start fresh", exc)
-                return None
-            _zygotes[key] = zygote
-            _close_at_exit()
+        try:
+            zygote.wait_ready()
+        except (ZygoteError, OSError, ValueError) as exc:
+            del _zygotes[key]
+            _failures[key] = _failures.get(key, 0) + 1
+            log.warning("kernel zygote did not start (%s); kernels start fresh", exc)
+            return None
         with contextlib.suppress(OSError):
             if os.stat(workdir).st_dev != os.stat(zygote.slot).st_dev:
                 return None
@@ -513,6 +529,37 @@ def lease(policy: SandboxPolicy, report: IsolationReport, workdir: Path) -> Zygo
     except OSError:
         _give_back(zygote, healthy=False)
         return None
+
+
+def _launch(key: tuple[int, SandboxPolicy], policy: SandboxPolicy, report: IsolationReport) -> Zygote | None:
+    """Launch (not wait for) this process's zygote for ``policy``; the caller holds ``_lock``."""
+    if _failures.get(key, 0) >= _STARTS_BEFORE_GIVING_UP:
+        return None
+    idle = [k for k, z in _zygotes.items() if k[0] == key[0] and not z.busy]
+    for old in idle[: max(0, len(idle) + 1 - _MAX_ZYGOTES)]:
+        _zygotes.pop(old).close()
+    try:
+        zygote = Zygote(policy, report)
+    except (ZygoteError, OSError, ValueError) as exc:
+        _failures[key] = _failures.get(key, 0) + 1
+        log.warning("kernel zygote did not start (%s); kernels start fresh", exc)
+        return None
+    _zygotes[key] = zygote
+    _close_at_exit()
+    return zygote
+
+
+def prestart(policy: SandboxPolicy, report: IsolationReport) -> bool:
+    """Launch this process's zygote for ``policy`` now, so that it imports while the process does other work.
+
+    A grading worker calls it when it starts; its first kernel then waits only for what is left.
+    True when a zygote is (or already was) on its way.
+    """
+    if not usable(policy, report):
+        return False
+    key = (os.getpid(), policy)
+    with _lock:
+        return key in _zygotes or _launch(key, policy, report) is not None
 
 
 def _give_back(zygote: Zygote, healthy: bool) -> None:
