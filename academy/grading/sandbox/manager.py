@@ -43,11 +43,11 @@ class _RunState:
         if self.layout is not None and self.layout.host_uid is not None and not self.layout.shared_uid:
             _kill_uid(self.layout.host_uid)
 
-    def close(self, *, healthy: bool = True) -> None:
+    def close(self) -> None:
         self.stop_processes()
         workdir = self.lease.workdir if self.lease is not None else self.layout.workdir if self.layout else None
         if self.lease is not None:
-            self.lease.release(healthy=healthy and not self.survivors)  # removes its layout too
+            self.lease.release(healthy=not self.survivors)  # removes its layout too
             self.lease = None
             self.layout = None
         if self.layout is not None:

@@ -574,11 +574,18 @@ def _give_back(zygote: Zygote, healthy: bool) -> None:
     zygote.close()
 
 
+_finalizer_for: int | None = None  # the pid whose multiprocessing finalizer is registered
+
+
 def _close_at_exit() -> None:
     """Also close zygotes when a multiprocessing worker ends (it leaves with ``os._exit``, skipping atexit)."""
+    global _finalizer_for
+    if _finalizer_for == os.getpid():
+        return
     import multiprocessing.util
 
     multiprocessing.util.Finalize(None, close_all, exitpriority=10)
+    _finalizer_for = os.getpid()
 
 
 def close_all() -> None:
