@@ -104,7 +104,7 @@ class Layout:
     def create(
         cls, policy: SandboxPolicy, report: IsolationReport, workdir: Path, *, for_probe: bool = False
     ) -> Layout:
-        private = Path(tempfile.mkdtemp(prefix="academy-k-", dir=_short_tmp()))
+        private = Path(tempfile.mkdtemp(prefix="academy-k-", dir=short_tmp()))
         os.chmod(private, 0o711)
         # A per-kernel host uid needs root and setpriv; in "userns" mode the kernel keeps the worker's uid.
         drop = os.geteuid() == 0 and report.mode != "userns" and system_tool("setpriv") is not None
@@ -172,7 +172,7 @@ def remove_special_files(root: Path) -> list[str]:
     return removed
 
 
-def _short_tmp() -> str:
+def short_tmp() -> str:
     """A temp root short enough for Unix socket paths (108 bytes)."""
     base = tempfile.gettempdir()
     return base if len(base) < 40 else "/tmp"

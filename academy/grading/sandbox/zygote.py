@@ -57,7 +57,7 @@ from typing import Any
 
 from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases
 from academy.grading.sandbox.isolation import IsolationReport
-from academy.grading.sandbox.launch import KERNEL_TUNING, Layout, launch_command, pick_host_uid
+from academy.grading.sandbox.launch import KERNEL_TUNING, Layout, launch_command, pick_host_uid, short_tmp
 from academy.grading.sandbox.policy import SANDBOX_WORKDIR, SYSTEM_PATH, SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,6 @@ def usable(policy: SandboxPolicy, report: IsolationReport) -> bool:
     )
 
 
-def _short_tmp() -> str:
-    base = tempfile.gettempdir()
-    return base if len(base) < 40 else "/tmp"
-
-
 def _status_fields(pid: int) -> dict[str, list[str]]:
     fields = {}
     with contextlib.suppress(OSError):
@@ -201,7 +196,7 @@ class Zygote:
         self.pid: int | None = None
         self.baseline: set[int] = set()
         self._buffer = b""
-        top = Path(tempfile.mkdtemp(prefix="academy-z-", dir=_short_tmp()))  # 0700, the worker's
+        top = Path(tempfile.mkdtemp(prefix="academy-z-", dir=short_tmp()))  # 0700, the worker's
         self.top = top
         self.uid = pick_host_uid(policy)
         self.slot = top / "home"
