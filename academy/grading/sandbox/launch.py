@@ -125,7 +125,7 @@ class Layout:
                 os.chown(path, host_uid, host_uid)
         layout.write_identity(report)
         if host_uid is not None and not for_probe:
-            _chown_tree(workdir, host_uid)
+            chown_tree(workdir, host_uid)
         elif host_uid is not None:
             os.chown(workdir, host_uid, host_uid)
         return layout
@@ -194,7 +194,7 @@ def pick_host_uid(policy: SandboxPolicy) -> int:
             return uid
 
 
-def _chown_tree(root: Path, uid: int) -> None:
+def chown_tree(root: Path, uid: int) -> None:
     os.lchown(root, uid, uid)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:

@@ -45,7 +45,7 @@ class _RunState:
 
     def close(self) -> None:
         self.stop_processes()
-        workdir = self.lease.workdir if self.lease is not None else self.layout.workdir if self.layout else None
+        workdir = self.layout.workdir if self.layout is not None else None  # a lease's layout has the job's
         if self.lease is not None:
             self.lease.release(healthy=not self.survivors)  # removes its layout too
             self.lease = None
@@ -157,10 +157,8 @@ class _SandboxMixin(HasTraits):
             if not workdir.is_dir():
                 raise FileNotFoundError(f"workdir {workdir} is not a directory")
             lease = zygote.lease(self.policy, report, workdir) if self.use_zygote and self.sandboxed else None
-            layout = lease.layout if lease is not None else Layout.create(self.policy, report, workdir)
-            self._state.layout, self._state.lease = layout, lease
-            self.connection_file = str(layout.conn / "kernel.json")
-            self.ip = str(layout.conn / "kernel-ipc")
+            self._state.lease = lease
+            self._use_layout(lease.layout if lease is not None else Layout.create(self.policy, report, workdir))
         with contextlib.suppress(OSError):
             reap_stale_cgroups(self.policy)
         name = f"{os.getpid()}-{(self.kernel_id or 'k')[:8]}-{secrets.token_hex(3)}"
@@ -186,6 +184,12 @@ class _SandboxMixin(HasTraits):
         layout, cgroups = self._state.layout, self._state.cgroups
         return launch_command(self.policy, self.isolation, layout, inner, cgroups, sandboxed=self.sandboxed)
 
+    def _use_layout(self, layout: Layout) -> None:
+        """The kernel's private directory: its connection file and IPC sockets live there."""
+        self._state.layout = layout
+        self.connection_file = str(layout.conn / "kernel.json")
+        self.ip = str(layout.conn / "kernel-ipc")
+
     def _fork_from_zygote(self) -> bool:
         """Start the kernel as a child of the zygote; False (after switching to a fresh layout) if that failed."""
         lease, cgroups = self._state.lease, self._state.cgroups
@@ -197,10 +201,7 @@ class _SandboxMixin(HasTraits):
             self._state.lease = None
             cgroups.kill()
             lease.release(healthy=False)
-            layout = Layout.create(self.policy, self.isolation, lease.workdir)
-            self._state.layout = layout
-            self.connection_file = str(layout.conn / "kernel.json")
-            self.ip = str(layout.conn / "kernel-ipc")
+            self._use_layout(Layout.create(self.policy, self.isolation, lease.workdir))
             self._connection_file_written = False
             self.write_connection_file()
             self.provisioner.connection_info = self.get_connection_info()  # type: ignore[attr-defined]

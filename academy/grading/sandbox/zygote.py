@@ -57,7 +57,14 @@ from typing import Any
 
 from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases
 from academy.grading.sandbox.isolation import IsolationReport
-from academy.grading.sandbox.launch import KERNEL_TUNING, Layout, launch_command, pick_host_uid, short_tmp
+from academy.grading.sandbox.launch import (
+    KERNEL_TUNING,
+    Layout,
+    chown_tree,
+    launch_command,
+    pick_host_uid,
+    short_tmp,
+)
 from academy.grading.sandbox.policy import SANDBOX_WORKDIR, SYSTEM_PATH, SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -174,6 +181,15 @@ def usable(policy: SandboxPolicy, report: IsolationReport) -> bool:
         and os.geteuid() == 0
         and hasattr(os, "pidfd_open")
     )
+
+
+def _empty(directory: Path) -> None:
+    """Remove everything in ``directory`` (links are removed, never followed)."""
+    for entry in os.scandir(directory):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
 
 
 def _status_fields(pid: int) -> dict[str, list[str]]:
@@ -431,10 +447,7 @@ class ZygoteLease:
             os.rename(self.inside, self.workdir)
             raise
         self.entered = True
-        uid = self.zygote.uid
-        for dirpath, dirnames, filenames in os.walk(self.inside):
-            for name in dirnames + filenames:
-                os.lchown(os.path.join(dirpath, name), uid, uid)
+        chown_tree(self.inside, self.zygote.uid)
         os.chown(self.inside, 0, 0)  # root-owned in a sticky HOME: the kernel cannot rename or replace it
         os.chmod(self.inside, 0o777)
 
@@ -455,11 +468,7 @@ class ZygoteLease:
             os.chmod(self.workdir, 0o755)
         else:
             os.mkdir(self.workdir)
-        for entry in os.scandir(self.zygote.slot):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
+        _empty(self.zygote.slot)
 
     def release(self, *, healthy: bool = True) -> None:
         """After the kernel's cgroups were killed: workdir back in place, slot emptied, zygote free again.
@@ -475,11 +484,7 @@ class ZygoteLease:
             healthy = False
         self.layout.remove()
         with contextlib.suppress(OSError):  # whatever else the kernel left in the connection directory
-            for entry in os.scandir(self.zygote.layout.conn):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
+            _empty(self.zygote.layout.conn)
         _give_back(self.zygote, healthy)
 
 
