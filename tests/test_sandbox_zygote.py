@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from academy.grading.anticheat.canary import canary_source
+from academy.grading.anticheat.cells import new_nonce
 from academy.grading.sandbox import SandboxPolicy, probe_isolation, run_cells, zygote
+from academy.grading.sandbox.launch import CANARY_MESSAGE
 from academy.grading.sandbox.policy import CGROUP_GROUP
 from tests.test_sandbox import TRY, _gone, _processes, _unavailable, as_json
 
@@ -293,6 +296,29 @@ def test_a_failed_cell_shows_ipythons_traceback_and_keeps_only_a_plain_copy(
     assert stored["ename"] == "ZeroDivisionError" and stored["evalue"] == "division by zero"
     assert stored["traceback"].startswith("Traceback (most recent call last):") and "\x1b[" not in stored["traceback"]
     assert "return 1 / 0" in stored["traceback"]
+
+
+@pytest.mark.parametrize("from_zygote", [True, False], ids=["zygote", "fresh-kernel"])
+def test_a_canarys_failure_is_plain_text_and_every_other_error_keeps_ipythons_traceback(
+    policy: SandboxPolicy, tmp_path: Path, from_zygote: bool
+) -> None:
+    """KERNEL_TUNING and KERNEL_OPTIONS: the cheap paths touch only what the grader throws away."""
+    nonce = new_nonce()
+    assert re.fullmatch(CANARY_MESSAGE, nonce)
+    cells = [
+        canary_source("x = 1\nassert x == 1", nonce),
+        "assert x == 2, 'not two'",
+        "raise AssertionError('0123456789abcdef01234567', 'two arguments')",
+        "print(get_ipython().history_manager.enabled, len(In), In[2].startswith('assert x'), _i3[:5])",
+    ]
+    out = run_cells(policy, _work(tmp_path, "work"), cells, zygote=from_zygote)
+    canary, other, lookalike, look = out
+    assert canary.status == "error" and canary.ename == "AssertionError" and canary.evalue == nonce
+    assert "".join(canary.traceback).strip() == f"AssertionError: {nonce}"
+    for failed in (other, lookalike):
+        shown = re.sub(r"\x1b\[[0-9;]*m", "", "".join(failed.traceback))
+        assert failed.status == "error" and "\x1b[" in "".join(failed.traceback) and "----> 1" in shown
+    assert look.stdout.split() == ["False", "5", "True", "raise"]  # no history database; In and _i work
 
 
 def test_prestart_launches_the_zygote_that_the_first_kernel_uses(policy: SandboxPolicy, tmp_path: Path) -> None:

@@ -43,12 +43,18 @@ exec "$@"
 """
 
 
-# Run in a kernel before IPython starts (and in a kernel zygote before it forks).  IPython 9 formats the
-# traceback of every failed cell twice: once to show it, once more (as costly: stack_data, pygments) to keep
-# it for its ``%notebook`` export.  A grading kernel keeps the standard library's plain text instead: what
-# the cell shows, and so the graded notebook and the feedback, is unchanged.  That second pass was a tenth
-# of a grading kernel's CPU (every test runs a canary that fails on purpose).
-KERNEL_TUNING = """\
+# Run in a kernel before IPython starts (and in a kernel zygote before it forks).  Tracebacks were the
+# largest single cost of a grading kernel (every test runs a canary that fails on purpose), so:
+# - IPython 9 formats the traceback of every failed cell twice: once to show it, once more (as costly:
+#   stack_data, pygments) to keep it for its ``%notebook`` export.  A grading kernel keeps the standard
+#   library's plain text there instead: what the cell shows, and so the graded notebook and the feedback,
+#   is unchanged.
+# - The canary's own failure (``assert False, "<nonce>"``, see academy.grading.anticheat.canary) is
+#   formatted as plain text: the grader reads only its exception's name and message and drops its outputs,
+#   and IPython's verbose formatting cost 15 ms per canary.  ``CANARY_MESSAGE`` is the nonce's form; any
+#   other exception keeps IPython's formatting, so what a cell shows is unchanged.
+CANARY_MESSAGE = r"[0-9a-f]{24}"
+KERNEL_TUNING = f"_ACADEMY_CANARY_MESSAGE = {CANARY_MESSAGE!r}\n" + """\
 def _academy_plain_exception_record(self, exception, filename=None, running_compiled_code=False):
     import traceback
     lines = traceback.format_exception(type(exception), exception, exception.__traceback__)
@@ -57,7 +63,27 @@ from IPython.core.interactiveshell import InteractiveShell as _academy_shell
 if hasattr(_academy_shell, "_format_exception_for_storage"):
     _academy_shell._format_exception_for_storage = _academy_plain_exception_record
 del _academy_shell
+def _academy_canary_plain(original):
+    import re
+    import traceback
+    canary = re.compile(_ACADEMY_CANARY_MESSAGE)
+    def structured_traceback(self, etype, evalue=None, etb=None, *args, **kwargs):
+        if (etype is AssertionError and type(evalue) is AssertionError and len(evalue.args) == 1
+                and type(evalue.args[0]) is str and canary.fullmatch(evalue.args[0])):
+            return traceback.format_exception_only(etype, evalue)
+        return original(self, etype, evalue, etb, *args, **kwargs)
+    return structured_traceback
+from IPython.core import ultratb as _academy_ultratb
+if hasattr(getattr(_academy_ultratb, "AutoFormattedTB", None), "structured_traceback"):
+    _academy_ultratb.AutoFormattedTB.structured_traceback = _academy_canary_plain(
+        _academy_ultratb.AutoFormattedTB.structured_traceback)
+del _academy_ultratb, _academy_canary_plain, _ACADEMY_CANARY_MESSAGE
 """
+
+KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
+"""IPython options of a grading kernel: no input history database (its SQLite writes, with a commit per
+cell, were a sixth of a kernel's CPU; ``In``, ``Out`` and ``_i`` still work)."""
+
 
 # ipykernel_launcher, except that ipykernel does not load the debugger (debugpy): a grading kernel is never
 # debugged, and importing debugpy was a fifth of a kernel's start-up CPU.  The notebook can still import
@@ -80,7 +106,7 @@ app.start()
 
 def kernel_argv(python: str) -> list[str]:
     """The kernel's command line (inside the sandbox): ``python -m ipykernel_launcher`` without the debugger."""
-    return [python, "-c", _KERNEL_LAUNCHER, "-f", "{connection_file}"]
+    return [python, "-c", _KERNEL_LAUNCHER, "-f", "{connection_file}", *KERNEL_OPTIONS]
 
 
 @dataclass

@@ -58,6 +58,7 @@ from typing import Any
 from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases
 from academy.grading.sandbox.isolation import IsolationReport
 from academy.grading.sandbox.launch import (
+    KERNEL_OPTIONS,
     KERNEL_TUNING,
     Layout,
     chown_tree,
@@ -84,6 +85,7 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl
 _PR_SET_DUMPABLE = 4
 """
     + KERNEL_TUNING
+    + f"_KERNEL_OPTIONS = {list(KERNEL_OPTIONS)!r}\n"
     + r"""
 
 
@@ -116,7 +118,7 @@ def _kernel(request):
     os.closerange(3, 65536)
     _prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
     os.chdir(request["cwd"])
-    sys.argv = [ipykernel_launcher.__file__, "-f", request["conn"]]
+    sys.argv = [ipykernel_launcher.__file__, "-f", request["conn"], *_KERNEL_OPTIONS]
     sys.modules["debugpy"] = None
     app = IPKernelApp.instance()
     app.initialize()
