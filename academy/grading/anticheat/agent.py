@@ -20,6 +20,7 @@ def _academy_install(modname, nonce, instructor_files):
     import sys
     import threading
     import types
+    from operator import is_
 
     from IPython import get_ipython
 
@@ -105,33 +106,30 @@ def _academy_install(modname, nonce, instructor_files):
     made_files = {}
     # A probe looks at every attribute of every module, some 30,000 objects once NumPy is loaded.  A module
     # whose attributes are still the very objects they were when it was last found clean needs no second
-    # look: ``unchanged`` keeps, per module, those objects (alive, so that no id is reused) and their ids,
-    # compared as a tuple; for a critical module, whose classes' members are checked too, also the members
-    # of each class it defines.  Modules are clean at install (no notebook code has run yet).
+    # look: ``unchanged`` keeps, per module, those objects (alive, so that no other object can take their
+    # place in memory), compared by identity only (no __eq__ of the notebook's runs); for a critical module,
+    # whose classes' members are checked too, also the members of each class it defines.  Modules are clean
+    # at install (no notebook code has run yet).
     unchanged = {}
 
-    def object_ids(values):
-        return tuple(map(id, values))
+    def same_objects(saved, current):
+        return len(saved) == len(current) and all(map(is_, saved, current))
 
     def remember(name, module, mdict, critical):
-        values = tuple(mdict.values())
         classes = None
         if critical:
-            classes = []
-            for value in values:
-                if issubclass(type(value), type) and class_module(value) == name:
-                    members = tuple(tget(value, "__dict__").values())
-                    classes.append((value, members, object_ids(members)))
-        unchanged[name] = (module, values, object_ids(values), classes)
+            classes = [(value, tuple(tget(value, "__dict__").values())) for value in mdict.values()
+                       if issubclass(type(value), type) and class_module(value) == name]
+        unchanged[name] = (module, tuple(mdict.values()), classes)
 
     def still_clean(name, module, mdict, critical):
         seen = unchanged.get(name)
-        if seen is None or seen[0] is not module or seen[2] != object_ids(mdict.values()):
+        if seen is None or seen[0] is not module or not same_objects(seen[1], mdict.values()):
             return False
         if not critical:
             return True
-        return seen[3] is not None and all(ids == object_ids(tget(cls, "__dict__").values())
-                                           for cls, _members, ids in seen[3])
+        return seen[2] is not None and all(same_objects(members, tget(cls, "__dict__").values())
+                                           for cls, members in seen[2])
 
     for _name, _module in list(sys.modules.items()):
         if type(_module) is ModuleType:
@@ -376,6 +374,8 @@ def _academy_install(modname, nonce, instructor_files):
             threading.setprofile(pristine["thread_profile"])
 
     def section_modules(req, found):
+        critical_tops = frozenset(req.get("critical", ()))
+        inside = cwd + os.sep
         for name, module in pristine["modules"].items():
             current = sys.modules.get(name, MISSING)
             if current is not MISSING and current is not module:
@@ -396,13 +396,13 @@ def _academy_install(modname, nonce, instructor_files):
                 continue
             filename = mdict.get("__file__")
             own = filename if isinstance(filename, str) else ""
-            if own and own.startswith(cwd + os.sep) and name not in pristine["modules"]:
+            if own and own.startswith(inside) and name not in pristine["modules"]:
                 rel = os.path.relpath(own, cwd)
                 if rel not in instructor_files and shadows_installed(name.partition(".")[0]):
                     found.append(["module", name, f"module `{name}` was loaded from {rel}, a file the notebook "
                                   "wrote into the working directory"])
-            critical = name.partition(".")[0] in req.get("critical", ()) or (
-                own.startswith(cwd + os.sep) and os.path.relpath(own, cwd) in instructor_files)
+            critical = name.partition(".")[0] in critical_tops or (
+                own.startswith(inside) and os.path.relpath(own, cwd) in instructor_files)
             if still_clean(name, module, mdict, critical):
                 continue
             before = len(found)
