@@ -333,3 +333,34 @@ def test_prestart_launches_the_zygote_that_the_first_kernel_uses(policy: Sandbox
     assert _the_zygote() is launched and launched.pid is not None
     off = SandboxPolicy(**{**policy.__dict__, "zygote": False})
     assert not zygote.prestart(off, report)
+
+
+def test_the_zygote_preloads_its_modules_once_and_shrugs_off_a_missing_one(
+    policy: SandboxPolicy, tmp_path: Path
+) -> None:
+    """``zygote_preload``: the kernels find the modules imported (and still import what failed, with its error)."""
+    look = ("import os, sys; print(os.getppid(), *(name in sys.modules for name in "
+            "('numpy', 'stack_data', 'no_such_module_here')))")
+    preload = SandboxPolicy(**{**policy.__dict__, "zygote_preload": ("no_such_module_here", "numpy")})
+    out = _run(preload, _work(tmp_path, "with"), [look, "import no_such_module_here"])
+    assert out[0].stdout.split() == ["2", "True", "True", "False"]
+    assert out[1].status == "error" and out[1].ename == "ModuleNotFoundError"
+    assert "preloading no_such_module_here failed: ModuleNotFoundError" in _the_zygote().log_tail(4000)
+    zygote.close_all()
+    bare = SandboxPolicy(**{**policy.__dict__, "zygote_preload": ()})
+    out = _run(bare, _work(tmp_path, "without"), [look])
+    assert out[0].stdout.split() == ["2", "False", "True", "False"]  # IPython's traceback machinery stays
+
+
+def test_the_preload_list_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from academy.grading.sandbox.policy import DEFAULT_ZYGOTE_PRELOAD, ZYGOTE_PRELOAD_ENV
+
+    monkeypatch.delenv(ZYGOTE_PRELOAD_ENV, raising=False)
+    assert SandboxPolicy().zygote_preload == DEFAULT_ZYGOTE_PRELOAD == ("numpy",)
+    for raw, expected in (("numpy, pandas", ("numpy", "pandas")), ("sklearn.linear_model torch", (
+            "sklearn.linear_model", "torch")), ("", ()), ("none", ())):
+        monkeypatch.setenv(ZYGOTE_PRELOAD_ENV, raw)
+        assert SandboxPolicy().zygote_preload == expected
+    monkeypatch.setenv(ZYGOTE_PRELOAD_ENV, "numpy;import os")
+    with pytest.raises(ValueError, match="not a module name: numpy;import"):
+        SandboxPolicy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 LAB_PYTHON_ENV = "ACADEMY_LAB_PYTHON"
 ALLOW_UNSANDBOXED_ENV = "ACADEMY_GRADER_ALLOW_UNSANDBOXED"
 ZYGOTE_ENV = "ACADEMY_GRADER_ZYGOTE"
+ZYGOTE_PRELOAD_ENV = "ACADEMY_GRADER_ZYGOTE_PRELOAD"
+DEFAULT_ZYGOTE_PRELOAD = ("numpy",)
+"""Modules a kernel zygote imports once for all its kernels (most courses' notebooks import NumPy)."""
 
 SANDBOX_HOME = "/home/learner"
 SANDBOX_WORKDIR = SANDBOX_HOME + "/work"
@@ -62,6 +66,20 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_modules(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Module names listed in environment variable ``name`` (commas or spaces; empty or ``none``: no module)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    names = tuple(part for part in re.split(r"[\s,]+", raw.strip()) if part)
+    if names in ((), ("none",)):
+        return ()
+    bad = [item for item in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", item)]
+    if bad:
+        raise ValueError(f"{name}: not a module name: {', '.join(bad)}")
+    return names
+
+
 def env_flag_default_on(name: str) -> bool:
     """False only when environment variable ``name`` is set to a false value (0, false, no, off)."""
     return os.environ.get(name, "").strip().lower() not in {"0", "false", "no", "off"}
@@ -79,7 +97,8 @@ class SandboxPolicy:
     every caller uses the same numbers.  ``extra_ro_binds`` are host paths (or
     ``(host, inside)`` pairs) mounted read-only, for example a test bundle.  ``zygote`` lets
     grading jobs fork their kernels from a per-process kernel zygote where it is safe
-    (``sandbox/zygote.py``; ``ACADEMY_GRADER_ZYGOTE=0`` turns it off).
+    (``sandbox/zygote.py``; ``ACADEMY_GRADER_ZYGOTE=0`` turns it off); ``zygote_preload`` names
+    the modules the zygote imports once for all its kernels (``ACADEMY_GRADER_ZYGOTE_PRELOAD``).
     """
 
     memory_bytes: int = 2 * GiB
@@ -104,6 +123,8 @@ class SandboxPolicy:
     host_uid_range: tuple[int, int] = (3_000_000, 1_000_000)
     cgroup_root: str = "/sys/fs/cgroup"
     zygote: bool = field(default_factory=lambda: env_flag_default_on(ZYGOTE_ENV))
+    zygote_preload: tuple[str, ...] = field(
+        default_factory=lambda: env_modules(ZYGOTE_PRELOAD_ENV, DEFAULT_ZYGOTE_PRELOAD))
 
     def ro_binds(self) -> list[tuple[str, str]]:
         """``extra_ro_binds`` as ``(host path, sandbox path)`` pairs."""
