@@ -205,3 +205,14 @@ def test_warm_up_builds_the_feedback_templates_without_failing(compiled: list[st
                               "late_penalty": 0}}
     tuning.FeedbackExporter(config=GenerateFeedback(config=Config()).config).from_notebook_node(NOTEBOOK, resources)
     assert compiled == []  # what a worker forked after the warm-up would find
+
+
+def test_a_parent_of_grading_workers_freezes_what_it_built_for_its_forks() -> None:
+    """The fork server's preload ends with ``gc.freeze()``: workers' collections skip the inherited objects."""
+    import subprocess
+    import sys
+
+    code = ("import gc; before = gc.get_freeze_count(); import academy.grading.prewarm_feedback; "
+            "print(before, gc.get_freeze_count() > 100000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["0", "True"]

