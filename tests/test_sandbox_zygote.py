@@ -309,7 +309,7 @@ def test_a_canarys_failure_is_plain_text_and_every_other_error_keeps_ipythons_tr
         canary_source("x = 1\nassert x == 1", nonce),
         "assert x == 2, 'not two'",
         "raise AssertionError('0123456789abcdef01234567', 'two arguments')",
-        "print(get_ipython().history_manager.enabled, len(In), In[2].startswith('assert x'), _i3[:5])",
+        "print(get_ipython().history_manager.hist_file, len(In), In[2].startswith('assert x'), _i3[:5])",
     ]
     out = run_cells(policy, _work(tmp_path, "work"), cells, zygote=from_zygote)
     canary, other, lookalike, look = out
@@ -318,7 +318,7 @@ def test_a_canarys_failure_is_plain_text_and_every_other_error_keeps_ipythons_tr
     for failed in (other, lookalike):
         shown = re.sub(r"\x1b\[[0-9;]*m", "", "".join(failed.traceback))
         assert failed.status == "error" and "\x1b[" in "".join(failed.traceback) and "----> 1" in shown
-    assert look.stdout.split() == ["False", "5", "True", "raise"]  # no history database; In and _i work
+    assert look.stdout.split() == [":memory:", "5", "True", "raise"]  # no history file; In and _i work
 
 
 def test_prestart_launches_the_zygote_that_the_first_kernel_uses(policy: SandboxPolicy, tmp_path: Path) -> None:

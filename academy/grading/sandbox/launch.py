@@ -80,9 +80,10 @@ if hasattr(getattr(_academy_ultratb, "AutoFormattedTB", None), "structured_trace
 del _academy_ultratb, _academy_canary_plain, _ACADEMY_CANARY_MESSAGE
 """
 
-KERNEL_OPTIONS = ("--HistoryManager.enabled=False",)
-"""IPython options of a grading kernel: no input history database (its SQLite writes, with a commit per
-cell, were a sixth of a kernel's CPU; ``In``, ``Out`` and ``_i`` still work)."""
+KERNEL_OPTIONS = ("--HistoryManager.hist_file=:memory:",)
+"""IPython options of a grading kernel: its input history database in memory, not on disk (the SQLite
+writes, with a commit per cell, were a sixth of a kernel's CPU; ``In``, ``Out`` and ``_i`` still work).
+``HistoryManager.enabled=False`` saved as much but often kept a kernel from exiting on a shutdown request."""
 
 
 # ipykernel_launcher, except that ipykernel does not load the debugger (debugpy): a grading kernel is never
