@@ -367,3 +367,13 @@ def test_the_preload_list_comes_from_the_environment(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(ZYGOTE_PRELOAD_ENV, "numpy;import os")
     with pytest.raises(ValueError, match="not a module name: numpy;import"):
         SandboxPolicy()
+
+
+def test_kernel_options_are_added_once_whoever_else_passes_them() -> None:
+    """nbclient passes ``--HistoryManager.hist_file`` itself: an option given twice kills IPython at start."""
+    from academy.grading.sandbox.launch import KERNEL_OPTIONS, kernel_arguments
+
+    assert kernel_arguments(None) == list(KERNEL_OPTIONS)
+    assert kernel_arguments(["--HistoryManager.hist_file=:memory:"]) == ["--HistoryManager.hist_file=:memory:"]
+    assert kernel_arguments(["--HistoryManager.hist_file=/tmp/h.sqlite", "--x=1"]) == [
+        "--HistoryManager.hist_file=/tmp/h.sqlite", "--x=1"]

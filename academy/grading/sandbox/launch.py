@@ -83,7 +83,18 @@ del _academy_ultratb, _academy_canary_plain, _ACADEMY_CANARY_MESSAGE
 KERNEL_OPTIONS = ("--HistoryManager.hist_file=:memory:",)
 """IPython options of a grading kernel: its input history database in memory, not on disk (the SQLite
 writes, with a commit per cell, were a sixth of a kernel's CPU; ``In``, ``Out`` and ``_i`` still work).
-``HistoryManager.enabled=False`` saved as much but often kept a kernel from exiting on a shutdown request."""
+``HistoryManager.enabled=False`` saved as much but often kept a kernel from exiting on a shutdown request.
+nbclient passes the same option itself to kernels it recognises as ipykernel: see ``kernel_arguments``."""
+
+
+def kernel_arguments(extra_arguments: list[str] | None) -> list[str]:
+    """A caller's extra kernel arguments plus each of ``KERNEL_OPTIONS`` they do not set themselves.
+
+    IPython refuses an option given twice ("only accepts one value") and the kernel dies at start.
+    """
+    extra = list(extra_arguments or [])
+    given = {arg.partition("=")[0] for arg in extra}
+    return extra + [option for option in KERNEL_OPTIONS if option.partition("=")[0] not in given]
 
 
 # ipykernel_launcher, except that ipykernel does not load the debugger (debugpy): a grading kernel is never
@@ -107,7 +118,7 @@ app.start()
 
 def kernel_argv(python: str) -> list[str]:
     """The kernel's command line (inside the sandbox): ``python -m ipykernel_launcher`` without the debugger."""
-    return [python, "-c", _KERNEL_LAUNCHER, "-f", "{connection_file}", *KERNEL_OPTIONS]
+    return [python, "-c", _KERNEL_LAUNCHER, "-f", "{connection_file}"]
 
 
 @dataclass

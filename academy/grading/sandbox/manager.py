@@ -20,7 +20,13 @@ from traitlets import HasTraits, Instance, Unicode, default
 from academy.grading.sandbox import zygote
 from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases, reap_stale_cgroups
 from academy.grading.sandbox.isolation import IsolationReport, require_isolation
-from academy.grading.sandbox.launch import Layout, kernel_argv, launch_command, remove_special_files
+from academy.grading.sandbox.launch import (
+    Layout,
+    kernel_arguments,
+    kernel_argv,
+    launch_command,
+    remove_special_files,
+)
 from academy.grading.sandbox.policy import SYSTEM_PATH, SandboxPolicy
 
 log = logging.getLogger(__name__)
@@ -179,7 +185,7 @@ class _SandboxMixin(HasTraits):
             os.chown(self.connection_file, layout.host_uid, layout.host_uid)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        inner = super().format_kernel_cmd(extra_arguments)  # type: ignore[misc]
+        inner = super().format_kernel_cmd(kernel_arguments(extra_arguments))  # type: ignore[misc]
         assert self._state.layout is not None
         layout, cgroups = self._state.layout, self._state.cgroups
         return launch_command(self.policy, self.isolation, layout, inner, cgroups, sandboxed=self.sandboxed)
