@@ -549,8 +549,7 @@ def lease(policy: SandboxPolicy, report: IsolationReport, workdir: Path) -> Zygo
             zygote.wait_ready()
         except (ZygoteError, OSError, ValueError) as exc:
             del _zygotes[key]
-            _failures[key] = _failures.get(key, 0) + 1
-            log.warning("kernel zygote did not start (%s); kernels start fresh", exc)
+            _did_not_start(key, exc)
             return None
         with contextlib.suppress(OSError):
             if os.stat(workdir).st_dev != os.stat(zygote.slot).st_dev:
@@ -573,12 +572,17 @@ def _launch(key: tuple[int, SandboxPolicy], policy: SandboxPolicy, report: Isola
     try:
         zygote = Zygote(policy, report)
     except (ZygoteError, OSError, ValueError) as exc:
-        _failures[key] = _failures.get(key, 0) + 1
-        log.warning("kernel zygote did not start (%s); kernels start fresh", exc)
+        _did_not_start(key, exc)
         return None
     _zygotes[key] = zygote
     _close_at_exit()
     return zygote
+
+
+def _did_not_start(key: tuple[int, SandboxPolicy], exc: BaseException) -> None:
+    """Count a failed start (after ``_STARTS_BEFORE_GIVING_UP``, kernels start fresh); the caller holds ``_lock``."""
+    _failures[key] = _failures.get(key, 0) + 1
+    log.warning("kernel zygote did not start (%s); kernels start fresh", exc)
 
 
 def prestart(policy: SandboxPolicy, report: IsolationReport) -> bool:
