@@ -8,6 +8,7 @@ or the lab interpreter the tests skip with the reason, unless ACADEMY_TEST_REQUI
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -476,7 +477,7 @@ def test_killing_the_parent_or_everyone_does_not_reach_the_worker(base_policy: S
 
 @pytest.mark.slow
 def test_infinite_loop_is_interrupted_and_killed(base_policy: SandboxPolicy, workdir: Path) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "interrupt_grace": 1.0})
+    policy = dataclasses.replace(base_policy, interrupt_grace=1.0)
     started = time.monotonic()
     out = run(policy, workdir, ["x = 0\nwhile True:\n    x += 1", "'never runs'"], timeout=2.0)
     elapsed = time.monotonic() - started
@@ -487,7 +488,7 @@ def test_infinite_loop_is_interrupted_and_killed(base_policy: SandboxPolicy, wor
 
 @pytest.mark.slow
 def test_sigint_proof_loop_is_killed(base_policy: SandboxPolicy, workdir: Path) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "interrupt_grace": 1.0})
+    policy = dataclasses.replace(base_policy, interrupt_grace=1.0)
     cell = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
     started = time.monotonic()
     out = run(policy, workdir, [cell, "1"], timeout=2.0)
@@ -500,7 +501,7 @@ def test_sigint_proof_loop_is_killed(base_policy: SandboxPolicy, workdir: Path) 
 def test_memory_bomb_hits_the_cgroup(base_policy: SandboxPolicy, workdir: Path) -> None:
     if "memory" not in probe_isolation(base_policy).cgroups:
         pytest.skip("no writable memory cgroup here")
-    policy = SandboxPolicy(**{**base_policy.__dict__, "memory_bytes": 384 * 1024 * 1024, "address_space_bytes": None})
+    policy = dataclasses.replace(base_policy, memory_bytes=384 * 1024 * 1024, address_space_bytes=None)
     out = run(policy, workdir, ["hog = bytearray(3 * 1024**3)", "'after'"])
     assert out[0].status == "died" and "kernel died" in out[0].error, out[0]
     assert "out of memory" in out[0].error
@@ -509,7 +510,7 @@ def test_memory_bomb_hits_the_cgroup(base_policy: SandboxPolicy, workdir: Path) 
 
 @pytest.mark.slow
 def test_memory_bomb_hits_the_address_space_limit(base_policy: SandboxPolicy, workdir: Path) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "address_space_bytes": 2 * 1024**3})
+    policy = dataclasses.replace(base_policy, address_space_bytes=2 * 1024**3)
     out = run(policy, workdir, ["hog = bytearray(3 * 1024**3)", "'after'"])
     assert out[0].status == "error" and out[0].ename == "MemoryError"
     assert out[1].result == repr("after")
@@ -523,7 +524,7 @@ NO_CGROUPS = "/nonexistent-cgroup-root"
 def test_fork_bomb_stops_at_the_process_limit(base_policy: SandboxPolicy, workdir: Path, cgroup_root: str) -> None:
     if cgroup_root == NO_CGROUPS and os.geteuid() != 0:
         pytest.skip("RLIMIT_NPROC needs the per-kernel host uid, which needs root")
-    policy = SandboxPolicy(**{**base_policy.__dict__, "cgroup_root": cgroup_root})
+    policy = dataclasses.replace(base_policy, cgroup_root=cgroup_root)
     cell = """
 import os, time, json
 children, error = [], None
@@ -549,7 +550,7 @@ print(json.dumps({"children": len(children), "errno": error}))
 
 @pytest.mark.slow
 def test_cpu_time_limit_ends_the_kernel(base_policy: SandboxPolicy, workdir: Path) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "cpu_seconds": 3})
+    policy = dataclasses.replace(base_policy, cpu_seconds=3)
     started = time.monotonic()
     out = run(policy, workdir, ["while True:\n    pass"], timeout=20.0)
     assert out[0].status == "died" and "kernel died" in out[0].error
@@ -558,7 +559,7 @@ def test_cpu_time_limit_ends_the_kernel(base_policy: SandboxPolicy, workdir: Pat
 
 @pytest.mark.slow
 def test_notebook_deadline_bounds_slow_cells(base_policy: SandboxPolicy, workdir: Path) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "notebook_timeout": 2.5, "interrupt_grace": 1.0})
+    policy = dataclasses.replace(base_policy, notebook_timeout=2.5, interrupt_grace=1.0)
     started = time.monotonic()
     out = run(policy, workdir, ["import time; time.sleep(1.5)", "time.sleep(1.5)", "'never'"], timeout=10.0)
     assert [o.status for o in out] == ["ok", "timeout", "skipped"]
@@ -567,7 +568,7 @@ def test_notebook_deadline_bounds_slow_cells(base_policy: SandboxPolicy, workdir
 
 
 def test_output_is_capped(base_policy: SandboxPolicy, workdir: Path) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "output_bytes": 10_000})
+    policy = dataclasses.replace(base_policy, output_bytes=10_000)
     out = run(policy, workdir, ["print('x' * 2_000_000)", "print('y' * 100)"])
     assert out[0].truncated and len(out[0].stdout) <= 10_000
     assert out[1].truncated and out[1].stdout == ""
@@ -590,7 +591,7 @@ def test_stale_cgroups_of_a_dead_worker_are_reaped(base_policy: SandboxPolicy) -
 
 
 def test_huge_file_write_fails_with_efbig(base_policy: SandboxPolicy, workdir: Path) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "max_file_bytes": 1_000_000})
+    policy = dataclasses.replace(base_policy, max_file_bytes=1_000_000)
     cell = TRY + """
 def fill():
     with open("huge.bin", "wb") as fh:
@@ -607,7 +608,7 @@ print(json.dumps({"write": attempt(fill)}))
 def test_daemonised_child_does_not_survive_shutdown(
     base_policy: SandboxPolicy, workdir: Path, cgroup_root: str
 ) -> None:
-    policy = SandboxPolicy(**{**base_policy.__dict__, "cgroup_root": cgroup_root})
+    policy = dataclasses.replace(base_policy, cgroup_root=cgroup_root)
     cell = """
 import os
 pid = os.fork()

@@ -8,6 +8,7 @@ fall back to a fresh kernel.  Without the sandbox, root or cgroup.kill the tests
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -183,7 +184,7 @@ def test_a_kernel_that_kills_the_zygote_only_loses_itself(policy: SandboxPolicy,
 def test_the_job_cgroups_limit_a_forked_kernel(policy: SandboxPolicy, tmp_path: Path) -> None:
     if "memory" not in probe_isolation(policy).cgroups:
         pytest.skip("no writable memory cgroup here")
-    small = SandboxPolicy(**{**policy.__dict__, "memory_bytes": 384 * 1024 * 1024, "address_space_bytes": None})
+    small = dataclasses.replace(policy, memory_bytes=384 * 1024 * 1024, address_space_bytes=None)
     bomb = (
         "import os, json\nchildren, error = 0, None\n"
         "try:\n"
@@ -222,7 +223,7 @@ def test_a_failed_fork_falls_back_to_a_fresh_kernel(
 
 
 def test_zygote_is_not_used_when_turned_off_or_across_filesystems(policy: SandboxPolicy, tmp_path: Path) -> None:
-    off = SandboxPolicy(**{**policy.__dict__, "zygote": False})
+    off = dataclasses.replace(policy, zygote=False)
     out = _run(off, _work(tmp_path, "off"), ["import os; print(os.getppid())"])
     assert out[0].stdout.strip() == "1" and zygote.running() == []
     shm = Path("/dev/shm")
@@ -331,7 +332,7 @@ def test_prestart_launches_the_zygote_that_the_first_kernel_uses(policy: Sandbox
     out = _run(policy, _work(tmp_path, "work"), ["import os; print(os.getppid())"])
     assert out[0].stdout.strip() == "2"  # forked by the zygote (pid 2 in its sandbox)
     assert _the_zygote() is launched and launched.pid is not None
-    off = SandboxPolicy(**{**policy.__dict__, "zygote": False})
+    off = dataclasses.replace(policy, zygote=False)
     assert not zygote.prestart(off, report)
 
 
@@ -341,16 +342,16 @@ def test_the_zygote_preloads_its_modules_once_and_shrugs_off_a_missing_one(
     """``zygote_preload``: the kernels find the modules imported (and still import what failed, with its error)."""
     look = ("import gc, os, sys; print(os.getppid(), *(name in sys.modules for name in "
             "('numpy', 'stack_data', 'no_such_module_here')), gc.get_freeze_count() > 10000)")
-    preload = SandboxPolicy(**{**policy.__dict__, "zygote_preload": ("no_such_module_here", "numpy")})
+    preload = dataclasses.replace(policy, zygote_preload=("no_such_module_here", "numpy"))
     out = _run(preload, _work(tmp_path, "with"), [look, "import no_such_module_here"])
     assert out[0].stdout.split() == ["2", "True", "True", "False", "True"]  # and the zygote's objects frozen
     assert out[1].status == "error" and out[1].ename == "ModuleNotFoundError"
     assert "preloading no_such_module_here failed: ModuleNotFoundError" in _the_zygote().log_tail(4000)
     zygote.close_all()
-    bare = SandboxPolicy(**{**policy.__dict__, "zygote_preload": ()})
+    bare = dataclasses.replace(policy, zygote_preload=())
     out = _run(bare, _work(tmp_path, "without"), [look])
     assert out[0].stdout.split() == ["2", "False", "True", "False", "True"]  # IPython's traceback machinery stays
-    fresh = SandboxPolicy(**{**policy.__dict__, "zygote": False})
+    fresh = dataclasses.replace(policy, zygote=False)
     out = run_cells(fresh, _work(tmp_path, "fresh"), [look])
     assert out[0].stdout.split() == ["1", "False", "False", "False", "False"]  # a fresh kernel: nothing of that
 
