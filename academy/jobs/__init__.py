@@ -14,11 +14,16 @@ or a SIGKILLed worker delays a grade but never loses one, and never records it t
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
 
 _apps: dict[tuple[str | None, str, float], Celery] = {}
 
@@ -81,9 +86,44 @@ def get_celery() -> Celery:
     return app
 
 
+def enqueue(task: str, *args: Any) -> None:
+    """Send a task message now. Prefer ``enqueue_after_commit``; this is for work whose rows are committed."""
+    get_celery().send_task(task, args=list(args), queue="academy")
+
+
+_PENDING = "academy.jobs.pending"
+
+
+def enqueue_after_commit(session: Session, task: str, *args: Any) -> None:
+    """Queue ``task(*args)`` to be sent once ``session``'s transaction commits (never if it rolls back).
+
+    The one way to queue work from a service or view: a worker that picks the message up
+    always finds the rows the transaction wrote.  A broker that is down when the message is
+    sent is logged, not raised: the commit already happened, and each task's periodic sweep
+    re-sends work whose message was lost.
+    """
+    pending: list[tuple[str, tuple[Any, ...]]] = session.info.setdefault(_PENDING, [])
+    if (task, args) not in pending:
+        pending.append((task, args))
+
+
+@event.listens_for(Session, "after_commit")
+def _send_pending(session: Session) -> None:
+    for task, args in session.info.pop(_PENDING, []):
+        try:
+            enqueue(task, *args)
+        except Exception:  # noqa: BLE001 - the broker is an outside system; the sweeper re-sends
+            log.exception("could not send %s%r; the periodic sweep will retry", task, args)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
 def enqueue_grading(job_id: int) -> None:
     """Send the message for a grading job (call after the commit that created it)."""
-    get_celery().send_task("academy.grade", args=[job_id], queue="academy")
+    enqueue("academy.grade", job_id)
 
 
 def default_concurrency() -> int:
