@@ -257,7 +257,7 @@ def make_cohort(app: Flask, make_track: Any) -> Any:
             start = utcnow() + dt.timedelta(days=starts_in_days)
             cohort = create_cohort(db.session, track, name=f"cohort {counter['n']}", starts_at=start,
                                    ends_at=start + dt.timedelta(days=30), capacity=capacity,
-                                   requires_approval=requires_approval, actor_id=None, **kwargs)
+                                   requires_approval=requires_approval, actor=None, **kwargs)
             db.session.commit()
             return cohort.id
 

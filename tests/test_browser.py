@@ -112,7 +112,7 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
         track = tracks[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
-                               ends_at=start + dt.timedelta(days=60), capacity=30, actor_id=None)
+                               ends_at=start + dt.timedelta(days=60), capacity=30, actor=None)
         db.session.commit()
         info = (track.slug, cohort.id)
         db.session.remove()
@@ -310,7 +310,7 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
         track = list_tracks(db.session)[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
-                               ends_at=start + dt.timedelta(days=60), capacity=30, actor_id=None)
+                               ends_at=start + dt.timedelta(days=60), capacity=30, actor=None)
         learner = create_user(db.session, "submitter@example.kr", "submit-pass-123", Role.learner, name="김제출")
         learner.consent_at = utcnow()
         request_enrollment(db.session, cohort, learner)
