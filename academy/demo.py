@@ -52,10 +52,10 @@ def seed_demo(app: Flask) -> list[tuple[str, str, str]]:
         for track in db.session.scalars(select(Track).where(Track.active.is_(True))):
             if db.session.scalar(select(Cohort.id).where(Cohort.track_id == track.id)) is None:
                 create_cohort(db.session, track, name="2026 겨울 1기", starts_at=today,
-                              ends_at=today + dt.timedelta(days=56), capacity=30, actor_id=None)
+                              ends_at=today + dt.timedelta(days=56), capacity=30, actor=None)
                 create_cohort(db.session, track, name="2027 봄 (승인제)", starts_at=today + dt.timedelta(days=60),
                               ends_at=today + dt.timedelta(days=116), capacity=20, requires_approval=True,
-                              actor_id=None)
+                              actor=None)
         db.session.flush()
         # The demo learner is in every track's open cohort, so "Open lab" and submitting work at once.
         from academy.enrollment.models import Enrollment

@@ -1,22 +1,24 @@
 """Pure permission predicates: plain arguments in, a yes or no out.
 
-Views and the API call these; they never look at the request themselves.
+Views, the API and services call these; they never look at the request themselves.
+Who holds a role is the user's own business (:attr:`User.is_admin`, :attr:`User.is_instructor`:
+active accounts only); these predicates build on that answer and never repeat it.
 """
 
 from __future__ import annotations
 
 from academy.catalog.models import Course
-from academy.users.models import Role, User
+from academy.users.models import User
 
 
 def is_admin(user: User | None) -> bool:
-    """True for an active admin."""
-    return user is not None and user.active and user.role is Role.admin
+    """True for an active admin (see :attr:`User.is_admin`)."""
+    return user is not None and user.is_admin
 
 
 def teaches(user: User | None, course: Course) -> bool:
-    """True when ``user`` is an instructor named in the course manifest."""
-    if user is None or not user.active or user.role is not Role.instructor:
+    """True when ``user`` is an active instructor named in the course manifest."""
+    if user is None or not user.is_instructor:
         return False
     email = user.email.lower()
     return any(ci.email.lower() == email for ci in course.instructors)
@@ -28,20 +30,10 @@ def can_manage_course(user: User | None, course: Course) -> bool:
 
 
 def can_manage_enrollments(user: User | None) -> bool:
-    """Approving, rejecting and creating cohorts is an admin's job."""
+    """Approving, rejecting and withdrawing other people's enrollments is an admin's job."""
     return is_admin(user)
 
 
 def can_enroll(user: User | None) -> bool:
     """Any active account may ask to join a cohort."""
     return user is not None and user.active
-
-
-def can_view_outbox(user: User | None) -> bool:
-    """The local outbox holds reset links: admins only."""
-    return is_admin(user)
-
-
-def can_import_users(user: User | None) -> bool:
-    """Importing a company's employees creates accounts: admins only."""
-    return is_admin(user)

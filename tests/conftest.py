@@ -3,7 +3,8 @@
 Every test that uses ``app`` runs twice, once per database.  PostgreSQL tests use a
 throwaway database created for this run on 127.0.0.1:5432 and dropped at the end;
 when no server answers they skip with the reason, unless ACADEMY_TEST_REQUIRE_SERVICES
-is set (``make test`` sets it), in which case they fail, so CI cannot pass by skipping.
+is set (``make test`` sets it), in which case they fail, so CI cannot pass by skipping
+(``tests.support.skip_or_fail``).
 """
 
 from __future__ import annotations
@@ -21,17 +22,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
+from tests.support import skip_or_fail
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("ACADEMY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
 PASSWORD = "correct-horse-42"
 
-
-def service_unavailable(reason: str) -> None:
-    """Skip (or fail, when services are required) because a real server is absent."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (ACADEMY_TEST_REQUIRE_SERVICES=1: make test needs it running)")
-    pytest.skip(reason)
+#: The name older test modules import; new code calls ``tests.support.skip_or_fail``.
+service_unavailable = skip_or_fail
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -73,7 +71,7 @@ def _throwaway_pg_database(prefix: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - any failure means "no usable server"
-        service_unavailable(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {type(exc).__name__}")
+        skip_or_fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {type(exc).__name__}")
     try:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
@@ -257,7 +255,7 @@ def make_cohort(app: Flask, make_track: Any) -> Any:
             start = utcnow() + dt.timedelta(days=starts_in_days)
             cohort = create_cohort(db.session, track, name=f"cohort {counter['n']}", starts_at=start,
                                    ends_at=start + dt.timedelta(days=30), capacity=capacity,
-                                   requires_approval=requires_approval, actor_id=None, **kwargs)
+                                   requires_approval=requires_approval, actor=None, **kwargs)
             db.session.commit()
             return cohort.id
 

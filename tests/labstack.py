@@ -158,7 +158,7 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
         track = list_tracks(db.session)[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
-                               ends_at=start + dt.timedelta(days=60), capacity=60, actor_id=None)
+                               ends_at=start + dt.timedelta(days=60), capacity=60, actor=None)
         if gpu_course:
             course = db.session.scalar(db.select(Course).where(Course.slug == gpu_course))
             course.lab_profile, course.gpu_hour_quota = "gpu", gpu_quota

@@ -11,6 +11,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from academy import permissions
+from academy.catalog.models import Course, CourseInstructor
+from academy.users.models import Role, User
 from academy.web.access import access_rule
 
 # endpoint -> expected rule (what the decorator must say)
@@ -214,3 +217,27 @@ def test_role_route_matrix(
         if not ok:
             failures.append(f"{role} {method} {url} -> {status}")
     assert not failures, "\n".join(failures)
+
+
+# --------------------------------------------------------------------------- the predicates behind the rules
+
+
+@pytest.mark.parametrize("active", [True, False])
+@pytest.mark.parametrize("role", list(Role))
+def test_role_predicates_agree_on_inactive_accounts(role: Role, active: bool) -> None:
+    """``User.is_admin`` is the one answer; ``permissions`` asks it, so a deactivated admin is no admin anywhere."""
+    user = User(email="someone@example.kr", name="someone", password_hash="x", role=role, active=active)
+    course = Course(slug="c", title_ko="c", title_en="c")
+    course.instructors = [CourseInstructor(email="SomeOne@example.kr")]
+
+    admin = active and role is Role.admin
+    instructor = active and role is Role.instructor
+    assert user.is_admin is admin
+    assert permissions.is_admin(user) is admin
+    assert user.is_instructor is instructor
+    assert permissions.teaches(user, course) is instructor
+    assert permissions.can_manage_course(user, course) is (admin or instructor)
+    assert permissions.can_manage_enrollments(user) is admin
+    assert permissions.can_enroll(user) is active
+    assert not permissions.is_admin(None)
+    assert not permissions.can_enroll(None)

@@ -9,7 +9,6 @@ saved under ``tests/artifacts/`` (git-ignored) for a human to look at.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -19,10 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.support import skip_or_fail
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -112,7 +112,7 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
         track = tracks[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
-                               ends_at=start + dt.timedelta(days=60), capacity=30, actor_id=None)
+                               ends_at=start + dt.timedelta(days=60), capacity=30, actor=None)
         db.session.commit()
         info = (track.slug, cohort.id)
         db.session.remove()
@@ -134,10 +134,7 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
 def page(tmp_path: Path) -> Iterator[Any]:
     """A Korean-locale page in headless Debian Chromium."""
     if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is not installed (apt-get install chromium)"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason}; ACADEMY_TEST_REQUIRE_SERVICES=1 needs it")
-        pytest.skip(reason)
+        skip_or_fail(f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -310,7 +307,7 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
         track = list_tracks(db.session)[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
-                               ends_at=start + dt.timedelta(days=60), capacity=30, actor_id=None)
+                               ends_at=start + dt.timedelta(days=60), capacity=30, actor=None)
         learner = create_user(db.session, "submitter@example.kr", "submit-pass-123", Role.learner, name="김제출")
         learner.consent_at = utcnow()
         request_enrollment(db.session, cohort, learner)
@@ -370,9 +367,7 @@ def test_open_lab_lands_in_jupyterlab_with_the_notebook_open(tmp_path: Path, pag
 
     reason = missing_parts()
     if reason:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason}; ACADEMY_TEST_REQUIRE_SERVICES=1 needs it")
-        pytest.skip(reason)
+        skip_or_fail(reason)
     with lab_stack(tmp_path, gpu_course=None) as stack:
         stack.make_learner("browser-lab@example.kr")
         assignment_id = stack.assignment_ids["01-linear-regression"]

@@ -16,6 +16,7 @@ from academy.catalog.models import Assignment, Course, CourseInstructor, Track
 from academy.catalog.services import LoadReport, get_course_by_slug, list_tracks, load_catalog
 from academy.errors import NotFound
 from academy.extensions import db
+from academy.users.models import User
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSES = ROOT / "courses"
@@ -38,9 +39,10 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def load(app: Flask, courses_dir: Path, actor_id: int | None = None) -> LoadReport:
-    """Run the loader in its own transaction, as ``academy init`` does."""
+    """Run the loader in its own transaction, as ``academy init`` does (by the user ``actor_id``, if given)."""
     with app.app_context():
-        report = load_catalog(db.session, courses_dir, actor_id=actor_id)
+        actor = None if actor_id is None else db.session.get(User, actor_id)
+        report = load_catalog(db.session, courses_dir, actor=actor)
         db.session.commit()
         return report
 

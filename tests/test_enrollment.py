@@ -137,8 +137,8 @@ def test_raising_capacity_promotes_waiting_learners(app: Flask, make_user: Any, 
     with app.app_context():
         cohort = db.session.get(Cohort, cohort_id)
         with pytest.raises(ValidationFailed):
-            services.set_capacity(db.session, cohort, 0, actor_id=None)
-        services.set_capacity(db.session, cohort, 3, actor_id=None)
+            services.set_capacity(db.session, cohort, 0, actor=None)
+        services.set_capacity(db.session, cohort, 3, actor=None)
         db.session.commit()
     assert [_status(app, cohort_id, u) for u in users] == [S.enrolled] * 3
 

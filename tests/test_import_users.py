@@ -67,7 +67,7 @@ def run_import(app: Flask, data: bytes) -> ImportReport:
     """Import as the admin page does: commit when the report is clean, else roll back."""
     with app.app_context():
         report = import_employees(
-            db.session, data, actor_id=None, secret_key=app.config["SECRET_KEY"],
+            db.session, data, actor=None, secret_key=app.config["SECRET_KEY"],
             reset_url_for=lambda token: f"http://academy.test/password/reset/{token}",
         )
         if report.ok:

@@ -131,7 +131,7 @@ def import_users() -> Any:
         report = import_employees(
             db.session,
             data,
-            actor_id=current_user.id,
+            actor=current_user,
             secret_key=_secret_key(),
             reset_url_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
         )
@@ -177,7 +177,7 @@ def cohorts() -> Any:
                 ),
                 capacity=form.capacity.data or 0,
                 requires_approval=bool(form.requires_approval.data),
-                actor_id=current_user.id,
+                actor=current_user,
             )
         except AcademyError as exc:
             db.session.rollback()
@@ -209,7 +209,7 @@ def cohort_capacity(cohort_id: int) -> Any:
     form = CapacityForm()
     if form.validate_on_submit():
         try:
-            enrollment_services.set_capacity(db.session, row, form.capacity.data or 0, actor_id=current_user.id)
+            enrollment_services.set_capacity(db.session, row, form.capacity.data or 0, actor=current_user)
         except AcademyError as exc:
             db.session.rollback()
             flash(str(exc), "danger")

@@ -21,6 +21,7 @@ from academy.audit.services import record
 from academy.catalog.manifest import AssignmentManifest, CourseManifest, TrackManifest, read_catalog
 from academy.catalog.models import Assignment, Course, CourseInstructor, Track
 from academy.errors import NotFound
+from academy.users.models import User
 
 __all__ = ["LoadReport", "get_course_by_slug", "list_tracks", "load_catalog"]
 
@@ -58,7 +59,7 @@ class LoadReport:
             self.changes.append(f"{kind} {slug} {outcome}")
 
 
-def load_catalog(session: Session, courses_dir: Path, *, actor_id: int | None = None) -> LoadReport:
+def load_catalog(session: Session, courses_dir: Path, *, actor: User | None = None) -> LoadReport:
     """Bring the catalog rows in step with ``courses_dir``; idempotent.
 
     Reads the whole catalog before touching the database, so a
@@ -66,9 +67,8 @@ def load_catalog(session: Session, courses_dir: Path, *, actor_id: int | None = 
     it was.  Creates missing rows, updates changed ones, reactivates rows that came
     back, and deactivates tracks, courses and assignments no longer on disk.  A course
     whose ``manifest_hash``, directory and track are unchanged is skipped.  Writes a
-    ``catalog.load`` audit entry when something changed.  ``session`` is the
-    application's ``db.session`` (the audit entry is added there); it is flushed, not
-    committed.
+    ``catalog.load`` audit entry by ``actor`` (``None`` for the command line) when
+    something changed, in ``session``; it is flushed, not committed.
     """
     catalog = read_catalog(courses_dir)
     report = LoadReport()
@@ -76,8 +76,9 @@ def load_catalog(session: Session, courses_dir: Path, *, actor_id: int | None = 
     _sync_courses(session, catalog.courses, tracks, report)
     if report.changed:
         record(
+            session,
             "catalog.load",
-            actor_id=actor_id,
+            actor=actor,
             target_type="catalog",
             courses_dir=str(catalog.courses_dir),
             created=report.created,

@@ -27,6 +27,7 @@ from academy.enrollment.models import (
 )
 from academy.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from academy.mail.services import queue_mail
+from academy.permissions import can_enroll, can_manage_enrollments
 from academy.users.models import User
 
 S = EnrollmentStatus
@@ -45,9 +46,9 @@ def create_cohort(
     capacity: int,
     requires_approval: bool = False,
     enroll_closes_at: dt.datetime | None = None,
-    actor_id: int | None,
+    actor: User | None,
 ) -> Cohort:
-    """Open a new cohort of ``track``.
+    """Open a new cohort of ``track``; ``actor`` is the admin, ``None`` for the system.
 
     Raises ValidationFailed for an empty name, bad dates or capacity, Conflict for a
     name already used in this track.
@@ -74,12 +75,12 @@ def create_cohort(
     )
     session.add(cohort)
     session.flush()
-    record("cohort.create", actor_id=actor_id, target_type="cohort", target_id=cohort.id,
+    record(session, "cohort.create", actor=actor, target_type="cohort", target_id=cohort.id,
            track=track.slug, capacity=capacity, requires_approval=requires_approval)
     return cohort
 
 
-def set_capacity(session: Session, cohort: Cohort, capacity: int, *, actor_id: int | None) -> Cohort:
+def set_capacity(session: Session, cohort: Cohort, capacity: int, *, actor: User | None) -> Cohort:
     """Change a cohort's capacity; raising it promotes waiting learners.
 
     Raises ValidationFailed when the new capacity is below the seats already taken.
@@ -98,10 +99,10 @@ def set_capacity(session: Session, cohort: Cohort, capacity: int, *, actor_id: i
     )
     if result.rowcount != 1:
         raise Conflict(_("Seats were taken meanwhile; try again."), field="capacity")
-    record("cohort.set_capacity", actor_id=actor_id, target_type="cohort", target_id=cohort.id,
+    record(session, "cohort.set_capacity", actor=actor, target_type="cohort", target_id=cohort.id,
            capacity=capacity)
     session.expire(cohort)
-    _promote_waitlist(session, cohort.id, actor_id=actor_id)
+    _promote_waitlist(session, cohort.id, actor=actor)
     return cohort
 
 
@@ -157,13 +158,14 @@ def _change(
     enrollment: Enrollment,
     to: EnrollmentStatus,
     *,
-    actor_id: int | None,
+    actor: User | None,
     note: str | None = None,
     new: bool = False,
 ) -> None:
     previous = None if new or enrollment.status is None else enrollment.status.value
     enrollment.status = to
     enrollment.updated_at = utcnow()
+    actor_id = None if actor is None else actor.id
     session.add(
         EnrollmentEvent(
             enrollment=enrollment, actor_id=actor_id, from_status=previous, to_status=to.value, note=note
@@ -175,7 +177,7 @@ def _notify(session: Session, enrollment: Enrollment, subject: str, body: str) -
     queue_mail(session, enrollment.user.email, subject, body)
 
 
-def _promote_waitlist(session: Session, cohort_id: int, *, actor_id: int | None) -> list[Enrollment]:
+def _promote_waitlist(session: Session, cohort_id: int, *, actor: User | None) -> list[Enrollment]:
     """Give freed seats to waiting learners, first come first served."""
     promoted: list[Enrollment] = []
     while True:
@@ -190,7 +192,7 @@ def _promote_waitlist(session: Session, cohort_id: int, *, actor_id: int | None)
         waiting = session.scalar(query)
         if waiting is None or not _take_seat(session, cohort_id):
             break
-        _change(session, waiting, S.enrolled, actor_id=actor_id, note="promoted from waitlist")
+        _change(session, waiting, S.enrolled, actor=actor, note="promoted from waitlist")
         _notify(
             session,
             waiting,
@@ -205,15 +207,15 @@ def _promote_waitlist(session: Session, cohort_id: int, *, actor_id: int | None)
 # --- learner actions -------------------------------------------------------------
 
 
-def request_enrollment(session: Session, cohort: Cohort, user: User, *, actor_id: int | None = None) -> Enrollment:
+def request_enrollment(session: Session, cohort: Cohort, user: User, *, actor: User | None = None) -> Enrollment:
     """Ask to join ``cohort``: enrolled when a seat is free, waitlisted when full, or
-    pending when the cohort requires approval.
+    pending when the cohort requires approval.  ``actor`` is who asks: ``user`` unless given.
 
     Raises ValidationFailed when the cohort no longer accepts requests and Conflict when
     the user already holds or waits for a place in it.
     """
-    actor_id = user.id if actor_id is None else actor_id
-    if not user.active:
+    actor = user if actor is None else actor
+    if not can_enroll(user):
         raise PermissionDenied(_("This account is not active."))
     if not accepts_requests(cohort):
         raise ValidationFailed(_("This cohort no longer accepts enrollment requests."))
@@ -241,7 +243,7 @@ def request_enrollment(session: Session, cohort: Cohort, user: User, *, actor_id
         target = S.enrolled
     else:
         target = S.waitlisted
-    _change(session, enrollment, target, actor_id=actor_id, note="requested", new=new)
+    _change(session, enrollment, target, actor=actor, note="requested", new=new)
     session.flush()
     return enrollment
 
@@ -253,16 +255,16 @@ def withdraw(session: Session, enrollment: Enrollment, *, actor: User) -> Enroll
     Raises PermissionDenied for someone else's enrollment (unless admin) and Conflict
     when it is not active.
     """
-    if enrollment.user_id != actor.id and not actor.is_admin:
+    if enrollment.user_id != actor.id and not can_manage_enrollments(actor):
         raise PermissionDenied(_("You can only withdraw your own enrollment."))
     if enrollment.status not in ACTIVE_STATUSES:
         raise Conflict(_("This enrollment is not active."))
     held_seat = enrollment.status is S.enrolled
-    _change(session, enrollment, S.withdrawn, actor_id=actor.id)
+    _change(session, enrollment, S.withdrawn, actor=actor)
     session.flush()
     if held_seat:
         _release_seat(session, enrollment.cohort_id)
-        _promote_waitlist(session, enrollment.cohort_id, actor_id=actor.id)
+        _promote_waitlist(session, enrollment.cohort_id, actor=actor)
     return enrollment
 
 
@@ -277,14 +279,14 @@ def approve(session: Session, enrollment: Enrollment, *, actor: User) -> Enrollm
     if enrollment.status is not S.pending:
         raise Conflict(_("Only pending requests can be approved."))
     target = S.enrolled if _take_seat(session, enrollment.cohort_id) else S.waitlisted
-    _change(session, enrollment, target, actor_id=actor.id, note="approved")
+    _change(session, enrollment, target, actor=actor, note="approved")
     if target is S.enrolled:
         _notify(session, enrollment, _("Your enrollment was approved"),
                 _("You are enrolled in %(cohort)s.", cohort=enrollment.cohort.name))
     else:
         _notify(session, enrollment, _("Your enrollment was approved"),
                 _("%(cohort)s is full; you are on its waitlist.", cohort=enrollment.cohort.name))
-    record("enrollment.approve", actor_id=actor.id, target_type="enrollment", target_id=enrollment.id,
+    record(session, "enrollment.approve", actor=actor, target_type="enrollment", target_id=enrollment.id,
            result=target.value)
     session.flush()
     return enrollment
@@ -294,11 +296,11 @@ def reject(session: Session, enrollment: Enrollment, *, actor: User, note: str |
     """Reject a pending request. Raises Conflict when it is not pending."""
     if enrollment.status is not S.pending:
         raise Conflict(_("Only pending requests can be rejected."))
-    _change(session, enrollment, S.rejected, actor_id=actor.id, note=note or None)
+    _change(session, enrollment, S.rejected, actor=actor, note=note or None)
     _notify(session, enrollment, _("Your enrollment request was not approved"),
             _("Your request to join %(cohort)s was not approved.", cohort=enrollment.cohort.name)
             + (f"\n\n{note}" if note else ""))
-    record("enrollment.reject", actor_id=actor.id, target_type="enrollment", target_id=enrollment.id)
+    record(session, "enrollment.reject", actor=actor, target_type="enrollment", target_id=enrollment.id)
     session.flush()
     return enrollment
 

@@ -108,7 +108,7 @@ def import_employees(
     session: Session,
     data: bytes,
     *,
-    actor_id: int | None,
+    actor: User | None,
     secret_key: str,
     reset_url_for: object,
 ) -> ImportReport:
@@ -232,6 +232,6 @@ def import_employees(
         session.flush()
         request_password_reset(session, user.email, secret_key=secret_key, reset_url_for=reset_url_for)
         report.created += 1
-    record("user.import", actor_id=actor_id, target_type="company", target_id=None,
+    record(session, "user.import", actor=actor, target_type="company", target_id=None,
            created=report.created, encoding=report.encoding)
     return report

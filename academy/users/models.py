@@ -65,11 +65,13 @@ class User(UserMixin, db.Model):
 
     @property
     def is_admin(self) -> bool:
-        return self.role is Role.admin
+        """True for an active admin: a deactivated admin is no admin (``permissions.is_admin`` asks this)."""
+        return self.active and self.role is Role.admin
 
     @property
     def is_instructor(self) -> bool:
-        return self.role is Role.instructor
+        """True for an active instructor, as :attr:`is_admin` is for admins."""
+        return self.active and self.role is Role.instructor
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email} {self.role.value}>"

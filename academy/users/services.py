@@ -121,7 +121,7 @@ def register_learner(session: Session, data: Registration) -> User:
     )
     session.add(user)
     session.flush()
-    record("user.register", actor_id=user.id, target_type="user", target_id=user.id)
+    record(session, "user.register", actor=user, target_type="user", target_id=user.id)
     return user
 
 
@@ -132,9 +132,11 @@ def create_user(
     role: Role,
     *,
     name: str | None = None,
-    actor_id: int | None = None,
+    actor: User | None = None,
 ) -> User:
     """Create an account with a given role (the ``academy create-user`` command and admins).
+
+    ``actor`` is the admin who creates it, ``None`` for the command line.
 
     Raises ValidationFailed for a weak password and Conflict for a taken email.
     """
@@ -152,7 +154,7 @@ def create_user(
     )
     session.add(user)
     session.flush()
-    record("user.create", actor_id=actor_id, target_type="user", target_id=user.id, role=role.value)
+    record(session, "user.create", actor=actor, target_type="user", target_id=user.id, role=role.value)
     return user
 
 
@@ -179,7 +181,7 @@ def set_role(session: Session, user: User, role: Role, *, actor: User) -> None:
         raise ValidationFailed(_("You cannot remove your own administrator role."), field="role")
     old = user.role
     user.role = role
-    record("user.set_role", actor_id=actor.id, target_type="user", target_id=user.id,
+    record(session, "user.set_role", actor=actor, target_type="user", target_id=user.id,
            old=old.value, new=role.value)
 
 
@@ -188,14 +190,14 @@ def set_active(session: Session, user: User, active: bool, *, actor: User) -> No
     if user.id == actor.id and not active:
         raise ValidationFailed(_("You cannot deactivate your own account."))
     user.active = active
-    record("user.set_active", actor_id=actor.id, target_type="user", target_id=user.id, active=active)
+    record(session, "user.set_active", actor=actor, target_type="user", target_id=user.id, active=active)
 
 
-def record_consent(user: User) -> None:
+def record_consent(session: Session, user: User) -> None:
     """Record that the user agreed to the current personal-data notice, and when."""
     user.consent_at = utcnow()
     user.consent_version = CONSENT_VERSION
-    record("user.consent", actor_id=user.id, target_type="user", target_id=user.id, version=CONSENT_VERSION)
+    record(session, "user.consent", actor=user, target_type="user", target_id=user.id, version=CONSENT_VERSION)
 
 
 def set_locale(user: User, locale: str) -> None:
@@ -240,7 +242,7 @@ def request_password_reset(
         url=url,
     )
     queue_mail(session, user.email, subject, body)
-    record("user.password_reset_requested", actor_id=None, target_type="user", target_id=user.id)
+    record(session, "user.password_reset_requested", actor=None, target_type="user", target_id=user.id)
     return True
 
 
@@ -270,7 +272,7 @@ def reset_password(session: Session, token: str, new_password: str, *, secret_ke
     user = user_for_reset_token(session, token, secret_key=secret_key, max_age=max_age)
     check_password_policy(new_password, email=user.email)
     user.password_hash = hash_password(new_password)
-    record("user.password_reset", actor_id=user.id, target_type="user", target_id=user.id)
+    record(session, "user.password_reset", actor=user, target_type="user", target_id=user.id)
     return user
 
 
@@ -280,7 +282,7 @@ def change_password(session: Session, user: User, current: str, new_password: st
         raise ValidationFailed(_("The current password is not correct."), field="current_password")
     check_password_policy(new_password, email=user.email)
     user.password_hash = hash_password(new_password)
-    record("user.password_change", actor_id=user.id, target_type="user", target_id=user.id)
+    record(session, "user.password_change", actor=user, target_type="user", target_id=user.id)
 
 
 def get_user(session: Session, user_id: int) -> User:

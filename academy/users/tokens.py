@@ -68,7 +68,7 @@ def create_token(
     )
     session.add(row)
     session.flush()
-    record("token.create", actor_id=user.id, target_type="api_token", target_id=row.id, scopes=chosen)
+    record(session, "token.create", actor=user, target_type="api_token", target_id=row.id, scopes=chosen)
     return row, plain
 
 
@@ -82,7 +82,7 @@ def revoke_token(session: Session, token_id: int, *, actor: User) -> ApiToken:
         raise NotFound(_("No such token."))
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        record("token.revoke", actor_id=actor.id, target_type="api_token", target_id=row.id)
+        record(session, "token.revoke", actor=actor, target_type="api_token", target_id=row.id)
     return row
 
 

@@ -69,7 +69,7 @@ def consent() -> Any:
     if current_user.consent_at is not None:
         return redirect(url_for("dashboard.index"))
     if form.validate_on_submit():
-        services.record_consent(current_user)
+        services.record_consent(db.session, current_user)
         db.session.commit()
         return redirect(safe_next_path(request.args.get("next")) or url_for("dashboard.index"))
     return render_template("auth/consent.html", form=form)

@@ -1,0 +1,34 @@
+"""Reading and checking the course manifests under ``courses/`` (no database).
+
+One module per idea:
+
+- :mod:`.reader` reads ``tracks.toml`` and each ``course.toml`` into the dataclasses of :mod:`.model`;
+- :mod:`.toml_source` is TOML read with line numbers, so every :class:`ManifestError` (:mod:`.errors`)
+  names the file, the line and the field;
+- :mod:`.grading_policy` is an assignment's ``[assignments.grading]`` table and its defaults;
+- :mod:`.notebooks` reads an nbgrader source notebook's points.
+
+The names below are the package's public interface; import them from here.
+"""
+
+from academy.catalog.manifest.errors import ManifestError
+from academy.catalog.manifest.grading_policy import GRADING_DEFAULTS
+from academy.catalog.manifest.model import AssignmentManifest, Catalog, CourseManifest, TrackManifest
+from academy.catalog.manifest.notebooks import source_notebook_points
+from academy.catalog.manifest.reader import LAB_PROFILES, read_catalog, read_course, read_tracks
+from academy.catalog.manifest.toml_source import locate_line
+
+__all__ = [
+    "GRADING_DEFAULTS",
+    "LAB_PROFILES",
+    "AssignmentManifest",
+    "Catalog",
+    "CourseManifest",
+    "ManifestError",
+    "TrackManifest",
+    "locate_line",
+    "read_catalog",
+    "read_course",
+    "read_tracks",
+    "source_notebook_points",
+]

@@ -1,0 +1,63 @@
+"""What a catalog read from ``courses/`` is: frozen dataclasses, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrackManifest:
+    """One ``[[tracks]]`` entry of ``tracks.toml``."""
+
+    slug: str
+    title_ko: str
+    title_en: str
+    description_ko: str
+    description_en: str
+    position: int
+
+
+@dataclass(frozen=True)
+class AssignmentManifest:
+    """One ``[[assignments]]`` entry, with what its notebooks say about grading."""
+
+    slug: str
+    title_ko: str
+    title_en: str
+    position: int
+    due_days: int | None
+    max_score: float  # sum of nbgrader points over graded and task cells
+    notebooks: tuple[str, ...]  # file names in source/<slug>/, sorted
+    grading: dict[str, Any] = field(default_factory=dict)  # the [assignments.grading] policy, defaults filled
+
+
+@dataclass(frozen=True)
+class CourseManifest:
+    """A course directory: its ``course.toml`` and the assignments found under ``source/``."""
+
+    slug: str
+    track: str
+    title_ko: str
+    title_en: str
+    description_ko: str
+    description_en: str
+    position: int
+    hours: float
+    lab_profile: str
+    gpu_hour_quota: float
+    instructors: tuple[str, ...]
+    passing_rule: dict[str, Any]  # {"min_score_percent": float, "required_assignments": [ids]}
+    assignments: tuple[AssignmentManifest, ...]
+    directory: Path  # absolute path of the nbgrader course directory
+    manifest_hash: str  # sha256 of course.toml and the assignments' notebooks
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Everything under ``courses/``: the tracks and the courses."""
+
+    courses_dir: Path
+    tracks: tuple[TrackManifest, ...]
+    courses: tuple[CourseManifest, ...]

@@ -1,0 +1,24 @@
+"""What test modules share that is not a fixture: the "services required" switch.
+
+``make test`` (and CI) sets ``ACADEMY_TEST_REQUIRE_SERVICES=1``.  A test that needs something
+the machine may lack (PostgreSQL, Redis, root, cgroups, bubblewrap, the lab environment,
+Chromium, the hub's proxy) calls :func:`skip_or_fail` when it is missing: a skip with the
+reason on a developer's machine, a failure under the switch, so CI cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+import pytest
+
+#: True when every service and privilege a test needs must be there (``make test`` sets it).
+REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip because ``reason`` (something the test needs is missing), or fail when services are required."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (ACADEMY_TEST_REQUIRE_SERVICES=1: make test needs it)")
+    pytest.skip(reason)
