@@ -102,7 +102,7 @@ def _setup_course_and_learner(app: Flask) -> tuple[int, int]:
         run_init()
         track = db.session.scalar(db.select(Track).where(Track.slug == "ai-basics"))
         cohort = create_cohort(db.session, track, name="queue test", starts_at=utcnow(),
-                               ends_at=utcnow() + dt.timedelta(days=30), capacity=5, actor_id=None)
+                               ends_at=utcnow() + dt.timedelta(days=30), capacity=5, actor=None)
         user = create_user(db.session, "queue-learner@example.kr", "queue-pass-123", Role.learner)
         request_enrollment(db.session, cohort, user)
         db.session.commit()

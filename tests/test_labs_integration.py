@@ -348,7 +348,7 @@ def test_hub_down_fails_cleanly_and_holds_nothing(tmp_path: Path) -> None:
         run_init(quiet=True)
         track = list_tracks(db.session)[0]
         cohort = create_cohort(db.session, track, name="c", starts_at=utcnow(),
-                               ends_at=utcnow() + dt.timedelta(days=9), capacity=5, actor_id=None)
+                               ends_at=utcnow() + dt.timedelta(days=9), capacity=5, actor=None)
         user = create_user(db.session, "down@example.kr", "lab-offline-2026", Role.learner, name="down")
         user.consent_at = utcnow()
         request_enrollment(db.session, cohort, user)

@@ -416,7 +416,7 @@ def test_a_new_source_version_becomes_what_learners_download(
     with app.app_context():
         assignment = db.session.get(Assignment, course["assignment_id"])
         release = release_upload(db.session, assignment, {NAME: json.dumps(nb).encode()},
-                                 Path(app.config["ACADEMY_DATA_DIR"]), actor_id=None, cache_dir=grader_cache)
+                                 Path(app.config["ACADEMY_DATA_DIR"]), actor=None, cache_dir=grader_cache)
         db.session.commit()
         assert release.version == 2 and current_release(db.session, assignment).id == release.id
     from academy.enrollment.models import Cohort

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from academy.audit.services import record
 from academy.catalog.models import Assignment
 from academy.grading.models import AssignmentRelease
+from academy.users.models import User
 
 CONFIG_NAME = "nbgrader_config.py"
 
@@ -88,7 +89,7 @@ def check_uploaded_source(assignment: Assignment, files: dict[str, bytes], work_
 
 
 def release_upload(session: Session, assignment: Assignment, files: dict[str, bytes], data_dir: Path, *,
-                   actor_id: int | None, cache_dir: Path | None = None) -> AssignmentRelease:
+                   actor: User | None, cache_dir: Path | None = None) -> AssignmentRelease:
     """Release a new version from uploaded source notebooks (the others kept from the course).
 
     Runs nbgrader, so it is called from a job, not a request.
@@ -115,16 +116,16 @@ def release_upload(session: Session, assignment: Assignment, files: dict[str, by
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     release = AssignmentRelease(assignment_id=assignment.id, version=version, source_hash=source_digest,
-                                path=str(target), created_by_id=actor_id)
+                                path=str(target), created_by_id=actor.id if actor else None)
     session.add(release)
     session.flush()
-    record("assignment.release", actor_id=actor_id, target_type="assignment", target_id=assignment.id,
+    record(session, "assignment.release", actor=actor, target_type="assignment", target_id=assignment.id,
            version=version, source_hash=source_digest, uploaded=sorted(files))
     return release
 
 
 def ensure_release(session: Session, assignment: Assignment, data_dir: Path, *,
-                   actor_id: int | None = None, cache_dir: Path | None = None) -> AssignmentRelease:
+                   actor: User | None = None, cache_dir: Path | None = None) -> AssignmentRelease:
     """The release matching the assignment's current source, generated when new.
 
     Raises whatever nbgrader raises for a source it cannot release (the catalog loader
@@ -152,10 +153,10 @@ def ensure_release(session: Session, assignment: Assignment, data_dir: Path, *,
     if existing is not None:
         return existing
     release = AssignmentRelease(assignment_id=assignment.id, version=version, source_hash=digest,
-                                path=str(target), created_by_id=actor_id)
+                                path=str(target), created_by_id=actor.id if actor else None)
     session.add(release)
     session.flush()
-    record("assignment.release", actor_id=actor_id, target_type="assignment", target_id=assignment.id,
+    record(session, "assignment.release", actor=actor, target_type="assignment", target_id=assignment.id,
            version=version, source_hash=digest)
     return release
 

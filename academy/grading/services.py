@@ -216,7 +216,7 @@ def submit(
     job = GradingJob(submission=submission, reason="submit", requested_by_id=user.id)
     session.add(job)
     session.flush()
-    record("submission.create", actor_id=user.id, target_type="submission", target_id=submission.id,
+    record(session, "submission.create", actor=user, target_type="submission", target_id=submission.id,
            assignment=assignment.slug, attempt=submission.attempt,
            files={name: digest for name, (digest, _size) in stored.items()})
     return submission, job
@@ -240,7 +240,7 @@ def grant_extension(session: Session, assignment: Assignment, learner: User, due
     extension.reason = reason or None
     extension.granted_by_id = actor.id
     session.flush()
-    record("extension.grant", actor_id=actor.id, target_type="assignment", target_id=assignment.id,
+    record(session, "extension.grant", actor=actor, target_type="assignment", target_id=assignment.id,
            learner=learner.id, due_at=due_at.isoformat())
     return extension
 
@@ -326,7 +326,7 @@ def grade_by_hand(session: Session, submission: Submission, points: dict[int, fl
         cells[cell_id].score = float(value)
     submission.raw_score = round(sum(c.score or 0.0 for c in submission.cells), 4)
     submission.score = grading_policy.apply_penalty(submission.raw_score, submission.penalty_percent)
-    record("submission.grade_by_hand", actor_id=actor.id, target_type="submission", target_id=submission.id,
+    record(session, "submission.grade_by_hand", actor=actor, target_type="submission", target_id=submission.id,
            points={cells[i].grade_id: v for i, v in points.items()}, previous_score=before, score=submission.score)
     session.flush()
     return submission
@@ -343,7 +343,7 @@ def regrade(session: Session, submissions: list[Submission], *, actor: User) -> 
         job = GradingJob(submission=submission, reason="regrade", requested_by_id=actor.id)
         session.add(job)
         jobs.append(job)
-        record("submission.regrade", actor_id=actor.id, target_type="submission", target_id=submission.id,
+        record(session, "submission.regrade", actor=actor, target_type="submission", target_id=submission.id,
                previous_score=submission.score)
     session.flush()
     return jobs

@@ -200,7 +200,7 @@ def _tell_learner_about_regrade(submission: Submission, previous_score: float | 
     from academy.audit.services import record
     from academy.mail.services import queue_mail
 
-    record("submission.regraded", actor_id=None, target_type="submission", target_id=submission.id,
+    record(db.session, "submission.regraded", actor=None, target_type="submission", target_id=submission.id,
            previous_score=previous_score, score=submission.score, status=submission.status.value)
     if submission.score == previous_score:
         return

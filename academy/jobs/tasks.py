@@ -55,6 +55,7 @@ def register(celery: Celery) -> None:
         from academy.extensions import db
         from academy.grading import releases
         from academy.grading.storage import BlobStore
+        from academy.users.models import User
 
         with flask_app().app_context():
             data_dir = Path(flask_app().config["ACADEMY_DATA_DIR"])
@@ -62,7 +63,8 @@ def register(celery: Celery) -> None:
             assignment = db.session.get(Assignment, assignment_id)
             release = releases.release_upload(db.session, assignment,
                                               {name: store.get(d) for name, d in files.items()},
-                                              data_dir, actor_id=actor_id)
+                                              data_dir,
+                                              actor=db.session.get(User, actor_id) if actor_id else None)
             db.session.commit()
             return release.version
 

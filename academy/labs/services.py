@@ -265,7 +265,7 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
         if existing is None:
             raise
         return existing
-    audit("lab.launch", actor_id=user.id, target_type="lab_session", target_id=lab.id, course=course.slug,
+    audit(session, "lab.launch", actor=user, target_type="lab_session", target_id=lab.id, course=course.slug,
           profile=profile.name)
     if profile.uses_gpu:
         _serve_queue(session, client, settings)
@@ -488,7 +488,7 @@ def reset_notebook(session: Session, client: HubClient, user: User, assignment: 
         client.make_dirs(hub_user, posixpath.dirname(path))
     original = grading.released_notebook(grading.current_release(session, assignment), name)
     client.put_notebook(hub_user, path, json.loads(original))
-    audit("lab.reset_notebook", actor_id=user.id, target_type="assignment", target_id=assignment.id,
+    audit(session, "lab.reset_notebook", actor=user, target_type="assignment", target_id=assignment.id,
           notebook=name, backup=backup)
     return backup
 
@@ -524,7 +524,7 @@ def stop_lab(session: Session, client: HubClient | None, lab: LabSession, *, rea
     was_running = lab.state in (LabState.starting, LabState.running)
     state = LabState.cancelled if lab.state == LabState.queued else LabState.stopped
     _finish(lab, state, reason, at=at)
-    audit("lab.stop", actor_id=actor.id if actor else None, target_type="lab_session", target_id=lab.id,
+    audit(session, "lab.stop", actor=actor, target_type="lab_session", target_id=lab.id,
           reason=reason, user=lab.user_id)
     session.commit()
     if was_running and client is not None:
