@@ -1,6 +1,7 @@
-"""Celery tasks: grade a submission, and re-send jobs that lost their message or worker.
+"""Celery tasks: grade a submission, release an upload, deliver mail, and the periodic sweeps.
 
-The tasks are thin: they open an app context and call ``academy.grading.worker``.
+The tasks are thin: they open an app context and call ``academy.grading.worker``,
+``academy.mail.worker`` or the labs services.
 """
 
 from __future__ import annotations
@@ -73,6 +74,24 @@ def register(celery: Celery) -> None:
 
         with flask_app().app_context():
             return requeue_stale()
+
+    @celery.task(name="academy.deliver_mail")
+    def deliver_mail(message_id: int) -> bool:
+        """Send one outbox message right after the commit that wrote it (a no-op without SMTP)."""
+        from academy.extensions import db
+        from academy.mail.worker import deliver
+
+        with flask_app().app_context():
+            return deliver(db.session, flask_app().config["ACADEMY_SETTINGS"], message_id)
+
+    @celery.task(name="academy.retry_mail")
+    def retry_mail() -> int:
+        """Try again the outbox messages SMTP did not take, once their wait is over."""
+        from academy.extensions import db
+        from academy.mail.worker import retry_due
+
+        with flask_app().app_context():
+            return retry_due(db.session, flask_app().config["ACADEMY_SETTINGS"])
 
     @celery.task(name="academy.sweep_labs")
     def sweep_labs() -> dict[str, int]:
