@@ -6,6 +6,7 @@ tests/test_grading_queue.py and tests/test_mail.py run the same seam against rea
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -155,3 +156,63 @@ def test_the_beat_runs_every_sweep(tmp_path: Any) -> None:
     schedule = celery_config(None, tmp_path)["beat_schedule"]
     assert {entry["task"] for entry in schedule.values()} >= {
         "academy.requeue_stale_jobs", "academy.sweep_labs", "academy.retry_mail"}
+
+
+# -- grading jobs: queued with their rows, re-sent by the sweeper when their message is lost -----------------------
+
+def _regrade_job(app: Flask, make_user: Any, make_track: Any) -> int:
+    """A graded submission put up for regrading (services.regrade queues its job); returns the job id."""
+    from academy.catalog.models import Assignment
+    from academy.grading.models import AssignmentRelease, Submission, SubmissionStatus
+    from academy.grading.services import regrade
+    from academy.users.models import User
+
+    make_track()
+    learner, instructor = make_user("learner"), make_user("instructor")
+    with app.app_context():
+        assignment = db.session.scalar(db.select(Assignment))
+        release = AssignmentRelease(assignment_id=assignment.id, version=1, source_hash="0" * 64, path="/nonexistent")
+        submission = Submission(assignment_id=assignment.id, user_id=learner, release=release, attempt=1,
+                                status=SubmissionStatus.graded, score=4.0, raw_score=4.0, max_score=10.0)
+        db.session.add(submission)
+        db.session.commit()
+        [job] = regrade(db.session, [submission], actor=db.session.get(User, instructor))
+        db.session.commit()
+        return job.id
+
+
+def test_the_sweeper_resends_a_job_whose_message_was_lost_and_only_that(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, make_user: Any, make_track: Any
+) -> None:
+    from academy.grading.models import GradingJob, JobState
+    from academy.grading.worker import REQUEUE_QUEUED_AFTER, requeue_stale
+
+    attempts: list[Any] = []
+
+    def broker_down(task: str, args: tuple[Any, ...]) -> None:
+        attempts.append((task, args))
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("academy.jobs._send", broker_down)
+    job_id = _regrade_job(app, make_user, make_track)
+    assert attempts == [("academy.grade", (job_id,))]  # tried at the commit, and lost
+    sent: list[Any] = []
+    monkeypatch.setattr("academy.jobs._send", lambda task, args: sent.append((task, args)))
+    with app.app_context():
+        job = db.session.get(GradingJob, job_id)
+        published = job.published_at
+        assert job.state is JobState.queued and published is not None
+        assert requeue_stale(now=published + REQUEUE_QUEUED_AFTER / 2) == 0  # it may just be waiting its turn
+        assert sent == []
+        later = published + REQUEUE_QUEUED_AFTER * 1.5
+        assert requeue_stale(now=later) == 1
+        assert sent == [("academy.grade", (job_id,))]
+        db.session.expire_all()
+        assert db.session.get(GradingJob, job_id).published_at == later  # so it is not re-sent at every sweep
+        assert requeue_stale(now=later + REQUEUE_QUEUED_AFTER / 2) == 0
+        # A worker that died holding it: the lease runs out and the job goes out again.
+        job = db.session.get(GradingJob, job_id)
+        job.state, job.attempts, job.lease_until = JobState.running, 1, later
+        db.session.commit()
+        assert requeue_stale(now=later + dt.timedelta(seconds=1)) == 1
+        assert sent == [("academy.grade", (job_id,))] * 2
