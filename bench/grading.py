@@ -635,7 +635,7 @@ def portal_latency(tmp: Path, procs: Processes, samples: int) -> dict[str, Any]:
 
         started = time.perf_counter()
         with app.app_context():
-            submission, job = submit(db.session, assignment=db.session.get(Assignment, assignment_id),
+            submission, _job = submit(db.session, assignment=db.session.get(Assignment, assignment_id),
                                      user=db.session.get(User, user_id), files={PORTAL_NOTEBOOK.name: data},
                                      store=submission_store(data_dir))
             db.session.commit()  # sends the job's message
