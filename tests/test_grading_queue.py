@@ -114,17 +114,14 @@ def _submit(app: Flask, assignment_id: int, user_id: int, data: bytes) -> tuple[
     from academy.catalog.models import Assignment
     from academy.grading.services import submit
     from academy.grading.storage import submission_store
-    from academy.grading.worker import publish
     from academy.users.models import User
 
     with app.app_context():
         submission, job = submit(db.session, assignment=db.session.get(Assignment, assignment_id),
                                  user=db.session.get(User, user_id), files={NAME: data},
                                  store=submission_store(Path(app.config["ACADEMY_DATA_DIR"])))
-        db.session.commit()
-        ids = submission.id, job.id
-        publish([job.id])
-        return ids
+        db.session.commit()  # sends the job's message
+        return submission.id, job.id
 
 
 def _dispose(app: Flask) -> None:

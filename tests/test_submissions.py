@@ -404,6 +404,31 @@ def test_an_invalid_new_source_version_is_refused_naming_notebook_and_cell(
         assert db.session.scalar(db.select(db.func.count()).select_from(AssignmentRelease)) == 1
 
 
+def test_an_uploaded_version_is_released_by_the_job_queued_after_the_commit(
+    app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from academy.grading.services import current_release
+    from academy.jobs import get_celery, tasks
+
+    sent: list[Any] = []
+    monkeypatch.setattr("academy.jobs._send", lambda task, args: sent.append((task, args)))
+    monkeypatch.setattr(tasks, "_flask_app", app)
+    _as_course_instructor(client, login_as)
+    nb = json.loads(SOURCE.read_bytes())
+    nb["cells"].insert(0, {"cell_type": "markdown", "id": "v2note", "metadata": {}, "source": "## 2판"})
+    token = csrf_token(client, f"/assignments/{course['assignment_id']}/gradebook")
+    response = client.post(f"/assignments/{course['assignment_id']}/versions", content_type="multipart/form-data",
+                           data={"csrf_token": token, "notebooks": [(io.BytesIO(json.dumps(nb).encode()), NAME)]})
+    assert response.status_code == 303
+    [(task, (assignment_id, digests, actor_id))] = sent
+    assert task == "academy.release_upload" and assignment_id == course["assignment_id"] and list(digests) == [NAME]
+    with app.app_context():
+        celery = get_celery()
+    assert celery.tasks[task](assignment_id, digests, actor_id) == 2  # what the worker runs
+    with app.app_context():
+        assert current_release(db.session, db.session.get(Assignment, assignment_id)).version == 2
+
+
 def test_a_new_source_version_becomes_what_learners_download(
     app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any, grader_cache: Path
 ) -> None:

@@ -24,6 +24,7 @@ from academy.errors import AcademyError
 from academy.extensions import db
 from academy.i18n import current_locale
 from academy.mail.models import OutboxMessage
+from academy.mail.services import MAX_ATTEMPTS
 from academy.users import services as user_services
 from academy.users.forms import ImportUsersForm
 from academy.users.importer import import_employees
@@ -263,7 +264,7 @@ def outbox() -> Any:
         .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)
     ).all()
     return render_template("admin/outbox.html", messages=rows[:PAGE_SIZE], page=page,
-                           has_next=len(rows) > PAGE_SIZE)
+                           has_next=len(rows) > PAGE_SIZE, max_attempts=MAX_ATTEMPTS)
 
 
 @bp.route("/audit")

@@ -1,10 +1,11 @@
 """Submitting, recording grades and regrading.
 
 ``submit`` validates and stores a learner's notebooks and records the submission and
-its grading job in the caller's transaction; the caller commits and only then queues
-the job (``academy.jobs.enqueue_grading``), so a worker never looks for a row that is
-not there yet.  ``record_result`` writes what the grader found, idempotently: grading
-the same submission again replaces its cell scores and leaves one score.
+its grading job in the caller's transaction and queues the job through
+``academy.jobs.enqueue_after_commit`` (``queue_grading``): the message leaves when the
+caller commits, so a worker never looks for a row that is not there yet.
+``record_result`` writes what the grader found, idempotently: grading the same
+submission again replaces its cell scores and leaves one score.
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ def submit(
     job = GradingJob(submission=submission, reason="submit", requested_by_id=user.id)
     session.add(job)
     session.flush()
+    queue_grading(session, job, now=now)
     record(session, "submission.create", actor=user, target_type="submission", target_id=submission.id,
            assignment=assignment.slug, attempt=submission.attempt,
            files={name: digest for name, (digest, _size) in stored.items()})
@@ -335,7 +337,7 @@ def grade_by_hand(session: Session, submission: Submission, points: dict[int, fl
 def regrade(session: Session, submissions: list[Submission], *, actor: User) -> list[GradingJob]:
     """Queue a new grading of each submission (after a test was fixed); returns the jobs.
 
-    The caller checks that ``actor`` may manage the course, commits, then queues the jobs.
+    The caller checks that ``actor`` may manage the course and commits; the jobs are sent then.
     """
     jobs = []
     for submission in submissions:
@@ -346,7 +348,23 @@ def regrade(session: Session, submissions: list[Submission], *, actor: User) -> 
         record(session, "submission.regrade", actor=actor, target_type="submission", target_id=submission.id,
                previous_score=submission.score)
     session.flush()
+    for job in jobs:
+        queue_grading(session, job)
     return jobs
+
+
+def queue_grading(session: Session, job: GradingJob, *, now: dt.datetime | None = None) -> None:
+    """Send ``job``'s message when the caller's transaction commits, noting when (``published_at``).
+
+    The stale-job sweeper (``academy.grading.worker.requeue_stale``) re-sends a queued job
+    whose message went out longer ago than it should take to start, so a message lost on
+    the way (a broker down at the commit) delays a grade but never loses it.
+    """
+    from academy.jobs import enqueue_after_commit
+
+    job.published_at = now or utcnow()
+    session.flush()
+    enqueue_after_commit(session, "academy.grade", job.id)
 
 
 def get_submission_for(session: Session, public_id: str, user: User) -> Submission:

@@ -159,10 +159,7 @@ def accept_files(row: Assignment, files: dict[str, bytes], *, origin: str) -> An
         db.session.rollback()
         flash(str(exc), "danger")
         return redirect(url_for("grading.assignment", assignment_id=row.id)), 303
-    db.session.commit()
-    from academy.grading.worker import publish
-
-    publish([job.id])
+    db.session.commit()  # sends the grading job's message
     flash(_("Your notebook was received (attempt %(n)d). Grading has started.", n=submission.attempt), "success")
     return redirect(url_for("grading.submission", public_id=submission.public_id), 303)
 
@@ -311,7 +308,7 @@ def upload_version(assignment_id: int) -> Any:
 
     from academy.grading.releases import check_uploaded_source
     from academy.grading.storage import BlobStore
-    from academy.jobs import get_celery
+    from academy.jobs import enqueue_after_commit
 
     row = _assignment_or_404(assignment_id)
     if not can_manage_course(current_user, row.course):
@@ -325,7 +322,8 @@ def upload_version(assignment_id: int) -> Any:
         return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
     store = BlobStore(Path(current_app.config["ACADEMY_DATA_DIR"]) / "sources")
     digests = {name: store.put(data) for name, data in files.items()}
-    get_celery().send_task("academy.release_upload", args=[row.id, digests, current_user.id], queue="academy")
+    enqueue_after_commit(db.session, "academy.release_upload", row.id, digests, current_user.id)
+    db.session.commit()
     flash(_("The new version is being released; learners get it in a moment."), "info")
     return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
 
@@ -344,9 +342,6 @@ def regrade(assignment_id: int) -> Any:
         query = query.where(Submission.user_id == request.form.get("user", type=int))
     targets = list(db.session.scalars(query))
     jobs = services.regrade(db.session, targets, actor=current_user)
-    db.session.commit()
-    from academy.grading.worker import publish
-
-    publish([job.id for job in jobs])
+    db.session.commit()  # sends the grading jobs' messages
     flash(_("%(n)d submissions will be graded again.", n=len(jobs)), "info")
     return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)

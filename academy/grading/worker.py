@@ -24,7 +24,7 @@ from sqlalchemy import update
 from academy.db import utcnow
 from academy.extensions import db
 from academy.grading.models import GradingJob, JobState, Submission, SubmissionStatus
-from academy.grading.services import pending_jobs, record_result
+from academy.grading.services import pending_jobs, queue_grading, record_result
 from academy.grading.storage import feedback_store, submission_store
 
 log = logging.getLogger(__name__)
@@ -183,12 +183,8 @@ def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedbac
         record_result(db.session, submission, {"status": "grader_error", "problems": [error or "grader error"]})
     else:
         submission.status = SubmissionStatus.queued
+        queue_grading(db.session, job, now=now)
     db.session.commit()
-    if target is JobState.queued:
-        from academy.jobs import enqueue_grading
-
-        _publish(job_id)
-        enqueue_grading(job_id)
     return target.value
 
 
@@ -218,23 +214,6 @@ def _tell_learner_about_regrade(submission: Submission, previous_score: float | 
         )
 
 
-def _publish(job_id: int) -> None:
-    db.session.execute(
-        update(GradingJob).where(GradingJob.id == job_id).values(published_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-
-
-def publish(job_ids: list[int]) -> None:
-    """Send the messages for jobs just committed (and note when they were sent)."""
-    from academy.jobs import enqueue_grading
-
-    for job_id in job_ids:
-        _publish(job_id)
-        enqueue_grading(job_id)
-
-
 def requeue_stale(*, now: dt.datetime | None = None) -> int:
     """Re-send jobs that look lost: running with an expired lease, or queued and unsent for long."""
     now = now or utcnow()
@@ -249,7 +228,7 @@ def requeue_stale(*, now: dt.datetime | None = None) -> int:
             record_result(db.session, job.submission,
                           {"status": "grader_error", "problems": ["the grading worker stopped repeatedly"]})
             continue
+        queue_grading(db.session, job, now=now)
         stale.append(job.id)
-    db.session.commit()
-    publish(stale)
+    db.session.commit()  # sends the messages
     return len(stale)

@@ -6,14 +6,20 @@
 * Scale path: ``ACADEMY_BROKER_URL=redis://...`` or ``amqp://...`` — the same tasks on
   any number of worker machines.
 
-The database row (``GradingJob``) is the truth about a job, not the message: a worker
-claims a job with a lease, records the result only while it still holds it, and the
-sweeper re-sends jobs whose message was lost or whose worker died.  So a lost message
-or a SIGKILLed worker delays a grade but never loses one, and never records it twice.
+Work is queued one way: ``enqueue_after_commit(session, task, *args)``, from the service
+that writes the rows the task reads; the message leaves when that transaction commits.
+
+A database row is the truth about a job, not the message: a grading worker claims a
+``GradingJob`` with a lease and records the result only while it still holds it; a mail
+try is claimed on its ``OutboxMessage`` before SMTP is spoken to.  Periodic sweeps (the
+beat) re-send grading jobs whose message was lost or whose worker died, and retry mail
+SMTP did not take.  So a lost message or a SIGKILLed worker delays a grade or a mail but
+never loses one, and never records it twice.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -21,7 +27,7 @@ from typing import Any
 
 from celery import Celery
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,8 @@ def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float =
             "requeue-stale-grading-jobs": {"task": "academy.requeue_stale_jobs", "schedule": sweep_seconds},
             # Labs: reconcile with the hub, warn and stop over GPU quota, expire abandoned queue places.
             "sweep-labs": {"task": "academy.sweep_labs", "schedule": 60.0},
+            # Mail: try again the messages SMTP did not take (or whose delivery message was lost).
+            "retry-mail": {"task": "academy.retry_mail", "schedule": 60.0},
         },
     }
     config["beat_schedule_filename"] = str(Path(data_dir) / "celerybeat-schedule")
@@ -86,44 +94,75 @@ def get_celery() -> Celery:
     return app
 
 
-def enqueue(task: str, *args: Any) -> None:
-    """Send a task message now. Prefer ``enqueue_after_commit``; this is for work whose rows are committed."""
+def _send(task: str, args: tuple[Any, ...]) -> None:
     get_celery().send_task(task, args=list(args), queue="academy")
 
 
 _PENDING = "academy.jobs.pending"
 
 
-def enqueue_after_commit(session: Session, task: str, *args: Any) -> None:
+def enqueue_after_commit(session: Session | scoped_session[Session], task: str, *args: Any) -> None:
     """Queue ``task(*args)`` to be sent once ``session``'s transaction commits (never if it rolls back).
 
-    The one way to queue work from a service or view: a worker that picks the message up
-    always finds the rows the transaction wrote.  A broker that is down when the message is
-    sent is logged, not raised: the commit already happened, and each task's periodic sweep
-    re-sends work whose message was lost.
+    The one way to queue work from a service, view or job: a worker that picks the message
+    up always finds the rows the transaction wrote.
+
+    * Messages are sent when the outermost transaction commits, in the order they were
+      queued.  Releasing a savepoint (``begin_nested``) sends nothing; rolling one back
+      drops only what was queued inside it; rolling back or closing the whole transaction
+      drops everything.
+    * The same task with the same arguments is sent once per transaction (tasks are
+      idempotent by the ids they carry; a regrade of many submissions queues each once).
+    * Arguments must be JSON values (they travel in the message).
+    * A broker that is down is logged, not raised: the commit already happened, and each
+      task's periodic sweep re-sends work whose message was lost.
+
+    ``session`` may be Flask-SQLAlchemy's scoped ``db.session``: its ``info`` is that of the
+    session in use.
     """
-    pending: list[tuple[str, tuple[Any, ...]]] = session.info.setdefault(_PENDING, [])
-    if (task, args) not in pending:
-        pending.append((task, args))
+    if isinstance(session, scoped_session):
+        session = session()
+    if not session.in_transaction():
+        session.begin()  # so that a rollback or close before any SQL still drops this work
+    pending: dict[tuple[str, str], tuple[str, tuple[Any, ...], SessionTransaction | None]]
+    pending = session.info.setdefault(_PENDING, {})
+    key = (task, json.dumps(args, sort_keys=True))
+    if key not in pending:
+        pending[key] = (task, args, session.get_nested_transaction())
+
+
+def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 @event.listens_for(Session, "after_commit")
 def _send_pending(session: Session) -> None:
-    for task, args in session.info.pop(_PENDING, []):
+    if session.in_nested_transaction():  # a savepoint released: its messages wait for the outer commit
+        return
+    for task, args, _transaction in session.info.pop(_PENDING, {}).values():
         try:
-            enqueue(task, *args)
+            _send(task, args)
         except Exception:  # noqa: BLE001 - the broker is an outside system; the sweeper re-sends
             log.exception("could not send %s%r; the periodic sweep will retry", task, args)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_savepoint(session: Session, previous_transaction: SessionTransaction) -> None:
+    pending = session.info.get(_PENDING)
+    if pending and previous_transaction.nested:
+        for key, (_task, _args, transaction) in list(pending.items()):
+            if _within(transaction, previous_transaction):
+                del pending[key]
 
 
-def enqueue_grading(job_id: int) -> None:
-    """Send the message for a grading job (call after the commit that created it)."""
-    enqueue("academy.grade", job_id)
+@event.listens_for(Session, "after_transaction_end")
+def _drop_uncommitted(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # after a commit they were sent; after a rollback or close, dropped
+        session.info.pop(_PENDING, None)
 
 
 def default_concurrency() -> int:

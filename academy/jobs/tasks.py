@@ -1,6 +1,7 @@
-"""Celery tasks: grade a submission, and re-send jobs that lost their message or worker.
+"""Celery tasks: grade a submission, release an upload, deliver mail, and the periodic sweeps.
 
-The tasks are thin: they open an app context and call ``academy.grading.worker``.
+The tasks are thin: they open an app context and call ``academy.grading.worker``,
+``academy.mail.worker`` or the labs services.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def flask_app() -> Any:
 
 
 def register(celery: Celery) -> None:
-    """Register the academy tasks on ``celery``."""
+    """Register the academy tasks on ``celery`` only (``shared=False``: each settings' app has its own)."""
     from celery.signals import worker_init, worker_process_init
 
     @worker_init.connect(weak=False, dispatch_uid="academy-grading-warm-up")
@@ -38,7 +39,7 @@ def register(celery: Celery) -> None:
 
         prestart_zygote()
 
-    @celery.task(name="academy.grade", acks_late=True, reject_on_worker_lost=True)
+    @celery.task(name="academy.grade", shared=False, acks_late=True, reject_on_worker_lost=True)
     def grade(job_id: int) -> str:
         """Grade the submission of a job (a no-op when another worker holds or finished it)."""
         from academy.grading.worker import run_job
@@ -46,7 +47,7 @@ def register(celery: Celery) -> None:
         with flask_app().app_context():
             return run_job(job_id)
 
-    @celery.task(name="academy.release_upload", acks_late=True, reject_on_worker_lost=True)
+    @celery.task(name="academy.release_upload", shared=False, acks_late=True, reject_on_worker_lost=True)
     def release_upload(assignment_id: int, files: dict[str, str], actor_id: int | None) -> int:
         """Release a new assignment version from uploaded source notebooks (by blob digest)."""
         from pathlib import Path
@@ -68,7 +69,7 @@ def register(celery: Celery) -> None:
             db.session.commit()
             return release.version
 
-    @celery.task(name="academy.requeue_stale_jobs")
+    @celery.task(name="academy.requeue_stale_jobs", shared=False)
     def requeue_stale_jobs() -> int:
         """Re-send queued jobs whose message seems lost and running jobs whose lease ran out."""
         from academy.grading.worker import requeue_stale
@@ -76,7 +77,25 @@ def register(celery: Celery) -> None:
         with flask_app().app_context():
             return requeue_stale()
 
-    @celery.task(name="academy.sweep_labs")
+    @celery.task(name="academy.deliver_mail", shared=False)
+    def deliver_mail(message_id: int) -> bool:
+        """Send one outbox message right after the commit that wrote it (a no-op without SMTP)."""
+        from academy.extensions import db
+        from academy.mail.worker import deliver
+
+        with flask_app().app_context():
+            return deliver(db.session, flask_app().config["ACADEMY_SETTINGS"], message_id)
+
+    @celery.task(name="academy.retry_mail", shared=False)
+    def retry_mail() -> int:
+        """Try again the outbox messages SMTP did not take, once their wait is over."""
+        from academy.extensions import db
+        from academy.mail.worker import retry_due
+
+        with flask_app().app_context():
+            return retry_due(db.session, flask_app().config["ACADEMY_SETTINGS"])
+
+    @celery.task(name="academy.sweep_labs", shared=False)
     def sweep_labs() -> dict[str, int]:
         """Labs housekeeping (academy.labs.services.sweep); a no-op when no hub is configured or reachable."""
         import dataclasses

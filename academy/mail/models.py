@@ -12,7 +12,11 @@ from academy.extensions import db
 
 
 class OutboxMessage(db.Model):
-    """One outgoing message; ``sent_at`` is set once SMTP accepted it."""
+    """One outgoing message; ``sent_at`` is set once SMTP accepted it.
+
+    ``attempts`` counts the tries at SMTP; ``next_attempt_at`` is when the retry sweep may
+    try again (None once it was sent or the tries ran out); ``error`` is the last failure.
+    """
 
     __tablename__ = "outbox_message"
 
@@ -23,3 +27,5 @@ class OutboxMessage(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(index=True)

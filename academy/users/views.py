@@ -11,7 +11,6 @@ from flask_login import current_user, login_user, logout_user
 from academy.errors import AcademyError
 from academy.extensions import db, limiter
 from academy.i18n import current_locale
-from academy.mail.services import deliver_pending
 from academy.users import services, tokens
 from academy.users.forms import (
     ChangePasswordForm,
@@ -166,9 +165,7 @@ def forgot_password() -> Any:
             reset_url_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
             locale=current_locale(),
         )
-        db.session.commit()
-        deliver_pending(db.session, _settings())
-        db.session.commit()
+        db.session.commit()  # sends the mail's delivery job
         flash(_("If an account exists for that email, a reset link is on its way."), "info")
         return redirect(url_for("auth.login"))
     return render_template("auth/forgot.html", form=form)
