@@ -380,7 +380,7 @@ def _cohort_and_two_learners(app: Flask) -> tuple[int, int, int]:
         db.session.add_all([track, Course(slug="mail-course", track=track, title_ko="과정", title_en="Course",
                                           source_path="/nonexistent/mail", hours=1.0)])
         cohort = create_cohort(db.session, track, name="one seat", starts_at=utcnow(),
-                               ends_at=utcnow() + dt.timedelta(days=30), capacity=1, actor_id=None)
+                               ends_at=utcnow() + dt.timedelta(days=30), capacity=1, actor=None)
         seated = create_user(db.session, "seated2@example.kr", "seated-pass-123", Role.learner)
         waiting = create_user(db.session, "waiting2@example.kr", "waiting-pass-123", Role.learner)
         db.session.commit()
