@@ -33,9 +33,9 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from academy.grading.joblog import LOGGER_NAME, JobLog, one_line, root_cause
-from academy.grading.results import GraderSetupError
-from academy.grading.validation import MAX_NOTEBOOK_BYTES, UngradableInput, check_name
+from academy.engine.joblog import LOGGER_NAME, JobLog, one_line, root_cause
+from academy.engine.results import GraderSetupError
+from academy.engine.validation import MAX_NOTEBOOK_BYTES, UngradableInput, check_name
 
 CACHE_DIR_ENV = "ACADEMY_GRADING_CACHE_DIR"
 """Environment variable naming the generate_assignment cache directory."""
@@ -45,7 +45,7 @@ _DEFAULT_IGNORE = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 
 @dataclass(frozen=True)
-class Course:
+class NbgraderCourse:
     """An nbgrader course directory and one of its assignments, as ``load_course`` found them."""
 
     root: Path
@@ -56,7 +56,7 @@ class Course:
     ignore: tuple[str, ...]
 
 
-def load_course(root: Path, assignment: str) -> Course:
+def load_course(root: Path, assignment: str) -> NbgraderCourse:
     """Read ``root/nbgrader_config.py`` and find ``assignment``; ``UngradableInput`` when either is unusable."""
     check_name(assignment, "assignment")
     if not root.is_dir():
@@ -90,10 +90,10 @@ def load_course(root: Path, assignment: str) -> Course:
     ignore = _DEFAULT_IGNORE
     if "CourseDirectory" in config and "ignore" in config.CourseDirectory:
         ignore = list(config.CourseDirectory.ignore)
-    return Course(root, config, config_bytes, source, names, tuple(ignore))
+    return NbgraderCourse(root, config, config_bytes, source, names, tuple(ignore))
 
 
-def read_inputs(notebooks: Mapping[str, bytes] | Sequence[Path], course: Course) -> dict[str, bytes]:
+def read_inputs(notebooks: Mapping[str, bytes] | Sequence[Path], course: NbgraderCourse) -> dict[str, bytes]:
     """``{notebook name: bytes}``, each name one of the assignment's notebooks."""
     items: list[tuple[str, bytes]] = []
     if isinstance(notebooks, Mapping):
@@ -140,7 +140,7 @@ def cache_root(cache_dir: Path | None, work_root: Path | None) -> Path:
     return root
 
 
-def _source_key(course: Course, assignment: str) -> str:
+def _source_key(course: NbgraderCourse, assignment: str) -> str:
     import nbgrader
 
     digest = hashlib.sha256()
@@ -158,7 +158,7 @@ def _source_key(course: Course, assignment: str) -> str:
     return digest.hexdigest()
 
 
-def _source_files(course: Course) -> Iterator[Path]:
+def _source_files(course: NbgraderCourse) -> Iterator[Path]:
     import fnmatch
 
     for dirpath, dirnames, filenames in os.walk(course.source):
@@ -168,7 +168,7 @@ def _source_files(course: Course) -> Iterator[Path]:
                 yield Path(dirpath) / filename
 
 
-def cache_entry(course: Course, assignment: str, cache_root: Path, joblog: JobLog) -> Path:
+def cache_entry(course: NbgraderCourse, assignment: str, cache_root: Path, joblog: JobLog) -> Path:
     """The cached generate_assignment output for this source, built if missing."""
     entry = cache_root / f"{assignment}-{_source_key(course, assignment)[:32]}"
     if (entry / "ok").is_file():
@@ -199,7 +199,7 @@ def cache_entry(course: Course, assignment: str, cache_root: Path, joblog: JobLo
     return entry
 
 
-def job_config(course: Course, root: Path, assignment: str, student: str) -> Any:
+def job_config(course: NbgraderCourse, root: Path, assignment: str, student: str) -> Any:
     """The course's configuration with every path pointed into ``root``."""
     config = copy.deepcopy(course.config)
     coursedir = config.CourseDirectory

@@ -21,7 +21,7 @@ Speed
     The sandbox starts ipykernel without its debugger (``sandbox.launch.kernel_argv``), and
     the agent's probe skips built-in values cheaply: CPU, not waiting, limits throughput.
 
-Problems, flags for review and timings leave as log records (see ``academy.grading.joblog``).
+Problems, flags for review and timings leave as log records (see ``academy.engine.joblog``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.utils.importstring import import_item
 
-from academy.grading import anticheat
+from academy.engine import anticheat
 
 MAX_OUTPUT_BYTES_PER_CELL = 2 * 1024 * 1024
 """Output kept per cell; the rest is dropped while it streams in (N14)."""
@@ -54,7 +54,7 @@ class GuardedExecute(Execute):
                          help="time.monotonic() after which no cell starts and running ones stop").tag(config=True)
     max_output_bytes = Integer(MAX_OUTPUT_BYTES_PER_CELL, help="Output bytes kept per cell").tag(config=True)
     integrity_checks = Bool(True, help="Check and repair the kernel around instructor cells "
-                            "(academy.grading.anticheat)").tag(config=True)
+                            "(academy.engine.anticheat)").tag(config=True)
     canary = Bool(True, help="Run a must-fail canary of each test cell before it (needs integrity_checks)"
                   ).tag(config=True)
     source_dir = Unicode("", help="The assignment's source directory (instructor files, solution)").tag(config=True)

@@ -5,7 +5,7 @@ Two forms (DESIGN.md, "Interfaces that must stay stable")::
     academy grade --course DIR --assignment NAME [--student ID] [--feedback OUTDIR] NOTEBOOK... [--json]
     academy grade --course DIR --assignment NAME --all [--workers N] [--json]
 
-Both go through ``academy.grading.pipeline.grade_submission``, the same code the grading
+Both go through ``academy.engine.pipeline.grade_submission``, the same code the grading
 worker runs, in the same sandbox.  The command needs neither the portal database nor an
 application context and never writes into DIR.  Exit status: 0 when every submission was
 graded (whatever the score, also when learner code failed), 2 with a one-line message on
@@ -28,32 +28,23 @@ WORKERS_PER_CPU = 2
 """Default ``--all`` workers per CPU: a job waits on its kernel about half the time."""
 
 FORKSERVER_PRELOAD = (
-    "academy.grading.pipeline",
-    "academy.grading.sandbox",
+    "academy.engine.pipeline",
+    "academy.engine.sandbox",
     # imported by the first job otherwise (nbgrader's gradebook, the anticheat's cell parsing)
     "sqlalchemy.dialects.sqlite",
     "IPython.core.inputtransformer2",
     # last: builds what each worker's first job built (validators, ORM mappings); with --feedback,
-    # academy.grading.prewarm_feedback follows (feedback templates, the HTML exporter's patterns)
-    "academy.grading.prewarm",
+    # academy.engine.prewarm_feedback follows (feedback templates, the HTML exporter's patterns)
+    "academy.engine.prewarm",
 )
 
 
-@click.command("grade")
-@click.option("--course", "course_dir", type=click.Path(path_type=Path),
-              help="nbgrader course directory (holds source/NAME/).")
-@click.option("--assignment", help="Assignment name: a folder under DIR/source/.")
-@click.option("--student", default="learner", show_default=True, help="Student id used inside the grading job.")
-@click.option("--feedback", "feedback_dir", type=click.Path(path_type=Path),
-              help="Write the feedback HTML the learner would see into this directory.")
-@click.option("--all", "grade_all", is_flag=True, help="Grade every DIR/submitted/STUDENT/NAME/.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help=f"Parallel jobs for --all [default: {WORKERS_PER_CPU} per CPU].")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per student with --all).")
-@click.argument("notebooks", nargs=-1, type=click.Path(path_type=Path))
-def grade_command(course_dir: Path | None, assignment: str | None, student: str, feedback_dir: Path | None,
-                  grade_all: bool, workers: int | None, as_json: bool, notebooks: tuple[Path, ...]) -> None:
-    """Grade NOTEBOOK... (or every submission with --all) with nbgrader, in the grading sandbox."""
+def run_grade(course_dir: Path | None, assignment: str | None, student: str, feedback_dir: Path | None,
+              grade_all: bool, workers: int | None, as_json: bool, notebooks: tuple[Path, ...]) -> int:
+    """Grade NOTEBOOK... (or every submission with --all) with nbgrader, in the grading sandbox; the exit status.
+
+    The command's engine: ``academy.cli`` wires the options of ``academy grade`` to it.
+    """
     try:
         if course_dir is None or not assignment:
             _fail("--course DIR and --assignment NAME are required")
@@ -65,13 +56,13 @@ def grade_command(course_dir: Path | None, assignment: str | None, student: str,
             _fail("no NOTEBOOK given (or use --all)")
         else:
             code = _grade_one(course_dir, assignment, student, list(notebooks), as_json, feedback_dir)
-    except click.exceptions.Exit:
-        raise
+    except click.exceptions.Exit as refused:
+        code = refused.exit_code
     except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
         click.echo(f"error: {type(exc).__name__}: {_first_line(exc)}", err=True)
         code = EXIT_GRADER_ERROR
     sys.stdout.flush()
-    raise click.exceptions.Exit(code)
+    return code
 
 
 def default_workers() -> int:
@@ -92,7 +83,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _grade_one(course_dir: Path, assignment: str, student: str, notebooks: list[Path], as_json: bool,
                feedback_dir: Path | None) -> int:
-    from academy.grading.pipeline import UngradableInput, grade_submission
+    from academy.engine.pipeline import UngradableInput, grade_submission
 
     try:
         result = grade_submission(course_dir, assignment, notebooks, student_id=student,
@@ -142,7 +133,7 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     # workers start warm and still inherit nothing of this process's state.  This process never
     # imports the pipeline itself: the first worker checks the course meanwhile.
     context = multiprocessing.get_context("forkserver")
-    preload = [*FORKSERVER_PRELOAD, "academy.grading.prewarm_feedback"] if feedback_dir else list(FORKSERVER_PRELOAD)
+    preload = [*FORKSERVER_PRELOAD, "academy.engine.prewarm_feedback"] if feedback_dir else list(FORKSERVER_PRELOAD)
     context.set_forkserver_preload(preload)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_started) as pool:
         # Check the course once, and build the generate_assignment cache before the jobs need it.
@@ -173,14 +164,14 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
 
 def _worker_started() -> None:
     """Each ``--all`` worker launches its kernel zygote as it starts (it imports meanwhile)."""
-    from academy.grading.kernels import prestart_zygote
+    from academy.engine.kernels import prestart_zygote
 
     prestart_zygote()
 
 
 def _check_course(course_dir: Path, assignment: str) -> str | None:
     """Run in a pool process: None when the assignment can be graded (its release is built), else why not."""
-    from academy.grading.pipeline import UngradableInput, release_notebooks
+    from academy.engine.pipeline import UngradableInput, release_notebooks
 
     try:
         release_notebooks(course_dir, assignment)
@@ -192,7 +183,7 @@ def _check_course(course_dir: Path, assignment: str) -> str | None:
 def _grade_student(course_dir: Path, assignment: str, student: str, paths: list[Path],
                    feedback: bool) -> tuple[dict[str, Any], dict[str, str]]:
     """One ``--all`` job, run in a pool process: (JSON object with "student", feedback HTML)."""
-    from academy.grading.pipeline import UngradableInput, grade_submission
+    from academy.engine.pipeline import UngradableInput, grade_submission
 
     try:
         result = grade_submission(course_dir, assignment, paths, student_id=student, feedback=feedback)

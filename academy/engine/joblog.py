@@ -63,7 +63,7 @@ def job_environment() -> Iterator[JobLog]:
     ``traitlets`` logger and the sandbox to its own; all of it goes to the job's log.
     """
     joblog = JobLog()
-    loggers = [joblog.logger, logging.getLogger("traitlets"), logging.getLogger("academy.grading.sandbox")]
+    loggers = [joblog.logger, logging.getLogger("traitlets"), logging.getLogger("academy.engine.sandbox")]
     saved = [(logger.level, logger.propagate, list(logger.handlers)) for logger in loggers]
     for logger in loggers:
         logger.handlers = [joblog]

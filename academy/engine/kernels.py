@@ -1,7 +1,7 @@
 """Which kernel manager runs learners' code, and the unsandboxed one for development.
 
 ``kernel_manager_class_for(policy)`` is the one place that picks the kernel manager:
-the sandbox's asyncio manager when ``academy.grading.sandbox`` provides one (fail
+the sandbox's asyncio manager when ``academy.engine.sandbox`` provides one (fail
 closed: ``SandboxUnavailable`` becomes a grader error unless the policy allows
 unsandboxed runs), else ``LabKernelManager`` (unsandboxed: the lab environment's
 interpreter, a private runtime directory, IPC transport, an allow-listed environment).
@@ -25,7 +25,7 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
-from academy.grading.results import GraderSetupError
+from academy.engine.results import GraderSetupError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def lab_python(policy: Any = None) -> str:
 def kernel_manager_class_for(policy: Any) -> type:
     """The kernel manager class that runs learners' code: the single switch for the sandbox.
 
-    With ``academy.grading.sandbox`` present: ``require_isolation(policy)`` (fail closed:
+    With ``academy.engine.sandbox`` present: ``require_isolation(policy)`` (fail closed:
     ``SandboxUnavailable`` unless the policy allows unsandboxed runs) and the sandbox's
     asyncio manager bound to ``policy``; its working directory is bound per kernel to the
     ``cwd`` nbclient starts it in (see ``_BindWorkdir``).  Without the sandbox module:
@@ -68,9 +68,9 @@ def kernel_manager_class_for(policy: Any) -> type:
 
 
 def sandbox_module() -> Any:
-    """``academy.grading.sandbox`` if it is there and offers what the hook needs, else None."""
+    """``academy.engine.sandbox`` if it is there and offers what the hook needs, else None."""
     try:
-        from academy.grading import sandbox
+        from academy.engine import sandbox
     except ImportError:
         return None
     needed = ("SandboxPolicy", "require_isolation", "probe_isolation", "kernel_manager_class")
@@ -97,7 +97,7 @@ def prestart_zygote(policy: Any = None) -> bool:
     sandbox = sandbox_module()
     if sandbox is None:
         return False
-    from academy.grading.sandbox import zygote
+    from academy.engine.sandbox import zygote
 
     policy = resolve_policy(policy)
     try:

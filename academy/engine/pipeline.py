@@ -75,21 +75,21 @@ import nbformat
 from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.coursedir import CourseDirectory
 
-from academy.grading import anticheat
-from academy.grading.course import Course, cache_entry, cache_root, job_config, load_course, read_inputs
-from academy.grading.execute import GuardedExecute, guarded
-from academy.grading.joblog import JobLog, job_environment, one_line, root_cause
-from academy.grading.kernels import (
+from academy.engine import anticheat
+from academy.engine.course import NbgraderCourse, cache_entry, cache_root, job_config, load_course, read_inputs
+from academy.engine.execute import GuardedExecute, guarded
+from academy.engine.joblog import JobLog, job_environment, one_line, root_cause
+from academy.engine.kernels import (
     LabKernelManager,
     job_kernel_manager,
     kernel_manager_class_for,
     lab_python,
     resolve_policy,
 )
-from academy.grading.results import GradeResult, GraderSetupError, GradeStatus
-from academy.grading.scores import read_results
-from academy.grading.tuning import FeedbackExporter, replace_checks, shared_gradebook_engine, use_template_cache
-from academy.grading.validation import UngradableInput, check_name, load_notebook, reconcile_with_release
+from academy.engine.results import GradeResult, GraderSetupError, GradeStatus
+from academy.engine.scores import read_results
+from academy.engine.tuning import FeedbackExporter, replace_checks, shared_gradebook_engine, use_template_cache
+from academy.engine.validation import UngradableInput, check_name, load_notebook, reconcile_with_release
 
 __all__ = [
     "GradeResult",
@@ -168,7 +168,7 @@ def release_notebooks(course_dir: Path, assignment: str, *, cache_dir: Path | No
 # --- one job ---------------------------------------------------------------------
 
 
-def _run_job(course: Course, assignment: str, submitted: dict[str, bytes], student: str, feedback: bool,
+def _run_job(course: NbgraderCourse, assignment: str, submitted: dict[str, bytes], student: str, feedback: bool,
              policy: Any, work_root: Path | None, cache: Path, keep_workdir: bool,
              joblog: JobLog) -> GradeResult:
     """Validate, then run nbgrader in a fresh directory; nbgrader failures become grader errors."""
@@ -236,7 +236,7 @@ def _grader_error(message: str, joblog: JobLog) -> GradeResult:
                        timings=dict(joblog.timings))
 
 
-def _autograde(course: Course, job: Path, assignment: str, student: str, kernel_manager: type, policy: Any,
+def _autograde(course: NbgraderCourse, job: Path, assignment: str, student: str, kernel_manager: type, policy: Any,
                joblog: JobLog) -> None:
     """nbgrader's Autograde with GuardedExecute and the chosen kernel manager.
 
@@ -276,7 +276,7 @@ def _configured(config: Any, option: str) -> bool:
                for section in ("NotebookClient", "ExecutePreprocessor", "Execute", "GuardedExecute"))
 
 
-def _generate_feedback(course: Course, job: Path, assignment: str, student: str, joblog: JobLog) -> None:
+def _generate_feedback(course: NbgraderCourse, job: Path, assignment: str, student: str, joblog: JobLog) -> None:
     started = time.monotonic()
     config = job_config(course, job, assignment, student)
     if "exporter_class" not in config.GenerateFeedback:

@@ -1,10 +1,10 @@
 """Imported by a parent of grading workers (a fork server's preload) to run ``tuning.warm_up()`` once.
 
-``academy.grading.prewarm_feedback`` adds the feedback templates.  What the warm-up built is then
+``academy.engine.prewarm_feedback`` adds the feedback templates.  What the warm-up built is then
 frozen out of the workers' garbage collections (``tuning.freeze_for_fork``).
 """
 
-from academy.grading.tuning import freeze_for_fork, warm_up
+from academy.engine.tuning import freeze_for_fork, warm_up
 
 warm_up()
 freeze_for_fork()

@@ -87,7 +87,7 @@ class GradeResult:
     when feedback was not asked for, or on a grader error).  ``log`` holds the grader's
     log lines and ``timings`` seconds per stage; neither is part of the JSON.
     ``flags`` are reasons for an instructor to review the submission (suspected tampering,
-    see ``academy.grading.anticheat``); the portal stores them as ``Submission.flag_reasons``.
+    see ``academy.engine.anticheat``); the portal stores them as ``Submission.flag_reasons``.
     """
 
     status: GradeStatus

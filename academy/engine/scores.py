@@ -18,12 +18,12 @@ import nbformat
 from nbgrader.api import Gradebook
 from nbgrader.utils import is_grade, is_solution
 
-from academy.grading.course import Course, job_config
-from academy.grading.joblog import JobLog
-from academy.grading.results import CellResult, GradeResult, GraderSetupError, GradeStatus, NotebookResult
+from academy.engine.course import NbgraderCourse, job_config
+from academy.engine.joblog import JobLog
+from academy.engine.results import CellResult, GradeResult, GraderSetupError, GradeStatus, NotebookResult
 
 
-def read_results(course: Course, job: Path, assignment: str, student: str, releases: dict[str, Any],
+def read_results(course: NbgraderCourse, job: Path, assignment: str, student: str, releases: dict[str, Any],
                   feedback: bool, joblog: JobLog) -> GradeResult:
     """Per-cell scores from the job's gradebook, error lines from the autograded notebooks."""
     started = time.monotonic()

@@ -254,7 +254,7 @@ def warm_up() -> None:
         _schema_validator()
     with _optional("sandbox probe"):
         # Which isolation layers work here: a few trial sandboxes, cached per process (workers inherit it).
-        from academy.grading.kernels import resolve_policy, sandbox_module
+        from academy.engine.kernels import resolve_policy, sandbox_module
 
         sandbox = sandbox_module()
         if sandbox is not None:

@@ -17,7 +17,7 @@ import warnings
 from collections import Counter
 from typing import Any
 
-from academy.errors import ValidationFailed
+from academy.engine.errors import EngineError
 
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
 """Largest notebook file accepted (bytes); bigger files are refused before parsing."""
@@ -28,7 +28,7 @@ MAX_JSON_DEPTH = 100
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
 
 
-class UngradableInput(ValidationFailed):
+class UngradableInput(EngineError):
     """The input cannot be graded (not a notebook, wrong assignment, unreadable, ...).
 
     The message is one line and names what is wrong; nothing was run.

@@ -6,7 +6,7 @@ learner's to change: built-in functions, IPython's machinery (AST and input tran
 event callbacks, exception handlers, ``showtraceback``), library functions the tests
 call, files in the working directory.  ``docs/anticheat.md`` lists the attacks and what
 stops each.  This package holds the grader's side of the defences; ``GuardedExecute`` in
-``academy.grading.pipeline`` calls ``NotebookDefence`` (``defence``) around every cell.
+``academy.engine.pipeline`` calls ``NotebookDefence`` (``defence``) around every cell.
 What the parts share about cells (their kind, source and facts) is in ``cells``.
 
 Static checks (``static_findings``, module ``static``)
@@ -46,9 +46,9 @@ What cannot be prevented inside the kernel is detected and flagged; ``flags`` en
 defeat the agent and the canary from inside the kernel (see docs/anticheat.md).
 """
 
-from academy.grading.anticheat.agent import AGENT_SOURCE
-from academy.grading.anticheat.canary import TAMPERED, canary_source, canary_verdict
-from academy.grading.anticheat.cells import (
+from academy.engine.anticheat.agent import AGENT_SOURCE
+from academy.engine.anticheat.canary import TAMPERED, canary_source, canary_verdict
+from academy.engine.anticheat.cells import (
     CRITICAL_MODULES,
     CellFacts,
     cell_facts,
@@ -61,10 +61,10 @@ from academy.grading.anticheat.cells import (
     solution_names,
     top_level_names,
 )
-from academy.grading.anticheat.defence import NotebookDefence
-from academy.grading.anticheat.kernel import AgentUnavailable, Finding, KernelGuard, KernelTimeout
-from academy.grading.anticheat.static import MAX_STATIC_FINDINGS, static_findings
-from academy.grading.anticheat.workdir import WorkdirWatch
+from academy.engine.anticheat.defence import NotebookDefence
+from academy.engine.anticheat.kernel import AgentUnavailable, Finding, KernelGuard, KernelTimeout
+from academy.engine.anticheat.static import MAX_STATIC_FINDINGS, static_findings
+from academy.engine.anticheat.workdir import WorkdirWatch
 
 __all__ = [
     "AGENT_SOURCE",

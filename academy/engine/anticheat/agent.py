@@ -3,7 +3,7 @@
 ``AGENT_SOURCE`` is executed inside the kernel (never as a notebook cell): it captures
 the pristine built-ins, IPython's machinery, hooks and ``sys.modules`` in a closure and
 registers ``check`` and ``snapshot`` under a random module name.  ``KernelGuard`` in
-``academy.grading.anticheat.kernel`` talks to it.
+``academy.engine.anticheat.kernel`` talks to it.
 """
 
 from __future__ import annotations

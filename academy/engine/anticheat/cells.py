@@ -1,6 +1,6 @@
 """What the defences share about cells: their kind, their Python source, what they read and bind.
 
-Also the constants and helpers every part of ``academy.grading.anticheat`` uses: the
+Also the constants and helpers every part of ``academy.engine.anticheat`` uses: the
 modules tests rely on (``CRITICAL_MODULES``) and fresh nonces.
 """
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from academy.grading.anticheat.canary import TAMPERED
-from academy.grading.anticheat.cells import (
+from academy.engine.anticheat.canary import TAMPERED
+from academy.engine.anticheat.cells import (
     CRITICAL_MODULES,
     CellFacts,
     cell_facts,
@@ -15,8 +15,8 @@ from academy.grading.anticheat.cells import (
     is_test_cell,
     solution_names,
 )
-from academy.grading.anticheat.kernel import Finding, KernelGuard, KernelTimeout
-from academy.grading.anticheat.workdir import WorkdirWatch
+from academy.engine.anticheat.kernel import Finding, KernelGuard, KernelTimeout
+from academy.engine.anticheat.workdir import WorkdirWatch
 
 _BUILTIN_NAMES = frozenset(dir(__import__("builtins")))
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from queue import Empty
 from typing import Any
 
-from academy.grading.anticheat.agent import call_expression, install_expression
-from academy.grading.anticheat.canary import canary_source, canary_verdict
-from academy.grading.anticheat.cells import CRITICAL_MODULES, CellFacts, new_nonce
+from academy.engine.anticheat.agent import call_expression, install_expression
+from academy.engine.anticheat.canary import canary_source, canary_verdict
+from academy.engine.anticheat.cells import CRITICAL_MODULES, CellFacts, new_nonce
 
 
 @dataclass

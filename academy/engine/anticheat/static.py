@@ -6,7 +6,7 @@ import ast
 import re
 from typing import Any
 
-from academy.grading.anticheat.cells import (
+from academy.engine.anticheat.cells import (
     CRITICAL_MODULES,
     cell_label,
     is_learner_cell,

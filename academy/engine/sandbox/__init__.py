@@ -49,11 +49,11 @@ explicit, development-only escape hatch that keeps only layers 1, 2 and 4 and re
 ``sandboxed = False``.
 """
 
-from academy.grading.sandbox.cells import CellOutcome, run_cells
-from academy.grading.sandbox.cgroups import KernelCgroups, reap_stale_cgroups
-from academy.grading.sandbox.isolation import IsolationReport, probe_isolation, require_isolation
-from academy.grading.sandbox.manager import AsyncSandboxedKernelManager, SandboxedKernelManager, kernel_manager_class
-from academy.grading.sandbox.policy import (
+from academy.engine.sandbox.cells import CellOutcome, run_cells
+from academy.engine.sandbox.cgroups import KernelCgroups, reap_stale_cgroups
+from academy.engine.sandbox.isolation import IsolationReport, probe_isolation, require_isolation
+from academy.engine.sandbox.manager import AsyncSandboxedKernelManager, SandboxedKernelManager, kernel_manager_class
+from academy.engine.sandbox.policy import (
     ALLOW_UNSANDBOXED_ENV,
     LAB_PYTHON_ENV,
     SANDBOX_HOME,
@@ -64,7 +64,7 @@ from academy.grading.sandbox.policy import (
     SandboxPolicy,
     SandboxUnavailable,
 )
-from academy.grading.sandbox.seccomp import seccomp_filter
+from academy.engine.sandbox.seccomp import seccomp_filter
 
 __all__ = [
     "ALLOW_UNSANDBOXED_ENV",

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from academy.grading.sandbox.manager import SandboxedKernelManager
-from academy.grading.sandbox.policy import SandboxPolicy
+from academy.engine.sandbox.manager import SandboxedKernelManager
+from academy.engine.sandbox.policy import SandboxPolicy
 
 
 @dataclass

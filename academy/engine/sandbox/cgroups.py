@@ -16,7 +16,7 @@ import signal
 import time
 from pathlib import Path
 
-from academy.grading.sandbox.policy import CGROUP_GROUP, SandboxPolicy
+from academy.engine.sandbox.policy import CGROUP_GROUP, SandboxPolicy
 
 log = logging.getLogger(__name__)
 

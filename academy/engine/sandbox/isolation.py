@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases
-from academy.grading.sandbox.launch import Layout, launch_command
-from academy.grading.sandbox.policy import (
+from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases
+from academy.engine.sandbox.launch import Layout, launch_command
+from academy.engine.sandbox.policy import (
     ALLOW_UNSANDBOXED_ENV,
     CGROUP_GROUP,
     LAB_PYTHON_ENV,
@@ -32,7 +32,7 @@ from academy.grading.sandbox.policy import (
     SandboxUnavailable,
     system_tool,
 )
-from academy.grading.sandbox.seccomp import seccomp_filter
+from academy.engine.sandbox.seccomp import seccomp_filter
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from academy.grading.sandbox.cgroups import KernelCgroups
-from academy.grading.sandbox.policy import (
+from academy.engine.sandbox.cgroups import KernelCgroups
+from academy.engine.sandbox.policy import (
     ETC_FILES,
     PASSTHROUGH_ENV,
     SANDBOX_HOME,
@@ -29,10 +29,10 @@ from academy.grading.sandbox.policy import (
     SandboxPolicy,
     system_tool,
 )
-from academy.grading.sandbox.seccomp import seccomp_filter
+from academy.engine.sandbox.seccomp import seccomp_filter
 
 if TYPE_CHECKING:
-    from academy.grading.sandbox.isolation import IsolationReport
+    from academy.engine.sandbox.isolation import IsolationReport
 
 _JOIN_AND_EXEC = r"""
 seccomp=$1; shift
@@ -49,7 +49,7 @@ exec "$@"
 #   stack_data, pygments) to keep it for its ``%notebook`` export.  A grading kernel keeps the standard
 #   library's plain text there instead: what the cell shows, and so the graded notebook and the feedback,
 #   is unchanged.
-# - The canary's own failure (``assert False, "<nonce>"``, see academy.grading.anticheat.canary) is
+# - The canary's own failure (``assert False, "<nonce>"``, see academy.engine.anticheat.canary) is
 #   formatted as plain text: the grader reads only its exception's name and message and drops its outputs,
 #   and IPython's verbose formatting cost 15 ms per canary.  ``CANARY_MESSAGE`` is the nonce's form; any
 #   other exception keeps IPython's formatting, so what a cell shows is unchanged.

@@ -17,17 +17,17 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from traitlets import HasTraits, Instance, Unicode, default
 
-from academy.grading.sandbox import zygote
-from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases, reap_stale_cgroups
-from academy.grading.sandbox.isolation import IsolationReport, require_isolation
-from academy.grading.sandbox.launch import (
+from academy.engine.sandbox import zygote
+from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases, reap_stale_cgroups
+from academy.engine.sandbox.isolation import IsolationReport, require_isolation
+from academy.engine.sandbox.launch import (
     Layout,
     kernel_arguments,
     kernel_argv,
     launch_command,
     remove_special_files,
 )
-from academy.grading.sandbox.policy import SYSTEM_PATH, SandboxPolicy
+from academy.engine.sandbox.policy import SYSTEM_PATH, SandboxPolicy
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from academy.errors import AcademyError
+from academy.engine.errors import EngineError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 LAB_PYTHON_ENV = "ACADEMY_LAB_PYTHON"
@@ -44,10 +44,10 @@ ETC_FILES = (
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-class SandboxUnavailable(AcademyError):
+class SandboxUnavailable(EngineError):
     """Learner code cannot be run isolated here, and unsandboxed runs were not allowed."""
 
-    status_code = 503
+    status_code = 503  # what a caller that answers over HTTP should say
     code = "sandbox_unavailable"
 
 

@@ -60,9 +60,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from academy.grading.sandbox.cgroups import KernelCgroups, cgroup_bases
-from academy.grading.sandbox.isolation import IsolationReport
-from academy.grading.sandbox.launch import (
+from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases
+from academy.engine.sandbox.isolation import IsolationReport
+from academy.engine.sandbox.launch import (
     KERNEL_OPTIONS,
     KERNEL_TUNING,
     Layout,
@@ -71,7 +71,7 @@ from academy.grading.sandbox.launch import (
     pick_host_uid,
     short_tmp,
 )
-from academy.grading.sandbox.policy import SANDBOX_WORKDIR, SYSTEM_PATH, SandboxPolicy
+from academy.engine.sandbox.policy import SANDBOX_WORKDIR, SYSTEM_PATH, SandboxPolicy
 
 log = logging.getLogger(__name__)
 
