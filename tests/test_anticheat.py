@@ -96,7 +96,7 @@ def build_course(root: Path) -> Path:
         new_code_cell(TEST_STRICT, metadata=_meta("test_strict", grade=True, points=POINTS["test_strict"])),
     ]
     nbformat.write(nb, source / f"{ASSIGNMENT}.ipynb")
-    shutil.copy(ROOT / "academy" / "grading" / "checks.py", source / "academy_checks.py")
+    shutil.copy(ROOT / "academy" / "engine" / "checks.py", source / "academy_checks.py")
     return root
 
 
