@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from academy.engine import kernelside
 from academy.engine.sandbox.cgroups import KernelCgroups
 from academy.engine.sandbox.policy import (
     ETC_FILES,
@@ -43,42 +44,11 @@ exec "$@"
 """
 
 
-# Run in a kernel before IPython starts (and in a kernel zygote before it forks).  Tracebacks were the
-# largest single cost of a grading kernel (every test runs a canary that fails on purpose), so:
-# - IPython 9 formats the traceback of every failed cell twice: once to show it, once more (as costly:
-#   stack_data, pygments) to keep it for its ``%notebook`` export.  A grading kernel keeps the standard
-#   library's plain text there instead: what the cell shows, and so the graded notebook and the feedback,
-#   is unchanged.
-# - The canary's own failure (``assert False, "<nonce>"``, see academy.engine.anticheat.canary) is
-#   formatted as plain text: the grader reads only its exception's name and message and drops its outputs,
-#   and IPython's verbose formatting cost 15 ms per canary.  ``CANARY_MESSAGE`` is the nonce's form; any
-#   other exception keeps IPython's formatting, so what a cell shows is unchanged.
 CANARY_MESSAGE = r"[0-9a-f]{24}"
-KERNEL_TUNING = f"_ACADEMY_CANARY_MESSAGE = {CANARY_MESSAGE!r}\n" + """\
-def _academy_plain_exception_record(self, exception, filename=None, running_compiled_code=False):
-    import traceback
-    lines = traceback.format_exception(type(exception), exception, exception.__traceback__)
-    return {"ename": type(exception).__name__, "evalue": str(exception), "traceback": lines}
-from IPython.core.interactiveshell import InteractiveShell as _academy_shell
-if hasattr(_academy_shell, "_format_exception_for_storage"):
-    _academy_shell._format_exception_for_storage = _academy_plain_exception_record
-del _academy_shell
-def _academy_canary_plain(original):
-    import re
-    import traceback
-    canary = re.compile(_ACADEMY_CANARY_MESSAGE)
-    def structured_traceback(self, etype, evalue=None, etb=None, *args, **kwargs):
-        if (etype is AssertionError and type(evalue) is AssertionError and len(evalue.args) == 1
-                and type(evalue.args[0]) is str and canary.fullmatch(evalue.args[0])):
-            return traceback.format_exception_only(etype, evalue)
-        return original(self, etype, evalue, etb, *args, **kwargs)
-    return structured_traceback
-from IPython.core import ultratb as _academy_ultratb
-if hasattr(getattr(_academy_ultratb, "AutoFormattedTB", None), "structured_traceback"):
-    _academy_ultratb.AutoFormattedTB.structured_traceback = _academy_canary_plain(
-        _academy_ultratb.AutoFormattedTB.structured_traceback)
-del _academy_ultratb, _academy_canary_plain, _ACADEMY_CANARY_MESSAGE
-"""
+"""The form of the canary's nonce (``assert False, "<nonce>"``, see academy.engine.anticheat.canary): a kernel
+formats that failure as plain text (``kernelside/tuning.py``)."""
+KERNEL_TUNING = kernelside.source("tuning") + kernelside.call("tune_kernel", CANARY_MESSAGE)
+"""Python a kernel runs before IPython starts (``kernelside/tuning.py``): cheaper tracebacks, same outputs."""
 
 KERNEL_OPTIONS = ("--HistoryManager.hist_file=:memory:",)
 """IPython options of a grading kernel: its input history database in memory, not on disk (the SQLite
@@ -97,23 +67,7 @@ def kernel_arguments(extra_arguments: list[str] | None) -> list[str]:
     return extra + [option for option in KERNEL_OPTIONS if option.partition("=")[0] not in given]
 
 
-# ipykernel_launcher, except that ipykernel does not load the debugger (debugpy): a grading kernel is never
-# debugged, and importing debugpy was a fifth of a kernel's start-up CPU.  The notebook can still import
-# debugpy; sys.path and sys.argv are what ``-m ipykernel_launcher`` gives.
-_KERNEL_LAUNCHER = """\
-import sys
-if sys.path[0] == "":
-    del sys.path[0]
-import ipykernel_launcher
-from ipykernel.kernelapp import IPKernelApp
-""" + KERNEL_TUNING + """\
-sys.argv[0] = ipykernel_launcher.__file__
-sys.modules["debugpy"] = None
-app = IPKernelApp.instance()
-app.initialize()
-del sys.modules["debugpy"]
-app.start()
-"""
+_KERNEL_LAUNCHER = kernelside.source("launcher") + KERNEL_TUNING + kernelside.call("start_kernel")
 
 
 def kernel_argv(python: str) -> list[str]:
