@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from academy import deferred_imports
+
+if TYPE_CHECKING:  # Flask is imported by create_app, so that importing academy.engine does not load it
+    from flask import Flask
 
 deferred_imports.defer()
 
@@ -22,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     is asked for with a default secret key.
     """
     from dotenv import load_dotenv
+    from flask import Flask
 
     from academy.config import Settings
 

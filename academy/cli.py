@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
+from academy.engine.grade import WORKERS_PER_CPU
+
 
 def main() -> None:
     """Entry point of the ``academy`` console script."""
     from academy import create_app
-    from academy.grading.cli import grade_command
 
     group = FlaskGroup(create_app=lambda: create_app(), add_default_commands=True, add_version_option=False,
                        help="AI Saemaul Academy platform commands.")
@@ -23,10 +25,29 @@ def main() -> None:
 
 def register(app: Flask) -> None:
     """Attach the academy commands to ``app.cli``."""
-    from academy.grading.cli import grade_command
-
     for command in (init_command, create_user_command, token_group, demo_command, worker_command, grade_command):
         app.cli.add_command(command)
+
+
+@click.command("grade")
+@click.option("--course", "course_dir", type=click.Path(path_type=Path),
+              help="nbgrader course directory (holds source/NAME/).")
+@click.option("--assignment", help="Assignment name: a folder under DIR/source/.")
+@click.option("--student", default="learner", show_default=True, help="Student id used inside the grading job.")
+@click.option("--feedback", "feedback_dir", type=click.Path(path_type=Path),
+              help="Write the feedback HTML the learner would see into this directory.")
+@click.option("--all", "grade_all", is_flag=True, help="Grade every DIR/submitted/STUDENT/NAME/.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help=f"Parallel jobs for --all [default: {WORKERS_PER_CPU} per CPU].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per student with --all).")
+@click.argument("notebooks", nargs=-1, type=click.Path(path_type=Path))
+def grade_command(course_dir: Path | None, assignment: str | None, student: str, feedback_dir: Path | None,
+                  grade_all: bool, workers: int | None, as_json: bool, notebooks: tuple[Path, ...]) -> None:
+    """Grade NOTEBOOK... (or every submission with --all) with nbgrader, in the grading sandbox."""
+    from academy.engine.grade import run_grade
+
+    raise click.exceptions.Exit(run_grade(course_dir, assignment, student, feedback_dir, grade_all, workers,
+                                          as_json, notebooks))
 
 
 def run_init(*, quiet: bool = False) -> str:
@@ -34,8 +55,6 @@ def run_init(*, quiet: bool = False) -> str:
 
     Safe to run again: migrations already applied and unchanged courses are skipped.
     """
-    from pathlib import Path
-
     from flask_migrate import upgrade
 
     from academy.catalog.services import load_catalog

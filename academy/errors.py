@@ -7,6 +7,9 @@ JSON body without knowing the details.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class AcademyError(Exception):
     """Base of every expected, user-explainable failure."""
@@ -49,3 +52,18 @@ class Conflict(AcademyError):
 
     status_code = 409
     code = "conflict"
+
+
+@contextlib.contextmanager
+def from_engine() -> Iterator[None]:
+    """Re-raise the grading engine's refusals of its input (``UngradableInput``) as ``ValidationFailed``.
+
+    The engine (``academy.engine``) knows nothing of the portal, so its errors are its own; a
+    service that hands the engine a notebook says "that input is not valid" the portal's way.
+    """
+    from academy.engine.validation import UngradableInput
+
+    try:
+        yield
+    except UngradableInput as exc:
+        raise ValidationFailed(str(exc)) from exc

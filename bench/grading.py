@@ -506,7 +506,7 @@ def kernel_start_share(courses: Courses, tmp: Path, samples: int) -> dict[str, A
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from academy.grading.pipeline import grade_submission
+    from academy.engine.pipeline import grade_submission
 
     honest = [s for s in courses.students if s.kind != "infinite loop"][: samples + 1]
     work = tmp / "timings"
@@ -549,7 +549,7 @@ def bare_kernel_starts(tmp: Path, samples: int) -> dict[str, Any]:
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import KernelManager
 
-    from academy.grading import sandbox
+    from academy.engine import sandbox
 
     class PlainLabKernel(KernelManager):
         """What nbgrader starts here: the lab interpreter, TCP, no sandbox."""
@@ -714,7 +714,7 @@ def portal_latency(tmp: Path, procs: Processes, samples: int) -> dict[str, Any]:
 def run(args: argparse.Namespace, tmp: Path, procs: Processes, say: Any) -> dict[str, Any]:
     env = tool_env(tmp)
     cpu = os.cpu_count() or 1
-    from academy.grading.cli import default_workers
+    from academy.engine.grade import default_workers
 
     workers = args.workers or default_workers()
     load_before = loadavg()

@@ -51,7 +51,7 @@ def cheap_password_hashing() -> Iterator[None]:
 def no_kernel_zygote_across_modules() -> Iterator[None]:
     """Grading tests leave this process a kernel zygote (sandbox/zygote.py); the next module starts without one."""
     yield
-    from academy.grading.sandbox import zygote
+    from academy.engine.sandbox import zygote
 
     zygote.close_all()
 

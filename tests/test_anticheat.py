@@ -1,10 +1,10 @@
 """Adversarial notebooks against the grader: each attack scores 0 on what it attacks and is flagged.
 
-Every case is graded for real: ``academy.grading.pipeline.grade_submission`` runs nbgrader
+Every case is graded for real: ``academy.engine.pipeline.grade_submission`` runs nbgrader
 0.9.6 with the learner's kernel in the bubblewrap sandbox (``sandboxed`` is asserted where
 the machine has one).  One small nbgrader course is generated once per module
 (``course``): a read-only helper cell, two answers (``mean``, ``spread``) and three tests,
-one with hidden tests and one that uses ``academy/grading/checks.py`` copied into the
+one with hidden tests and one that uses ``academy/engine/checks.py`` copied into the
 source folder as ``academy_checks.py``.  Each attack is the released notebook with a
 malicious answer, wrong on purpose, so every point it gets comes from the attack.
 
@@ -96,7 +96,7 @@ def build_course(root: Path) -> Path:
         new_code_cell(TEST_STRICT, metadata=_meta("test_strict", grade=True, points=POINTS["test_strict"])),
     ]
     nbformat.write(nb, source / f"{ASSIGNMENT}.ipynb")
-    shutil.copy(ROOT / "academy" / "grading" / "checks.py", source / "academy_checks.py")
+    shutil.copy(ROOT / "academy" / "engine" / "checks.py", source / "academy_checks.py")
     return root
 
 
@@ -105,7 +105,7 @@ def course(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The course, its release and a generate_assignment cache shared by every case."""
     if not os.access(LAB_PYTHON, os.X_OK):
         service_unavailable(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
-    from academy.grading.pipeline import release_notebooks
+    from academy.engine.pipeline import release_notebooks
 
     base = tmp_path_factory.mktemp("anticheat")
     root = build_course(base / "course")
@@ -128,7 +128,7 @@ def learner_notebook(course: dict[str, Any], mean: str, spread: str = HONEST_SPR
 
 
 def grade(course: dict[str, Any], mean: str, spread: str = HONEST_SPREAD, **kwargs: Any) -> Any:
-    from academy.grading.pipeline import grade_submission
+    from academy.engine.pipeline import grade_submission
 
     work = course["base"] / "work"
     return grade_submission(course["root"], ASSIGNMENT, {ASSIGNMENT: learner_notebook(course, mean, spread)},
@@ -607,7 +607,7 @@ def test_os_exit_is_the_learners_failure_not_full_marks(course: dict[str, Any], 
 
 def test_tested_function_that_never_returns_is_a_timeout(course: dict[str, Any]) -> None:
     """A function that loops when a test calls it: the canary times out, the test gets 0, grading goes on."""
-    from academy.grading.sandbox import SandboxPolicy
+    from academy.engine.sandbox import SandboxPolicy
 
     result = grade(course, "def mean(xs):\n    while True:\n        pass\n", policy=SandboxPolicy(cell_timeout=2))
     assert result.status.value == "learner_code_failed", result.problems
@@ -620,7 +620,7 @@ def test_tested_function_that_never_returns_is_a_timeout(course: dict[str, Any])
 
 
 def test_static_checks_name_cell_and_line_and_tolerate_broken_cells() -> None:
-    from academy.grading.anticheat import static_findings
+    from academy.engine.anticheat import static_findings
 
     nb = new_notebook()
     nb.cells = [

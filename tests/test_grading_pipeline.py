@@ -190,7 +190,7 @@ def test_docs_example_scores_equal_plain_nbgrader(env: dict[str, str], tmp_path:
 def test_sample_courses_solution_full_marks_release_zero(course: str, assignment: str, notebook: str,
                                                          cache_dir: Path, tmp_path: Path) -> None:
     """The solution earns every autograded point; the notebook learners receive earns none."""
-    from academy.grading.pipeline import grade_submission, release_notebooks
+    from academy.engine.pipeline import grade_submission, release_notebooks
 
     course_dir = COURSES / course
     before = tree_digest(course_dir)
@@ -284,7 +284,7 @@ def test_tampered_notebook_is_graded_with_problems(cache_dir: Path, tmp_path: Pa
     Plain nbgrader 0.9.6 stops on two of these (a duplicated grade cell leaves metadata its own
     schema check refuses; a deleted test after a deleted answer is a KeyError).
     """
-    from academy.grading.pipeline import grade_submission
+    from academy.engine.pipeline import grade_submission
 
     course = COURSES / "python-data"
     nb = json.loads((course / "source" / "01-pandas-basics" / "production_log.ipynb").read_text())

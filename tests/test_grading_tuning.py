@@ -1,6 +1,6 @@
 """What the grader does once per process instead of once per submission gives the same results as nbgrader.
 
-``academy.grading.tuning`` (compiled feedback templates kept, nbgrader's metadata schema checked
+``academy.engine.tuning`` (compiled feedback templates kept, nbgrader's metadata schema checked
 once) and ``academy.deferred_imports`` (rfc3987_syntax imported on first use).
 """
 
@@ -19,7 +19,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from nbgrader.nbgraderformat import MetadataValidator, SchemaTooNewError, SchemaTooOldError, ValidationError
 from nbgrader.preprocessors import CheckCellMetadata as NbgraderCheckCellMetadata
 
-from academy.grading import tuning
+from academy.engine import tuning
 
 
 def _grade_meta(**changes: Any) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def test_warm_up_builds_the_feedback_templates_without_failing(compiled: list[st
     from nbgrader.converters import GenerateFeedback
     from traitlets.config import Config
 
-    caplog.set_level("DEBUG", logger="academy.grading.tuning")
+    caplog.set_level("DEBUG", logger="academy.engine.tuning")
     tuning.warm_up()
     tuning.warm_up_feedback()
     assert "warm-up failed" not in caplog.text
@@ -212,7 +212,7 @@ def test_a_parent_of_grading_workers_freezes_what_it_built_for_its_forks() -> No
     import subprocess
     import sys
 
-    code = ("import gc; before = gc.get_freeze_count(); import academy.grading.prewarm_feedback; "
+    code = ("import gc; before = gc.get_freeze_count(); import academy.engine.prewarm_feedback; "
             "print(before, gc.get_freeze_count() > 100000)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["0", "True"]

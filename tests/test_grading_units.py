@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from academy.errors import NotFound, ValidationFailed
-from academy.grading.policy import apply_penalty, counting_score, lateness
+from academy.grading.deadlines import apply_penalty, counting_score, lateness
 from academy.grading.preflight import check_notebook, restore_missing_cells
 from academy.grading.storage import BlobStore, sha256_hex
 

@@ -25,14 +25,14 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbgrader.preprocessors import Execute
 
+from academy.engine.anticheat import CellFacts, NotebookDefence
+from academy.engine.execute import GuardedExecute
+from academy.engine.joblog import JobLog
+from academy.engine.pipeline import _grader_error
+from academy.engine.scores import _truncated_cells
+from academy.engine.validation import reconcile_with_release
 from academy.grading import problem_text
-from academy.grading.anticheat import CellFacts, NotebookDefence
-from academy.grading.execute import GuardedExecute
-from academy.grading.joblog import JobLog
-from academy.grading.pipeline import _grader_error
 from academy.grading.problem_text import describe_problem
-from academy.grading.scores import _truncated_cells
-from academy.grading.validation import reconcile_with_release
 from academy.i18n import TRANSLATIONS_DIR, ensure_catalogs_compiled
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from academy.grading.sandbox import (
+from academy.engine.sandbox import (
     SANDBOX_WORKDIR,
     AsyncSandboxedKernelManager,
     CellOutcome,

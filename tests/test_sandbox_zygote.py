@@ -1,4 +1,4 @@
-"""Kernels forked from a kernel zygote (``academy/grading/sandbox/zygote.py``), against real attacks.
+"""Kernels forked from a kernel zygote (``academy/engine/sandbox/zygote.py``), against real attacks.
 
 Real bubblewrap, real kernels, a real zygote.  The zygote serves one kernel after another;
 what one kernel leaves (files in HOME, /tmp, /dev/shm, processes) must be gone before the
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from academy.grading.anticheat.canary import canary_source
-from academy.grading.anticheat.cells import new_nonce
-from academy.grading.sandbox import SandboxPolicy, probe_isolation, run_cells, zygote
-from academy.grading.sandbox.launch import CANARY_MESSAGE
-from academy.grading.sandbox.policy import CGROUP_GROUP
+from academy.engine.anticheat.canary import canary_source
+from academy.engine.anticheat.cells import new_nonce
+from academy.engine.sandbox import SandboxPolicy, probe_isolation, run_cells, zygote
+from academy.engine.sandbox.launch import CANARY_MESSAGE
+from academy.engine.sandbox.policy import CGROUP_GROUP
 from tests.test_sandbox import TRY, _gone, _processes, _unavailable, as_json
 
 
@@ -247,7 +247,7 @@ def test_the_zygote_ends_with_its_worker(policy: SandboxPolicy, tmp_path: Path) 
 
     script = (
         "import os, sys, time\n"
-        "from academy.grading.sandbox import SandboxPolicy, run_cells, zygote\n"
+        "from academy.engine.sandbox import SandboxPolicy, run_cells, zygote\n"
         "policy = SandboxPolicy(zygote=True)\n"
         "run_cells(policy, sys.argv[1], ['1'], zygote=True)\n"
         "print(zygote.running()[0].pid, zygote.running()[0].uid, flush=True)\n"
@@ -357,7 +357,7 @@ def test_the_zygote_preloads_its_modules_once_and_shrugs_off_a_missing_one(
 
 
 def test_the_preload_list_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from academy.grading.sandbox.policy import DEFAULT_ZYGOTE_PRELOAD, ZYGOTE_PRELOAD_ENV
+    from academy.engine.sandbox.policy import DEFAULT_ZYGOTE_PRELOAD, ZYGOTE_PRELOAD_ENV
 
     monkeypatch.delenv(ZYGOTE_PRELOAD_ENV, raising=False)
     assert SandboxPolicy().zygote_preload == DEFAULT_ZYGOTE_PRELOAD == ("numpy",)
@@ -372,7 +372,7 @@ def test_the_preload_list_comes_from_the_environment(monkeypatch: pytest.MonkeyP
 
 def test_kernel_options_are_added_once_whoever_else_passes_them() -> None:
     """nbclient passes ``--HistoryManager.hist_file`` itself: an option given twice kills IPython at start."""
-    from academy.grading.sandbox.launch import KERNEL_OPTIONS, kernel_arguments
+    from academy.engine.sandbox.launch import KERNEL_OPTIONS, kernel_arguments
 
     assert kernel_arguments(None) == list(KERNEL_OPTIONS)
     assert kernel_arguments(["--HistoryManager.hist_file=:memory:"]) == ["--HistoryManager.hist_file=:memory:"]

@@ -87,8 +87,8 @@ def assignment_statuses(session: Session, user_id: int, assignment_ids: list[int
     """
     from sqlalchemy import select
 
+    from academy.grading.deadlines import counting_score
     from academy.grading.models import Submission
-    from academy.grading.policy import counting_score
 
     statuses = {assignment_id: "not_started" for assignment_id in assignment_ids}
     if not assignment_ids:

@@ -40,7 +40,8 @@ def source_hash(course_dir: Path, slug: str) -> str:
 def _build(staging: Path, course_dir: Path, slug: str, sources: dict[str, bytes] | None,
            cache_dir: Path) -> None:
     """Fill ``staging`` with config, source (from the course or uploaded) and nbgrader's release."""
-    from academy.grading.pipeline import release_notebooks
+    from academy.engine.pipeline import release_notebooks
+    from academy.errors import from_engine
 
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "source").mkdir(parents=True)
@@ -51,12 +52,14 @@ def _build(staging: Path, course_dir: Path, slug: str, sources: dict[str, bytes]
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         # Generated from the course directory itself (same bytes as the copy, checked by the
         # hash), whose stable path lets nbgrader's output be cached across data dirs.
-        released = release_notebooks(course_dir, slug, cache_dir=cache_dir)
+        with from_engine():
+            released = release_notebooks(course_dir, slug, cache_dir=cache_dir)
     else:
         (staging / "source" / slug).mkdir(parents=True)
         for name, data in sources.items():
             (staging / "source" / slug / name).write_bytes(data)
-        released = release_notebooks(staging, slug, cache_dir=cache_dir)
+        with from_engine():
+            released = release_notebooks(staging, slug, cache_dir=cache_dir)
     out = staging / "release" / slug
     out.mkdir(parents=True)
     for name, data in released.items():

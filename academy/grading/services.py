@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 from academy.audit.services import record
 from academy.catalog.models import Assignment
 from academy.db import utcnow
+from academy.engine.validation import UngradableInput, load_notebook
 from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
-from academy.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from academy.grading import policy as grading_policy
+from academy.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, from_engine
+from academy.grading import deadlines
 from academy.grading.models import (
     AssignmentRelease,
     CellScore,
@@ -37,7 +38,6 @@ from academy.grading.models import (
 )
 from academy.grading.preflight import PreflightReport, check_notebook
 from academy.grading.storage import BlobStore
-from academy.grading.validation import UngradableInput, load_notebook
 from academy.users.models import User
 
 
@@ -152,7 +152,8 @@ def preflight(release: AssignmentRelease, files: dict[str, bytes]) -> Preflight:
                 _("'%(name)s' could not be read as a Jupyter notebook (%(reason)s). Nothing was submitted.",
                   name=name, reason=str(exc))
             ) from None
-        released = load_notebook(released_notebook(release, name), name)
+        with from_engine():
+            released = load_notebook(released_notebook(release, name), name)
         reports.append(check_notebook(name, submitted, released))
     return Preflight(reports)
 
@@ -185,7 +186,7 @@ def submit(
                     if issue.code != "unknown_cell"]
         raise ValidationFailed(" ".join(problems))
     due = deadline_for(session, assignment, user, cohort)
-    late = grading_policy.lateness(now, due, assignment.grading or {})
+    late = deadlines.lateness(now, due, assignment.grading or {})
     previous = session.scalar(
         select(func.count()).select_from(Submission)
         .where(Submission.assignment_id == assignment.id, Submission.user_id == user.id)
@@ -290,7 +291,7 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
                 ))
         raw = float(result.get("score") or 0.0) + manual_points
         submission.raw_score = raw
-        submission.score = grading_policy.apply_penalty(raw, submission.penalty_percent)
+        submission.score = deadlines.apply_penalty(raw, submission.penalty_percent)
     else:
         submission.raw_score = None
         submission.score = None
@@ -327,7 +328,7 @@ def grade_by_hand(session: Session, submission: Submission, points: dict[int, fl
     for cell_id, value in points.items():
         cells[cell_id].score = float(value)
     submission.raw_score = round(sum(c.score or 0.0 for c in submission.cells), 4)
-    submission.score = grading_policy.apply_penalty(submission.raw_score, submission.penalty_percent)
+    submission.score = deadlines.apply_penalty(submission.raw_score, submission.penalty_percent)
     record(session, "submission.grade_by_hand", actor=actor, target_type="submission", target_id=submission.id,
            points={cells[i].grade_id: v for i, v in points.items()}, previous_score=before, score=submission.score)
     session.flush()

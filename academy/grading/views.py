@@ -14,13 +14,13 @@ from sqlalchemy import select
 
 from academy.catalog.models import Assignment
 from academy.db import utcnow
-from academy.errors import AcademyError, NotFound
+from academy.engine.validation import load_notebook
+from academy.errors import AcademyError, NotFound, from_engine
 from academy.extensions import db, limiter
 from academy.grading import services
 from academy.grading.models import AssignmentRelease, Submission
 from academy.grading.preflight import restore_missing_cells
 from academy.grading.storage import feedback_store, submission_store
-from academy.grading.validation import load_notebook
 from academy.permissions import can_manage_course
 from academy.web.access import login_required, staff_required
 
@@ -169,8 +169,9 @@ def _restored(release: Any, files: dict[str, bytes]) -> dict[str, bytes]:
 
     restored = {}
     for name, data in files.items():
-        mine = load_notebook(data, name)
-        original = load_notebook(services.released_notebook(release, name), name)
+        with from_engine():
+            mine = load_notebook(data, name)
+            original = load_notebook(services.released_notebook(release, name), name)
         restored[name] = nbformat.writes(restore_missing_cells(mine, original)).encode("utf-8")
     return restored
 

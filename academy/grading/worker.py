@@ -108,7 +108,7 @@ def lease_seconds(app: object = None) -> float:
 
 def _grade(submission: Submission) -> tuple[dict, bytes | None]:
     """Run the grading pipeline on a stored submission; returns (result JSON, feedback HTML)."""
-    from academy.grading.pipeline import grade_submission
+    from academy.engine.pipeline import grade_submission
 
     data_dir = Path(current_app.config["ACADEMY_DATA_DIR"])
     store = submission_store(data_dir)

@@ -30,12 +30,12 @@ def register(celery: Celery) -> None:
     @worker_init.connect(weak=False, dispatch_uid="academy-grading-warm-up")
     def warm_up_grading(**_kwargs: Any) -> None:
         """In the worker's main process, before the pool forks: what each process's first grade would build."""
-        import academy.grading.prewarm_feedback  # noqa: F401 - imported for its warm-up
+        import academy.engine.prewarm_feedback  # noqa: F401 - imported for its warm-up
 
     @worker_process_init.connect(weak=False, dispatch_uid="academy-grading-zygote")
     def start_kernel_zygote(**_kwargs: Any) -> None:
         """In each pool process: launch its kernel zygote before the first job needs it."""
-        from academy.grading.kernels import prestart_zygote
+        from academy.engine.kernels import prestart_zygote
 
         prestart_zygote()
 

@@ -14,7 +14,7 @@ never ask the learner's object anything:
 
 Using them (the file has no dependencies; NumPy is optional)::
 
-    cp academy/grading/checks.py courses/<course>/source/<assignment>/academy_checks.py
+    cp academy/engine/checks.py courses/<course>/source/<assignment>/academy_checks.py
 
 nbgrader copies every non-notebook file of ``source/<assignment>/`` next to the notebook,
 both in the released assignment and when grading, so a test cell can say::

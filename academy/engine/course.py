@@ -1,0 +1,214 @@
+"""An nbgrader course directory as the grader reads it, and the ``generate_assignment`` cache.
+
+``load_course`` reads ``nbgrader_config.py`` alone (not merged with ``~/.jupyter`` files,
+so a grade does not depend on the machine) and finds the assignment's notebooks;
+``read_inputs`` checks the submitted notebooks' names and sizes; ``job_config`` points a
+copy of the course's configuration at one job's directory.
+
+Cache
+    ``generate_assignment`` runs once per (assignment, content of the source tree,
+    ``nbgrader_config.py``, header/footer, nbgrader version): its gradebook,
+    source snapshot and release go to ``<cache>/<assignment>-<hash>/`` (built aside and
+    renamed into place, so concurrent workers never see half an entry) and are copied into
+    each job.  The cache holds answer keys: it is created mode 0700.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbgrader.converters import GenerateAssignment
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from academy.engine.joblog import LOGGER_NAME, JobLog, one_line, root_cause
+from academy.engine.results import GraderSetupError
+from academy.engine.validation import MAX_NOTEBOOK_BYTES, UngradableInput, check_name
+
+CACHE_DIR_ENV = "ACADEMY_GRADING_CACHE_DIR"
+"""Environment variable naming the generate_assignment cache directory."""
+
+_CACHE_FORMAT = "1"
+_DEFAULT_IGNORE = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
+
+
+@dataclass(frozen=True)
+class NbgraderCourse:
+    """An nbgrader course directory and one of its assignments, as ``load_course`` found them."""
+
+    root: Path
+    config: Any  # traitlets Config from nbgrader_config.py, header/footer made absolute
+    config_bytes: bytes
+    source: Path  # <root>/<source_directory>/<assignment>
+    notebook_names: tuple[str, ...]
+    ignore: tuple[str, ...]
+
+
+def load_course(root: Path, assignment: str) -> NbgraderCourse:
+    """Read ``root/nbgrader_config.py`` and find ``assignment``; ``UngradableInput`` when either is unusable."""
+    check_name(assignment, "assignment")
+    if not root.is_dir():
+        raise UngradableInput(f"course directory {root} does not exist")
+    root = root.resolve()
+    config_file = root / "nbgrader_config.py"
+    config, config_bytes = Config(), b""
+    if config_file.is_file():
+        config_bytes = config_file.read_bytes()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                config = PyFileConfigLoader(config_file.name, path=str(root),
+                                            log=logging.getLogger(LOGGER_NAME)).load_config()
+        except Exception as exc:  # noqa: BLE001 - a broken course file is reported, not raised raw
+            raise UngradableInput(f"{config_file}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+    source_name = config.CourseDirectory.get("source_directory", "source") if "CourseDirectory" in config else "source"
+    source = root / source_name / assignment
+    if not source.is_dir():
+        parent = root / source_name
+        available = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        hint = f" (assignments: {', '.join(available[:10])})" if available else ""
+        raise UngradableInput(f"assignment {assignment!r} not found under {root / source_name}{hint}")
+    names = tuple(sorted(p.stem for p in source.glob("*.ipynb")))
+    if not names:
+        raise UngradableInput(f"assignment {assignment!r} has no notebooks in {source}")
+    for option in ("header", "footer"):
+        if "IncludeHeaderFooter" in config and config.IncludeHeaderFooter.get(option):
+            path = Path(config.IncludeHeaderFooter[option])
+            config.IncludeHeaderFooter[option] = str(path if path.is_absolute() else root / path)
+    ignore = _DEFAULT_IGNORE
+    if "CourseDirectory" in config and "ignore" in config.CourseDirectory:
+        ignore = list(config.CourseDirectory.ignore)
+    return NbgraderCourse(root, config, config_bytes, source, names, tuple(ignore))
+
+
+def read_inputs(notebooks: Mapping[str, bytes] | Sequence[Path], course: NbgraderCourse) -> dict[str, bytes]:
+    """``{notebook name: bytes}``, each name one of the assignment's notebooks."""
+    items: list[tuple[str, bytes]] = []
+    if isinstance(notebooks, Mapping):
+        for key, data in notebooks.items():
+            items.append((key.removesuffix(".ipynb"), bytes(data)))
+    else:
+        for raw in notebooks:
+            path = Path(raw)
+            if not path.is_file():
+                raise UngradableInput(f"{path}: not a file")
+            if path.suffix != ".ipynb":
+                raise UngradableInput(f"{path}: not a .ipynb notebook file")
+            if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+                raise UngradableInput(f"{path}: the file is larger than {MAX_NOTEBOOK_BYTES // (1024 * 1024)} MB")
+            try:
+                items.append((path.stem, path.read_bytes()))
+            except OSError as exc:
+                raise UngradableInput(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not items:
+        raise UngradableInput("no notebooks to grade")
+    result: dict[str, bytes] = {}
+    for name, data in items:
+        if name not in course.notebook_names:
+            raise UngradableInput(
+                f"notebook {name!r} is not part of the assignment (expected: {', '.join(course.notebook_names)})")
+        if name in result:
+            raise UngradableInput(f"notebook {name!r} given twice")
+        result[name] = data
+    return result
+
+
+def cache_root(cache_dir: Path | None, work_root: Path | None) -> Path:
+    """The cache directory: ``cache_dir``, ``$ACADEMY_GRADING_CACHE_DIR``, ``<work_root>/cache`` or the user's cache."""
+    if cache_dir is not None:
+        root = Path(cache_dir)
+    elif os.environ.get(CACHE_DIR_ENV):
+        root = Path(os.environ[CACHE_DIR_ENV])
+    elif work_root is not None:
+        root = Path(work_root) / "cache"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        root = base / "ai-saemaul-academy" / "grading"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return root
+
+
+def _source_key(course: NbgraderCourse, assignment: str) -> str:
+    import nbgrader
+
+    digest = hashlib.sha256()
+    # Content only, not the directory's path: copies of a course (releases) share entries.
+    for part in (_CACHE_FORMAT, nbgrader.__version__, assignment):
+        digest.update(part.encode() + b"\0")
+    digest.update(hashlib.sha256(course.config_bytes).digest())
+    for option in ("header", "footer"):
+        if "IncludeHeaderFooter" in course.config and course.config.IncludeHeaderFooter.get(option):
+            path = Path(course.config.IncludeHeaderFooter[option])
+            digest.update(hashlib.sha256(path.read_bytes() if path.is_file() else b"missing").digest())
+    for path in sorted(_source_files(course)):
+        digest.update(str(path.relative_to(course.source)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _source_files(course: NbgraderCourse) -> Iterator[Path]:
+    import fnmatch
+
+    for dirpath, dirnames, filenames in os.walk(course.source):
+        dirnames[:] = [d for d in dirnames if not any(fnmatch.fnmatch(d, pat) for pat in course.ignore)]
+        for filename in filenames:
+            if not any(fnmatch.fnmatch(filename, pat) for pat in course.ignore):
+                yield Path(dirpath) / filename
+
+
+def cache_entry(course: NbgraderCourse, assignment: str, cache_root: Path, joblog: JobLog) -> Path:
+    """The cached generate_assignment output for this source, built if missing."""
+    entry = cache_root / f"{assignment}-{_source_key(course, assignment)[:32]}"
+    if (entry / "ok").is_file():
+        joblog.timings["generate_assignment"] = 0.0
+        return entry
+    started = time.monotonic()
+    build = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
+    try:
+        shutil.copytree(course.source, build / "source" / assignment, ignore=shutil.ignore_patterns(*course.ignore))
+        config = job_config(course, build, assignment, ".")
+        coursedir = CourseDirectory(config=config, log=joblog.logger)
+        converter = GenerateAssignment(coursedir=coursedir, config=config, log=joblog.logger)
+        converter.force = True
+        converter.create_assignment = True
+        converter.start()
+        (build / "ok").write_text(course.root.as_posix() + "\n")
+        try:
+            os.rename(build, entry)
+        except OSError:
+            if not (entry / "ok").is_file():  # not a concurrent builder that won the race
+                raise
+    except Exception as exc:
+        cause = root_cause(joblog) or one_line(exc)
+        raise GraderSetupError(f"generate_assignment failed for {assignment!r}: {cause}") from exc
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    joblog.timings["generate_assignment"] = round(time.monotonic() - started, 3)
+    return entry
+
+
+def job_config(course: NbgraderCourse, root: Path, assignment: str, student: str) -> Any:
+    """The course's configuration with every path pointed into ``root``."""
+    config = copy.deepcopy(course.config)
+    coursedir = config.CourseDirectory
+    coursedir.root = str(root)
+    coursedir.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    coursedir.assignment_id = assignment
+    coursedir.student_id = student
+    coursedir.notebook_id = "*"
+    coursedir.directory_structure = os.path.join("{nbgrader_step}", "{student_id}", "{assignment_id}")
+    for step in ("source", "release", "submitted", "autograded", "feedback", "solution", "source_with_tests"):
+        coursedir[f"{step}_directory"] = step
+    return config

@@ -1,0 +1,140 @@
+"""The sandbox's limits and locations (``SandboxPolicy``), its constants and ``SandboxUnavailable``."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from academy.engine.errors import EngineError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+LAB_PYTHON_ENV = "ACADEMY_LAB_PYTHON"
+ALLOW_UNSANDBOXED_ENV = "ACADEMY_GRADER_ALLOW_UNSANDBOXED"
+ZYGOTE_ENV = "ACADEMY_GRADER_ZYGOTE"
+ZYGOTE_PRELOAD_ENV = "ACADEMY_GRADER_ZYGOTE_PRELOAD"
+DEFAULT_ZYGOTE_PRELOAD = ("numpy",)
+"""Modules a kernel zygote imports once for all its kernels (most courses' notebooks import NumPy)."""
+
+SANDBOX_HOME = "/home/learner"
+SANDBOX_WORKDIR = SANDBOX_HOME + "/work"
+SANDBOX_UID = 1000  # the uid inside the user namespace when the worker is not root
+SANDBOX_HOSTNAME = "sandbox"
+CGROUP_GROUP = "academy-grader"
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+# /etc files an interpreter may need; everything else in /etc stays invisible.
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "timezone",
+    "alternatives",
+    "mime.types",
+    "nsswitch.conf",
+)
+# Environment variables copied from the worker when set (this machine's OpenBLAS needs them).
+PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+class SandboxUnavailable(EngineError):
+    """Learner code cannot be run isolated here, and unsandboxed runs were not allowed."""
+
+    status_code = 503  # what a caller that answers over HTTP should say
+    code = "sandbox_unavailable"
+
+
+def system_tool(name: str) -> str | None:
+    """The path of a system program (``prlimit``, ``setpriv``, ...) on ``SYSTEM_PATH`` only, or None."""
+    return shutil.which(name, path=SYSTEM_PATH)
+
+
+def default_lab_python() -> str:
+    """``$ACADEMY_LAB_PYTHON``, else the repository's ``.venv-lab/bin/python``."""
+    return os.environ.get(LAB_PYTHON_ENV) or str(REPO_ROOT / ".venv-lab" / "bin" / "python")
+
+
+def env_flag(name: str) -> bool:
+    """Whether environment variable ``name`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_modules(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Module names listed in environment variable ``name`` (commas or spaces; empty or ``none``: no module)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    names = tuple(part for part in re.split(r"[\s,]+", raw.strip()) if part)
+    if names in ((), ("none",)):
+        return ()
+    bad = [item for item in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", item)]
+    if bad:
+        raise ValueError(f"{name}: not a module name: {', '.join(bad)}")
+    return names
+
+
+def env_flag_default_on(name: str) -> bool:
+    """False only when environment variable ``name`` is set to a false value (0, false, no, off)."""
+    return os.environ.get(name, "").strip().lower() not in {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """Limits and locations for one sandboxed kernel.
+
+    ``memory_bytes`` is the cgroup RAM cap (the primary memory limit) and
+    ``address_space_bytes`` the RLIMIT_AS backstop (set it generously: PyTorch alone maps
+    about 1 GiB).  ``cpu_seconds`` is RLIMIT_CPU of each process (SIGXCPU, then SIGKILL five
+    seconds later).  ``cell_timeout``, ``notebook_timeout`` and ``output_bytes`` are applied
+    by the caller (nbclient's ``timeout``, a total deadline, an output cap); they live here so
+    every caller uses the same numbers.  ``extra_ro_binds`` are host paths (or
+    ``(host, inside)`` pairs) mounted read-only, for example a test bundle.  ``zygote`` lets
+    grading jobs fork their kernels from a per-process kernel zygote where it is safe
+    (``sandbox/zygote.py``; ``ACADEMY_GRADER_ZYGOTE=0`` turns it off); ``zygote_preload`` names
+    the modules the zygote imports once for all its kernels (``ACADEMY_GRADER_ZYGOTE_PRELOAD``).
+    """
+
+    memory_bytes: int = 2 * GiB
+    address_space_bytes: int | None = 4 * GiB
+    cpu_seconds: int = 600
+    cpu_cores: float | None = 1.0
+    max_processes: int = 64
+    max_file_bytes: int = 50 * 1000 * 1000
+    max_open_files: int = 256
+    tmpfs_bytes: int = 256 * MiB
+    cell_timeout: float = 60.0
+    notebook_timeout: float = 600.0
+    output_bytes: int = 1 * MiB
+    startup_timeout: float = 60.0
+    interrupt_grace: float = 2.0
+    python: str = field(default_factory=default_lab_python)
+    bwrap: str | None = field(default_factory=lambda: shutil.which("bwrap"))
+    allow_unsandboxed: bool = field(default_factory=lambda: env_flag(ALLOW_UNSANDBOXED_ENV))
+    extra_ro_binds: tuple[str | tuple[str, str], ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = ()
+    seccomp: bool = True
+    host_uid_range: tuple[int, int] = (3_000_000, 1_000_000)
+    cgroup_root: str = "/sys/fs/cgroup"
+    zygote: bool = field(default_factory=lambda: env_flag_default_on(ZYGOTE_ENV))
+    zygote_preload: tuple[str, ...] = field(
+        default_factory=lambda: env_modules(ZYGOTE_PRELOAD_ENV, DEFAULT_ZYGOTE_PRELOAD))
+
+    def ro_binds(self) -> list[tuple[str, str]]:
+        """``extra_ro_binds`` as ``(host path, sandbox path)`` pairs."""
+        pairs = []
+        for item in self.extra_ro_binds:
+            src, dest = (item, item) if isinstance(item, str) else item
+            pairs.append((os.path.abspath(src), dest))
+        return pairs
+
+    def venv_dir(self) -> str | None:
+        """The lab virtual environment holding ``python``, if it is one."""
+        candidate = Path(os.path.abspath(self.python)).parent.parent
+        return str(candidate) if (candidate / "pyvenv.cfg").is_file() else None
