@@ -51,7 +51,7 @@ explicit, development-only escape hatch that keeps only layers 1, 2 and 4 and re
 
 from academy.engine.sandbox.cells import CellOutcome, run_cells
 from academy.engine.sandbox.cgroups import KernelCgroups, reap_stale_cgroups
-from academy.engine.sandbox.isolation import IsolationReport, probe_isolation, require_isolation
+from academy.engine.sandbox.isolation import probe_isolation, require_isolation
 from academy.engine.sandbox.manager import AsyncSandboxedKernelManager, SandboxedKernelManager, kernel_manager_class
 from academy.engine.sandbox.policy import (
     ALLOW_UNSANDBOXED_ENV,
@@ -64,6 +64,7 @@ from academy.engine.sandbox.policy import (
     SandboxPolicy,
     SandboxUnavailable,
 )
+from academy.engine.sandbox.report import IsolationReport
 from academy.engine.sandbox.seccomp import seccomp_filter
 
 __all__ = [

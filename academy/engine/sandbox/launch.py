@@ -16,7 +16,6 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from academy.engine import kernelside
 from academy.engine.sandbox.cgroups import KernelCgroups
@@ -30,10 +29,8 @@ from academy.engine.sandbox.policy import (
     SandboxPolicy,
     system_tool,
 )
+from academy.engine.sandbox.report import IsolationReport
 from academy.engine.sandbox.seccomp import seccomp_filter
-
-if TYPE_CHECKING:
-    from academy.engine.sandbox.isolation import IsolationReport
 
 _JOIN_AND_EXEC = r"""
 seccomp=$1; shift

@@ -19,7 +19,7 @@ from traitlets import HasTraits, Instance, Unicode, default
 
 from academy.engine.sandbox import zygote
 from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases, reap_stale_cgroups
-from academy.engine.sandbox.isolation import IsolationReport, require_isolation
+from academy.engine.sandbox.isolation import require_isolation
 from academy.engine.sandbox.launch import (
     Layout,
     kernel_arguments,
@@ -28,6 +28,7 @@ from academy.engine.sandbox.launch import (
     remove_special_files,
 )
 from academy.engine.sandbox.policy import SYSTEM_PATH, SandboxPolicy
+from academy.engine.sandbox.report import IsolationReport
 
 log = logging.getLogger(__name__)
 

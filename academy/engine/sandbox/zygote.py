@@ -62,7 +62,6 @@ from typing import Any
 
 from academy.engine import kernelside
 from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases
-from academy.engine.sandbox.isolation import IsolationReport
 from academy.engine.sandbox.launch import (
     KERNEL_OPTIONS,
     KERNEL_TUNING,
@@ -73,6 +72,7 @@ from academy.engine.sandbox.launch import (
     short_tmp,
 )
 from academy.engine.sandbox.policy import SANDBOX_WORKDIR, SYSTEM_PATH, SandboxPolicy
+from academy.engine.sandbox.report import IsolationReport
 
 log = logging.getLogger(__name__)
 
