@@ -36,7 +36,7 @@ from academy.grading.models import (
 )
 from academy.grading.preflight import PreflightReport, check_notebook
 from academy.grading.storage import BlobStore
-from academy.grading.validation import UngradableInput, load_notebook
+from academy.grading.validation import NotValidText, UngradableInput, load_notebook
 from academy.users.models import User
 
 
@@ -146,6 +146,11 @@ def preflight(release: AssignmentRelease, files: dict[str, bytes]) -> Preflight:
     for name, data in sorted(files.items()):
         try:
             submitted = load_notebook(data, name)
+        except NotValidText:
+            raise ValidationFailed(
+                _("'%(name)s' is not valid text (it is not UTF-8 or holds characters that cannot be stored). "
+                  "Nothing was submitted.", name=name)
+            ) from None
         except UngradableInput as exc:
             raise ValidationFailed(
                 _("'%(name)s' could not be read as a Jupyter notebook (%(reason)s). Nothing was submitted.",
