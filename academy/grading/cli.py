@@ -9,20 +9,23 @@ Both go through ``academy.grading.pipeline.grade_submission``, the same code the
 worker runs, in the same sandbox.  The command needs neither the portal database nor an
 application context and never writes into DIR.  Exit status: 0 when every submission was
 graded (whatever the score, also when learner code failed), 2 with a one-line message on
-standard error when the input cannot be graded, 1 on a grader error.
+standard error otherwise: the input cannot be graded, the grader failed (the JSON result on
+standard output says ``grader_error``) or the run was interrupted.  Never 1, never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-EXIT_GRADED, EXIT_GRADER_ERROR, EXIT_UNGRADABLE = 0, 1, 2
+EXIT_GRADED, EXIT_UNGRADABLE = 0, 2
 
 WORKERS_PER_CPU = 2
 """Default ``--all`` workers per CPU: a job waits on its kernel about half the time."""
@@ -54,6 +57,7 @@ FORKSERVER_PRELOAD = (
 def grade_command(course_dir: Path | None, assignment: str | None, student: str, feedback_dir: Path | None,
                   grade_all: bool, workers: int | None, as_json: bool, notebooks: tuple[Path, ...]) -> None:
     """Grade NOTEBOOK... (or every submission with --all) with nbgrader, in the grading sandbox."""
+    signal.signal(signal.SIGTERM, _interrupted)  # like Ctrl-C: clean up (zygotes, job folders), exit 2
     try:
         if course_dir is None or not assignment:
             _fail("--course DIR and --assignment NAME are required")
@@ -67,11 +71,40 @@ def grade_command(course_dir: Path | None, assignment: str | None, student: str,
             code = _grade_one(course_dir, assignment, student, list(notebooks), as_json, feedback_dir)
     except click.exceptions.Exit:
         raise
+    except KeyboardInterrupt:  # click would print "Aborted!" and exit 1
+        click.echo("error: interrupted", err=True)
+        code = EXIT_UNGRADABLE
     except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
         click.echo(f"error: {type(exc).__name__}: {_first_line(exc)}", err=True)
-        code = EXIT_GRADER_ERROR
+        code = EXIT_UNGRADABLE
     sys.stdout.flush()
     raise click.exceptions.Exit(code)
+
+
+def _interrupted(signum: int, _frame: Any) -> None:
+    """SIGTERM handler: raise ``KeyboardInterrupt`` so that ``finally`` blocks and exit handlers run."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _stop_workers_when_interrupted(pool: Any) -> Any:
+    """On an interrupt, cancel the queued jobs and stop the running ones (not wait for them).
+
+    Each worker leaves through its SIGTERM handler (``_worker_started``), so its exit handlers
+    stop its kernel zygote and its job's ``finally`` removes the job directory.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError):
+                process.terminate()
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                process.join(timeout=15)
+        raise
 
 
 def default_workers() -> int:
@@ -107,7 +140,7 @@ def _grade_one(course_dir: Path, assignment: str, student: str, notebooks: list[
         click.echo(_table(result.to_json()))
     if result.status.value == "grader_error":
         click.echo(f"error: {result.problems[0] if result.problems else 'grader error'}", err=True)
-        return EXIT_GRADER_ERROR
+        return EXIT_UNGRADABLE
     return EXIT_GRADED
 
 
@@ -144,54 +177,80 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     context = multiprocessing.get_context("forkserver")
     preload = [*FORKSERVER_PRELOAD, "academy.grading.prewarm_feedback"] if feedback_dir else list(FORKSERVER_PRELOAD)
     context.set_forkserver_preload(preload)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_started) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_started) as pool, \
+            _stop_workers_when_interrupted(pool):
         # Check the course once, and build the generate_assignment cache before the jobs need it.
-        problem = pool.submit(_check_course, course_dir, assignment).result()
+        problem, names = pool.submit(_check_course, course_dir, assignment).result()
         if problem is not None:
             _fail(problem)
-        jobs = _submissions(course_dir, assignment)
-        futures = [pool.submit(_grade_student, course_dir, assignment, student, paths, feedback_dir is not None)
-                   for student, paths in jobs]
-        for (student, _paths), future in zip(jobs, futures, strict=True):
+        jobs = [(student, *_skip_extra_notebooks(paths, names)) for student, paths in
+                _submissions(course_dir, assignment)]
+        futures = [pool.submit(_grade_student, course_dir, assignment, student, paths, feedback_dir is not None,
+                               skipped)
+                   for student, paths, skipped in jobs]
+        for (student, _paths, _skipped), future in zip(jobs, futures, strict=True):
             try:
                 data, feedback = future.result()
             except BrokenProcessPool as exc:
                 data, feedback = _error_record(student, "grader_error", f"grader error: worker died ({exc})"), {}
             if feedback_dir is not None and feedback:
                 _write_feedback(feedback_dir / student, feedback)
-            if data["status"] == "ungradable":
-                click.echo(f"error: {student}: {data['problems'][0]}", err=True)
+            if data["status"] in ("ungradable", "grader_error"):
+                click.echo(f"error: {student}: {data['problems'][0] if data['problems'] else data['status']}",
+                           err=True)
                 codes.add(EXIT_UNGRADABLE)
-            elif data["status"] == "grader_error":
-                codes.add(EXIT_GRADER_ERROR)
             click.echo(json.dumps(data, ensure_ascii=False) if as_json else _summary_line(data))
             sys.stdout.flush()
-    if EXIT_GRADER_ERROR in codes:
-        return EXIT_GRADER_ERROR
     return max(codes)
 
 
 def _worker_started() -> None:
-    """Each ``--all`` worker launches its kernel zygote as it starts (it imports meanwhile)."""
+    """Each ``--all`` worker launches its kernel zygote as it starts (it imports meanwhile).
+
+    SIGTERM (``_stop_workers_when_interrupted``) and SIGINT make the worker leave through
+    multiprocessing's exit handlers, which stop the zygote and remove its folder.
+    """
     from academy.grading.kernels import prestart_zygote
+
+    signal.signal(signal.SIGTERM, _worker_stop)
 
     prestart_zygote()
 
 
-def _check_course(course_dir: Path, assignment: str) -> str | None:
-    """Run in a pool process: None when the assignment can be graded (its release is built), else why not."""
+def _worker_stop(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _check_course(course_dir: Path, assignment: str) -> tuple[str | None, tuple[str, ...]]:
+    """Run in a pool process: (None, the assignment's notebook names) when it can be graded (its
+    release is built), else (why not, ())."""
     from academy.grading.pipeline import UngradableInput, release_notebooks
 
     try:
-        release_notebooks(course_dir, assignment)
+        names = tuple(release_notebooks(course_dir, assignment))
     except UngradableInput as exc:
-        return str(exc)
-    return None
+        return str(exc), ()
+    return None, names
+
+
+def _skip_extra_notebooks(paths: list[Path], names: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """The submitted notebooks that are part of the assignment, and a problem for each other one.
+
+    As ``nbgrader autograde`` does, a notebook the assignment does not have (``p1 copy.ipynb``
+    beside ``p1.ipynb``) is ignored, not a reason to refuse the student's whole submission.
+    """
+    kept = [path for path in paths if path.stem in names]
+    skipped = [f"{path.name}: not part of the assignment (expected: {', '.join(names)}); ignored"
+               for path in paths if path.stem not in names]
+    return kept, skipped
 
 
 def _grade_student(course_dir: Path, assignment: str, student: str, paths: list[Path],
-                   feedback: bool) -> tuple[dict[str, Any], dict[str, str]]:
-    """One ``--all`` job, run in a pool process: (JSON object with "student", feedback HTML)."""
+                   feedback: bool, skipped: list[str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """One ``--all`` job, run in a pool process: (JSON object with "student", feedback HTML).
+
+    ``skipped`` are the problems of the notebooks left out (``_skip_extra_notebooks``).
+    """
     from academy.grading.pipeline import UngradableInput, grade_submission
 
     try:
@@ -200,7 +259,9 @@ def _grade_student(course_dir: Path, assignment: str, student: str, paths: list[
         return _error_record(student, "ungradable", str(exc)), {}
     except Exception as exc:  # noqa: BLE001 - reported as this student's grader error
         return _error_record(student, "grader_error", f"grader error: {type(exc).__name__}: {_first_line(exc)}"), {}
-    return result.to_json(with_student=True), result.feedback
+    data = result.to_json(with_student=True)
+    data["problems"] = [*data["problems"], *(skipped or [])]
+    return data, result.feedback
 
 
 def _error_record(student: str, status: str, message: str) -> dict[str, Any]:
