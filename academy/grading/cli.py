@@ -86,25 +86,35 @@ def _interrupted(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-@contextlib.contextmanager
-def _stop_workers_when_interrupted(pool: Any) -> Any:
-    """On an interrupt, cancel the queued jobs and stop the running ones (not wait for them).
+_signalled: list[int] = []  # --all: SIGTERM/SIGINT received (set by _note_signal, read by _wait)
 
-    Each worker leaves through its SIGTERM handler (``_worker_started``), so its exit handlers
-    stop its kernel zygote and its job's ``finally`` removes the job directory.
+
+def _note_signal(signum: int, _frame: Any) -> None:
+    """``--all``: remember the signal; the main loop (``_wait``) stops the workers.
+
+    Raising here could leave one of the pool's locks held and its shutdown hung.
     """
-    try:
-        yield
-    except KeyboardInterrupt:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            with contextlib.suppress(OSError, ValueError):
-                process.terminate()
-        for process in processes:
-            with contextlib.suppress(OSError, ValueError, AssertionError):
-                process.join(timeout=15)
-        raise
+    _signalled.append(signum)
+
+
+def _wait(future: Any, pool: Any) -> Any:
+    """``future.result()``, but on SIGTERM/SIGINT stop the workers and raise ``KeyboardInterrupt``.
+
+    Each worker leaves through ``_worker_stop``: its job's ``finally`` removes the job
+    directory and its kernel zygote is stopped and its folder removed.
+    """
+    while not _signalled:
+        with contextlib.suppress(TimeoutError):
+            return future.result(timeout=0.2)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
+            process.join(timeout=15)
+    raise KeyboardInterrupt(signal.Signals(_signalled[0]).name)
 
 
 def default_workers() -> int:
@@ -177,10 +187,11 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
     context = multiprocessing.get_context("forkserver")
     preload = [*FORKSERVER_PRELOAD, "academy.grading.prewarm_feedback"] if feedback_dir else list(FORKSERVER_PRELOAD)
     context.set_forkserver_preload(preload)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_started) as pool, \
-            _stop_workers_when_interrupted(pool):
+    signal.signal(signal.SIGTERM, _note_signal)
+    signal.signal(signal.SIGINT, _note_signal)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_started) as pool:
         # Check the course once, and build the generate_assignment cache before the jobs need it.
-        problem, names = pool.submit(_check_course, course_dir, assignment).result()
+        problem, names = _wait(pool.submit(_check_course, course_dir, assignment), pool)
         if problem is not None:
             _fail(problem)
         jobs = [(student, *_skip_extra_notebooks(paths, names)) for student, paths in
@@ -190,7 +201,7 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
                    for student, paths, skipped in jobs]
         for (student, _paths, _skipped), future in zip(jobs, futures, strict=True):
             try:
-                data, feedback = future.result()
+                data, feedback = _wait(future, pool)
             except BrokenProcessPool as exc:
                 data, feedback = _error_record(student, "grader_error", f"grader error: worker died ({exc})"), {}
             if feedback_dir is not None and feedback:
@@ -207,18 +218,40 @@ def _grade_all(course_dir: Path, assignment: str, workers: int, as_json: bool, f
 def _worker_started() -> None:
     """Each ``--all`` worker launches its kernel zygote as it starts (it imports meanwhile).
 
-    SIGTERM (``_stop_workers_when_interrupted``) and SIGINT make the worker leave through
-    multiprocessing's exit handlers, which stop the zygote and remove its folder.
+    SIGTERM (``_wait``) and SIGINT make the worker leave (``_worker_stop``).
     """
     from academy.grading.kernels import prestart_zygote
 
     signal.signal(signal.SIGTERM, _worker_stop)
+    signal.signal(signal.SIGINT, _worker_stop)
 
     prestart_zygote()
 
 
+_stopping = False  # set in a worker by _worker_stop
+
+
 def _worker_stop(signum: int, _frame: Any) -> None:
+    """In a worker: unwind the running job (its ``finally`` blocks run), then leave.
+
+    An idle worker leaves through multiprocessing's exit handlers (which stop its zygote);
+    in a job, ``_grade_student`` catches the ``SystemExit`` (the pool would otherwise send it
+    back as the job's result and wait for the next job) and calls ``_leave``.
+    """
+    global _stopping
+    _stopping = True
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise SystemExit(128 + signum)
+
+
+def _leave(code: int) -> None:
+    """Stop this worker's kernel zygotes (removing their folders) and exit at once."""
+    from academy.grading.sandbox import zygote
+
+    with contextlib.suppress(Exception):
+        zygote.close_all()
+    os._exit(code)
 
 
 def _check_course(course_dir: Path, assignment: str) -> tuple[str | None, tuple[str, ...]]:
@@ -228,6 +261,8 @@ def _check_course(course_dir: Path, assignment: str) -> tuple[str | None, tuple[
 
     try:
         names = tuple(release_notebooks(course_dir, assignment))
+    except SystemExit as exc:  # _worker_stop
+        _leave(exc.code if isinstance(exc.code, int) else EXIT_UNGRADABLE)
     except UngradableInput as exc:
         return str(exc), ()
     return None, names
@@ -255,10 +290,14 @@ def _grade_student(course_dir: Path, assignment: str, student: str, paths: list[
 
     try:
         result = grade_submission(course_dir, assignment, paths, student_id=student, feedback=feedback)
+    except SystemExit as exc:  # _worker_stop: the job's finally blocks have run
+        _leave(exc.code if isinstance(exc.code, int) else EXIT_UNGRADABLE)
     except UngradableInput as exc:
         return _error_record(student, "ungradable", str(exc)), {}
     except Exception as exc:  # noqa: BLE001 - reported as this student's grader error
         return _error_record(student, "grader_error", f"grader error: {type(exc).__name__}: {_first_line(exc)}"), {}
+    if _stopping:  # the signal came while the job was cleaning up and was swallowed there
+        _leave(EXIT_UNGRADABLE)
     data = result.to_json(with_student=True)
     data["problems"] = [*data["problems"], *(skipped or [])]
     return data, result.feedback

@@ -116,7 +116,7 @@ def check_python_kernel(source: Path, names: Sequence[str]) -> None:
             language = "python" if str(spec["name"]).startswith("python") else str(spec["name"])
         if language is not None and str(language).lower() != "python":
             kernel = f" (kernel {spec['name']!r})" if spec.get("name") else ""
-            raise UngradableInput(f"{name}.ipynb declares a {language} kernel{kernel}: the grader runs Python "
+            raise UngradableInput(f"{name}.ipynb declares a kernel for {language}{kernel}: the grader runs Python "
                                   "notebooks only")
 
 
