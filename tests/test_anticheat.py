@@ -606,7 +606,7 @@ def test_os_exit_is_the_learners_failure_not_full_marks(course: dict[str, Any], 
 
 
 def test_tested_function_that_never_returns_is_a_timeout(course: dict[str, Any]) -> None:
-    """A function that loops when a test calls it: the canary times out, the test gets 0, grading goes on."""
+    """A function that loops when a test calls it: the test times out and gets 0, grading goes on."""
     from academy.grading.sandbox import SandboxPolicy
 
     result = grade(course, "def mean(xs):\n    while True:\n        pass\n", policy=SandboxPolicy(cell_timeout=2))
