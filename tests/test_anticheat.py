@@ -39,8 +39,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +47,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tests.conftest import service_unavailable
+from tests.plain_nbgrader import plain_nbgrader_env, run_nbgrader
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 LAB_PYTHON = Path(os.environ.get("ACADEMY_LAB_PYTHON") or ROOT / ".venv-lab" / "bin" / "python")
 ASSIGNMENT = "stats"
 
@@ -700,17 +698,9 @@ def test_plain_nbgrader_is_fooled_where_we_are_not(course: dict[str, Any], tmp_p
         folder = plain / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         (folder / f"{ASSIGNMENT}.ipynb").write_bytes(learner_notebook(course, mean, spread))
-    kernels = tmp_path / "jupyter" / "kernels" / "python3"
-    kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [str(LAB_PYTHON), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (lab)", "language": "python"}))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ACADEMY_")},
-           "JUPYTER_PATH": str(tmp_path / "jupyter"), "HOME": str(tmp_path),
-           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = plain_nbgrader_env(tmp_path)
     for step in (["generate_assignment", ASSIGNMENT, "--force"], ["autograde", ASSIGNMENT, "--force"]):
-        run = subprocess.run([str(VENV_BIN / "nbgrader"), *step], capture_output=True, text=True, cwd=plain,
-                             env=env, timeout=600)
+        run = run_nbgrader(step, plain, env)
         assert run.returncode == 0, run.stderr[-3000:]
 
     from nbgrader.api import Gradebook
