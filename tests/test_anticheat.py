@@ -39,8 +39,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +47,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from tests.conftest import service_unavailable
+from tests.plain_nbgrader import plain_nbgrader_env, run_nbgrader
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 LAB_PYTHON = Path(os.environ.get("ACADEMY_LAB_PYTHON") or ROOT / ".venv-lab" / "bin" / "python")
 ASSIGNMENT = "stats"
 
@@ -64,7 +62,7 @@ TEST_SPREAD = ("assert spread([1, 5, 3]) == 4\n### BEGIN HIDDEN TESTS\nassert ro
 TEST_STRICT = "from academy_checks import check_close\ncheck_close(mean([2.0, 4.0]), 3.0)\n"
 POINTS = {"test_mean": 2.0, "test_spread": 2.0, "test_strict": 1.0}
 
-CANARY = re.compile(r'assert False, "[0-9a-f]{24}"')  # what the grader appends to a test for its canary
+CANARY = re.compile(r'assert False, "[0-9a-f]{24}"')  # what the grader puts before a test for its canary
 WRONG_SPREAD = "def spread(xs):\n    return 4\n"
 HONEST_SPREAD = "def spread(xs):\n    return max(xs) - min(xs)\n"
 
@@ -438,8 +436,8 @@ for module in list(sys.modules.values()):  # find the grader's agent and make it
 
 DISGUISE_CANARY = '''\
 def disguise(lines):
-    if lines and lines[-1].startswith("assert False, "):  # looks like the grader's check: fail differently
-        return lines[:-1] + ["raise ValueError('no')\\n"]
+    if lines and lines[0].startswith("assert False, "):  # looks like the grader's check: fail differently
+        return ["raise ValueError('no')\\n"] + lines[1:]
     return [] if any("assert" in line for line in lines) else lines
 
 get_ipython().input_transformers_cleanup.append(disguise)
@@ -606,7 +604,7 @@ def test_os_exit_is_the_learners_failure_not_full_marks(course: dict[str, Any], 
 
 
 def test_tested_function_that_never_returns_is_a_timeout(course: dict[str, Any]) -> None:
-    """A function that loops when a test calls it: the canary times out, the test gets 0, grading goes on."""
+    """A function that loops when a test calls it: the test times out and gets 0, grading goes on."""
     from academy.engine.sandbox import SandboxPolicy
 
     result = grade(course, "def mean(xs):\n    while True:\n        pass\n", policy=SandboxPolicy(cell_timeout=2))
@@ -700,17 +698,9 @@ def test_plain_nbgrader_is_fooled_where_we_are_not(course: dict[str, Any], tmp_p
         folder = plain / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
         (folder / f"{ASSIGNMENT}.ipynb").write_bytes(learner_notebook(course, mean, spread))
-    kernels = tmp_path / "jupyter" / "kernels" / "python3"
-    kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [str(LAB_PYTHON), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (lab)", "language": "python"}))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ACADEMY_")},
-           "JUPYTER_PATH": str(tmp_path / "jupyter"), "HOME": str(tmp_path),
-           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = plain_nbgrader_env(tmp_path)
     for step in (["generate_assignment", ASSIGNMENT, "--force"], ["autograde", ASSIGNMENT, "--force"]):
-        run = subprocess.run([str(VENV_BIN / "nbgrader"), *step], capture_output=True, text=True, cwd=plain,
-                             env=env, timeout=600)
+        run = run_nbgrader(step, plain, env)
         assert run.returncode == 0, run.stderr[-3000:]
 
     from nbgrader.api import Gradebook

@@ -232,6 +232,9 @@ BAD_INPUTS = {
                                "worksheets": [{"cells": []}]}).encode(), "nbformat 4 only"),
     "invalid-utf8": (b'{"cells": [], "metadata": {"x": "\xff\xfe"}, "nbformat": 4, "nbformat_minor": 5}',
                      "not UTF-8"),
+    # valid JSON whose escape decodes to no character: it cannot be written back as text
+    "lone-surrogate": (json.dumps({**_v4([_code("a", 'print("\\ud800")')]),
+                                   "metadata": {"note": "\ud800"}}).encode(), "not valid text"),
     "duplicate-ids": (json.dumps(_v4([_code("same"), _code("same")])).encode(), "duplicate cell ids"),
     "schema": (json.dumps({**_v4(), "cells": [{"cell_type": "code"}]}).encode(), "not a valid nbformat 4"),
     "deep": (b'{"cells": [], "metadata": {"a": ' + b"[" * 5000 + b"]" * 5000 + b'}, "nbformat": 4}', "nested"),

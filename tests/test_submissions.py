@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import html
 import io
 import json
 import re
@@ -175,8 +176,9 @@ def test_a_forged_pending_token_is_refused(client: FlaskClient, course: dict[str
         (NAME, json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata": {}}).encode()),
         (NAME, ("[" * 5000 + "]" * 5000).encode()),
         ("other.ipynb", SOURCE.read_bytes()),
+        (NAME, SOURCE.read_bytes().replace(b'"metadata": {', b'"metadata": {"note": "\\ud800", ', 1)),
     ],
-    ids=["empty", "not-json", "not-utf8", "nbformat3", "deep-nesting", "wrong-name"],
+    ids=["empty", "not-json", "not-utf8", "nbformat3", "deep-nesting", "wrong-name", "lone-surrogate"],
 )
 def test_bad_files_are_refused_with_a_message_and_nothing_is_stored(
     app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, name: str, content: bytes
@@ -187,6 +189,17 @@ def test_bad_files_are_refused_with_a_message_and_nothing_is_stored(
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "alert-danger" in page
     assert count(app, Submission) == 0 and count(app, GradingJob) == 0
+
+
+def test_a_lone_surrogate_is_refused_as_not_valid_text(app: Flask, client: FlaskClient, course: dict[str, Any],
+                                                       learner: int) -> None:
+    """Valid JSON that escapes a lone surrogate (``"\\ud800"``) cannot be stored as text: refused, translated."""
+    nb = json.loads(released_bytes(course))
+    nb["metadata"]["note"] = "\ud800"
+    response = upload(client, course["assignment_id"], {NAME: json.dumps(nb).encode()})
+    assert response.status_code == 303 and count(app, Submission) == 0 and count(app, GradingJob) == 0
+    page = html.unescape(client.get(response.headers["Location"]).get_data(as_text=True))
+    assert f"'{NAME}' is not valid text" in page or f"'{NAME}' 파일은 올바른 텍스트가 아닙니다" in page, page
 
 
 def test_duplicate_cell_ids_are_refused(app: Flask, client: FlaskClient, course: dict[str, Any],

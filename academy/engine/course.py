@@ -7,7 +7,7 @@ copy of the course's configuration at one job's directory.
 
 Cache
     ``generate_assignment`` runs once per (assignment, content of the source tree,
-    ``nbgrader_config.py``, header/footer, nbgrader version): its gradebook,
+    ``nbgrader_config.py``, header/footer, the other files at the course root, nbgrader version): its gradebook,
     source snapshot and release go to ``<cache>/<assignment>-<hash>/`` (built aside and
     renamed into place, so concurrent workers never see half an entry) and are copied into
     each job.  The cache holds answer keys: it is created mode 0700.
@@ -83,6 +83,7 @@ def load_course(root: Path, assignment: str) -> NbgraderCourse:
     names = tuple(sorted(p.stem for p in source.glob("*.ipynb")))
     if not names:
         raise UngradableInput(f"assignment {assignment!r} has no notebooks in {source}")
+    check_python_kernel(source, names)
     for option in ("header", "footer"):
         if "IncludeHeaderFooter" in config and config.IncludeHeaderFooter.get(option):
             path = Path(config.IncludeHeaderFooter[option])
@@ -91,6 +92,32 @@ def load_course(root: Path, assignment: str) -> NbgraderCourse:
     if "CourseDirectory" in config and "ignore" in config.CourseDirectory:
         ignore = list(config.CourseDirectory.ignore)
     return NbgraderCourse(root, config, config_bytes, source, names, tuple(ignore))
+
+
+def check_python_kernel(source: Path, names: Sequence[str]) -> None:
+    """``UngradableInput`` when a source notebook declares a kernel for another language than Python.
+
+    nbgrader would start the declared kernel (R, Julia, ...); the grading sandbox runs the lab's
+    Python only, so such a course is refused rather than silently run as Python.  The language
+    is the kernelspec's ``language``, else ``language_info.name``, else the kernelspec's name;
+    a notebook that declares none is Python.
+    """
+    import json
+
+    for name in names:
+        try:
+            metadata = json.loads((source / f"{name}.ipynb").read_bytes()).get("metadata") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # an unreadable source notebook is generate_assignment's to report
+        spec = metadata.get("kernelspec") if isinstance(metadata.get("kernelspec"), dict) else {}
+        info = metadata.get("language_info") if isinstance(metadata.get("language_info"), dict) else {}
+        language = spec.get("language") or info.get("name")
+        if language is None and spec.get("name"):
+            language = "python" if str(spec["name"]).startswith("python") else str(spec["name"])
+        if language is not None and str(language).lower() != "python":
+            kernel = f" (kernel {spec['name']!r})" if spec.get("name") else ""
+            raise UngradableInput(f"{name}.ipynb declares a kernel for {language}{kernel}: the grader runs Python "
+                                  "notebooks only")
 
 
 def read_inputs(notebooks: Mapping[str, bytes] | Sequence[Path], course: NbgraderCourse) -> dict[str, bytes]:
@@ -155,7 +182,28 @@ def _source_key(course: NbgraderCourse, assignment: str) -> str:
     for path in sorted(_source_files(course)):
         digest.update(str(path.relative_to(course.source)).encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
+    for path in course_root_files(course):
+        digest.update(b"root/" + path.name.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def course_root_files(course: NbgraderCourse) -> list[Path]:
+    """The plain files at the course root that nbgrader reads from its working directory (``autotests.yml``, ...).
+
+    nbgrader runs ``generate_assignment`` in the course root, so these sit beside the job's
+    ``source/`` as they do for nbgrader.  Folders, links, hidden files, gradebooks (``*.db``)
+    and the course's ignore patterns are left out.
+    """
+    import fnmatch
+
+    files = []
+    for path in sorted(course.root.iterdir()):
+        if path.name.startswith(".") or path.suffix == ".db" or path.is_symlink() or not path.is_file():
+            continue
+        if not any(fnmatch.fnmatch(path.name, pattern) for pattern in course.ignore):
+            files.append(path)
+    return files
 
 
 def _source_files(course: NbgraderCourse) -> Iterator[Path]:
@@ -178,6 +226,8 @@ def cache_entry(course: NbgraderCourse, assignment: str, cache_root: Path, joblo
     build = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_root))
     try:
         shutil.copytree(course.source, build / "source" / assignment, ignore=shutil.ignore_patterns(*course.ignore))
+        for path in course_root_files(course):
+            shutil.copyfile(path, build / path.name)
         config = job_config(course, build, assignment, ".")
         coursedir = CourseDirectory(config=config, log=joblog.logger)
         converter = GenerateAssignment(coursedir=coursedir, config=config, log=joblog.logger)

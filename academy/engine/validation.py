@@ -37,6 +37,10 @@ class UngradableInput(EngineError):
     code = "ungradable"
 
 
+class NotValidText(UngradableInput):
+    """The file is not valid text: not UTF-8, or JSON escapes that decode to no character (``"\\ud800"``)."""
+
+
 def check_name(value: str, what: str) -> str:
     """Return ``value`` if it is a safe single path component (an id or a file stem).
 
@@ -87,7 +91,7 @@ def load_notebook(data: bytes, name: str) -> Any:
     try:
         text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError as exc:
-        raise UngradableInput(f"{name}: not UTF-8 text (byte {exc.start})") from None
+        raise NotValidText(f"{name}: not valid text: not UTF-8 (byte {exc.start})") from None
     try:
         raw = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -95,6 +99,7 @@ def load_notebook(data: bytes, name: str) -> Any:
     except ValueError as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UngradableInput(f"{name}: not a JSON notebook ({first_line})") from None
+    _check_encodable(text, raw, name)
     if not _depth_ok(raw, MAX_JSON_DEPTH):
         raise UngradableInput(f"{name}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(raw, dict) or "nbformat" not in raw:
@@ -120,6 +125,24 @@ def load_notebook(data: bytes, name: str) -> Any:
         nb = JSONReader().to_notebook(raw)
     return nb
 
+
+def _check_encodable(text: str, raw: Any, name: str) -> None:
+    """``NotValidText`` when the JSON escapes a lone surrogate (``"\\ud800"``): valid JSON, but no text.
+
+    Strict UTF-8 cannot hold a surrogate, so only a ``\\uD800``-``\\uDFFF`` escape brings one in;
+    the full check runs only when the text has such an escape.
+    """
+    if not _SURROGATE_ESCAPE.search(text):
+        return
+    try:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotValidText(f"{name}: not valid text (it escapes a lone surrogate such as \"\\ud800\")") from None
+    except (RecursionError, ValueError):
+        return  # the depth check that follows names the problem
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 _CORE_KEYS = ("grade", "solution", "locked", "task", "points")
 

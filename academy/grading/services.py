@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from academy.audit.services import record
 from academy.catalog.models import Assignment
 from academy.db import utcnow
-from academy.engine.validation import UngradableInput, load_notebook
+from academy.engine.validation import NotValidText, UngradableInput, load_notebook
 from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
 from academy.errors import Conflict, NotFound, PermissionDenied, ValidationFailed, from_engine
 from academy.grading import deadlines
@@ -147,6 +147,11 @@ def preflight(release: AssignmentRelease, files: dict[str, bytes]) -> Preflight:
     for name, data in sorted(files.items()):
         try:
             submitted = load_notebook(data, name)
+        except NotValidText:
+            raise ValidationFailed(
+                _("'%(name)s' is not valid text (it is not UTF-8 or holds characters that cannot be stored). "
+                  "Nothing was submitted.", name=name)
+            ) from None
         except UngradableInput as exc:
             raise ValidationFailed(
                 _("'%(name)s' could not be read as a Jupyter notebook (%(reason)s). Nothing was submitted.",

@@ -30,8 +30,8 @@ Integrity agent (``AGENT_SOURCE`` in ``agent``; ``KernelGuard`` in ``kernel`` ta
 
 Canary (``canary_source``, module ``canary``)
     Before each autograded test cell the grader runs, through the client and never as a
-    notebook cell, the test's own source followed by ``assert False, "<nonce>"`` (a fresh
-    random nonce each time).  It must fail with that nonce.  If it reports success, or a
+    notebook cell, ``assert False, "<nonce>"`` (a fresh random nonce each time) followed by
+    the test's own source, which is compiled but not run.  It must fail with that nonce.  If it reports success, or a
     different error while the real test then passes, something between the request and the
     interpreter rewrote, blanked or excused the cell: that test and every later test get 0
     and the submission is flagged.
