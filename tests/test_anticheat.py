@@ -46,8 +46,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from tests.conftest import service_unavailable
 from tests.plain_nbgrader import plain_nbgrader_env, run_nbgrader
+from tests.support import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_PYTHON = Path(os.environ.get("ACADEMY_LAB_PYTHON") or ROOT / ".venv-lab" / "bin" / "python")
@@ -102,7 +102,7 @@ def build_course(root: Path) -> Path:
 def course(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The course, its release and a generate_assignment cache shared by every case."""
     if not os.access(LAB_PYTHON, os.X_OK):
-        service_unavailable(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
+        skip_or_fail(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
     from academy.engine.pipeline import release_notebooks
 
     base = tmp_path_factory.mktemp("anticheat")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import service_unavailable
+from tests.support import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ def _docs_course() -> Path:
 def lab_environment() -> None:
     """The learners' interpreter must exist: kernels never run with the portal's Python."""
     if not os.access(LAB_PYTHON, os.X_OK):
-        service_unavailable(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
+        skip_or_fail(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
 
 
 @pytest.fixture(scope="session")

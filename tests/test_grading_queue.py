@@ -23,7 +23,7 @@ from flask import Flask
 
 from academy.extensions import db
 from academy.grading.models import CellScore, GradingJob, JobState, Submission, SubmissionStatus
-from tests.conftest import service_unavailable
+from tests.support import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "courses" / "python-data" / "source" / "01-pandas-basics" / "production_log.ipynb"
@@ -158,7 +158,7 @@ def redis_url() -> Iterator[str]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        service_unavailable(f"Redis at 127.0.0.1:6379 is not reachable: {type(exc).__name__}")
+        skip_or_fail(f"Redis at 127.0.0.1:6379 is not reachable: {type(exc).__name__}")
     client.flushdb()
     yield f"redis://127.0.0.1:6379/{db_number}"
     client.flushdb()

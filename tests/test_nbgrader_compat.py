@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import service_unavailable
 from tests.plain_nbgrader import LAB_PYTHON, ROOT, VENV_BIN, plain_nbgrader_env, run_nbgrader
+from tests.support import skip_or_fail
 
 ASSIGNMENT = "ps1"
 
@@ -126,7 +126,7 @@ def zygote_folders(tmp: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def our_env(tmp_path_factory: pytest.TempPathFactory, our_tmp: Path) -> dict[str, str]:
     if not os.access(LAB_PYTHON, os.X_OK):
-        service_unavailable(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
+        skip_or_fail(f"the lab environment {LAB_PYTHON} is missing (make lab-env)")
     base = tmp_path_factory.mktemp("compat-env")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACADEMY_")}
     env.update({"ACADEMY_GRADING_CACHE_DIR": str(base / "cache"), "ACADEMY_DATA_DIR": str(base / "data"),

@@ -33,8 +33,8 @@ from academy.engine.sandbox import (
     require_isolation,
     run_cells,
 )
+from tests.support import skip_or_fail
 
-REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
 PG_SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
 CANARIES = {
     "ACADEMY_SECRET_KEY": "canary-secret-7f3a9c",
@@ -44,22 +44,16 @@ CANARIES = {
 }
 
 
-def _unavailable(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (ACADEMY_TEST_REQUIRE_SERVICES=1)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def base_policy() -> SandboxPolicy:
     policy = SandboxPolicy(cell_timeout=20.0, notebook_timeout=120.0, allow_unsandboxed=False)
     if not policy.bwrap:
-        _unavailable("bubblewrap (bwrap) is not installed: apt-get install -y bubblewrap")
+        skip_or_fail("bubblewrap (bwrap) is not installed: apt-get install -y bubblewrap")
     if not os.access(policy.python, os.X_OK):
-        _unavailable(f"the lab interpreter {policy.python} is missing (make builds .venv-lab)")
+        skip_or_fail(f"the lab interpreter {policy.python} is missing (make builds .venv-lab)")
     report = probe_isolation(policy, refresh=True)
     if not report.sandbox_available:
-        _unavailable("the sandbox cannot be built here: " + "; ".join(report.notes))
+        skip_or_fail("the sandbox cannot be built here: " + "; ".join(report.notes))
     return policy
 
 
@@ -360,7 +354,7 @@ print(json.dumps({{
     assert seen["interfaces"] == ["lo"]
     assert accepted == [], "the sandbox reached the host's TCP server"
     if not os.path.exists(PG_SOCKET):
-        pytest.skip(f"{PG_SOCKET} does not exist on this machine: hidden-socket check only ran vacuously")
+        skip_or_fail(f"{PG_SOCKET} does not exist on this machine: hidden-socket check only ran vacuously")
 
 
 # ----------------------------------------------------------------------------- filesystem
@@ -500,7 +494,7 @@ def test_sigint_proof_loop_is_killed(base_policy: SandboxPolicy, workdir: Path) 
 @pytest.mark.slow
 def test_memory_bomb_hits_the_cgroup(base_policy: SandboxPolicy, workdir: Path) -> None:
     if "memory" not in probe_isolation(base_policy).cgroups:
-        pytest.skip("no writable memory cgroup here")
+        skip_or_fail("no writable memory cgroup here")
     policy = dataclasses.replace(base_policy, memory_bytes=384 * 1024 * 1024, address_space_bytes=None)
     out = run(policy, workdir, ["hog = bytearray(3 * 1024**3)", "'after'"])
     assert out[0].status == "died" and "kernel died" in out[0].error, out[0]
@@ -523,7 +517,7 @@ NO_CGROUPS = "/nonexistent-cgroup-root"
 @pytest.mark.parametrize("cgroup_root", ["/sys/fs/cgroup", NO_CGROUPS], ids=["cgroups", "rlimit-only"])
 def test_fork_bomb_stops_at_the_process_limit(base_policy: SandboxPolicy, workdir: Path, cgroup_root: str) -> None:
     if cgroup_root == NO_CGROUPS and os.geteuid() != 0:
-        pytest.skip("RLIMIT_NPROC needs the per-kernel host uid, which needs root")
+        skip_or_fail("RLIMIT_NPROC needs the per-kernel host uid, which needs root")
     policy = dataclasses.replace(base_policy, cgroup_root=cgroup_root)
     cell = """
 import os, time, json
@@ -577,7 +571,7 @@ def test_output_is_capped(base_policy: SandboxPolicy, workdir: Path) -> None:
 def test_stale_cgroups_of_a_dead_worker_are_reaped(base_policy: SandboxPolicy) -> None:
     groups = probe_isolation(base_policy).cgroups
     if not groups:
-        pytest.skip("no writable cgroups here")
+        skip_or_fail("no writable cgroups here")
     dead = subprocess.Popen(["true"])
     dead.wait()
     made = []

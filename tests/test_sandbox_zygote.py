@@ -23,19 +23,20 @@ from academy.engine.anticheat.cells import new_nonce
 from academy.engine.sandbox import SandboxPolicy, probe_isolation, run_cells, zygote
 from academy.engine.sandbox.launch import CANARY_MESSAGE
 from academy.engine.sandbox.policy import CGROUP_GROUP
-from tests.test_sandbox import TRY, _gone, _processes, _unavailable, as_json
+from tests.support import skip_or_fail
+from tests.test_sandbox import TRY, _gone, _processes, as_json
 
 
 @pytest.fixture(scope="module")
 def policy() -> SandboxPolicy:
     policy = SandboxPolicy(cell_timeout=20.0, notebook_timeout=120.0, allow_unsandboxed=False, zygote=True)
     if not policy.bwrap or not os.access(policy.python, os.X_OK):
-        _unavailable("bubblewrap or the lab interpreter is missing")
+        skip_or_fail("bubblewrap or the lab interpreter is missing")
     report = probe_isolation(policy, refresh=True)
     if not report.sandbox_available:
-        _unavailable("the sandbox cannot be built here: " + "; ".join(report.notes))
+        skip_or_fail("the sandbox cannot be built here: " + "; ".join(report.notes))
     if not zygote.usable(policy, report):
-        pytest.skip("kernel zygotes need root, the uid drop and cgroup v2's cgroup.kill; kernels start fresh here")
+        skip_or_fail("kernel zygotes need root, the uid drop and cgroup v2's cgroup.kill; kernels start fresh here")
     return policy
 
 
@@ -183,7 +184,7 @@ def test_a_kernel_that_kills_the_zygote_only_loses_itself(policy: SandboxPolicy,
 
 def test_the_job_cgroups_limit_a_forked_kernel(policy: SandboxPolicy, tmp_path: Path) -> None:
     if "memory" not in probe_isolation(policy).cgroups:
-        pytest.skip("no writable memory cgroup here")
+        skip_or_fail("no writable memory cgroup here")
     small = dataclasses.replace(policy, memory_bytes=384 * 1024 * 1024, address_space_bytes=None)
     bomb = (
         "import os, json\nchildren, error = 0, None\n"
