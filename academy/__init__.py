@@ -71,10 +71,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     oidc_server.init_app(app)
     _register_blueprints(app)
-
-    from academy import cli
-
-    cli.register(app)
     return app
 
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from academy.engine.grade import WORKERS_PER_CPU
@@ -18,15 +18,12 @@ def main() -> None:
 
     group = FlaskGroup(create_app=lambda: create_app(), add_default_commands=True, add_version_option=False,
                        help="AI Saemaul Academy platform commands.")
-    # `academy grade` needs no application: found on the group itself, it starts without building one.
-    group.add_command(grade_command)
+    # Found on the group itself, a command is found without building the application first
+    # (`academy grade` needs none). `flask --app academy ...` finds the same commands through
+    # the `flask.commands` entry points in pyproject.toml.
+    for command in COMMANDS:
+        group.add_command(command)
     group.main(prog_name="academy")
-
-
-def register(app: Flask) -> None:
-    """Attach the academy commands to ``app.cli``."""
-    for command in (init_command, create_user_command, token_group, demo_command, worker_command, grade_command):
-        app.cli.add_command(command)
 
 
 @click.command("grade")
@@ -50,32 +47,11 @@ def grade_command(course_dir: Path | None, assignment: str | None, student: str,
                                           as_json, notebooks))
 
 
-def run_init(*, quiet: bool = False) -> str:
-    """Upgrade the database to the latest migration and load ``courses/``; returns a summary.
-
-    Safe to run again: migrations already applied and unchanged courses are skipped.
-    """
-    from flask_migrate import upgrade
-
-    from academy.catalog.services import load_catalog
-    from academy.extensions import db
-
-    settings = current_app.config["ACADEMY_SETTINGS"]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade()
-    from academy.grading.releases import release_all
-
-    report = load_catalog(db.session, Path(current_app.config["ACADEMY_COURSES_DIR"]))
-    db.session.commit()
-    released = release_all(db.session, settings.data_dir)
-    db.session.commit()
-    return f"{report.summary()}; {released} assignment versions released"
-
-
 @click.command("init")
 @with_appcontext
 def init_command() -> None:
     """Create or upgrade the database and load courses/ (idempotent)."""
+    from academy.bootstrap import run_init
     from academy.errors import AcademyError
 
     try:
@@ -184,6 +160,10 @@ def demo_command(host: str, port: int) -> None:
     from academy.demo import run_demo
 
     run_demo(current_app._get_current_object(), host=host, port=port)  # type: ignore[attr-defined]
+
+
+#: Every ``academy`` command (also registered as ``flask.commands`` entry points).
+COMMANDS = (init_command, create_user_command, token_group, demo_command, worker_command, grade_command)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from academy.db import utcnow
+from academy.processes import free_port, stop_process
 
 if TYPE_CHECKING:
     from academy.labs.hubprocess import HubProcess
@@ -70,16 +70,6 @@ def seed_demo(app: Flask) -> list[tuple[str, str, str]]:
     return [(email, role, password) for email, role, _name, password in DEMO_ACCOUNTS]
 
 
-def _free_port(host: str, preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, preferred))
-            return preferred
-        except OSError:
-            sock.bind((host, 0))
-            return int(sock.getsockname()[1])
-
-
 def start_lab_hub(app: Flask, host: str, preferred_port: int = 8000) -> HubProcess | None:
     """Start the local JupyterHub for the demo unless ``ACADEMY_HUB_URL`` names one already running.
 
@@ -95,7 +85,7 @@ def start_lab_hub(app: Flask, host: str, preferred_port: int = 8000) -> HubProce
     if not (root / "node_modules" / ".bin" / "configurable-http-proxy").exists():
         click.echo("  labs: off (configurable-http-proxy missing: run `make proxy`)")
         return None
-    hub_url = f"http://{host}:{_free_port(host, preferred_port)}"
+    hub_url = f"http://{host}:{free_port(host, preferred_port)}"
     try:
         hub = start_hub(data_dir=settings.data_dir, hub_url=hub_url, portal_url=settings.base_url,
                         api_token=settings.resolved_hub_secret("api_token"),
@@ -123,30 +113,16 @@ def start_worker(app: Flask) -> subprocess.Popen[bytes]:
                             env=env, start_new_session=True)
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a child started in its own process group: its leader politely, then the whole group."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()  # Celery's warm shutdown: the leader stops its own pool
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # anything of the group that outlived its leader
-
-
 def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     """Initialise the database, seed demo data, start a grading worker and serve until Ctrl-C."""
     from werkzeug.serving import run_simple
 
-    from academy.cli import run_init
+    from academy.bootstrap import run_init
 
     with app.app_context():
         summary = run_init()
     accounts = seed_demo(app)
-    port = _free_port(host, port)
+    port = free_port(host, port)
     url = f"http://{host}:{port}/"
     app.config["ACADEMY_SETTINGS"].base_url = url.rstrip("/")
     click.echo("")

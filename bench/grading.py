@@ -598,8 +598,8 @@ def portal_latency(tmp: Path, procs: Processes, samples: int) -> dict[str, Any]:
     from sqlalchemy import select
 
     from academy import create_app
+    from academy.bootstrap import run_init
     from academy.catalog.models import Assignment, Track
-    from academy.cli import run_init
     from academy.db import utcnow
     from academy.enrollment.services import create_cohort, request_enrollment
     from academy.extensions import db

@@ -137,9 +137,9 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
     from werkzeug.serving import make_server
 
     from academy import create_app
+    from academy.bootstrap import run_init
     from academy.catalog.models import Assignment, Course
     from academy.catalog.services import list_tracks
-    from academy.cli import run_init
     from academy.db import utcnow
     from academy.enrollment.services import create_cohort
     from academy.extensions import db
@@ -154,7 +154,7 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
         "hub_api_token": api_token, "hub_client_secret": client_secret, "gpu_devices": gpu_devices,
     })
     with app.app_context():
-        run_init(quiet=True)
+        run_init()
         track = list_tracks(db.session)[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,

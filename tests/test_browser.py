@@ -92,8 +92,8 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
     from werkzeug.serving import make_server
 
     from academy import create_app
+    from academy.bootstrap import run_init
     from academy.catalog.services import list_tracks
-    from academy.cli import run_init
     from academy.db import utcnow
     from academy.enrollment.services import create_cohort
     from academy.extensions import db
@@ -106,7 +106,7 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
         "RATELIMIT_ENABLED": False,
     })
     with app.app_context():
-        run_init(quiet=True)
+        run_init()
         tracks = list_tracks(db.session)
         assert tracks, "courses/ should define at least one track"
         track = tracks[0]
@@ -290,20 +290,21 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
     from werkzeug.serving import make_server
 
     from academy import create_app
+    from academy.bootstrap import run_init
     from academy.catalog.models import Assignment
     from academy.catalog.services import list_tracks
-    from academy.cli import run_init
     from academy.db import utcnow
-    from academy.demo import start_worker, stop_process
+    from academy.demo import start_worker
     from academy.enrollment.services import create_cohort, request_enrollment
     from academy.extensions import db
+    from academy.processes import stop_process
     from academy.users.models import Role
     from academy.users.services import create_user
 
     app = create_app({"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
                       "secret_key": "x" * 40, "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False})
     with app.app_context():
-        run_init(quiet=True)
+        run_init()
         track = list_tracks(db.session)[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,

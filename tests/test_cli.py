@@ -70,3 +70,14 @@ def test_token_create_prints_a_token_that_works(cli_env: dict[str, str]) -> None
     assert status == 200 and body["email"] == "hr@example.kr"
     bad = run(["token", "create", "hr@example.kr", "--scope", "root"], cli_env)
     assert bad.returncode == 2
+
+
+def test_flask_app_academy_offers_the_same_commands(cli_env: dict[str, str]) -> None:
+    """`flask --app academy ...` finds the academy commands (entry points), though the factory imports no CLI."""
+    from academy.cli import COMMANDS
+
+    shown = subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "academy", "--help"],
+                           capture_output=True, text=True, env=cli_env, cwd=ROOT, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    listed = {line.split()[0] for line in shown.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert {command.name for command in COMMANDS} <= listed

@@ -69,7 +69,7 @@ class Workers:
         proc.wait(timeout=10)
 
     def stop_all(self) -> None:
-        from academy.demo import stop_process
+        from academy.processes import stop_process
 
         for proc in self.procs:
             stop_process(proc)
@@ -91,8 +91,8 @@ def _setup_course_and_learner(app: Flask) -> tuple[int, int]:
     """Migrate, load courses, release, open a cohort and enroll a learner; returns (assignment, user)."""
     import datetime as dt
 
+    from academy.bootstrap import run_init
     from academy.catalog.models import Assignment, Track
-    from academy.cli import run_init
     from academy.db import utcnow
     from academy.enrollment.services import create_cohort, request_enrollment
     from academy.users.models import Role

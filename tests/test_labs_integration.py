@@ -327,9 +327,9 @@ def test_gpu_queue_with_two_fake_devices(stack: LabStack) -> None:
 def test_hub_down_fails_cleanly_and_holds_nothing(tmp_path: Path) -> None:
     """A portal configured with a hub that is not running: the learner is told, no GPU is held."""
     from academy import create_app
+    from academy.bootstrap import run_init
     from academy.catalog.models import Course
     from academy.catalog.services import list_tracks
-    from academy.cli import run_init
     from academy.db import utcnow
     from academy.enrollment.services import create_cohort, request_enrollment
     from academy.extensions import db
@@ -345,7 +345,7 @@ def test_hub_down_fails_cleanly_and_holds_nothing(tmp_path: Path) -> None:
                       "RATELIMIT_ENABLED": False, "WTF_CSRF_ENABLED": False, "hub_url": f"http://127.0.0.1:{dead}",
                       "gpu_devices": "0"})
     with app.app_context():
-        run_init(quiet=True)
+        run_init()
         track = list_tracks(db.session)[0]
         cohort = create_cohort(db.session, track, name="c", starts_at=utcnow(),
                                ends_at=utcnow() + dt.timedelta(days=9), capacity=5, actor=None)

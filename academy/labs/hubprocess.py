@@ -12,6 +12,8 @@ from pathlib import Path
 
 import requests
 
+from academy.processes import stop_process
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 HUB_CONFIG = PROJECT_DIR / "hub_config" / "jupyterhub_config.py"
 
@@ -41,8 +43,6 @@ class HubProcess:
     env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
-        from academy.demo import stop_process
-
         stop_process(self.process)
 
     def log_tail(self, lines: int = 40) -> str:
