@@ -24,7 +24,7 @@ def flask_app() -> Any:
 
 
 def register(celery: Celery) -> None:
-    """Register the academy tasks on ``celery``."""
+    """Register the academy tasks on ``celery`` (on that app only: each portal configuration has its own)."""
     from celery.signals import worker_init, worker_process_init
 
     @worker_init.connect(weak=False, dispatch_uid="academy-grading-warm-up")
@@ -39,7 +39,7 @@ def register(celery: Celery) -> None:
 
         prestart_zygote()
 
-    @celery.task(name="academy.grade", acks_late=True, reject_on_worker_lost=True)
+    @celery.task(name="academy.grade", shared=False, acks_late=True, reject_on_worker_lost=True)
     def grade(job_id: int) -> str:
         """Grade the submission of a job (a no-op when another worker holds or finished it)."""
         from academy.grading.worker import run_job
@@ -47,7 +47,7 @@ def register(celery: Celery) -> None:
         with flask_app().app_context():
             return run_job(job_id)
 
-    @celery.task(name="academy.release_upload", acks_late=True, reject_on_worker_lost=True)
+    @celery.task(name="academy.release_upload", shared=False, acks_late=True, reject_on_worker_lost=True)
     def release_upload(assignment_id: int, files: dict[str, str], actor_id: int | None) -> int:
         """Release a new assignment version from uploaded source notebooks (by blob digest)."""
         from pathlib import Path
@@ -67,7 +67,7 @@ def register(celery: Celery) -> None:
             db.session.commit()
             return release.version
 
-    @celery.task(name="academy.requeue_stale_jobs")
+    @celery.task(name="academy.requeue_stale_jobs", shared=False)
     def requeue_stale_jobs() -> int:
         """Re-send queued jobs whose message seems lost and running jobs whose lease ran out."""
         from academy.grading.worker import requeue_stale
@@ -75,7 +75,7 @@ def register(celery: Celery) -> None:
         with flask_app().app_context():
             return requeue_stale()
 
-    @celery.task(name="academy.start_lab", acks_late=True, reject_on_worker_lost=True)
+    @celery.task(name="academy.start_lab", shared=False, acks_late=True, reject_on_worker_lost=True)
     def start_lab(lab_id: int) -> str:
         """Start a lab's server and follow it until ready (academy.labs.launch.run_start)."""
         from academy.extensions import db
@@ -86,7 +86,7 @@ def register(celery: Celery) -> None:
             settings = flask_app().config["ACADEMY_SETTINGS"]
             return run_start(db.session, client_for(settings), settings, lab_id)
 
-    @celery.task(name="academy.sweep_labs")
+    @celery.task(name="academy.sweep_labs", shared=False)
     def sweep_labs() -> dict[str, int]:
         """Labs housekeeping (academy.labs.usage.sweep); a no-op when no hub is configured or reachable."""
         import dataclasses
