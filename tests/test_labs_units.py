@@ -416,3 +416,157 @@ def test_instructors_see_and_stop_only_their_own_learners_labs(app: Flask, make_
     with app.app_context():
         row = db.session.get(LabSession, lab_id)
         assert (row.state, row.stop_reason) == (LabState.stopped, "instructor")
+
+
+# -- the start_lab job ----------------------------------------------------------------------------------------------
+
+def _lab_row(app: Flask, user_id: int, course_id: int, **fields: Any) -> int:
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+
+    values: dict[str, Any] = {"hub_user": f"u{user_id}", "profile": "cpu", "gpus": 0, "state": LabState.starting,
+                              **fields}
+    with app.app_context():
+        lab = LabSession(user_id=user_id, course_id=course_id, **values)
+        db.session.add(lab)
+        db.session.commit()
+        return lab.id
+
+
+@pytest.mark.app_config(**LABS, WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+def test_the_status_poll_reads_the_row_and_never_calls_the_hub(app: Flask, make_user: Any, make_track: Any,
+                                                                make_cohort: Any, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    import requests
+
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+    from academy.users.models import User
+    from tests.conftest import login
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    with app.app_context():
+        email = db.session.get(User, learner).email
+    lab_id = _lab_row(app, learner, course_id, progress=40, progress_step="spawning",
+                      requested_at=dt.datetime.now(dt.UTC))
+    client = app.test_client()
+    assert login(client, email).status_code == 302
+    calls: list[str] = []
+
+    def no_hub(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(f"{method} {url}")
+        raise AssertionError(f"the status poll called the hub: {method} {url}")
+
+    monkeypatch.setattr(requests.Session, "request", no_hub)
+    body = client.get(f"/labs/{lab_id}/status").get_json()
+    assert (body["state"], body["progress"], body["finished"]) == ("starting", 40, False)
+    assert body["message"] in ("작업 공간을 준비하는 중", "Preparing your workspace")  # from the job's step
+    with app.app_context():
+        lab = db.session.get(LabSession, lab_id)
+        lab.state, lab.notebook_path, lab.progress = LabState.running, "python-data/01/a b.ipynb", 100
+        db.session.commit()
+    body = client.get(f"/labs/{lab_id}/status").get_json()
+    assert body["finished"] is True and body["url"] == f"http://127.0.0.1:9/user/u{learner}/lab/tree/python-data/01/a%20b.ipynb"
+    page = client.get(f"/labs/{lab_id}")
+    assert page.status_code == 200
+    assert calls == []
+
+
+@pytest.mark.app_config(**LABS)
+def test_the_start_job_is_a_no_op_once_the_lab_is_stopped_and_continues_a_start_already_asked(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs.launch import run_start, stop_lab
+    from academy.labs.models import LabSession, LabState
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    hub = FakeHub()
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        stopped = _lab_row(app, learner, course_id)
+        stop_lab(db.session, hub, settings, db.session.get(LabSession, stopped), reason="user",  # type: ignore[arg-type]
+                 actor=None)
+        db.session.commit()
+        hub.calls.clear()
+        assert run_start(db.session, hub, settings, stopped) == "stopped"  # type: ignore[arg-type]
+        assert run_start(db.session, hub, settings, 10_000) == "gone"  # type: ignore[arg-type]
+        assert hub.calls == []
+        # A start the hub was already asked for (the first job's worker died): the job follows, never asks again.
+        other = _learner(app, make_user, cohort)
+        asked = _lab_row(app, other, course_id, requested_at=dt.datetime.now(dt.UTC))
+        hub.running[f"u{other}"] = {}
+        assert run_start(db.session, hub, settings, asked) == "running"  # type: ignore[arg-type]
+        assert run_start(db.session, hub, settings, asked) == "running"  # type: ignore[arg-type]  # delivered twice
+        assert [c for c in hub.calls if c[0] == "start"] == []
+        lab = db.session.get(LabSession, asked)
+        assert (lab.state, lab.progress, lab.notebook_path) == (LabState.running, 100, "")
+
+
+@pytest.mark.app_config(**{**LABS, "gpu_devices": "0"}, WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+def test_a_hub_down_during_the_start_job_fails_the_lab_with_a_message_and_frees_the_gpu(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs.hub import client_for
+    from academy.labs.launch import run_start
+    from academy.labs.models import LabSession, LabState
+    from academy.users.models import User
+    from tests.conftest import login
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner, waiting = _learner(app, make_user, cohort), _learner(app, make_user, cohort)
+    with app.app_context():
+        email = db.session.get(User, learner).email
+    client = app.test_client()
+    assert login(client, email).status_code == 302
+    opened = client.post(f"/labs/open/{course_id}")
+    lab_path = opened.headers["Location"]
+    lab_id = int(lab_path.rsplit("/", 1)[1])
+    waiting_id = _lab_row(app, waiting, course_id, profile="gpu", gpus=1, state=LabState.queued)
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        # The configured hub (127.0.0.1:9) is not there: the real client, the real job.
+        assert run_start(db.session, client_for(settings), settings, lab_id) == "failed"
+        row = db.session.get(LabSession, lab_id)
+        assert (row.stop_reason, row.device) == ("hub_down", "0") and "cannot be reached" in row.error
+        assert db.session.get(LabSession, waiting_id).state == LabState.starting  # the next in line got the GPU
+    body = client.get(f"{lab_path}/status").get_json()
+    assert body["state"] == "failed" and body["finished"] is True
+    assert "연결할 수 없습니다" in body["message"] or "not reachable" in body["message"]
+    page = client.get(lab_path).get_data(as_text=True)
+    assert "실습 다시 열기" in page or "Open the lab again" in page  # the way to retry
+
+
+@pytest.mark.app_config(**LABS)
+def test_the_sweep_resends_a_start_whose_message_was_lost_then_gives_up(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import academy.jobs
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+    from academy.labs.usage import MAX_START_SENDS, sweep
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(academy.jobs, "enqueue", lambda task, *args: sent.append((task, args)))
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    now = dt.datetime.now(dt.UTC)
+    lost = _lab_row(app, learner, course_id, start_sent_at=now - dt.timedelta(minutes=2), start_attempts=1)
+    fresh = _lab_row(app, _learner(app, make_user, cohort), course_id, start_sent_at=now, start_attempts=1)
+    hub = FakeHub()
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        assert sweep(db.session, hub, settings, now=now).resent_starts == 1  # type: ignore[arg-type]
+        db.session.commit()
+        assert sent == [("academy.start_lab", (lost,))]  # sent once committed; the fresh one is left alone
+        lab = db.session.get(LabSession, lost)
+        assert (lab.state, lab.start_attempts) == (LabState.starting, 2)
+        assert db.session.get(LabSession, fresh).start_attempts == 1
+        later = now
+        for _ in range(MAX_START_SENDS):
+            later += dt.timedelta(minutes=2)
+            sweep(db.session, hub, settings, now=later)  # type: ignore[arg-type]
+            db.session.commit()
+        db.session.refresh(lab)
+        assert (lab.state, lab.stop_reason) == (LabState.failed, "start_lost")
+        assert len([s for s in sent if s[1] == (lost,)]) == MAX_START_SENDS - 1
