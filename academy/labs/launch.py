@@ -25,12 +25,14 @@ from academy.audit.services import record as audit
 from academy.catalog.models import Assignment, Course
 from academy.config import Settings
 from academy.db import utcnow
+from academy.enrollment.models import Cohort
 from academy.errors import PermissionDenied
 from academy.jobs import enqueue_after_commit
 from academy.labs import LabRefused
 from academy.labs.hub import HubClient, HubError, HubUnavailable, StartResult, client_for, parse_time
 from academy.labs.models import LabSession, LabState
 from academy.labs.notebooks import open_notebooks
+from academy.labs.profiles import Profile
 from academy.labs.queue import (
     START_TASK,
     active_session,
@@ -66,24 +68,7 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
     Raises LabRefused (not enrolled, unknown profile, quota used up) before anything is started.
     Starting is the ``academy.start_lab`` job's, queued for when the caller commits.
     """
-    try:
-        cohort = lab_cohort(session, user, course)
-    except PermissionDenied as exc:
-        log.warning("lab refused: user %s is not enrolled in course %s", user.id, course.slug)
-        raise LabRefused(str(exc)) from exc
-    choices = {p.name: p for p in profile_choices(course, settings)}
-    name = profile_name or course.lab_profile
-    if name not in choices:
-        log.warning("lab refused: user %s asked for profile %r for course %s", user.id, name, course.slug)
-        raise LabRefused(_("This course's lab cannot use the profile '%(name)s'.", name=name))
-    profile = choices[name]
-    if profile.uses_gpu:
-        quota = quota_for(session, user, course)
-        if quota.exhausted:
-            log.warning("lab refused: user %s used up the GPU quota of course %s", user.id, course.slug)
-            raise LabRefused(_("You have used all %(hours)s GPU hours of this course. You can still open the lab "
-                               "on a CPU.", hours=f"{quota.hours:g}"))
-
+    cohort, profile = _admitted(session, settings, user, course, profile_name)
     current = active_session(session, user.id)
     if current is not None:
         if current.profile == profile.name and (current.course_id == course.id or not profile.uses_gpu):
@@ -116,6 +101,29 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
         send_start(session, lab)
     session.flush()
     return lab
+
+
+def _admitted(session: Session, settings: Settings, user: User, course: Course,
+              profile_name: str | None) -> tuple[Cohort | None, Profile]:
+    """The cohort and profile of a launch ``user`` may make; LabRefused with the reason otherwise."""
+    try:
+        cohort = lab_cohort(session, user, course)
+    except PermissionDenied as exc:
+        log.warning("lab refused: user %s is not enrolled in course %s", user.id, course.slug)
+        raise LabRefused(str(exc)) from exc
+    choices = {p.name: p for p in profile_choices(course, settings)}
+    name = profile_name or course.lab_profile
+    if name not in choices:
+        log.warning("lab refused: user %s asked for profile %r for course %s", user.id, name, course.slug)
+        raise LabRefused(_("This course's lab cannot use the profile '%(name)s'.", name=name))
+    profile = choices[name]
+    if profile.uses_gpu:
+        quota = quota_for(session, user, course)
+        if quota.exhausted:
+            log.warning("lab refused: user %s used up the GPU quota of course %s", user.id, course.slug)
+            raise LabRefused(_("You have used all %(hours)s GPU hours of this course. You can still open the lab "
+                               "on a CPU.", hours=f"{quota.hours:g}"))
+    return cohort, profile
 
 
 # -- the start_lab job --------------------------------------------------------------------------------------------
