@@ -570,3 +570,47 @@ def test_the_sweep_resends_a_start_whose_message_was_lost_then_gives_up(
         db.session.refresh(lab)
         assert (lab.state, lab.stop_reason) == (LabState.failed, "start_lost")
         assert len([s for s in sent if s[1] == (lost,)]) == MAX_START_SENDS - 1
+
+
+@pytest.mark.app_config(**LABS)
+def test_a_running_lab_reopened_on_an_assignment_gets_its_notebooks_from_the_job_or_the_sweep(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import academy.jobs
+    from academy.catalog.models import Course
+    from academy.extensions import db
+    from academy.labs.launch import launch, run_start
+    from academy.labs.models import LabSession, LabState
+    from academy.labs.usage import MAX_START_SENDS, sweep
+    from academy.users.models import User
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(academy.jobs, "enqueue", lambda task, *args: sent.append((task, args)))
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    hub = FakeHub()
+    lab_id, state, _device = _launch(app, hub, learner, course_id, profile="cpu")
+    assert state == "running" and sent == [("academy.start_lab", (lab_id,))]
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        again = launch(db.session, hub, settings, user=db.session.get(User, learner),  # type: ignore[arg-type]
+                       course=db.session.get(Course, course_id), assignment=None, profile_name="cpu")
+        db.session.commit()
+        assert (again.id, again.state, again.notebook_path) == (lab_id, LabState.running, None)  # reused
+        assert sent == [("academy.start_lab", (lab_id,))] * 2  # the job again, to copy the notebooks
+        assert run_start(db.session, hub, settings, lab_id) == "running"  # type: ignore[arg-type]
+        assert [c for c in hub.calls if c[0] == "start"] == [("start", f"u{learner}")]  # one server
+        lab = db.session.get(LabSession, lab_id)
+        assert lab.notebook_path == ""  # no assignment: the lab's home
+        # Reopened, and that job's message is lost: the sweep re-sends it, then opens the home.
+        lab.notebook_path, lab.start_attempts = None, 1
+        lab.start_sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        db.session.commit()
+        later = dt.datetime.now(dt.UTC)
+        for _ in range(MAX_START_SENDS):
+            sweep(db.session, hub, settings, now=later)  # type: ignore[arg-type]
+            db.session.commit()
+            later += dt.timedelta(minutes=1)
+        db.session.refresh(lab)
+        assert (lab.state, lab.notebook_path) == (LabState.running, "")
+        assert len([s for s in sent if s[1] == (lab_id,)]) == 2 + MAX_START_SENDS - 1
+        assert run_start(db.session, hub, settings, lab_id) == "running"  # type: ignore[arg-type]  # late: no-op

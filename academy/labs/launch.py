@@ -27,20 +27,19 @@ from academy.config import Settings
 from academy.db import utcnow
 from academy.enrollment.models import Cohort
 from academy.errors import PermissionDenied
-from academy.jobs import enqueue_after_commit
 from academy.labs import LabRefused
 from academy.labs.hub import HubClient, HubError, HubUnavailable, StartResult, client_for, parse_time
 from academy.labs.models import LabSession, LabState
 from academy.labs.notebooks import open_notebooks
 from academy.labs.profiles import Profile
 from academy.labs.queue import (
-    START_TASK,
     active_session,
     close_lab,
     closing_values,
     lab_cohort,
     profile_choices,
     quota_for,
+    resend_start,
     send_start,
     serve_queue,
 )
@@ -76,7 +75,8 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
             current.last_seen_at = utcnow()
             if current.state == LabState.running:
                 current.notebook_path = None  # the job copies this assignment's notebooks
-                enqueue_after_commit(session, START_TASK, current.id)
+                current.start_attempts = 0
+                resend_start(session, current)
             session.flush()
             return current
         stop_lab(session, client, settings, current, reason="replaced", actor=user)

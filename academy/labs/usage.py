@@ -130,18 +130,24 @@ def _enforce_quotas(session: Session, client: HubClient, settings: Settings, now
 
 
 def resend_lost_starts(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> int:
-    """Re-send ``academy.start_lab`` for labs stuck starting: a message nobody picked up, or a job whose
-    worker died.  After ``MAX_START_SENDS`` sends the lab fails (the learner can open it again)."""
+    """Re-send ``academy.start_lab`` for labs whose job never finished: a message nobody picked up, or a job
+    whose worker died.  After ``MAX_START_SENDS`` sends a starting lab fails (the learner can open it
+    again) and a running one whose notebooks were never copied opens on the lab's home."""
     now = now or utcnow()
     following = dt.timedelta(seconds=settings.lab_spawn_timeout + 60)
     resent = 0
-    for lab in session.scalars(select(LabSession).where(LabSession.state == LabState.starting)):
-        grace = LOST_MESSAGE_AFTER if lab.requested_at is None else following
+    stuck = select(LabSession).where(or_(LabSession.state == LabState.starting, and_(
+        LabSession.state == LabState.running, LabSession.notebook_path.is_(None))))
+    for lab in session.scalars(stuck):
+        grace = following if lab.state == LabState.starting and lab.requested_at is not None else LOST_MESSAGE_AFTER
         if lab.start_sent_at is not None and now - lab.start_sent_at < grace:
             continue
         if (lab.start_attempts or 0) >= MAX_START_SENDS:
             log.error("lab %s: no start_lab job finished after %d sends; giving up", lab.id, lab.start_attempts)
-            close_lab(lab, LabState.failed, "start_lost", error="the start job did not run", at=now)
+            if lab.state == LabState.running:
+                lab.notebook_path = ""
+            else:
+                close_lab(lab, LabState.failed, "start_lost", error="the start job did not run", at=now)
             continue
         log.warning("lab %s: re-sending start_lab (its message or worker was lost)", lab.id)
         resend_start(session, lab, now=now)  # a start already asked of the hub is followed, not asked again
