@@ -134,19 +134,31 @@ def _stop_servers(hub_url: str, api_token: str, timeout: float = 30.0) -> None:
 @contextmanager
 def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
     """A Celery worker in a thread, consuming the portal's queue (``academy.start_lab`` and the rest) with
-    ``app`` as its portal app, the way ``academy worker`` runs them in production."""
-    from celery.contrib.testing.worker import start_worker
+    ``app`` as its portal app, the way ``academy worker`` runs them in production.
+
+    Stopped through its own ``stop()``, not Celery's test helper, whose shutdown sets a process-wide flag
+    that would stop every other worker of the process too (a test may run a second stack inside one).
+    """
+    from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+    from celery.utils.nodenames import anon_nodename
 
     from academy.jobs import get_celery, tasks
 
     with app.app_context():
         celery = get_celery()
+    setup_app_for_worker(celery, "WARNING", None)
+    worker = TestWorkController(app=celery, concurrency=concurrency, hostname=anon_nodename(), pool="threads",
+                                loglevel="WARNING", logfile=None, ready_callback=None, without_heartbeat=True,
+                                without_mingle=True, without_gossip=True)
     previous, tasks._flask_app = tasks._flask_app, app
+    thread = threading.Thread(target=worker.start, name="academy-lab-jobs", daemon=True)
+    thread.start()
     try:
-        with start_worker(celery, pool="threads", concurrency=concurrency, perform_ping_check=False,
-                          shutdown_timeout=30) as worker:
-            yield worker
+        worker.ensure_started()
+        yield worker
     finally:
+        worker.stop()
+        thread.join(timeout=60)
         tasks._flask_app = previous
 
 
