@@ -133,8 +133,8 @@ def _stop_servers(hub_url: str, api_token: str, timeout: float = 30.0) -> None:
 
 @contextmanager
 def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
-    """A Celery worker in a thread, consuming the portal's queue (``academy.start_lab`` and the rest) with
-    ``app`` as its portal app, the way ``academy worker`` runs them in production.
+    """A Celery worker in a thread running the portal's ``academy.start_lab`` jobs with ``app`` as its portal
+    app, the way ``academy worker`` runs them in production.
 
     Stopped through its own ``stop()``, not Celery's test helper, whose shutdown sets a process-wide flag
     that would stop every other worker of the process too (a test may run a second stack inside one).
@@ -147,6 +147,10 @@ def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
     with app.app_context():
         celery = get_celery()
     setup_app_for_worker(celery, "WARNING", None)
+    # Only the lab job: a submission from the lab is queued for grading as in production, but grading it
+    # here would run nbclient in this process (its tests run a real `academy worker`, tests/test_browser.py).
+    for name in [n for n in celery.tasks if n.startswith("academy.") and n != "academy.start_lab"]:
+        celery.tasks.unregister(name)
     worker = TestWorkController(app=celery, concurrency=concurrency, hostname=anon_nodename(), pool="threads",
                                 loglevel="WARNING", logfile=None, ready_callback=None, without_heartbeat=True,
                                 without_mingle=True, without_gossip=True)
