@@ -242,7 +242,7 @@ def _lab_error(stack: Any, lab_path: str) -> str:
 
 def bare_launch(stack: Any, hub_user: str, *, timeout: float, stop: threading.Event) -> Launch:
     """``POST /hub/api/users/NAME/server`` with a signed grant, then ready, then the contents API."""
-    from academy.labs.services import grant
+    from academy.labs.launch import grant
 
     launch = Launch("bare", hub_user)
     settings = stack.app.config["ACADEMY_SETTINGS"]

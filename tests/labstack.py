@@ -1,4 +1,5 @@
-"""A real portal (Werkzeug thread) and a real JupyterHub + configurable-http-proxy on free loopback ports.
+"""A real portal (Werkzeug thread), a real job worker (Celery, in a thread) and a real JupyterHub +
+configurable-http-proxy on free loopback ports.
 
 Used by the lab integration tests, the browser test and bench/labs.py.  The portal serves over
 HTTP because the hub talks to it (OpenID Connect token and userinfo, start/stop events).
@@ -131,6 +132,41 @@ def _stop_servers(hub_url: str, api_token: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
+def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
+    """A Celery worker in a thread running the portal's ``academy.start_lab`` jobs with ``app`` as its portal
+    app, the way ``academy worker`` runs them in production.
+
+    Stopped through its own ``stop()``, not Celery's test helper, whose shutdown sets a process-wide flag
+    that would stop every other worker of the process too (a test may run a second stack inside one).
+    """
+    from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
+    from celery.utils.nodenames import anon_nodename
+
+    from academy.jobs import get_celery, tasks
+
+    with app.app_context():
+        celery = get_celery()
+    setup_app_for_worker(celery, "WARNING", None)
+    # Only the lab job: a submission from the lab is queued for grading as in production, but grading it
+    # here would run nbclient in this process (its tests run a real `academy worker`, tests/test_browser.py).
+    for name in [n for n in celery.tasks if n.startswith("academy.") and n != "academy.start_lab"]:
+        celery.tasks.unregister(name)
+    worker = TestWorkController(app=celery, concurrency=concurrency, hostname=anon_nodename(), pool="threads",
+                                loglevel="WARNING", logfile=None, ready_callback=None, without_heartbeat=True,
+                                without_mingle=True, without_gossip=True)
+    previous, tasks._flask_app = tasks._flask_app, app
+    thread = threading.Thread(target=worker.start, name="academy-lab-jobs", daemon=True)
+    thread.start()
+    try:
+        worker.ensure_started()
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=60)
+        tasks._flask_app = previous
+
+
+@contextmanager
 def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env: dict[str, str] | None = None,
               gpu_course: str | None = "python-data", gpu_quota: float = 2.0) -> Iterator[LabStack]:
     """Portal + hub. ``gpu_course``: a sample course switched to the ``gpu`` profile for the test."""
@@ -176,8 +212,9 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
     try:
         hub = start_hub(data_dir=tmp_path, hub_url=hub_url, portal_url=portal_url, api_token=api_token,
                         client_secret=client_secret, extra_env=hub_extra_env)
-        yield LabStack(app=app, portal_url=portal_url, hub_url=hub_url, api_token=api_token, hub=hub,
-                       cohort_id=cohort_id, course_ids=course_ids, assignment_ids=assignment_ids)
+        with job_worker(app):
+            yield LabStack(app=app, portal_url=portal_url, hub_url=hub_url, api_token=api_token, hub=hub,
+                           cohort_id=cohort_id, course_ids=course_ids, assignment_ids=assignment_ids)
     finally:
         if hub is not None:
             _stop_servers(hub_url, api_token)

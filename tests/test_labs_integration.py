@@ -253,8 +253,8 @@ def test_refusals_start_nothing(stack: LabStack) -> None:
 def test_gpu_queue_with_two_fake_devices(stack: LabStack) -> None:
     from academy import create_app
     from academy.extensions import db
-    from academy.labs import services
     from academy.labs.models import LabSession
+    from academy.labs.queue import waiting_line
 
     ids = [stack.make_learner(f"gpu{i}@example.kr") for i in range(1, 5)]
     sessions = [stack.portal_session(f"gpu{i}@example.kr") for i in range(1, 5)]
@@ -279,7 +279,7 @@ def test_gpu_queue_with_two_fake_devices(stack: LabStack) -> None:
                             "database_url": stack.app.config["SQLALCHEMY_DATABASE_URI"], "secret_key": "x" * 40,
                             "hub_url": stack.hub_url, "hub_api_token": stack.api_token, "gpu_devices": "0,1"})
     with restarted.app_context():
-        waiting = [row.user_id for row in services.waiting_line(db.session)]
+        waiting = [row.user_id for row in waiting_line(db.session)]
         assert waiting == [ids[2], ids[3]]
         db.session.remove()
         db.engine.dispose()
@@ -361,17 +361,28 @@ def test_hub_down_fails_cleanly_and_holds_nothing(tmp_path: Path) -> None:
     response = client.post(f"/labs/open/{course_id}")
     assert response.status_code == 303
     status = client.get(response.headers["Location"] + "/status").get_json()  # the launch page's first look
+    assert status["state"] == "starting" and status["finished"] is False  # the job has not run yet
+    from academy.labs.hub import client_for
+    from academy.labs.launch import run_start
+
+    with app.app_context():  # the start_lab job, against the hub that is not there
+        settings = app.config["ACADEMY_SETTINGS"]
+        lab_id = db.session.scalar(select(LabSession.id))
+        assert run_start(db.session, client_for(settings), settings, lab_id) == "failed"
+        db.session.remove()
+    status = client.get(response.headers["Location"] + "/status").get_json()
     assert status["state"] == "failed" and status["finished"] is True
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "연결할 수 없습니다" in page or "not reachable" in page
+    assert "실습 다시 열기" in page or "Open the lab again" in page
     with app.app_context():
         row = db.session.scalar(select(LabSession))
         assert row.state.value == "failed" and row.stop_reason == "hub_down"
         # The GPU granted for the attempt is free again.
-        from academy.labs.services import free_device, profiles
+        from academy.labs.profiles import configured_profiles
+        from academy.labs.queue import free_device
 
-        settings = app.config["ACADEMY_SETTINGS"]
-        assert free_device(db.session, settings, profiles(settings)["gpu"]) == "0"
+        assert free_device(db.session, settings, configured_profiles(settings)["gpu"]) == "0"
         db.session.remove()
         db.engine.dispose()
 
@@ -396,11 +407,12 @@ def test_a_spawn_that_fails_is_reported_and_leaves_nothing_running(tmp_path: Pat
         assert not (broken.hub_api("GET", f"/users/u{user_id}").json()["servers"] or {}).get("")
         # The GPU it was granted is free for the next learner.
         from academy.extensions import db
-        from academy.labs.services import free_device, profiles
+        from academy.labs.profiles import configured_profiles
+        from academy.labs.queue import free_device
 
         with broken.app.app_context():
             settings = broken.app.config["ACADEMY_SETTINGS"]
-            assert free_device(db.session, settings, profiles(settings)["gpu"]) == row.device
+            assert free_device(db.session, settings, configured_profiles(settings)["gpu"]) == row.device
             db.session.remove()
 
 

@@ -23,7 +23,7 @@ LABS = {"hub_url": "http://127.0.0.1:9", "hub_api_token": "h" * 40, "hub_client_
 
 
 class FakeHub:
-    """Records what the portal asks of the hub; servers start at once."""
+    """Records what the portal asks of the hub; servers are ready as soon as they are asked for."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
@@ -33,10 +33,12 @@ class FakeHub:
         self.calls.append(("ensure_user", name))
         return {"name": name}
 
-    def start(self, name: str, options: dict[str, Any]) -> int:
+    def start(self, name: str, options: dict[str, Any]) -> Any:
+        from academy.labs.hub import StartResult
+
         self.calls.append(("start", name))
         self.running[name] = options
-        return 202
+        return StartResult.spawning
 
     def stop(self, name: str) -> None:
         self.calls.append(("stop", name))
@@ -46,14 +48,13 @@ class FakeHub:
         from academy.labs.hub import ServerState
 
         running = name in self.running
-        return ServerState(running, False, "spawn" if running else None, None, None, self.running.get(name, {}),
-                           None)
+        return ServerState(running, running, None, None, None, self.running.get(name, {}), None)
 
     def progress(self, name: str, **_: Any) -> list[dict[str, Any]]:
         return [{"progress": 40, "message": "Spawning server..."}] if name in self.running else []
 
-    def users(self) -> list[dict[str, Any]]:
-        return [{"name": n, "servers": {"": {"ready": True}}} for n in self.running]
+    def running_servers(self) -> set[str]:
+        return set(self.running)
 
 
 # -- profiles and inventory ---------------------------------------------------------------------------------------
@@ -141,16 +142,19 @@ def _learner(app: Flask, make_user: Any, cohort_id: int) -> Any:
 def _launch(app: Flask, hub: FakeHub, user_id: int, course_id: int, profile: str | None = None) -> Any:
     from academy.catalog.models import Course
     from academy.extensions import db
-    from academy.labs import services
+    from academy.labs.launch import launch, run_start
     from academy.users.models import User
 
     with app.app_context():
         settings = app.config["ACADEMY_SETTINGS"]
-        lab = services.launch(db.session, hub, settings,  # type: ignore[arg-type]
-                              user=db.session.get(User, user_id), course=db.session.get(Course, course_id),
-                              assignment=None, profile_name=profile)
+        lab = launch(db.session, hub, settings,  # type: ignore[arg-type]
+                     user=db.session.get(User, user_id), course=db.session.get(Course, course_id),
+                     assignment=None, profile_name=profile)
+        db.session.commit()  # the view's commit queues the start_lab job
         assert f"u{user_id}" not in hub.running  # the click is answered before the hub is asked
-        services.refresh(db.session, hub, settings, lab)  # type: ignore[arg-type]  # the launch page's first look
+        if lab.state.value == "starting":
+            run_start(db.session, hub, settings, lab.id)  # type: ignore[arg-type]  # the job
+        db.session.refresh(lab)
         return lab.id, lab.state.value, lab.device
 
 
@@ -158,75 +162,77 @@ def _launch(app: Flask, hub: FakeHub, user_id: int, course_id: int, profile: str
 def test_two_devices_then_a_fair_line_where_cohorts_take_turns(app: Flask, make_user: Any, make_track: Any,
                                                               make_cohort: Any) -> None:
     from academy.extensions import db
-    from academy.labs import services
+    from academy.labs.launch import grant, run_start, stop_lab
     from academy.labs.models import LabSession
+    from academy.labs.queue import place_in_line, waiting_line
 
     course_id, (cohort_a, cohort_b) = _course_with_cohorts(app, make_track, make_cohort)
     hub = FakeHub()
     a = [_learner(app, make_user, cohort_a) for _ in range(4)]
     b = _learner(app, make_user, cohort_b)
     results = [_launch(app, hub, user, course_id) for user in (*a, b)]
-    assert [r[1] for r in results] == ["starting", "starting", "queued", "queued", "queued"]
+    assert [r[1] for r in results] == ["running", "running", "queued", "queued", "queued"]
     assert {results[0][2], results[1][2]} == {"0", "1"}
     with app.app_context():
-        line = [row.user_id for row in services.waiting_line(db.session)]
+        settings = app.config["ACADEMY_SETTINGS"]
+        line = [row.user_id for row in waiting_line(db.session)]
         # cohort B's first waiter goes before cohort A's second waiter, although B arrived last
         assert line == [a[2], b, a[3]]
         lab_b = db.session.get(LabSession, results[4][0])
-        assert services.place_in_line(db.session, lab_b) == 2
-        # Freeing a device serves the head of the line.
+        assert place_in_line(db.session, lab_b) == 2
+        # Freeing a device serves the head of the line: it is starting, and its job starts it.
         first = db.session.get(LabSession, results[0][0])
-        services.stop_lab(db.session, hub, first, reason="user", actor=None)
-        services.refresh(db.session, hub, app.config["ACADEMY_SETTINGS"], first)  # type: ignore[arg-type]
+        stop_lab(db.session, hub, settings, first, reason="user", actor=None)  # type: ignore[arg-type]
+        db.session.commit()
         served = db.session.get(LabSession, results[2][0])
-        services.refresh(db.session, hub, app.config["ACADEMY_SETTINGS"], served)  # type: ignore[arg-type]
         assert served.state.value == "starting" and served.device == first.device
+        assert run_start(db.session, hub, settings, served.id) == "running"  # type: ignore[arg-type]
         # The grant sent to the hub names that device, signed for that person and session.
         options = hub.running[served.hub_user]
         assert options["device"] == served.device and options["profile"] == "gpu"
-        assert options["grant"] == services.grant(app.config["ACADEMY_SETTINGS"], served.hub_user, "gpu",
-                                                  served.device, served.id)
+        assert options["grant"] == grant(settings, served.hub_user, "gpu", served.device, served.id)
 
 
 @pytest.mark.app_config(**{**LABS, "gpu_devices": "0"})
 def test_shared_profile_packs_one_device_and_never_with_an_exclusive_holder(app: Flask, make_user: Any,
                                                                           make_track: Any, make_cohort: Any) -> None:
     from academy.extensions import db
-    from academy.labs import services
     from academy.labs.models import LabSession, LabState
+    from academy.labs.profiles import configured_profiles
+    from academy.labs.queue import free_device
 
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
     with app.app_context():
         settings = app.config["ACADEMY_SETTINGS"]
-        profiles = services.profiles(settings)
+        profiles = configured_profiles(settings)
         users = [_learner(app, make_user, cohort) for _ in range(6)]
         for user_id in users[:4]:
             db.session.add(LabSession(user_id=user_id, course_id=course_id, hub_user=f"u{user_id}",
                                       profile="gpu-shared", gpus=1, device="0", state=LabState.running))
         db.session.commit()
-        assert services.free_device(db.session, settings, profiles["gpu-shared"]) is None  # 4 per device
-        assert services.free_device(db.session, settings, profiles["gpu"]) is None
+        assert free_device(db.session, settings, profiles["gpu-shared"]) is None  # 4 per device
+        assert free_device(db.session, settings, profiles["gpu"]) is None
         db.session.execute(LabSession.__table__.delete())
         db.session.add(LabSession(user_id=users[4], course_id=course_id, hub_user="x", profile="gpu", gpus=1,
                                   device="0", state=LabState.running))
         db.session.commit()
-        assert services.free_device(db.session, settings, profiles["gpu-shared"]) is None
+        assert free_device(db.session, settings, profiles["gpu-shared"]) is None
 
 
 @pytest.mark.app_config(**LABS)
 def test_refusals_leave_no_trace_and_never_reach_the_hub(app: Flask, make_user: Any, make_track: Any,
                                                          make_cohort: Any) -> None:
     from academy.extensions import db
-    from academy.labs import services
+    from academy.labs import LabRefused
     from academy.labs.models import LabSession, LabState
 
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
     hub = FakeHub()
     stranger = make_user("learner")
-    with pytest.raises(services.LabRefused):
+    with pytest.raises(LabRefused):
         _launch(app, hub, stranger, course_id)
     learner = _learner(app, make_user, cohort)
-    with pytest.raises(services.LabRefused, match="gpu-max"):
+    with pytest.raises(LabRefused, match="gpu-max"):
         _launch(app, hub, learner, course_id, profile="gpu-max")
     with app.app_context():
         start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
@@ -234,21 +240,22 @@ def test_refusals_leave_no_trace_and_never_reach_the_hub(app: Flask, make_user: 
                                   gpus=1, device="1", state=LabState.stopped, started_at=start,
                                   stopped_at=start + dt.timedelta(minutes=61)))
         db.session.commit()
-    with pytest.raises(services.LabRefused):
+    with pytest.raises(LabRefused):
         _launch(app, hub, learner, course_id)
     assert hub.calls == []
     with app.app_context():
         assert db.session.scalar(select(func.count(LabSession.id))) == 1
     # CPU stays open to the learner whose GPU hours are used up.
-    assert _launch(app, hub, learner, course_id, profile="cpu")[1] == "starting"
+    assert _launch(app, hub, learner, course_id, profile="cpu")[1] == "running"
 
 
 @pytest.mark.app_config(**{**LABS, "lab_quota_warning_minutes": 10})
 def test_sweep_warns_before_the_quota_ends_then_stops(app: Flask, make_user: Any, make_track: Any,
                                                       make_cohort: Any) -> None:
     from academy.extensions import db
-    from academy.labs import services
     from academy.labs.models import LabSession, LabState
+    from academy.labs.reports import gpu_usage_by_company, gpu_usage_by_course
+    from academy.labs.usage import sweep
     from academy.mail.models import OutboxMessage
 
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
@@ -262,19 +269,21 @@ def test_sweep_warns_before_the_quota_ends_then_stops(app: Flask, make_user: Any
                          device="0", state=LabState.running, started_at=now - dt.timedelta(minutes=55))
         db.session.add(lab)
         db.session.commit()
-        report = services.sweep(db.session, hub, settings, now=now)  # type: ignore[arg-type]
+        report = sweep(db.session, hub, settings, now=now)  # type: ignore[arg-type]
+        db.session.commit()
         assert (report.warned, report.stopped_quota) == (1, 0)
         assert db.session.scalar(select(func.count(OutboxMessage.id))) == 1
-        assert services.sweep(db.session, hub, settings, now=now).warned == 0  # warned once
-        later = services.sweep(db.session, hub, settings, now=now + dt.timedelta(minutes=6))  # type: ignore[arg-type]
+        assert sweep(db.session, hub, settings, now=now).warned == 0  # type: ignore[arg-type]  # warned once
+        later = sweep(db.session, hub, settings, now=now + dt.timedelta(minutes=6))  # type: ignore[arg-type]
+        db.session.commit()
         assert later.stopped_quota == 1
         db.session.refresh(lab)
         assert lab.state == LabState.stopped and lab.stop_reason == "quota"
         assert ("stop", f"u{learner}") in hub.calls
         # The admins' reports count that hour for the course and for the learner's company.
-        (course_usage,) = services.gpu_usage_by_course(db.session)
+        (course_usage,) = gpu_usage_by_course(db.session)
         assert course_usage.course.id == course_id and 0.99 < course_usage.gpu_hours < 1.02
-        (company_usage,) = services.gpu_usage_by_company(db.session)
+        (company_usage,) = gpu_usage_by_company(db.session)
         assert company_usage.learners == 1 and 0.99 < company_usage.gpu_hours < 1.02
 
 
@@ -309,7 +318,8 @@ def test_hub_events_need_the_hub_token_and_close_the_session(app: Flask, make_us
 
 @pytest.mark.parametrize("name", ["..", "../x.ipynb", "a/b.ipynb", ".secret.ipynb", "a\\b.ipynb", ""])
 def test_notebook_paths_cannot_leave_the_assignment_folder(name: str) -> None:
-    from academy.labs.services import LabRefused, workspace_path
+    from academy.labs import LabRefused
+    from academy.labs.notebooks import workspace_path
 
     assignment = types.SimpleNamespace(slug="01-intro", course=types.SimpleNamespace(slug="python-data"))
     with pytest.raises(LabRefused):
@@ -327,7 +337,7 @@ def test_without_any_gpu_a_gpu_course_starts_on_the_cpu(app: Flask, make_user: A
     hub = FakeHub()
     learner = _learner(app, make_user, cohort)
     lab_id, state, device = _launch(app, hub, learner, course_id)
-    assert (state, device) == ("starting", None)
+    assert (state, device) == ("running", None)
     assert hub.running[f"u{learner}"]["device"] == ""  # the hub sets CUDA_VISIBLE_DEVICES=""
     with app.app_context():
         assert db.session.get(LabSession, lab_id).gpus == 0  # not metered as GPU time
@@ -339,7 +349,7 @@ def test_on_a_cluster_the_cluster_picks_the_gpu(app: Flask, make_user: Any, make
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
     hub = FakeHub()
     learners = [_learner(app, make_user, cohort) for _ in range(3)]
-    assert [_launch(app, hub, user, course_id)[1] for user in learners] == ["starting"] * 3
+    assert [_launch(app, hub, user, course_id)[1] for user in learners] == ["running"] * 3
     assert {hub.running[f"u{user}"]["device"] for user in learners} == {""}
 
 
@@ -347,28 +357,30 @@ def test_on_a_cluster_the_cluster_picks_the_gpu(app: Flask, make_user: Any, make
 def test_a_late_hub_event_keeps_who_stopped_the_lab_and_the_sweep_stops_orphans(
         app: Flask, make_user: Any, make_track: Any, make_cohort: Any) -> None:
     from academy.extensions import db
-    from academy.labs import services
+    from academy.labs.launch import stop_lab
     from academy.labs.models import LabSession, LabState
+    from academy.labs.usage import record_hub_event, sweep
 
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
     learner = _learner(app, make_user, cohort)
     hub = FakeHub()
     lab_id, state, _device = _launch(app, hub, learner, course_id)
-    assert state == "starting"
+    assert state == "running"
     with app.app_context():
         settings = app.config["ACADEMY_SETTINGS"]
         lab = db.session.get(LabSession, lab_id)
-        lab.state = LabState.running
         lab.started_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
         db.session.commit()
-        services.stop_lab(db.session, hub, lab, reason="admin", actor=None)
+        stop_lab(db.session, hub, settings, lab, reason="admin", actor=None)  # type: ignore[arg-type]
+        db.session.commit()
         event = {"event": "stop", "user": lab.hub_user, "time": dt.datetime.now(dt.UTC).isoformat()}
-        assert services.record_hub_event(db.session, hub, settings, event) is False
+        assert record_hub_event(db.session, settings, event) is False
+        db.session.commit()
         db.session.refresh(lab)
         assert (lab.state, lab.stop_reason) == (LabState.stopped, "admin")
         # A server the hub still runs for nobody's open session is stopped by the sweep.
         hub.running["u999"] = {}
-        report = services.sweep(db.session, hub, settings)  # type: ignore[arg-type]
+        report = sweep(db.session, hub, settings)  # type: ignore[arg-type]
         assert report.stopped_orphans == 1 and "u999" not in hub.running
 
 
@@ -404,3 +416,201 @@ def test_instructors_see_and_stop_only_their_own_learners_labs(app: Flask, make_
     with app.app_context():
         row = db.session.get(LabSession, lab_id)
         assert (row.state, row.stop_reason) == (LabState.stopped, "instructor")
+
+
+# -- the start_lab job ----------------------------------------------------------------------------------------------
+
+def _lab_row(app: Flask, user_id: int, course_id: int, **fields: Any) -> int:
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+
+    values: dict[str, Any] = {"hub_user": f"u{user_id}", "profile": "cpu", "gpus": 0, "state": LabState.starting,
+                              **fields}
+    with app.app_context():
+        lab = LabSession(user_id=user_id, course_id=course_id, **values)
+        db.session.add(lab)
+        db.session.commit()
+        return lab.id
+
+
+@pytest.mark.app_config(**LABS, WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+def test_the_status_poll_reads_the_row_and_never_calls_the_hub(app: Flask, make_user: Any, make_track: Any,
+                                                                make_cohort: Any, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    import requests
+
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+    from academy.users.models import User
+    from tests.conftest import login
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    with app.app_context():
+        email = db.session.get(User, learner).email
+    lab_id = _lab_row(app, learner, course_id, progress=40, progress_step="spawning",
+                      requested_at=dt.datetime.now(dt.UTC))
+    client = app.test_client()
+    assert login(client, email).status_code == 302
+    calls: list[str] = []
+
+    def no_hub(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(f"{method} {url}")
+        raise AssertionError(f"the status poll called the hub: {method} {url}")
+
+    monkeypatch.setattr(requests.Session, "request", no_hub)
+    body = client.get(f"/labs/{lab_id}/status").get_json()
+    assert (body["state"], body["progress"], body["finished"]) == ("starting", 40, False)
+    assert body["message"] in ("작업 공간을 준비하는 중", "Preparing your workspace")  # from the job's step
+    with app.app_context():
+        lab = db.session.get(LabSession, lab_id)
+        lab.state, lab.notebook_path, lab.progress = LabState.running, "python-data/01/a b.ipynb", 100
+        db.session.commit()
+    body = client.get(f"/labs/{lab_id}/status").get_json()
+    assert body["finished"] is True and body["url"] == f"http://127.0.0.1:9/user/u{learner}/lab/tree/python-data/01/a%20b.ipynb"
+    page = client.get(f"/labs/{lab_id}")
+    assert page.status_code == 200
+    assert calls == []
+
+
+@pytest.mark.app_config(**LABS)
+def test_the_start_job_is_a_no_op_once_the_lab_is_stopped_and_continues_a_start_already_asked(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs.launch import run_start, stop_lab
+    from academy.labs.models import LabSession, LabState
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    hub = FakeHub()
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        stopped = _lab_row(app, learner, course_id)
+        stop_lab(db.session, hub, settings, db.session.get(LabSession, stopped), reason="user",  # type: ignore[arg-type]
+                 actor=None)
+        db.session.commit()
+        hub.calls.clear()
+        assert run_start(db.session, hub, settings, stopped) == "stopped"  # type: ignore[arg-type]
+        assert run_start(db.session, hub, settings, 10_000) == "gone"  # type: ignore[arg-type]
+        assert hub.calls == []
+        # A start the hub was already asked for (the first job's worker died): the job follows, never asks again.
+        other = _learner(app, make_user, cohort)
+        asked = _lab_row(app, other, course_id, requested_at=dt.datetime.now(dt.UTC))
+        hub.running[f"u{other}"] = {}
+        assert run_start(db.session, hub, settings, asked) == "running"  # type: ignore[arg-type]
+        assert run_start(db.session, hub, settings, asked) == "running"  # type: ignore[arg-type]  # delivered twice
+        assert [c for c in hub.calls if c[0] == "start"] == []
+        lab = db.session.get(LabSession, asked)
+        assert (lab.state, lab.progress, lab.notebook_path) == (LabState.running, 100, "")
+
+
+@pytest.mark.app_config(**{**LABS, "gpu_devices": "0"}, WTF_CSRF_ENABLED=False, RATELIMIT_ENABLED=False)
+def test_a_hub_down_during_the_start_job_fails_the_lab_with_a_message_and_frees_the_gpu(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any) -> None:
+    from academy.extensions import db
+    from academy.labs.hub import client_for
+    from academy.labs.launch import run_start
+    from academy.labs.models import LabSession, LabState
+    from academy.users.models import User
+    from tests.conftest import login
+
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner, waiting = _learner(app, make_user, cohort), _learner(app, make_user, cohort)
+    with app.app_context():
+        email = db.session.get(User, learner).email
+    client = app.test_client()
+    assert login(client, email).status_code == 302
+    opened = client.post(f"/labs/open/{course_id}")
+    lab_path = opened.headers["Location"]
+    lab_id = int(lab_path.rsplit("/", 1)[1])
+    waiting_id = _lab_row(app, waiting, course_id, profile="gpu", gpus=1, state=LabState.queued)
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        # The configured hub (127.0.0.1:9) is not there: the real client, the real job.
+        assert run_start(db.session, client_for(settings), settings, lab_id) == "failed"
+        row = db.session.get(LabSession, lab_id)
+        assert (row.stop_reason, row.device) == ("hub_down", "0") and "cannot be reached" in row.error
+        assert db.session.get(LabSession, waiting_id).state == LabState.starting  # the next in line got the GPU
+    body = client.get(f"{lab_path}/status").get_json()
+    assert body["state"] == "failed" and body["finished"] is True
+    assert "연결할 수 없습니다" in body["message"] or "not reachable" in body["message"]
+    page = client.get(lab_path).get_data(as_text=True)
+    assert "실습 다시 열기" in page or "Open the lab again" in page  # the way to retry
+
+
+@pytest.mark.app_config(**LABS)
+def test_the_sweep_resends_a_start_whose_message_was_lost_then_gives_up(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import academy.jobs
+    from academy.extensions import db
+    from academy.labs.models import LabSession, LabState
+    from academy.labs.usage import MAX_START_SENDS, sweep
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(academy.jobs, "enqueue", lambda task, *args: sent.append((task, args)))
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    now = dt.datetime.now(dt.UTC)
+    lost = _lab_row(app, learner, course_id, start_sent_at=now - dt.timedelta(minutes=2), start_attempts=1)
+    fresh = _lab_row(app, _learner(app, make_user, cohort), course_id, start_sent_at=now, start_attempts=1)
+    hub = FakeHub()
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        assert sweep(db.session, hub, settings, now=now).resent_starts == 1  # type: ignore[arg-type]
+        db.session.commit()
+        assert sent == [("academy.start_lab", (lost,))]  # sent once committed; the fresh one is left alone
+        lab = db.session.get(LabSession, lost)
+        assert (lab.state, lab.start_attempts) == (LabState.starting, 2)
+        assert db.session.get(LabSession, fresh).start_attempts == 1
+        later = now
+        for _ in range(MAX_START_SENDS):
+            later += dt.timedelta(minutes=2)
+            sweep(db.session, hub, settings, now=later)  # type: ignore[arg-type]
+            db.session.commit()
+        db.session.refresh(lab)
+        assert (lab.state, lab.stop_reason) == (LabState.failed, "start_lost")
+        assert len([s for s in sent if s[1] == (lost,)]) == MAX_START_SENDS - 1
+
+
+@pytest.mark.app_config(**LABS)
+def test_a_running_lab_reopened_on_an_assignment_gets_its_notebooks_from_the_job_or_the_sweep(
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import academy.jobs
+    from academy.catalog.models import Course
+    from academy.extensions import db
+    from academy.labs.launch import launch, run_start
+    from academy.labs.models import LabSession, LabState
+    from academy.labs.usage import MAX_START_SENDS, sweep
+    from academy.users.models import User
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(academy.jobs, "enqueue", lambda task, *args: sent.append((task, args)))
+    course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
+    learner = _learner(app, make_user, cohort)
+    hub = FakeHub()
+    lab_id, state, _device = _launch(app, hub, learner, course_id, profile="cpu")
+    assert state == "running" and sent == [("academy.start_lab", (lab_id,))]
+    with app.app_context():
+        settings = app.config["ACADEMY_SETTINGS"]
+        again = launch(db.session, hub, settings, user=db.session.get(User, learner),  # type: ignore[arg-type]
+                       course=db.session.get(Course, course_id), assignment=None, profile_name="cpu")
+        db.session.commit()
+        assert (again.id, again.state, again.notebook_path) == (lab_id, LabState.running, None)  # reused
+        assert sent == [("academy.start_lab", (lab_id,))] * 2  # the job again, to copy the notebooks
+        assert run_start(db.session, hub, settings, lab_id) == "running"  # type: ignore[arg-type]
+        assert [c for c in hub.calls if c[0] == "start"] == [("start", f"u{learner}")]  # one server
+        lab = db.session.get(LabSession, lab_id)
+        assert lab.notebook_path == ""  # no assignment: the lab's home
+        # Reopened, and that job's message is lost: the sweep re-sends it, then opens the home.
+        lab.notebook_path, lab.start_attempts = None, 1
+        lab.start_sent_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+        db.session.commit()
+        later = dt.datetime.now(dt.UTC)
+        for _ in range(MAX_START_SENDS):
+            sweep(db.session, hub, settings, now=later)  # type: ignore[arg-type]
+            db.session.commit()
+            later += dt.timedelta(minutes=1)
+        db.session.refresh(lab)
+        assert (lab.state, lab.notebook_path) == (LabState.running, "")
+        assert len([s for s in sent if s[1] == (lab_id,)]) == 2 + MAX_START_SENDS - 1
+        assert run_start(db.session, hub, settings, lab_id) == "running"  # type: ignore[arg-type]  # late: no-op

@@ -297,9 +297,9 @@ def test_a_regrade_that_changes_the_score_is_mailed(app: Flask, mailbox: Mailbox
 
 def _sweep_labs(session: Any, hub: Any, settings: Any, now: dt.datetime) -> Any:
     """The labs sweep that warns about GPU quota (the one place this test names the labs module)."""
-    from academy.labs import services
+    from academy.labs.usage import sweep
 
-    return services.sweep(session, hub, settings, now=now)
+    return sweep(session, hub, settings, now=now)
 
 
 LABS = {"hub_url": "http://127.0.0.1:9", "hub_api_token": "h" * 40, "hub_client_secret": "c" * 40,

@@ -230,6 +230,45 @@ def submit(
     return submission, job
 
 
+@dataclass
+class Acceptance:
+    """What became of submitted files: the preflight report, and the submission and its job when they passed."""
+
+    preflight: Preflight
+    submission: Submission | None = None
+    job: GradingJob | None = None
+
+
+def accept_files(session: Session, *, assignment: Assignment, user: User, files: dict[str, bytes],
+                 store: BlobStore, origin: str, restore: bool = False) -> Acceptance:
+    """Uploads and submissions from the lab alike: preflight, then submit the files when they pass.
+
+    ``restore`` first puts back the released cells the learner deleted.  Raises as ``submit`` does.
+    """
+    release = current_release(session, assignment)
+    if restore:
+        files = _restored(release, files)
+    checked = preflight(release, files)
+    if not checked.ok:
+        return Acceptance(checked)
+    submission, job = submit(session, assignment=assignment, user=user, files=files, store=store, origin=origin)
+    return Acceptance(checked, submission, job)
+
+
+def _restored(release: AssignmentRelease, files: dict[str, bytes]) -> dict[str, bytes]:
+    import nbformat
+
+    from academy.grading.preflight import restore_missing_cells
+
+    restored = {}
+    for name, data in files.items():
+        with from_engine():
+            mine = load_notebook(data, name)
+            original = load_notebook(released_notebook(release, name), name)
+        restored[name] = nbformat.writes(restore_missing_cells(mine, original)).encode("utf-8")
+    return restored
+
+
 def grant_extension(session: Session, assignment: Assignment, learner: User, due_at: dt.datetime, *,
                     actor: User, reason: str | None = None) -> Extension:
     """Give one learner a personal deadline for an assignment (replacing an earlier one).

@@ -9,37 +9,22 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature
 from sqlalchemy import select
 
 from academy.catalog.models import Assignment
 from academy.db import utcnow
-from academy.engine.validation import load_notebook
-from academy.errors import AcademyError, NotFound, from_engine
+from academy.errors import AcademyError, NotFound
 from academy.extensions import db, limiter
 from academy.grading import services
 from academy.grading.models import AssignmentRelease, Submission
-from academy.grading.preflight import restore_missing_cells
-from academy.grading.storage import feedback_store, submission_store
+from academy.grading.responses import PENDING_MAX_AGE, accept_files, pending_serializer, submission_files
+from academy.grading.storage import feedback_store
 from academy.permissions import can_manage_course
 from academy.web.access import login_required, staff_required
+from academy.web.loaders import get_assignment_or_404
 
 bp = Blueprint("grading", __name__)
-
-_PENDING_SALT = "academy.pending-upload"
-PENDING_MAX_AGE = 3600
-
-
-def _store() -> Any:
-    return submission_store(current_app.config["ACADEMY_DATA_DIR"])
-
-
-def _assignment_or_404(assignment_id: int) -> Assignment:
-    assignment = db.session.get(Assignment, assignment_id)
-    if assignment is None or not assignment.active or not assignment.course.active:
-        abort(404)
-    return assignment
-
 
 def _cohort(assignment: Assignment) -> Any:
     """The cohort through which the current user takes ``assignment``, or None."""
@@ -65,7 +50,7 @@ def _check_access(assignment: Assignment, cohort: Any = None) -> bool:
 @login_required
 def assignment(assignment_id: int) -> Any:
     """An assignment: its notebooks, deadline, attempts, and the upload form."""
-    row = _assignment_or_404(assignment_id)
+    row = get_assignment_or_404(assignment_id)
     cohort = _cohort(row)
     staff = _check_access(row, cohort)
     context: dict[str, Any] = {"assignment": row, "staff": staff, "attempts": [], "due": None, "release": None}
@@ -81,7 +66,7 @@ def assignment(assignment_id: int) -> Any:
     context["labs"] = current_app.config["ACADEMY_SETTINGS"].labs_enabled
     context["quota"] = None
     if context["labs"] and row.course.gpu_hour_quota:
-        from academy.labs.services import quota_for
+        from academy.labs.queue import quota_for
 
         context["quota"] = quota_for(db.session, current_user, row.course)
     return render_template("grading/assignment.html", **context)
@@ -91,7 +76,7 @@ def assignment(assignment_id: int) -> Any:
 @login_required
 def download(assignment_id: int, name: str) -> Any:
     """The released (student) version of one notebook, to work on offline or in the lab."""
-    row = _assignment_or_404(assignment_id)
+    row = get_assignment_or_404(assignment_id)
     _check_access(row)
     release = services.current_release(db.session, row)
     if name not in row.notebooks:
@@ -111,69 +96,29 @@ def _uploaded_files() -> dict[str, bytes]:
     return files
 
 
-def _pending_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_PENDING_SALT)
-
-
 @bp.route("/assignments/<id:assignment_id>/submit", methods=["POST"])
 @login_required
 @limiter.limit("30 per minute")
 def submit(assignment_id: int) -> Any:
     """Upload notebooks; preflight them; accept, or explain what is wrong and offer to restore."""
-    row = _assignment_or_404(assignment_id)
+    row = get_assignment_or_404(assignment_id)
     if not _may_take(row):
         abort(404)
     pending = request.form.get("pending")
     if pending:
         try:
-            payload = _pending_serializer().loads(pending, max_age=PENDING_MAX_AGE)
+            payload = pending_serializer().loads(pending, max_age=PENDING_MAX_AGE)
         except BadSignature:
             flash(_("That upload has expired. Please choose the file again."), "danger")
             return redirect(url_for("grading.assignment", assignment_id=row.id))
         if payload.get("assignment") != row.id or payload.get("user") != current_user.id:
             abort(404)
-        files = {name: _store().get(digest) for name, digest in payload["files"].items()}
+        files = {name: submission_files().get(digest) for name, digest in payload["files"].items()}
         origin = "lab" if payload.get("origin") == "lab" else "upload"
     else:
         files = _uploaded_files()
         origin = "upload"
     return accept_files(row, files, origin=origin)
-
-
-def accept_files(row: Assignment, files: dict[str, bytes], *, origin: str) -> Any:
-    """Preflight, then store and queue a submission (uploads and submissions from the lab alike)."""
-    try:
-        release = services.current_release(db.session, row)
-        if request.form.get("restore") == "1":
-            files = _restored(release, files)
-        checked = services.preflight(release, files)
-        if not checked.ok:
-            token = _pending_serializer().dumps({
-                "assignment": row.id, "user": current_user.id, "origin": origin,
-                "files": {name: _store().put(data) for name, data in files.items()},
-            })
-            return render_template("grading/preflight.html", assignment=row, report=checked, pending=token), 422
-        submission, job = services.submit(db.session, assignment=row, user=current_user, files=files,
-                                          store=_store(), origin=origin)
-    except AcademyError as exc:
-        db.session.rollback()
-        flash(str(exc), "danger")
-        return redirect(url_for("grading.assignment", assignment_id=row.id)), 303
-    db.session.commit()  # sends the grading job's message
-    flash(_("Your notebook was received (attempt %(n)d). Grading has started.", n=submission.attempt), "success")
-    return redirect(url_for("grading.submission", public_id=submission.public_id), 303)
-
-
-def _restored(release: Any, files: dict[str, bytes]) -> dict[str, bytes]:
-    import nbformat
-
-    restored = {}
-    for name, data in files.items():
-        with from_engine():
-            mine = load_notebook(data, name)
-            original = load_notebook(services.released_notebook(release, name), name)
-        restored[name] = nbformat.writes(restore_missing_cells(mine, original)).encode("utf-8")
-    return restored
 
 
 def _visible_cells(submission: Submission) -> tuple[list[Any], bool]:
@@ -254,7 +199,7 @@ def feedback(public_id: str) -> Any:
 @staff_required
 def gradebook(assignment_id: int) -> Any:
     """Instructor view of an assignment: every attempt, with scores, flags and regrading."""
-    row = _assignment_or_404(assignment_id)
+    row = get_assignment_or_404(assignment_id)
     if not can_manage_course(current_user, row.course):
         abort(403)
     rows = db.session.scalars(
@@ -277,7 +222,7 @@ def grant_extension(assignment_id: int) -> Any:
 
     from academy.users.services import find_user_by_email
 
-    row = _assignment_or_404(assignment_id)
+    row = get_assignment_or_404(assignment_id)
     if not can_manage_course(current_user, row.course):
         abort(403)
     learner = find_user_by_email(db.session, request.form.get("email", ""))
@@ -311,7 +256,7 @@ def upload_version(assignment_id: int) -> Any:
     from academy.grading.storage import BlobStore
     from academy.jobs import enqueue_after_commit
 
-    row = _assignment_or_404(assignment_id)
+    row = get_assignment_or_404(assignment_id)
     if not can_manage_course(current_user, row.course):
         abort(403)
     files = _uploaded_files()
@@ -333,7 +278,7 @@ def upload_version(assignment_id: int) -> Any:
 @staff_required
 def regrade(assignment_id: int) -> Any:
     """Regrade one submission, one learner's attempts, or the whole assignment."""
-    row = _assignment_or_404(assignment_id)
+    row = get_assignment_or_404(assignment_id)
     if not can_manage_course(current_user, row.course):
         abort(403)
     query = select(Submission).where(Submission.assignment_id == row.id)

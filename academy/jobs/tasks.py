@@ -1,7 +1,7 @@
 """Celery tasks: grade a submission, release an upload, deliver mail, and the periodic sweeps.
 
-The tasks are thin: they open an app context and call ``academy.grading.worker``,
-``academy.mail.worker`` or the labs services.
+The tasks are thin: they open an app context and call one plain function (``academy.grading.worker``,
+``academy.mail.worker``, ``academy.labs``).
 """
 
 from __future__ import annotations
@@ -95,22 +95,34 @@ def register(celery: Celery) -> None:
         with flask_app().app_context():
             return retry_due(db.session, flask_app().config["ACADEMY_SETTINGS"])
 
+    @celery.task(name="academy.start_lab", shared=False, acks_late=True, reject_on_worker_lost=True)
+    def start_lab(lab_id: int) -> str:
+        """Start a lab's server and follow it until ready (academy.labs.launch.run_start)."""
+        from academy.extensions import db
+        from academy.labs.hub import client_for
+        from academy.labs.launch import run_start
+
+        with flask_app().app_context():
+            settings = flask_app().config["ACADEMY_SETTINGS"]
+            return run_start(db.session, client_for(settings), settings, lab_id)
+
     @celery.task(name="academy.sweep_labs", shared=False)
     def sweep_labs() -> dict[str, int]:
-        """Labs housekeeping (academy.labs.services.sweep); a no-op when no hub is configured or reachable."""
+        """Labs housekeeping (academy.labs.usage.sweep); a no-op when no hub is configured or reachable."""
         import dataclasses
 
         from academy.extensions import db
-        from academy.labs import services
-        from academy.labs.hub import HubError
+        from academy.labs.hub import HubError, client_for
+        from academy.labs.usage import sweep
 
         with flask_app().app_context():
             settings = flask_app().config["ACADEMY_SETTINGS"]
             if not settings.labs_enabled:
                 return {}
             try:
-                report = services.sweep(db.session, services.client_for(settings), settings)
+                report = sweep(db.session, client_for(settings), settings)
             except HubError:
                 db.session.rollback()
                 return {}
+            db.session.commit()
             return dataclasses.asdict(report)

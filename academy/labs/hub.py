@@ -3,31 +3,44 @@
 The portal is a JupyterHub service; its token's role carries only the scopes listed in
 ``hub_config/jupyterhub_config.py`` (``PORTAL_SCOPES``).  Every failure to reach the hub becomes
 ``HubUnavailable`` so callers can tell the learner what happened instead of a stack trace.
+
+The client owns every hub address (its REST API, the learners' servers through the proxy, the
+pages browsers are sent to) and answers with domain results (``StartResult``, ``ServerState``,
+``None`` for what does not exist), never with HTTP status codes.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import enum
 import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
 
+if TYPE_CHECKING:
+    from academy.config import Settings
+
 
 class HubError(Exception):
-    """The hub answered, but not as expected."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
+    """The hub answered, but not as expected (it refused the request)."""
 
 
 class HubUnavailable(HubError):
     """The hub cannot be reached (down, restarting, or the address is wrong)."""
+
+
+class StartResult(enum.Enum):
+    """What the hub did with a start request."""
+
+    ready = "ready"  # the server runs and answers
+    spawning = "spawning"  # the hub is starting it; follow ``progress``
+    already_running = "already_running"  # started earlier (e.g. before a portal restart)
 
 
 @dataclass
@@ -47,8 +60,11 @@ def _path(value: str) -> str:
 
 
 class HubClient:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0):
+    """The hub's REST API and the learners' servers, for the portal's service token."""
+
+    def __init__(self, base_url: str, token: str, *, browser_url: str | None = None, timeout: float = 10.0):
         self.base_url = base_url.rstrip("/")
+        self.browser_url = (browser_url or base_url).rstrip("/")
         self.api = self.base_url + "/hub/api"
         self.timeout = timeout
         self.session = requests.Session()
@@ -63,17 +79,22 @@ class HubClient:
         except requests.RequestException as exc:
             raise HubUnavailable(f"JupyterHub at {self.base_url} cannot be reached: {exc.__class__.__name__}") from exc
         if response.status_code in (502, 503, 504):
-            raise HubUnavailable(f"JupyterHub at {self.base_url} answered {response.status_code}",
-                                 response.status_code)
+            raise HubUnavailable(f"JupyterHub at {self.base_url} answered {response.status_code}")
         if response.status_code not in ok:
-            raise HubError(f"{method} {url.removeprefix(self.base_url)}: {response.status_code} {response.text[:200]}",
-                           response.status_code)
+            raise HubError(f"{method} {url.removeprefix(self.base_url)}: {response.status_code} {response.text[:200]}")
         return response
 
-    # -- hub API ----------------------------------------------------------------------------------------------
-    def info(self) -> dict[str, Any]:
-        return self._request("GET", self.api + "/").json()
+    # -- addresses browsers are sent to ---------------------------------------------------------------------------
+    def lab_url(self, name: str, notebook_path: str | None = None) -> str:
+        """JupyterLab of hub user ``name``, with ``notebook_path`` open when given."""
+        base = f"{self.browser_url}/user/{quote(name)}/lab"
+        return f"{base}/tree/{_path(notebook_path)}" if notebook_path else base
 
+    def logout_url(self) -> str:
+        """The hub's logout page (it sends the browser back to the portal)."""
+        return f"{self.browser_url}/hub/logout"
+
+    # -- hub API ----------------------------------------------------------------------------------------------
     def get_user(self, name: str) -> dict[str, Any] | None:
         response = self._request("GET", f"{self.api}/users/{quote(name)}", ok=(200, 404))
         return None if response.status_code == 404 else response.json()
@@ -94,13 +115,15 @@ class HubClient:
         return ServerState(True, bool(server.get("ready")), server.get("pending"), server.get("started"),
                            server.get("last_activity"), server.get("user_options") or {}, server.get("url"))
 
-    def start(self, name: str, user_options: dict[str, Any]) -> int:
-        """Ask for the user's server; returns 201 (ready), 202 (spawning) or 400 when it already runs."""
+    def start(self, name: str, user_options: dict[str, Any]) -> StartResult:
+        """Ask for the user's server."""
         response = self._request("POST", f"{self.api}/users/{quote(name)}/server", json=user_options,
                                  ok=(201, 202, 400))
-        return response.status_code
+        return {201: StartResult.ready, 202: StartResult.spawning}.get(response.status_code,
+                                                                      StartResult.already_running)
 
     def stop(self, name: str) -> None:
+        """Stop the user's server (nothing to stop is fine)."""
         self._request("DELETE", f"{self.api}/users/{quote(name)}/server", ok=(202, 204, 400, 404))
 
     def progress(self, name: str, *, budget: float = 0.3) -> list[dict[str, Any]]:
@@ -126,8 +149,10 @@ class HubClient:
             pass  # read timeout: no more events for now
         return events
 
-    def users(self) -> list[dict[str, Any]]:
-        return self._request("GET", self.api + "/users", params={"state": "active"}).json()
+    def running_servers(self) -> set[str]:
+        """The hub users whose default server runs (or is starting)."""
+        users = self._request("GET", self.api + "/users", params={"state": "active"}).json()
+        return {u["name"] for u in users if (u.get("servers") or {}).get("")}
 
     def delete_tokens(self, name: str) -> int:
         """Delete every API token of a user (the lab's own OAuth tokens included)."""
@@ -144,6 +169,7 @@ class HubClient:
         return f"{self.base_url}/user/{quote(name)}/api/contents/{_path(path)}"
 
     def get_file(self, name: str, path: str, *, content: bool = True) -> dict[str, Any] | None:
+        """The contents-API model of a file in the learner's workspace; None when there is none."""
         response = self._request("GET", self._contents(name, path), params={"content": int(content)},
                                  ok=(200, 404))
         return None if response.status_code == 404 else response.json()
@@ -166,16 +192,27 @@ class HubClient:
     def rename(self, name: str, path: str, new_path: str) -> None:
         self._request("PATCH", self._contents(name, path), json={"path": new_path}, ok=(200,))
 
-    def ping_server(self, name: str) -> bool:
-        """The learner's server answers through the proxy (the notebook is reachable)."""
-        try:
-            response = self.session.get(f"{self.base_url}/user/{quote(name)}/api/status", timeout=self.timeout)
-        except requests.RequestException:
-            return False
-        return response.status_code == 200
-
 
 def _lines(response: requests.Response) -> Iterator[str]:
     for raw in response.iter_lines(decode_unicode=True):
         if raw is not None:
             yield raw
+
+
+def client_for(settings: Settings) -> HubClient:
+    """The portal's client of its hub; HubUnavailable when no hub is configured."""
+    if not settings.labs_enabled:
+        raise HubUnavailable("labs are not configured (ACADEMY_HUB_URL is not set)")
+    return HubClient(settings.hub_url or "", settings.resolved_hub_secret("api_token"),
+                     browser_url=settings.hub_browser_url)
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    """A time as the hub writes it (ISO 8601, ``Z`` for UTC); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

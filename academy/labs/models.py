@@ -66,7 +66,10 @@ class LabSession(db.Model):
     stop_reason: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[int] = mapped_column(Integer, default=0)
-    progress_message: Mapped[str | None] = mapped_column(Text)
+    progress_step: Mapped[str | None] = mapped_column(String(20))  # the start step the learner is told about
+    progress_message: Mapped[str | None] = mapped_column(Text)  # the hub's own last progress message
+    start_sent_at: Mapped[dt.datetime | None]  # when the academy.start_lab job was last queued
+    start_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     notebook_path: Mapped[str | None] = mapped_column(Text)
 
     user: Mapped[User] = relationship()

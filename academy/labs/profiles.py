@@ -5,8 +5,12 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from academy.errors import AcademyError
+
+if TYPE_CHECKING:
+    from academy.config import Settings
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,17 @@ def load_profiles(path: Path) -> dict[str, Profile]:
     if "cpu" not in profiles or profiles["cpu"].uses_gpu:
         raise AcademyError(f"{path}: a CPU-only profile named 'cpu' is required (the fallback when GPUs are busy)")
     return profiles
+
+
+_cache: dict[str, tuple[float, dict[str, Profile]]] = {}
+
+
+def configured_profiles(settings: Settings) -> dict[str, Profile]:
+    """The profiles of ``settings.lab_profiles_file``, read again when the file changes."""
+    path = settings.lab_profiles_file
+    mtime = path.stat().st_mtime if path.exists() else 0.0
+    cached = _cache.get(str(path))
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, load_profiles(path))
+        _cache[str(path)] = cached
+    return cached[1]

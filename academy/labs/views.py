@@ -10,12 +10,18 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from academy.catalog.models import Assignment, Course
+from academy.db import utcnow
 from academy.extensions import csrf, db, limiter
-from academy.labs import services
-from academy.labs.hub import HubError, HubUnavailable
+from academy.labs import LabRefused, notebooks, reports
+from academy.labs.hub import HubClient, HubError, HubUnavailable, client_for
+from academy.labs.launch import launch, stop_lab
 from academy.labs.models import LabSession, LabState
+from academy.labs.profiles import configured_profiles
+from academy.labs.queue import place_in_line
+from academy.labs.usage import quota_warning, record_hub_event
 from academy.permissions import can_manage_course, is_admin
 from academy.web.access import hub_service, login_required, staff_required
+from academy.web.loaders import get_assignment_or_404
 
 bp = Blueprint("labs", __name__, url_prefix="/labs")
 
@@ -24,9 +30,9 @@ def _settings() -> Any:
     return current_app.config["ACADEMY_SETTINGS"]
 
 
-def _client() -> Any:
+def _client() -> HubClient:
     try:
-        return services.client_for(_settings())
+        return client_for(_settings())
     except HubUnavailable:
         abort(404)  # labs are not configured on this portal
 
@@ -59,12 +65,13 @@ def open_lab(course_id: int) -> Any:
         "catalog.course", slug=course.slug)
     client = _client()
     try:
-        lab = services.launch(db.session, client, _settings(), user=current_user, course=course,
-                              assignment=assignment, profile_name=request.form.get("profile") or None)
-    except services.LabRefused as exc:
+        lab = launch(db.session, client, _settings(), user=current_user, course=course,
+                     assignment=assignment, profile_name=request.form.get("profile") or None)
+    except LabRefused as exc:
         db.session.rollback()
         flash(str(exc), "danger")
         return redirect(back), 303
+    db.session.commit()  # sends the start_lab job
     return redirect(url_for("labs.launch_page", lab_id=lab.id), 303)
 
 
@@ -73,42 +80,34 @@ def open_lab(course_id: int) -> Any:
 def launch_page(lab_id: int) -> Any:
     """Progress of a launch (or a place in the GPU queue); the page follows the status URL."""
     lab = _own_lab(lab_id)
-    return render_template("labs/launch.html", lab=lab, status=_status(lab, refresh=False))
+    return render_template("labs/launch.html", lab=lab, status=_status(lab))
 
 
 @bp.route("/<id:lab_id>/status")
 @login_required
 def status(lab_id: int) -> Any:
+    """The lab as its row says (the start_lab job keeps it current): no call to the hub."""
     lab = _own_lab(lab_id)
-    return jsonify(_status(lab, refresh=lab.user_id == current_user.id))
+    if lab.user_id == current_user.id and lab.state.active:
+        lab.last_seen_at = utcnow()  # still waiting: the sweep keeps the place in line
+        db.session.commit()
+    return jsonify(_status(lab))
 
 
-def _status(lab: LabSession, *, refresh: bool) -> dict[str, Any]:
-    settings = _settings()
-    hub_error = None
-    if refresh and lab.state.active:
-        try:
-            services.refresh(db.session, _client(), settings, lab)
-        except HubUnavailable:
-            db.session.rollback()
-            hub_error = _("The lab server is not reachable right now. We keep trying; your files are safe.")
-        except HubError as exc:
-            db.session.rollback()
-            current_app.logger.error("lab %s: %s", lab.id, exc)
-            hub_error = _("The lab server answered with an error. We keep trying.")
+def _status(lab: LabSession) -> dict[str, Any]:
+    ready = lab.state == LabState.running and lab.notebook_path is not None
     body: dict[str, Any] = {
         "state": lab.state.value,
-        "progress": 100 if lab.state == LabState.running else lab.progress,
+        "progress": 100 if ready else lab.progress,
         "message": _message(lab),
-        "finished": not lab.state.active or lab.state == LabState.running,
-        "hub_error": hub_error,
+        "finished": not lab.state.active or ready,
     }
     if lab.state == LabState.queued:
-        body["position"] = services.place_in_line(db.session, lab)
+        body["position"] = place_in_line(db.session, lab)
         body["message"] = _("All GPUs are in use. You are number %(n)d in line.", n=body["position"] or 1)
-    if lab.state == LabState.running:
-        body["url"] = services.lab_url(settings, lab)
-        minutes = services.quota_warning(db.session, lab, settings)
+    if ready:
+        body["url"] = _client().lab_url(lab.hub_user, lab.notebook_path)
+        minutes = quota_warning(db.session, lab, _settings())
         if minutes is not None:
             body["warning"] = _("About %(m)d minutes of GPU time left in this course. Save your work.",
                                 m=max(int(minutes), 0))
@@ -130,7 +129,17 @@ def _message(lab: LabSession) -> str:
         }.get(lab.stop_reason or "", _("Your lab has stopped."))
     if lab.state == LabState.cancelled:
         return _("You left the queue.")
-    return lab.progress_message or _("Starting your lab")
+    if lab.state == LabState.running and lab.notebook_path is None:
+        return _("Copying the assignment's notebooks")
+    return {
+        "queued": _("Waiting for a GPU"),
+        "requested": _("Asking the lab server to start"),
+        "spawning": _("Preparing your workspace"),
+        "waiting": _("Starting JupyterLab"),
+        "copying": _("Copying the assignment's notebooks"),
+        "ready": _("Your lab is ready"),
+        "already": _("Your lab is already running"),
+    }.get(lab.progress_step or "", _("Starting your lab"))
 
 
 @bp.route("/<id:lab_id>/stop", methods=["POST"])
@@ -139,7 +148,8 @@ def stop(lab_id: int) -> Any:
     lab = _own_lab(lab_id)
     if lab.state.active:
         reason = "user" if lab.user_id == current_user.id else ("admin" if is_admin(current_user) else "instructor")
-        services.stop_lab(db.session, _client(), lab, reason=reason, actor=current_user)
+        stop_lab(db.session, _client(), _settings(), lab, reason=reason, actor=current_user)
+        db.session.commit()
         flash(_("The lab was stopped."), "info")
     if lab.user_id != current_user.id:
         return redirect(url_for("labs.manage"), 303)
@@ -155,13 +165,15 @@ def take_cpu(lab_id: int) -> Any:
         abort(404)
     course, assignment = lab.course, lab.assignment
     if lab.state.active:
-        services.stop_lab(db.session, _client(), lab, reason="took_cpu", actor=current_user)
+        stop_lab(db.session, _client(), _settings(), lab, reason="took_cpu", actor=current_user)
     try:
-        new = services.launch(db.session, _client(), _settings(), user=current_user, course=course,
-                              assignment=assignment, profile_name="cpu")
-    except services.LabRefused as exc:
+        new = launch(db.session, _client(), _settings(), user=current_user, course=course,
+                     assignment=assignment, profile_name="cpu")
+    except LabRefused as exc:
+        db.session.commit()  # the GPU place was given up all the same
         flash(str(exc), "danger")
         return redirect(url_for("catalog.course", slug=course.slug), 303)
+    db.session.commit()
     return redirect(url_for("labs.launch_page", lab_id=new.id), 303)
 
 
@@ -173,8 +185,8 @@ def hub_events() -> Any:
     event = request.get_json(silent=True)
     if not isinstance(event, dict):
         return jsonify({"error": "a JSON object is expected"}), 400
-    settings = _settings()
-    changed = services.record_hub_event(db.session, services.client_for(settings), settings, event)
+    changed = record_hub_event(db.session, _settings(), event)
+    db.session.commit()
     return jsonify({"recorded": changed})
 
 
@@ -187,10 +199,9 @@ def manage() -> Any:
             if is_admin(current_user) or can_manage_course(current_user, lab.course)]
     context: dict[str, Any] = {"labs": labs, "devices": [], "usage": [], "companies": []}
     if is_admin(current_user):
-        settings = _settings()
-        context["devices"] = services.device_report(db.session, settings)
-        context["usage"] = services.gpu_usage_by_course(db.session)
-        context["companies"] = services.gpu_usage_by_company(db.session)
+        context["devices"] = reports.device_report(db.session, _settings())
+        context["usage"] = reports.gpu_usage_by_course(db.session)
+        context["companies"] = reports.gpu_usage_by_company(db.session)
         db.session.commit()
     return render_template("labs/manage.html", **context)
 
@@ -200,7 +211,7 @@ def lab_labels() -> dict[str, Any]:
     def profile_title(name: str) -> str:
         from academy.i18n import current_locale
 
-        profile = services.profiles(_settings()).get(name)
+        profile = configured_profiles(_settings()).get(name)
         return profile.title_for(current_locale()) if profile else name
 
     def lab_state_label(state: str) -> str:
@@ -213,10 +224,13 @@ def lab_labels() -> dict[str, Any]:
 
 
 def _assignment_for_learner(assignment_id: int) -> Assignment:
-    from academy.grading.views import _assignment_or_404, _may_take
+    from academy.errors import AcademyError
+    from academy.grading.services import learner_cohort
 
-    row = _assignment_or_404(assignment_id)
-    if not _may_take(row):
+    row = get_assignment_or_404(assignment_id)
+    try:
+        learner_cohort(db.session, row, current_user)
+    except AcademyError:
         abort(404)
     return row
 
@@ -226,12 +240,12 @@ def _assignment_for_learner(assignment_id: int) -> Assignment:
 @limiter.limit("30 per minute")
 def submit_from_lab(assignment_id: int) -> Any:
     """"Submit from my lab": take the notebook from the running lab, then the same path as an upload."""
-    from academy.grading.views import accept_files
+    from academy.grading.responses import accept_files
 
     row = _assignment_for_learner(assignment_id)
     try:
-        files = services.pull_notebooks(_client(), current_user, row)
-    except services.LabRefused as exc:
+        files = notebooks.pull_notebooks(_client(), current_user, row)
+    except LabRefused as exc:
         flash(str(exc), "danger")
         return redirect(url_for("grading.assignment", assignment_id=row.id), 303)
     except HubError:
@@ -248,9 +262,9 @@ def reset_notebook(assignment_id: int, name: str) -> Any:
     """"Reset to original" in the lab; the learner's version is kept as a backup copy beside it."""
     row = _assignment_for_learner(assignment_id)
     try:
-        backup = services.reset_notebook(db.session, _client(), current_user, row, name)
+        backup = notebooks.reset_notebook(db.session, _client(), current_user, row, name)
         db.session.commit()
-    except services.LabRefused as exc:
+    except LabRefused as exc:
         flash(str(exc), "danger")
     except HubError:
         flash(_("The lab server is not reachable right now. Nothing was changed."), "danger")

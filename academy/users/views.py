@@ -108,9 +108,10 @@ def logout() -> Any:
     is revoked (the hub re-checks within a minute), their hub API tokens are deleted, and the browser
     passes through the hub's logout, which sends it back here.
     """
-    from academy.labs.services import sign_out_of_hub
+    from academy.labs.launch import sign_out_of_hub
 
-    hub_logout = sign_out_of_hub(db.session, current_user._get_current_object())
+    hub_logout = sign_out_of_hub(db.session, current_app.config["ACADEMY_SETTINGS"],
+                                 current_user._get_current_object())
     db.session.commit()
     logout_user()
     session.clear()

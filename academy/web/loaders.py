@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort
 from sqlalchemy import select
 
-from academy.catalog.models import Course, Track
+from academy.catalog.models import Assignment, Course, Track
 from academy.enrollment.models import Cohort, Enrollment
 from academy.extensions import db
 
@@ -43,3 +43,11 @@ def get_enrollment_or_404(enrollment_id: int, *, owner_id: int | None = None) ->
     if enrollment is None or (owner_id is not None and enrollment.user_id != owner_id):
         abort(404)
     return enrollment
+
+
+def get_assignment_or_404(assignment_id: int) -> Assignment:
+    """The assignment, offered now in an active course, or a 404."""
+    assignment = db.session.get(Assignment, assignment_id)
+    if assignment is None or not assignment.active or not assignment.course.active:
+        abort(404)
+    return assignment
