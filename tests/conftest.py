@@ -296,3 +296,11 @@ def login_as(client: FlaskClient, make_user: Any, app: Flask) -> Any:
         return user_id
 
     return factory
+
+
+@pytest.fixture
+def sent_jobs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Job messages that reached the broker, in order: ``academy.jobs._send`` records instead of sending."""
+    messages: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr("academy.jobs._send", lambda task, args: messages.append((task, args)))
+    return messages

@@ -20,11 +20,9 @@ from academy.mail.models import OutboxMessage
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
-    """What reached the broker, in order."""
-    messages: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr("academy.jobs._send", lambda task, args: messages.append((task, args)))
-    return messages
+def sent(sent_jobs: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[str, tuple[Any, ...]]]:
+    """What reached the broker, in order (conftest's ``sent_jobs``)."""
+    return sent_jobs
 
 
 def _row(subject: str) -> None:

@@ -540,14 +540,12 @@ def test_a_hub_down_during_the_start_job_fails_the_lab_with_a_message_and_frees_
 
 @pytest.mark.app_config(**LABS)
 def test_the_sweep_resends_a_start_whose_message_was_lost_then_gives_up(
-        app: Flask, make_user: Any, make_track: Any, make_cohort: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import academy.jobs
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any,
+        sent_jobs: list[tuple[str, tuple[Any, ...]]]) -> None:
     from academy.extensions import db
     from academy.labs.models import LabSession, LabState
     from academy.labs.usage import MAX_START_SENDS, sweep
 
-    sent: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(academy.jobs, "enqueue", lambda task, *args: sent.append((task, args)))
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
     learner = _learner(app, make_user, cohort)
     now = dt.datetime.now(dt.UTC)
@@ -558,7 +556,7 @@ def test_the_sweep_resends_a_start_whose_message_was_lost_then_gives_up(
         settings = app.config["ACADEMY_SETTINGS"]
         assert sweep(db.session, hub, settings, now=now).resent_starts == 1  # type: ignore[arg-type]
         db.session.commit()
-        assert sent == [("academy.start_lab", (lost,))]  # sent once committed; the fresh one is left alone
+        assert sent_jobs == [("academy.start_lab", (lost,))]  # sent_jobs once committed; the fresh one is left alone
         lab = db.session.get(LabSession, lost)
         assert (lab.state, lab.start_attempts) == (LabState.starting, 2)
         assert db.session.get(LabSession, fresh).start_attempts == 1
@@ -569,13 +567,13 @@ def test_the_sweep_resends_a_start_whose_message_was_lost_then_gives_up(
             db.session.commit()
         db.session.refresh(lab)
         assert (lab.state, lab.stop_reason) == (LabState.failed, "start_lost")
-        assert len([s for s in sent if s[1] == (lost,)]) == MAX_START_SENDS - 1
+        assert len([s for s in sent_jobs if s[1] == (lost,)]) == MAX_START_SENDS - 1
 
 
 @pytest.mark.app_config(**LABS)
 def test_a_running_lab_reopened_on_an_assignment_gets_its_notebooks_from_the_job_or_the_sweep(
-        app: Flask, make_user: Any, make_track: Any, make_cohort: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import academy.jobs
+        app: Flask, make_user: Any, make_track: Any, make_cohort: Any,
+        sent_jobs: list[tuple[str, tuple[Any, ...]]]) -> None:
     from academy.catalog.models import Course
     from academy.extensions import db
     from academy.labs.launch import launch, run_start
@@ -583,20 +581,18 @@ def test_a_running_lab_reopened_on_an_assignment_gets_its_notebooks_from_the_job
     from academy.labs.usage import MAX_START_SENDS, sweep
     from academy.users.models import User
 
-    sent: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(academy.jobs, "enqueue", lambda task, *args: sent.append((task, args)))
     course_id, (cohort, _other) = _course_with_cohorts(app, make_track, make_cohort)
     learner = _learner(app, make_user, cohort)
     hub = FakeHub()
     lab_id, state, _device = _launch(app, hub, learner, course_id, profile="cpu")
-    assert state == "running" and sent == [("academy.start_lab", (lab_id,))]
+    assert state == "running" and sent_jobs == [("academy.start_lab", (lab_id,))]
     with app.app_context():
         settings = app.config["ACADEMY_SETTINGS"]
         again = launch(db.session, hub, settings, user=db.session.get(User, learner),  # type: ignore[arg-type]
                        course=db.session.get(Course, course_id), assignment=None, profile_name="cpu")
         db.session.commit()
         assert (again.id, again.state, again.notebook_path) == (lab_id, LabState.running, None)  # reused
-        assert sent == [("academy.start_lab", (lab_id,))] * 2  # the job again, to copy the notebooks
+        assert sent_jobs == [("academy.start_lab", (lab_id,))] * 2  # the job again, to copy the notebooks
         assert run_start(db.session, hub, settings, lab_id) == "running"  # type: ignore[arg-type]
         assert [c for c in hub.calls if c[0] == "start"] == [("start", f"u{learner}")]  # one server
         lab = db.session.get(LabSession, lab_id)
@@ -612,5 +608,5 @@ def test_a_running_lab_reopened_on_an_assignment_gets_its_notebooks_from_the_job
             later += dt.timedelta(minutes=1)
         db.session.refresh(lab)
         assert (lab.state, lab.notebook_path) == (LabState.running, "")
-        assert len([s for s in sent if s[1] == (lab_id,)]) == 2 + MAX_START_SENDS - 1
+        assert len([s for s in sent_jobs if s[1] == (lab_id,)]) == 2 + MAX_START_SENDS - 1
         assert run_start(db.session, hub, settings, lab_id) == "running"  # type: ignore[arg-type]  # late: no-op

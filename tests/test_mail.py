@@ -332,6 +332,7 @@ def test_a_gpu_quota_warning_is_mailed(app: Flask, mailbox: Mailbox, jobs: Any, 
         jobs.run()  # the enrollment mail
         report = _sweep_labs(db.session, hub, app.config["ACADEMY_SETTINGS"], now)
         assert report.warned == 1
+        db.session.commit()  # as the sweep_labs task does: the sweep only flushes
     jobs.run()
     assert "GPU 사용 시간이 거의 다 되었습니다" in mailbox.subjects("gpu@example.kr")
 

@@ -93,7 +93,7 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
         if existing is None:
             raise
         return existing
-    audit("lab.launch", actor_id=user.id, target_type="lab_session", target_id=lab.id, course=course.slug,
+    audit(session, "lab.launch", actor=user, target_type="lab_session", target_id=lab.id, course=course.slug,
           profile=profile.name)
     if profile.uses_gpu:
         serve_queue(session, settings)
@@ -261,7 +261,7 @@ def stop_lab(session: Session, client: HubClient | None, settings: Settings, lab
     """
     was_running = lab.state in (LabState.starting, LabState.running)
     close_lab(lab, LabState.cancelled if lab.state == LabState.queued else LabState.stopped, reason, at=at)
-    audit("lab.stop", actor_id=actor.id if actor else None, target_type="lab_session", target_id=lab.id,
+    audit(session, "lab.stop", actor=actor, target_type="lab_session", target_id=lab.id,
           reason=reason, user=lab.user_id)
     session.flush()
     if was_running and client is not None:

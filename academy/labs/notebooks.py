@@ -85,7 +85,7 @@ def reset_notebook(session: Session, client: HubClient, user: User, assignment: 
         client.make_dirs(hub_user, posixpath.dirname(path))
     original = grading.released_notebook(grading.current_release(session, assignment), name)
     client.put_notebook(hub_user, path, json.loads(original))
-    audit("lab.reset_notebook", actor_id=user.id, target_type="assignment", target_id=assignment.id,
+    audit(session, "lab.reset_notebook", actor=user, target_type="assignment", target_id=assignment.id,
           notebook=name, backup=backup)
     return backup
 
