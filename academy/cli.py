@@ -128,10 +128,12 @@ def token_create_command(email: str, scopes: tuple[str, ...], name: str, days: i
 @with_appcontext
 def worker_command(concurrency: int | None, beat: bool | None, loglevel: str) -> None:
     """Run grading workers (Celery) for the configured queue."""
-    from academy.jobs import default_concurrency, get_celery
+    from academy import create_app
+    from academy.jobs import default_concurrency
+    from academy.jobs.tasks import worker_celery
 
     settings = current_app.config["ACADEMY_SETTINGS"]
-    celery = get_celery()
+    celery = worker_celery(create_app)
     workers = concurrency or settings.grading_workers or default_concurrency()
     if beat is None:
         beat = settings.broker_url is None

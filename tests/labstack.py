@@ -142,10 +142,10 @@ def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
     from celery.contrib.testing.worker import TestWorkController, setup_app_for_worker
     from celery.utils.nodenames import anon_nodename
 
-    from academy.jobs import get_celery, tasks
+    from academy.jobs import tasks
 
     with app.app_context():
-        celery = get_celery()
+        celery = tasks.worker_celery(lambda: app)
     setup_app_for_worker(celery, "WARNING", None)
     # Only the lab job: a submission from the lab is queued for grading as in production, but grading it
     # here would run nbclient in this process (its tests run a real `academy worker`, tests/test_browser.py).

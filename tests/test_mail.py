@@ -85,7 +85,7 @@ def mailbox(app: Flask, smtp_server: tuple[Mailbox, int], monkeypatch: pytest.Mo
 @pytest.fixture
 def jobs(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The broker replaced by a list; ``jobs.run()`` runs what was sent with the real Celery tasks, as a worker."""
-    from academy.jobs import get_celery, tasks
+    from academy.jobs import tasks
 
     class Sent(list):  # type: ignore[type-arg]
         def run(self, name: str = "academy.deliver_mail") -> int:
@@ -94,7 +94,7 @@ def jobs(app: Flask, monkeypatch: pytest.MonkeyPatch) -> Any:
             for entry in mine:
                 self.remove(entry)
             with app.app_context():
-                celery = get_celery()
+                celery = tasks.worker_celery(lambda: app)
             for task, args in mine:
                 celery.tasks[task](*args)  # the task body a worker runs, in this process
             return len(mine)
@@ -362,7 +362,14 @@ def test_a_real_worker_mails_the_promoted_learner(tmp_path: Path, smtp_server: t
         while time.monotonic() < deadline and PROMOTED not in box.subjects("waiting2@example.kr"):
             time.sleep(0.3)
         assert box.subjects("waiting2@example.kr").count(PROMOTED) == 1, workers.logs()
-        [row] = [m for m in _outbox(app) if m.recipient == "waiting2@example.kr" and m.subject == PROMOTED]
+
+        def promoted() -> OutboxMessage:
+            [row] = [m for m in _outbox(app) if m.recipient == "waiting2@example.kr" and m.subject == PROMOTED]
+            return row
+
+        while time.monotonic() < deadline and promoted().sent_at is None:  # the worker commits after SMTP took it
+            time.sleep(0.1)
+        row = promoted()
         assert row.sent_at is not None and row.attempts == 1
     finally:
         workers.stop_all()

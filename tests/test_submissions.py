@@ -421,7 +421,7 @@ def test_an_uploaded_version_is_released_by_the_job_queued_after_the_commit(
     app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from academy.grading.services import current_release
-    from academy.jobs import get_celery, tasks
+    from academy.jobs import tasks
 
     sent: list[Any] = []
     monkeypatch.setattr("academy.jobs._send", lambda task, args: sent.append((task, args)))
@@ -436,7 +436,7 @@ def test_an_uploaded_version_is_released_by_the_job_queued_after_the_commit(
     [(task, (assignment_id, digests, actor_id))] = sent
     assert task == "academy.release_upload" and assignment_id == course["assignment_id"] and list(digests) == [NAME]
     with app.app_context():
-        celery = get_celery()
+        celery = tasks.worker_celery(lambda: app)
     assert celery.tasks[task](assignment_id, digests, actor_id) == 2  # what the worker runs
     with app.app_context():
         assert current_release(db.session, db.session.get(Assignment, assignment_id)).version == 2

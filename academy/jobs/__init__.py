@@ -76,7 +76,10 @@ def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float =
 
 
 def get_celery() -> Celery:
-    """The Celery app for the current settings: the app context's, else the environment's."""
+    """The Celery app for the current settings (the app context's, else the environment's), for sending.
+
+    Tasks are sent by name; the worker's side registers them (``academy.jobs.tasks.worker_celery``).
+    """
     from flask import current_app, has_app_context
 
     from academy.config import Settings
@@ -87,9 +90,6 @@ def get_celery() -> Celery:
     if app is None:
         app = Celery("academy")
         app.conf.update(celery_config(settings.broker_url, settings.data_dir, settings.sweep_seconds))
-        from academy.jobs import tasks
-
-        tasks.register(app)
         _apps[key] = app
     return app
 

@@ -1,25 +1,46 @@
 """Celery tasks: grade a submission, release an upload, deliver mail, and the periodic sweeps.
 
+The worker's side of the queue: ``academy worker`` (and tests that run jobs) call
+:func:`worker_celery`; senders never import this module (``academy.jobs`` sends by task name).
 The tasks are thin: they open an app context and call one plain function (``academy.grading.worker``,
 ``academy.mail.worker``, ``academy.labs``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 
+from academy.jobs import get_celery
+
+_app_factory: Callable[[], Any] | None = None
 _flask_app: Any = None
+
+
+def worker_celery(app_factory: Callable[[], Any]) -> Celery:
+    """The configured queue's Celery app with the academy tasks on it, for a process that runs them.
+
+    ``app_factory`` builds the portal app the tasks run in: once per process, on the first task
+    (a Celery pool process builds its own after the fork, never the parent's connections).
+    Call inside an app context or with the settings in the environment, as ``get_celery``.
+    """
+    global _app_factory, _flask_app
+    _app_factory, _flask_app = app_factory, None
+    celery = get_celery()
+    if "academy.grade" not in celery.tasks:
+        register(celery)
+    return celery
 
 
 def flask_app() -> Any:
     """This worker process's portal app (created on first use, never at import time)."""
     global _flask_app
     if _flask_app is None:
-        from academy import create_app
-
-        _flask_app = create_app()
+        if _app_factory is None:
+            raise RuntimeError("academy.jobs.tasks.worker_celery() names the portal app the tasks run in")
+        _flask_app = _app_factory()
     return _flask_app
 
 
