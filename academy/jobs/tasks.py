@@ -23,11 +23,12 @@ def worker_celery(app_factory: Callable[[], Any]) -> Celery:
     """The configured queue's Celery app with the academy tasks on it, for a process that runs them.
 
     ``app_factory`` builds the portal app the tasks run in: once per process, on the first task
-    (a Celery pool process builds its own after the fork, never the parent's connections).
+    (a Celery pool process builds its own after the fork, never the parent's connections); a
+    process that already has its app (a test that set ``_flask_app``) keeps it.
     Call inside an app context or with the settings in the environment, as ``get_celery``.
     """
-    global _app_factory, _flask_app
-    _app_factory, _flask_app = app_factory, None
+    global _app_factory
+    _app_factory = app_factory
     celery = get_celery()
     if "academy.grade" not in celery.tasks:
         register(celery)
