@@ -25,8 +25,8 @@ import requests
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from tests.conftest import service_unavailable
 from tests.labstack import ROOT, LabStack, lab_stack, missing_parts
+from tests.support import skip_or_fail
 
 IDLE_TIMEOUT = 6  # seconds without kernel activity before the culler stops a server
 CULL_EVERY = 2
@@ -40,7 +40,7 @@ CULL_DEADLINE = 60
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
     reason = missing_parts()
     if reason:
-        service_unavailable(reason)
+        skip_or_fail(reason)
     hub_env = {"ACADEMY_LAB_IDLE_TIMEOUT": str(IDLE_TIMEOUT), "ACADEMY_LAB_CULL_EVERY": str(CULL_EVERY),
                "ACADEMY_LAB_ACTIVITY_INTERVAL": str(ACTIVITY_INTERVAL)}
     with lab_stack(tmp_path_factory.mktemp("culling"), gpu_course=None, hub_extra_env=hub_env) as running:
