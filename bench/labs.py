@@ -8,7 +8,7 @@ Run from the repository root with the portal's environment::
 What it does, in one run (one temporary directory, removed at the end, with every server stopped):
 
 Starts the real portal (Werkzeug, threaded, in this process) and the real JupyterHub with
-configurable-http-proxy and the local spawner on free loopback ports (``tests.labstack.lab_stack``,
+configurable-http-proxy and the local spawner on free loopback ports (``tests.labs.labstack.lab_stack``,
 no course switched to a GPU profile).  Every launch is course ``ml-quality``, CPU profile.
 
 1. Sequential, ``--learners`` of each kind, interleaved (portal, bare, portal, bare, ...) after one
@@ -75,7 +75,7 @@ PAGE_POLL_SECONDS = 0.4  # the class: what academy/web/static/js/academy.js does
 OVERHEAD_SHARE = 0.15  # the target: the portal adds at most 15 % or 500 ms, whichever is larger
 OVERHEAD_FLOOR_S = 0.5
 STOP_TIMEOUT = 60.0
-COHORT_CAPACITY = 60  # tests.labstack.lab_stack's cohort
+COHORT_CAPACITY = 60  # tests.labs.labstack.lab_stack's cohort
 FINAL_STATES = ("failed", "stopped", "cancelled")
 
 Say = Callable[[str], None]
@@ -582,7 +582,7 @@ def _version(name: str) -> str | None:
 
 
 def run(args: argparse.Namespace, tmp: Path, stop: threading.Event, say: Say) -> dict[str, Any]:
-    from tests.labstack import lab_stack
+    from tests.labs.labstack import lab_stack
 
     load_before = loadavg()
     before = cpu_times()
@@ -697,7 +697,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--learners and --class-size must be 0 or more")
     if args.learners + 1 + args.class_size > COHORT_CAPACITY:
         parser.error(f"--learners + 1 + --class-size must be at most {COHORT_CAPACITY} (the cohort of "
-                     f"tests.labstack.lab_stack; more would be wait-listed)")
+                     f"tests.labs.labstack.lab_stack; more would be wait-listed)")
     if args.spread < 0:
         parser.error("--spread must be 0 or more")
     if args.timeout <= 0:
@@ -737,7 +737,7 @@ def _cleanup(stop: threading.Event) -> Iterator[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from tests.labstack import missing_parts
+    from tests.labs.labstack import missing_parts
 
     reason = missing_parts()
     if reason:

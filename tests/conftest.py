@@ -22,9 +22,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from tests.support import skip_or_fail
+from tests.support import ROOT, skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("ACADEMY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct-horse-42"
 

@@ -1,4 +1,4 @@
-"""What test modules share that is not a fixture: the "services required" switch.
+"""What test modules share that is not a fixture: the project's paths and the "services required" switch.
 
 ``make test`` (and CI) sets ``ACADEMY_TEST_REQUIRE_SERVICES=1``.  A test that needs something
 the machine may lack (PostgreSQL, Redis, root, cgroups, bubblewrap, the lab environment,
@@ -9,9 +9,17 @@ reason on a developer's machine, a failure under the switch, so CI cannot pass b
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
+
+#: The project root (the checkout), whatever folder of ``tests/`` a module lives in.
+ROOT = Path(__file__).resolve().parent.parent
+#: The sample courses that ship with the project.
+COURSES = ROOT / "courses"
+#: The learners' kernel interpreter (``make lab-env``), or ``ACADEMY_LAB_PYTHON``.
+LAB_PYTHON = Path(os.environ.get("ACADEMY_LAB_PYTHON") or ROOT / ".venv-lab" / "bin" / "python")
 
 #: True when every service and privilege a test needs must be there (``make test`` sets it).
 REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"

@@ -21,7 +21,8 @@ from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
+
 BABEL_CFG = ROOT / "babel.cfg"
 TRANSLATIONS = ROOT / "academy" / "translations"
 LOCALES = ("ko", "en")

@@ -12,8 +12,8 @@ from sqlalchemy import inspect
 
 from academy import create_app
 from academy.extensions import db
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TABLES = {"user", "company", "track", "course", "course_instructor", "assignment", "cohort", "enrollment",
           "enrollment_event", "api_token", "audit_entry", "outbox_message", "assignment_release", "submission",
           "submission_file", "cell_score", "grading_job", "extension", "oauth_code", "oauth_token", "lab_session",

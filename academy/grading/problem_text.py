@@ -8,7 +8,7 @@ in; a line it does not know is returned unchanged, so a new wording degrades to 
 rather than to nothing.  Templates use it as the ``problem`` filter.
 
 Where the lines come from (keep these in step when a wording changes;
-``tests/test_problem_text.py`` produces them with the real code):
+``tests/grading/test_problem_text.py`` produces them with the real code):
 
 * ``validation.reconcile_with_release``: instructor cells changed, deleted, duplicated
   or retyped, unknown nbgrader cells, none of the assignment's cells found;

@@ -1,0 +1,395 @@
+"""End-to-end journey in headless Chromium, in Korean: register, sign out and in, enroll.
+
+The real portal runs in a background thread (Werkzeug) on a free port against a SQLite
+file migrated with Alembic and loaded with the shipped ``courses/``.  Playwright drives
+Debian's Chromium (``/usr/bin/chromium``; ``make test`` installs it).  Screenshots are
+saved under ``tests/artifacts/`` (git-ignored) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import ROOT, skip_or_fail
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 10_000
+DEADLINE_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} KST$")
+
+pytestmark = pytest.mark.browser
+
+
+@dataclass
+class Portal:
+    base_url: str
+    track_slug: str
+    cohort_id: int
+
+
+@dataclass
+class Problems:
+    """Everything that went wrong in the browser during the journey."""
+
+    console_errors: list[str] = field(default_factory=list)
+    csp_violations: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    bad_responses: list[str] = field(default_factory=list)
+
+    def attach(self, page: Any) -> None:
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.console_errors.append(f"uncaught: {exc}"))
+        page.on("requestfailed", self._on_failed)
+        page.on("response", self._on_response)
+
+    def _on_failed(self, request: Any) -> None:
+        # ERR_ABORTED: the browser dropped a request because the page navigated on (the submission
+        # page reloads itself when the score arrives, possibly while the favicon is still loading).
+        if "ERR_ABORTED" not in str(request.failure):
+            self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
+
+    def _on_console(self, msg: Any) -> None:
+        text = msg.text
+        if "Content Security Policy" in text:
+            self.csp_violations.append(text)
+        if msg.type == "error":
+            self.console_errors.append(f"{text} @ {msg.location.get('url', '')}")
+
+    def _on_response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.bad_responses.append(f"{response.status} {response.request.method} {response.url}")
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {
+            "console errors": self.console_errors,
+            "CSP violations": self.csp_violations,
+            "failed requests": self.failed_requests,
+            "HTTP >= 400": self.bad_responses,
+        }
+
+
+@pytest.fixture
+def portal(tmp_path: Path) -> Iterator[Portal]:
+    """The real portal served over HTTP on 127.0.0.1:<free port>, with courses and one open cohort."""
+    from werkzeug.serving import make_server
+
+    from academy import create_app
+    from academy.bootstrap import run_init
+    from academy.catalog.services import list_tracks
+    from academy.db import utcnow
+    from academy.enrollment.services import create_cohort
+    from academy.extensions import db
+
+    app = create_app({
+        "data_dir": tmp_path,
+        "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
+        "secret_key": "x" * 40,
+        "courses_dir": ROOT / "courses",
+        "RATELIMIT_ENABLED": False,
+    })
+    with app.app_context():
+        run_init()
+        tracks = list_tracks(db.session)
+        assert tracks, "courses/ should define at least one track"
+        track = tracks[0]
+        start = utcnow().replace(microsecond=0)
+        cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
+                               ends_at=start + dt.timedelta(days=60), capacity=30, actor=None)
+        db.session.commit()
+        info = (track.slug, cohort.id)
+        db.session.remove()
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="academy-e2e-server", daemon=True)
+    thread.start()
+    try:
+        yield Portal(base_url=f"http://127.0.0.1:{server.server_port}", track_slug=info[0], cohort_id=info[1])
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Any]:
+    """A Korean-locale page in headless Debian Chromium."""
+    if not CHROMIUM.exists():
+        skip_or_fail(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(locale="ko-KR", timezone_id="Asia/Seoul",
+                                          viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(TIMEOUT_MS)
+            yield context.new_page()
+            context.close()
+        finally:
+            browser.close()
+
+
+def _shot(page: Any, name: str, *, full_page: bool = False) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => document.fonts.ready.then(() => true)")  # no fallback glyphs in the picture
+    page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
+
+
+def _path(page: Any) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(page.url).path
+
+
+def test_korean_learner_registers_signs_in_and_enrolls(page: Any, portal: Portal) -> None:
+    from playwright.sync_api import expect
+
+    problems = Problems()
+    problems.attach(page)
+    base = portal.base_url
+    email = "hong.gildong@example.kr"
+    password = "Saemaul-2026!"
+
+    # --- the landing page, then registration -------------------------------------
+    page.goto(f"{base}/")
+    expect(page.locator("html")).to_have_attribute("lang", "ko")
+    page.locator("main a[href='/register']").first.click()
+    page.wait_for_url(f"{base}/register")
+
+    form = page.locator("form:has(#consent)")
+    page.locator("#name").fill("홍길동")
+    page.locator("#email").fill(email)
+    page.locator("#password").fill(password)
+    page.locator("#password_confirm").fill(password)
+    page.locator("#company_name").fill("구미정밀(주)")
+    page.locator("#business_number").fill("124-81-00998")
+    page.locator("#region").select_option("gumi")
+    page.locator("#industry").select_option("battery")
+    page.locator("#job_role").select_option("quality")
+    page.locator("[name=consent]").check()
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+
+    assert _path(page) != "/register", page.locator(".invalid-feedback").all_inner_texts()
+    signout = page.locator("form[action='/logout'] button[type=submit]")
+    expect(signout).to_be_visible()
+    expect(page.locator("header")).to_contain_text("홍길동")
+    _shot(page, "01-registered.png")
+
+    # --- sign out, check the skip link, sign in again -----------------------------
+    with page.expect_navigation():
+        signout.click()
+    expect(page.locator("form[action='/logout']")).to_have_count(0)
+
+    page.goto(f"{base}/login")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => document.activeElement && document.activeElement.className")
+    assert "skip-link" in (focused or ""), f"first Tab focused {focused!r}, not the skip link"
+    expect(page.locator(".skip-link")).to_be_focused()
+    expect(page.locator(".skip-link")).to_be_visible()  # it appears when focused
+
+    login_form = page.locator("form:has(#password):not(:has(#password_confirm))")
+    page.locator("#email").fill(email)
+    page.locator("#password").fill(password)
+    _shot(page, "02-login.png")
+    with page.expect_navigation():
+        login_form.locator("button[type=submit]").click()
+    assert _path(page) == "/dashboard", f"sign-in landed on {page.url}"
+    expect(signout).to_be_visible()
+
+    # --- tracks, the first track, enroll in the open cohort -----------------------
+    page.goto(f"{base}/tracks")
+    first_track = page.locator("main h2 a").first
+    expect(first_track).to_have_attribute("href", f"/tracks/{portal.track_slug}")
+    track_title = first_track.inner_text().strip()
+    assert re.search(r"[가-힣]", track_title), f"track title is not Korean: {track_title!r}"
+    first_track.click()
+    page.wait_for_url(f"{base}/tracks/{portal.track_slug}")
+
+    cohort_card = page.locator(f"[data-cohort='{portal.cohort_id}']")
+    expect(cohort_card).to_contain_text("2026년 1기")
+    with page.expect_navigation():
+        cohort_card.locator("form[action$='/enroll'] button[type=submit]").click()
+    assert _path(page) == "/dashboard", f"enrolling landed on {page.url}"
+
+    # --- the dashboard -------------------------------------------------------------
+    main = page.locator("main")
+    # The interface speaks Korean: the page heading, the status badge and the header.
+    expect(main.locator("h1")).to_have_text("나의 학습")
+    expect(main.locator(".status-enrolled").first).to_contain_text("수강 확정")
+    expect(page.locator("form[action='/logout'] button")).to_have_text("로그아웃")
+    expect(main.locator("h2").first).to_have_text(track_title)
+    expect(main).to_contain_text("2026년 1기")
+    courses = main.locator(".card-course")
+    assert courses.count() >= 1, "the dashboard lists no courses"
+    course_titles = courses.locator("h3 a").all_inner_texts()
+    assert all(t.strip() for t in course_titles), course_titles
+
+    deadlines = [t.strip() for t in main.locator(".card-course tbody tr td:nth-child(3)").all_inner_texts()]
+    assert deadlines, "the dashboard lists no assignments"
+    for text in deadlines:
+        # The "Overdue" badge could follow the date; a fresh cohort has none.
+        assert DEADLINE_RE.match(text), f"deadline {text!r} is not formatted as YYYY-MM-DD HH:MM KST"
+
+    bar = page.locator("[data-progress]").first
+    expect(bar).to_be_attached()
+    assert bar.get_attribute("data-progress") == "0"
+    assert bar.evaluate("e => e.style.width") == "0%", "academy.js did not set the progress bar width"
+    assert page.locator("html.js").count() == 1, "academy.js did not run"
+
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+    fonts = page.evaluate(
+        """() => ({
+            check: document.fonts.check('16px Pretendard'),
+            loaded: [...document.fonts].filter(f => f.family.replace(/["']/g, '') === 'Pretendard')
+                                       .map(f => f.status),
+            body: getComputedStyle(document.body).fontFamily,
+        })"""
+    )
+    assert fonts["check"] is True, fonts
+    assert "loaded" in fonts["loaded"], f"the Pretendard web font was not loaded: {fonts}"
+    assert "Pretendard" in fonts["body"], fonts
+
+    _shot(page, "03-dashboard.png", full_page=True)
+    expect(page.locator("html")).to_have_attribute("lang", "ko")
+
+    problems_found = {k: v for k, v in problems.as_dict().items() if v}
+    hint = ""
+    if any("/favicon.ico" in line for lines in problems_found.values() for line in lines):
+        hint = (" (the browser asks for /favicon.ico when a page declares no icon: base.html needs a"
+                " <link rel=\"icon\"> to a file under static/, or the app a /favicon.ico route)")
+    assert not problems_found, f"browser problems during the journey: {problems_found}{hint}"
+
+
+def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, page: Any) -> None:
+    """Upload on the assignment page, watch the status change without reloading, read the score.
+
+    A real `academy worker` (embedded queue) grades the notebook in the sandbox.
+    """
+    from playwright.sync_api import expect
+    from werkzeug.serving import make_server
+
+    from academy import create_app
+    from academy.bootstrap import run_init
+    from academy.catalog.models import Assignment
+    from academy.catalog.services import list_tracks
+    from academy.db import utcnow
+    from academy.demo import start_worker
+    from academy.enrollment.services import create_cohort, request_enrollment
+    from academy.extensions import db
+    from academy.processes import stop_process
+    from academy.users.models import Role
+    from academy.users.services import create_user
+
+    app = create_app({"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
+                      "secret_key": "x" * 40, "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False})
+    with app.app_context():
+        run_init()
+        track = list_tracks(db.session)[0]
+        start = utcnow().replace(microsecond=0)
+        cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
+                               ends_at=start + dt.timedelta(days=60), capacity=30, actor=None)
+        learner = create_user(db.session, "submitter@example.kr", "submit-pass-123", Role.learner, name="김제출")
+        learner.consent_at = utcnow()
+        request_enrollment(db.session, cohort, learner)
+        db.session.commit()
+        assignment_id = db.session.scalar(db.select(Assignment.id).where(Assignment.slug == "01-pandas-basics"))
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    worker = start_worker(app)
+    base = f"http://127.0.0.1:{server.server_port}"
+    problems = Problems()
+    problems.attach(page)
+    try:
+        page.goto(f"{base}/login")
+        page.fill("#email", "submitter@example.kr")
+        page.fill("#password", "submit-pass-123")
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+        page.goto(f"{base}/dashboard")
+        with page.expect_navigation():
+            page.locator(f"a[href='/assignments/{assignment_id}']").click()
+        expect(page.locator("main h1")).to_contain_text("pandas")
+        solution = ROOT / "courses/python-data/source/01-pandas-basics/production_log.ipynb"
+        page.set_input_files("#notebooks", str(solution))
+        with page.expect_navigation():
+            page.locator("form.dropzone-form button[type=submit]").click()
+        assert "/submissions/" in page.url
+        expect(page.locator("main .alert-success")).to_contain_text("채점을 시작했습니다")
+        page.screenshot(path=str(ARTIFACTS / "04-submitted.png"), full_page=True)
+        # The page reloads itself when grading finishes; no action from the learner.
+        expect(page.locator("main h1 .status-graded")).to_be_visible(timeout=120_000)
+        # Every test cell of this assignment holds hidden tests: before the deadline the score
+        # waits, and the page says when it will appear.
+        expect(page.locator("#score-held")).to_contain_text("마감")
+        expect(page.locator("main table")).to_contain_text("강사가 채점")
+        page.screenshot(path=str(ARTIFACTS / "05-graded.png"), full_page=True)
+        assert not any(problems.as_dict().values()), problems.as_dict()
+    finally:
+        stop_process(worker)
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_open_lab_lands_in_jupyterlab_with_the_notebook_open(tmp_path: Path, page: Any) -> None:
+    """Assignment page → "실습 열기" → progress → JupyterLab (in Korean) with the assignment's notebook open.
+
+    Real portal, real JupyterHub + configurable-http-proxy + local spawner; sign-in to the hub goes
+    through the portal's OpenID Connect provider without a second password.
+    """
+    from playwright.sync_api import expect
+
+    from tests.labs.labstack import PASSWORD, lab_stack, missing_parts
+
+    reason = missing_parts()
+    if reason:
+        skip_or_fail(reason)
+    with lab_stack(tmp_path, gpu_course=None) as stack:
+        stack.make_learner("browser-lab@example.kr")
+        assignment_id = stack.assignment_ids["01-linear-regression"]
+        problems = Problems()
+        problems.attach(page)
+        page.goto(f"{stack.portal_url}/login")
+        page.fill("#email", "browser-lab@example.kr")
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+        page.goto(f"{stack.portal_url}/assignments/{assignment_id}")
+        open_lab = page.locator("[data-open-lab]")
+        expect(open_lab).to_have_text("실습 열기")
+        _shot(page, "lab-01-assignment.png")
+        open_lab.click()
+        # The launch page shows progress, then the browser goes on to JupyterLab by itself.
+        page.wait_for_url(re.compile(r".*/user/u\d+/lab/tree/ml-quality/01-linear-regression/.*\.ipynb"),
+                          timeout=120_000)
+        tab = page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel, .jp-mod-current .lm-TabBar-tabLabel")
+        expect(tab.first).to_contain_text(".ipynb", timeout=60_000)
+        expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
+        expect(page.locator(".lm-MenuBar-itemLabel").first).to_have_text("파일", timeout=30_000)
+        _shot(page, "lab-02-jupyterlab.png")
+        portal_problems = [p for p in problems.csp_violations if stack.portal_url in p]
+        assert not portal_problems, portal_problems
