@@ -215,8 +215,10 @@ def _worker_started() -> None:
 
     signal.signal(signal.SIGTERM, _worker_stop)
     signal.signal(signal.SIGINT, _worker_stop)
-
-    prestart_zygote()
+    try:
+        prestart_zygote()
+    except SystemExit as stop:  # stopped while starting: the pool would log the exit as a traceback
+        _leave(stop.code if isinstance(stop.code, int) else 1)
 
 
 _stopping = False  # set in a worker by _worker_stop
