@@ -15,9 +15,15 @@ LAB_STAMP := $(LAB)/.installed-$(shell cat hub_config/lab-requirements.txt | cks
 demo: system-deps install lab-env proxy
 	$(BIN)/academy demo
 
+# Test processes (pytest-xdist): most tests wait on kernels, servers and the browser rather than
+# on a CPU, so one more than the CPUs, at most 6.  Each test file stays in one process
+# (--dist loadfile): a file's expensive module fixtures are built once.  TEST_WORKERS=0: no xdist.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n + 1)); echo $$((n > 6 ? 6 : n)))
+
 ## make test: install what the tests need and run the whole suite
 test: test-deps install lab-env proxy services
-	ACADEMY_TEST_REQUIRE_SERVICES=$${ACADEMY_TEST_REQUIRE_SERVICES:-$${CI:+1}} $(BIN)/python -m pytest $(PYTEST_ARGS)
+	ACADEMY_TEST_REQUIRE_SERVICES=$${ACADEMY_TEST_REQUIRE_SERVICES:-$${CI:+1}} $(BIN)/python -m pytest \
+		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 install: $(STAMP)
 

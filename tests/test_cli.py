@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 
 def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -20,16 +21,37 @@ def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.Com
     )
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
+def _env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACADEMY_")}
-    env.update({"ACADEMY_DATA_DIR": str(tmp_path / "data"), "ACADEMY_COURSES_DIR": str(ROOT / "courses")})
+    env.update({"ACADEMY_DATA_DIR": str(data_dir), "ACADEMY_COURSES_DIR": str(ROOT / "courses")})
     return env
 
 
-def test_init_is_idempotent_and_loads_courses(cli_env: dict[str, str]) -> None:
-    first = run(["init"], cli_env)
-    assert first.returncode == 0, first.stderr
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A data directory nothing has initialised."""
+    return _env(tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def _initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``academy init`` (migrations, courses, releases: the slow part) for the module."""
+    data = tmp_path_factory.mktemp("cli") / "data"
+    done = run(["init"], _env(data))
+    assert done.returncode == 0, done.stderr
+    return data
+
+
+@pytest.fixture
+def initialised_env(_initialised: Path, tmp_path: Path) -> dict[str, str]:
+    """A data directory ``academy init`` has set up: a copy of the module's, for this test alone."""
+    shutil.copytree(_initialised, tmp_path / "data")
+    return _env(tmp_path / "data")
+
+
+def test_init_is_idempotent_and_loads_courses(initialised_env: dict[str, str]) -> None:
+    """A second ``init`` over the first one's data directory changes nothing."""
+    cli_env = initialised_env
     second = run(["init"], cli_env)
     assert second.returncode == 0, second.stderr
     assert "created 0" in second.stdout or "0 created" in second.stdout, second.stdout
@@ -40,8 +62,8 @@ def test_init_is_idempotent_and_loads_courses(cli_env: dict[str, str]) -> None:
     assert conn.execute("select version_num from alembic_version").fetchone()[0]
 
 
-def test_create_user_reads_the_password_from_stdin(cli_env: dict[str, str]) -> None:
-    assert run(["init"], cli_env).returncode == 0
+def test_create_user_reads_the_password_from_stdin(initialised_env: dict[str, str]) -> None:
+    cli_env = initialised_env
     made = run(["create-user", "boss@example.kr", "--role", "admin"], cli_env, stdin="a-strong-pass-9\n")
     assert made.returncode == 0, made.stderr
     assert "admin boss@example.kr" in made.stdout
@@ -51,14 +73,13 @@ def test_create_user_reads_the_password_from_stdin(cli_env: dict[str, str]) -> N
     assert weak.returncode == 2
 
 
-def test_token_create_prints_a_token_that_works(cli_env: dict[str, str]) -> None:
-    assert run(["init"], cli_env).returncode == 0
+def test_token_create_prints_a_token_that_works(initialised_env: dict[str, str]) -> None:
+    cli_env = initialised_env
     assert run(["create-user", "hr@example.kr"], cli_env, stdin="a-strong-pass-9\n").returncode == 0
     made = run(["token", "create", "hr@example.kr", "--scope", "profile:read"], cli_env)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
     assert token.startswith("acad_")
-    os.environ.update({})
     probe = (
         "import os,json;from academy import create_app;app=create_app();"
         "c=app.test_client();r=c.get('/api/v1/me',headers={'Authorization':'Bearer '+os.environ['TOK']});"
