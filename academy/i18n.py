@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from flask import has_request_context, session
@@ -55,7 +57,14 @@ def ensure_catalogs_compiled(translations_dir: Path = TRANSLATIONS_DIR) -> None:
             continue
         with po_path.open("rb") as fh:
             catalog = read_po(fh, locale=po_path.parent.parent.name)
-        tmp = mo_path.with_suffix(".mo.tmp")
-        with tmp.open("wb") as fh:
-            write_mo(fh, catalog, use_fuzzy=False)
-        tmp.replace(mo_path)
+        # A file of this process's own, renamed into place: processes starting together (web
+        # workers, test workers) each write a whole catalogue, and the last rename wins.
+        fd, tmp = tempfile.mkstemp(prefix=".messages-", suffix=".mo", dir=mo_path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write_mo(fh, catalog, use_fuzzy=False)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, mo_path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -183,3 +183,33 @@ def test_catalogue_compiles(locale: str) -> None:
     for message in entries(locale):
         if not message.pluralizable and message.string and not message.fuzzy and not message.context:
             assert compiled.gettext(message.id) == message.string, message.id
+
+
+def test_processes_starting_together_compile_the_catalogues_once_each_without_tripping(tmp_path: Path) -> None:
+    """Several portal processes (xdist workers, gunicorn workers) compile a changed catalogue at once."""
+    import shutil
+    import threading
+
+    from academy.i18n import TRANSLATIONS_DIR, ensure_catalogs_compiled
+
+    translations = tmp_path / "translations"
+    shutil.copytree(TRANSLATIONS_DIR, translations, ignore=shutil.ignore_patterns("*.mo"))
+    start, errors = threading.Barrier(8), []
+
+    def compile_() -> None:
+        start.wait()
+        try:
+            ensure_catalogs_compiled(translations)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=compile_) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(p.name for p in translations.rglob("*") if p.is_file() and p.suffix not in {".po"}) == [
+        "messages.mo", "messages.mo", "messages.pot"]
+    with (translations / "ko" / "LC_MESSAGES" / "messages.mo").open("rb") as fh:
+        assert gettext.GNUTranslations(fh).gettext("Sign in") != "Sign in"
