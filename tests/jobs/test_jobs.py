@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from academy.extensions import db
 from academy.jobs import celery_config, enqueue_after_commit
 from academy.mail.models import OutboxMessage
+from tests.grading.regrading import regrade_a_graded_submission
 
 
 @pytest.fixture
@@ -158,27 +159,6 @@ def test_the_beat_runs_every_sweep(tmp_path: Any) -> None:
 
 # -- grading jobs: queued with their rows, re-sent by the sweeper when their message is lost -----------------------
 
-def _regrade_job(app: Flask, make_user: Any, make_track: Any) -> int:
-    """A graded submission put up for regrading (services.regrade queues its job); returns the job id."""
-    from academy.catalog.models import Assignment
-    from academy.grading.models import AssignmentRelease, Submission, SubmissionStatus
-    from academy.grading.services import regrade
-    from academy.users.models import User
-
-    make_track()
-    learner, instructor = make_user("learner"), make_user("instructor")
-    with app.app_context():
-        assignment = db.session.scalar(db.select(Assignment))
-        release = AssignmentRelease(assignment_id=assignment.id, version=1, source_hash="0" * 64, path="/nonexistent")
-        submission = Submission(assignment_id=assignment.id, user_id=learner, release=release, attempt=1,
-                                status=SubmissionStatus.graded, score=4.0, raw_score=4.0, max_score=10.0)
-        db.session.add(submission)
-        db.session.commit()
-        [job] = regrade(db.session, [submission], actor=db.session.get(User, instructor))
-        db.session.commit()
-        return job.id
-
-
 def test_the_sweeper_resends_a_job_whose_message_was_lost_and_only_that(
     app: Flask, monkeypatch: pytest.MonkeyPatch, make_user: Any, make_track: Any
 ) -> None:
@@ -192,7 +172,8 @@ def test_the_sweeper_resends_a_job_whose_message_was_lost_and_only_that(
         raise ConnectionError("broker down")
 
     monkeypatch.setattr("academy.jobs._send", broker_down)
-    job_id = _regrade_job(app, make_user, make_track)
+    make_track()
+    job_id = regrade_a_graded_submission(app, make_user("learner"), make_user("instructor"))
     assert attempts == [("academy.grade", (job_id,))]  # tried at the commit, and lost
     sent: list[Any] = []
     monkeypatch.setattr("academy.jobs._send", lambda task, args: sent.append((task, args)))

@@ -27,6 +27,7 @@ from academy.extensions import db
 from academy.mail.models import OutboxMessage
 from academy.mail.services import MAX_ATTEMPTS, queue_mail, retry_wait
 from tests.conftest import csrf_token
+from tests.grading.regrading import regrade_a_graded_submission
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -265,29 +266,17 @@ def _enroll_then_withdraw(app: Flask, cohort_id: int, seated: int, waiting: int)
 
 def test_a_regrade_that_changes_the_score_is_mailed(app: Flask, mailbox: Mailbox, jobs: Any, make_user: Any,
                                                     make_track: Any) -> None:
-    from academy.catalog.models import Assignment
-    from academy.grading.models import AssignmentRelease, Submission, SubmissionStatus
-    from academy.grading.services import regrade
     from academy.grading.worker import _finish, claim, worker_name
-    from academy.users.models import User
 
     make_track()
-    learner = make_user("learner", email="graded@example.kr")
-    instructor = make_user("instructor")
+    job_id = regrade_a_graded_submission(app, make_user("learner", email="graded@example.kr"),
+                                         make_user("instructor"))
+    assert ("academy.grade", (job_id,)) in jobs  # the worker is driven by hand below
+    jobs.remove(("academy.grade", (job_id,)))
     with app.app_context():
-        assignment = db.session.scalar(db.select(Assignment))
-        release = AssignmentRelease(assignment_id=assignment.id, version=1, source_hash="0" * 64, path="/nonexistent")
-        submission = Submission(assignment_id=assignment.id, user_id=learner, release=release, attempt=1,
-                                status=SubmissionStatus.graded, score=4.0, raw_score=4.0, max_score=10.0)
-        db.session.add(submission)
-        db.session.commit()
-        [job] = regrade(db.session, [submission], actor=db.session.get(User, instructor))
-        db.session.commit()
-        assert ("academy.grade", (job.id,)) in jobs  # the worker is driven by hand below
-        jobs.remove(("academy.grade", (job.id,)))
-        attempt = claim(job.id, worker_name())
+        attempt = claim(job_id, worker_name())
         fixed = {"status": "graded", "score": 9.0, "max_score": 10.0, "problems": [], "notebooks": []}
-        assert _finish(job.id, worker_name(), attempt, fixed, None, None) == "done"
+        assert _finish(job_id, worker_name(), attempt, fixed, None, None) == "done"
     assert mailbox.received == []  # written with the result, sent by its own job
     jobs.run()
     [mail] = [m for m in mailbox.received if m["To"] == "graded@example.kr"]
