@@ -12,7 +12,8 @@ LAB_STAMP := $(LAB)/.installed-$(shell cat hub_config/lab-requirements.txt | cks
 .PHONY: demo test install lab-env proxy system-deps test-deps services lint messages clean
 
 ## make demo: install everything and run the platform on 127.0.0.1 with demo accounts
-demo: system-deps install lab-env proxy
+demo: system-deps
+	@$(MAKE) --no-print-directory -j3 install lab-env proxy
 	$(BIN)/academy demo
 
 # Test processes (pytest-xdist): most tests wait on kernels, servers and the browser rather than
@@ -21,7 +22,8 @@ demo: system-deps install lab-env proxy
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n + 1)); echo $$((n > 6 ? 6 : n)))
 
 ## make test: install what the tests need and run the whole suite
-test: test-deps install lab-env proxy services
+test: test-deps
+	@$(MAKE) --no-print-directory -j4 install lab-env proxy services  # independent: side by side
 	ACADEMY_TEST_REQUIRE_SERVICES=$${ACADEMY_TEST_REQUIRE_SERVICES:-$${CI:+1}} $(BIN)/python -m pytest \
 		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
