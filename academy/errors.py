@@ -8,19 +8,25 @@ JSON body without knowing the details.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 
 class AcademyError(Exception):
-    """Base of every expected, user-explainable failure."""
+    """Base of every expected, user-explainable failure.
+
+    ``headers`` are HTTP headers the answer must carry (``WWW-Authenticate`` on a refused
+    API token, for instance); the error handlers in ``academy.web.errors`` send them.
+    """
 
     status_code = 400
     code = "error"
 
-    def __init__(self, message: object, *, field: str | None = None) -> None:
+    def __init__(self, message: object, *, field: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(str(message))
         self.message = message
         self.field = field
+        self.headers: dict[str, str] = dict(headers or {})
 
     def __str__(self) -> str:
         return str(self.message)

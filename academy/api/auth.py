@@ -7,17 +7,19 @@ from flask_babel import gettext as _
 
 from academy.extensions import db
 from academy.users.models import User
-from academy.users.tokens import InvalidToken, user_for_token
+from academy.users.tokens import MissingToken, user_for_token
 
 
 def authenticate_request(authorization: str | None, scope: str) -> User:
     """Check an ``Authorization: Bearer`` header for ``scope`` and remember the user in ``g``.
 
-    Raises InvalidToken (401) or PermissionDenied (403).
+    Raises MissingToken or InvalidToken (401) or InsufficientScope (403), each with its
+    ``WWW-Authenticate`` challenge.
     """
-    if not authorization or not authorization.lower().startswith("bearer "):
-        raise InvalidToken(_("Send a personal access token as 'Authorization: Bearer <token>'."))
-    user = user_for_token(db.session, authorization[7:].strip(), scope)
+    token = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else ""
+    if not token:
+        raise MissingToken(_("Send a personal access token as 'Authorization: Bearer <token>'."))
+    user = user_for_token(db.session, token, scope)
     db.session.commit()  # keep last_used_at even when the view fails later
     g.api_user = user
     return user

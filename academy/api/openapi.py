@@ -8,15 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from academy.users.tokens import SCOPES
+from academy.users.tokens import REALM, SCOPES
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _error_response(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+def _error_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description,
+                                 "content": {"application/json": {"schema": _ref("Error")}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _challenge(description: str, pattern: str) -> dict[str, Any]:
+    """The ``WWW-Authenticate`` header of a refused token (RFC 6750 §3)."""
+    return {"WWW-Authenticate": {"description": description, "required": True,
+                                 "schema": {"type": "string", "pattern": pattern}}}
+
+
+RATE_LIMITED = _error_response(
+    "Too many requests from this address (600 per minute); try again after Retry-After seconds",
+    {"Retry-After": {"description": "Seconds to wait before the next request", "required": True,
+                     "schema": {"type": "integer", "minimum": 0}}},
+)
 
 
 def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -35,8 +52,15 @@ NULLABLE_DATETIME = {"type": ["string", "null"], "format": "date-time"}
 def _secured(scope: str, operation: dict[str, Any]) -> dict[str, Any]:
     operation["security"] = [{"token": [scope]}]
     operation.setdefault("responses", {})
-    operation["responses"]["401"] = _error_response("Missing, expired or revoked token")
-    operation["responses"]["403"] = _error_response(f"The token lacks the scope {scope}")
+    operation["responses"]["401"] = _error_response("Missing, expired or revoked token", _challenge(
+        f'`Bearer realm="{REALM}"` when no token was sent, with `error="invalid_token"` when the token '
+        "is unknown, expired or revoked",
+        f'^Bearer realm="{REALM}"(, error="invalid_token")?$',
+    ))
+    operation["responses"]["403"] = _error_response(f"The token lacks the scope {scope}", _challenge(
+        f'`Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"`',
+        f'^Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"$',
+    ))
     return operation
 
 
@@ -207,6 +231,9 @@ def openapi_document() -> dict[str, Any]:
             }),
         },
     }
+    for item in paths.values():
+        for operation in item.values():
+            operation["responses"]["429"] = RATE_LIMITED
     return {
         "openapi": "3.1.0",
         "info": {

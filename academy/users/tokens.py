@@ -21,6 +21,8 @@ from academy.errors import NotFound, PermissionDenied, ValidationFailed
 from academy.users.models import ApiToken, User
 
 TOKEN_PREFIX = "acad_"
+#: The protection space named in the API's ``WWW-Authenticate`` challenges (RFC 6750 §3).
+REALM = "academy"
 
 # Scopes a token may carry; each API endpoint names the one it needs.
 SCOPES: dict[str, object] = {
@@ -96,7 +98,8 @@ def list_tokens(session: Session, user: User) -> list[ApiToken]:
 def user_for_token(session: Session, plain: str, scope: str) -> User:
     """The user a valid, unexpired, unrevoked token with ``scope`` belongs to.
 
-    Raises PermissionDenied (HTTP 401/403 in the API) otherwise.
+    Raises InvalidToken (HTTP 401) for a token that is unknown, expired, revoked or whose owner
+    is inactive, and InsufficientScope (HTTP 403) for one that lacks ``scope``.
     """
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(plain)))
     now = utcnow()
@@ -105,13 +108,47 @@ def user_for_token(session: Session, plain: str, scope: str) -> User:
     if not row.user.active:
         raise InvalidToken(_("The access token is missing, expired or revoked."))
     if scope not in row.scopes:
-        raise PermissionDenied(_("This token lacks the scope %(scope)s.", scope=scope))
+        raise InsufficientScope(scope)
     row.last_used_at = now
     return row.user
 
 
+def bearer_challenge(error: str | None = None, **params: str) -> str:
+    """A ``WWW-Authenticate`` value for the API's bearer tokens (RFC 6750 §3), e.g.
+    ``Bearer realm="academy", error="invalid_token"``; ``params`` must be plain ASCII without quotes."""
+    parts = [("realm", REALM)]
+    if error:
+        parts.append(("error", error))
+    parts.extend(params.items())
+    return "Bearer " + ", ".join(f'{name}="{value}"' for name, value in parts)
+
+
 class InvalidToken(PermissionDenied):
-    """No usable token was presented (HTTP 401)."""
+    """The token presented is unknown, expired or revoked, or its owner is inactive (HTTP 401).
+
+    The answer challenges the client with ``error="invalid_token"``.
+    """
 
     status_code = 401
     code = "unauthorized"
+    challenge_error: str | None = "invalid_token"
+
+    def __init__(self, message: object) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": bearer_challenge(self.challenge_error)})
+
+
+class MissingToken(InvalidToken):
+    """No bearer token was presented at all (HTTP 401): a challenge without an error code (RFC 6750 §3.1)."""
+
+    challenge_error = None
+
+
+class InsufficientScope(PermissionDenied):
+    """A valid token that lacks the scope the endpoint needs (HTTP 403, ``error="insufficient_scope"``)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            _("This token lacks the scope %(scope)s.", scope=scope),
+            headers={"WWW-Authenticate": bearer_challenge("insufficient_scope", scope=scope)},
+        )
+        self.scope = scope

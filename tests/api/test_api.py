@@ -183,6 +183,9 @@ def test_a_token_without_the_scope_gets_403(
     token = make_token(app, world["user_id"], [s for s in SCOPES if s != scope])
     response = call(client, method, template, token, world)
     assert response.status_code == 403
+    # RFC 6750 §3.1: the challenge names the error and the scope the token lacks
+    assert response.headers["WWW-Authenticate"] == (
+        f'Bearer realm="academy", error="insufficient_scope", scope="{scope}"')
     body = assert_documented(doc, template, method, response)
     assert body["error"]["code"] == "forbidden"
     with app.app_context():
@@ -201,6 +204,10 @@ def test_a_missing_or_unknown_token_gets_401_json(
     response = client.open(path, method=method.upper(), headers=headers,
                            json={"cohort_id": world["cohort_id"]} if method == "post" else None)
     assert response.status_code == 401
+    # RFC 6750 §3: no token at all is challenged without an error code, a bad one with invalid_token
+    sent = (authorization or "")[7:].strip() if (authorization or "").lower().startswith("bearer ") else ""
+    assert response.headers["WWW-Authenticate"] == (
+        'Bearer realm="academy", error="invalid_token"' if sent else 'Bearer realm="academy"')
     body = assert_documented(doc, template, method, response)
     assert body["error"]["code"] == "unauthorized"
     assert body["error"]["status"] == 401
@@ -216,7 +223,20 @@ def test_a_revoked_token_gets_401(app: Flask, client: FlaskClient, doc: dict[str
         db.session.commit()
     response = client.get("/api/v1/me", headers=bearer(token))
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="academy", error="invalid_token"'
     assert assert_documented(doc, "/api/v1/me", "get", response)["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(("path", "method", "allowed"), [
+    ("/api/v1/me", "DELETE", {"GET", "HEAD", "OPTIONS"}),
+    ("/api/v1/enrollments", "PUT", {"GET", "HEAD", "OPTIONS", "POST"}),
+    ("/login", "PATCH", {"GET", "HEAD", "OPTIONS", "POST"}),
+])
+def test_a_method_not_allowed_says_which_are(client: FlaskClient, path: str, method: str, allowed: set[str]) -> None:
+    """RFC 9110 §15.5.6: a 405 carries ``Allow`` (the error page used to drop the exception's headers)."""
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
 
 
 def test_a_token_revoked_on_the_profile_page_gets_401(
