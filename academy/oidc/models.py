@@ -17,7 +17,12 @@ from academy.users.models import User
 
 
 class OAuthCode(db.Model):
-    """A single-use authorization code (valid for a minute)."""
+    """A single-use authorization code (valid for a minute).
+
+    A code is used up by the first attempt to exchange it (``used_at``), successful or not, and
+    kept for a day after it expires: a second attempt is a replay, and every token issued from
+    the code (``OAuthToken.code_hash``, refreshed tokens included) is revoked (RFC 6749 §4.1.2).
+    """
 
     __tablename__ = "oauth_code"
 
@@ -27,11 +32,12 @@ class OAuthCode(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
     redirect_uri: Mapped[str] = mapped_column(Text, default="")
     scope: Mapped[str] = mapped_column(Text, default="")
-    nonce: Mapped[str | None] = mapped_column(String(255))
+    nonce: Mapped[str | None] = mapped_column(Text)
     code_challenge: Mapped[str | None] = mapped_column(String(128))
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
     auth_time: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
 
     user: Mapped[User] = relationship()
 
@@ -66,6 +72,8 @@ class OAuthToken(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(80))
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    #: the authorization code the first token of this chain was issued for (refreshed tokens inherit it)
+    code_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(Text, default="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
@@ -21,6 +22,7 @@ from academy.users.forms import (
     ResetPasswordForm,
     TokenForm,
 )
+from academy.users.models import User
 from academy.web.access import anonymous_only, login_required, public
 from academy.web.forms import apply_error
 from academy.web.security import safe_next_path
@@ -74,6 +76,14 @@ def consent() -> Any:
     return render_template("auth/consent.html", form=form)
 
 
+def _signed_in(user: User, remember: bool = False) -> None:
+    """Sign ``user`` in and note when: OpenID Connect's ``max_age`` and ``auth_time`` need it."""
+    from academy.oidc.server import AUTH_TIME_KEY
+
+    login_user(user, remember=remember)
+    session[AUTH_TIME_KEY] = int(time.time())
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @anonymous_only
 @limiter.limit(_login_limit, methods=["POST"], key_func=_login_key,
@@ -93,7 +103,7 @@ def login() -> Any:
             session.clear()  # no session fixation: a fresh session on sign-in
             if lang and not user.locale:
                 user.locale = lang
-            login_user(user, remember=bool(form.remember.data))
+            _signed_in(user, remember=bool(form.remember.data))
             db.session.commit()
             return redirect(next_path or url_for("dashboard.index"))
     return render_template("auth/login.html", form=form)
@@ -145,7 +155,7 @@ def register() -> Any:
             apply_error(form, exc)
         else:
             session.clear()
-            login_user(user)
+            _signed_in(user)
             db.session.commit()
             flash(_("Welcome! Your account is ready."), "success")
             return redirect(url_for("catalog.index"))

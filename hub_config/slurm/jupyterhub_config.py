@@ -93,6 +93,7 @@ c.GenericOAuthenticator.authorize_url = portal_url + "/oauth/authorize"
 c.GenericOAuthenticator.token_url = portal_url + "/oauth/token"
 c.GenericOAuthenticator.userdata_url = portal_url + "/oauth/userinfo"
 c.GenericOAuthenticator.scope = ["openid", "profile", "email", "groups"]
+c.GenericOAuthenticator.enable_pkce = True  # the portal refuses a code request without PKCE (S256)
 c.GenericOAuthenticator.username_claim = "preferred_username"
 c.GenericOAuthenticator.login_service = "AI 새마을 아카데미"
 c.GenericOAuthenticator.allow_all = True  # the portal decides who may start what

@@ -69,7 +69,9 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "api.cohort": ("token", "catalog:read"),
     "oidc.discovery": ("public",),
     "oidc.jwks": ("public",),
-    "oidc.authorize": ("roles", "admin", "instructor", "learner"),
+    # decides itself: a signed-out visitor is sent to the login page, or told login_required (prompt=none)
+    "oidc.authorize": ("public",),
+    "oidc.end_session": ("public",),  # signs out whoever is signed in, after asking or with a valid id_token_hint
     "oidc.token": ("oauth",),
     "oidc.userinfo": ("oauth",),
     "oidc.revoke": ("oauth",),
