@@ -32,7 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     overrides = dict(config or {})
     for key in ("env", "secret_key", "database_url", "broker_url", "base_url", "hub_url", "hub_public_url",
                 "hub_api_token", "hub_client_secret", "gpu_devices", "lab_spawn_timeout", "lab_queue_ttl_seconds",
-                "lab_quota_warning_minutes", "oidc_access_token_seconds"):
+                "lab_quota_warning_minutes", "oidc_access_token_seconds", "trusted_proxies"):
         if key in overrides:
             setattr(settings, key, overrides.pop(key))
     for key in ("data_dir", "courses_dir", "lab_profiles_file"):
@@ -42,6 +42,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     app.config.from_mapping(settings.flask_config())
     app.config.update(overrides)
+    if settings.trusted_proxies > 0:
+        # Behind a TLS proxy: the request's scheme, host and client address are what the proxy saw
+        # (OAuth refuses plain http, secure cookies and rate limits need the real client).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     from academy import logging_setup
 

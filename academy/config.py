@@ -94,6 +94,8 @@ class Settings:
     lab_queue_ttl_seconds: int = 600
     lab_quota_warning_minutes: int = 10
     oidc_access_token_seconds: int = 600
+    #: reverse proxies in front of the portal whose X-Forwarded-For/-Proto/-Host headers are trusted
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -138,6 +140,7 @@ class Settings:
             lab_queue_ttl_seconds=_env_int("ACADEMY_LAB_QUEUE_TTL_SECONDS", 600),
             lab_quota_warning_minutes=_env_int("ACADEMY_LAB_QUOTA_WARNING_MINUTES", 10),
             oidc_access_token_seconds=_env_int("ACADEMY_OIDC_ACCESS_TOKEN_SECONDS", 600),
+            trusted_proxies=_env_int("ACADEMY_TRUSTED_PROXIES", 0),
         )
 
     @property

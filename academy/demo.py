@@ -105,6 +105,7 @@ def start_worker(app: Flask) -> subprocess.Popen[bytes]:
     env["ACADEMY_DATABASE_URL"] = settings.resolved_database_url()
     env["ACADEMY_SECRET_KEY"] = app.config["SECRET_KEY"]
     env["ACADEMY_COURSES_DIR"] = str(settings.courses_dir)
+    env["ACADEMY_BASE_URL"] = settings.base_url  # links in the mail the worker sends point at this portal
     if settings.hub_url:  # the worker's periodic lab sweep talks to the same hub
         env["ACADEMY_HUB_URL"] = settings.hub_url
     # nbgrader runs `alembic` by name: make this environment's scripts findable.
@@ -124,7 +125,10 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     accounts = seed_demo(app)
     port = free_port(host, port)
     url = f"http://{host}:{port}/"
-    app.config["ACADEMY_SETTINGS"].base_url = url.rstrip("/")
+    # The OpenID Connect issuer and mailed links: the address served here, unless ACADEMY_BASE_URL names
+    # the public one (a proxy in front of the demo).
+    if not os.environ.get("ACADEMY_BASE_URL"):
+        app.config["ACADEMY_SETTINGS"].base_url = url.rstrip("/")
     click.echo("")
     click.echo("AI 새마을 아카데미 demo / AI Saemaul Academy demo")
     click.echo(f"  courses: {summary}")
