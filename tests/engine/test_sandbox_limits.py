@@ -141,6 +141,31 @@ def test_stale_cgroups_of_a_dead_worker_are_reaped(base_policy: SandboxPolicy) -
     assert not [path for path in made if path.exists()]
 
 
+def test_a_removal_that_timed_out_is_tried_again(base_policy: SandboxPolicy) -> None:
+    """A group still busy when its removal gives up (a loaded machine) is removed by a later attempt."""
+    from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases, retry_unremoved
+
+    if not probe_isolation(base_policy).cgroups:
+        skip_or_fail("no writable cgroups here")
+    groups = KernelCgroups(cgroup_bases(base_policy.cgroup_root), f"{os.getpid()}-busy-{os.urandom(3).hex()}",
+                           base_policy)
+    paths = list(groups.dirs.values())
+    busy = subprocess.Popen(["sleep", "60"])
+    try:
+        for path in paths:
+            Path(path, "cgroup.procs").write_text(str(busy.pid))
+        groups.remove(timeout=0.2)  # busy: gives up
+        assert all(Path(path).is_dir() for path in paths)
+        assert set(paths) <= set(retry_unremoved())
+    finally:
+        busy.kill()
+        busy.wait()
+    deadline = time.monotonic() + 10
+    while retry_unremoved() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [path for path in paths if Path(path).exists()]
+
+
 def test_huge_file_write_fails_with_efbig(base_policy: SandboxPolicy, workdir: Path) -> None:
     policy = dataclasses.replace(base_policy, max_file_bytes=1_000_000)
     cell = TRY + """

@@ -64,6 +64,24 @@ def _write(path: str | Path, value: str) -> None:
         fh.write(value)
 
 
+# Groups whose removal timed out (a slow machine: the kernel's processes or its memory were still
+# being torn down); each later creation, removal and reap tries them again, so none is left for good.
+_unremoved: set[str] = set()
+
+
+def retry_unremoved() -> list[str]:
+    """Try again to remove the groups whose removal timed out; the ones still there."""
+    for path in sorted(_unremoved):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        _unremoved.discard(path)
+    return sorted(_unremoved)
+
+
 def _read_pids(procs_file: str) -> set[int]:
     try:
         return {int(x) for x in Path(procs_file).read_text().split()}
@@ -77,6 +95,8 @@ class KernelCgroups:
     def __init__(self, bases: dict[str, str], name: str, policy: SandboxPolicy) -> None:
         self.dirs: dict[str, str] = {}
         self.problems: list[str] = []
+        if _unremoved:
+            retry_unremoved()
         for key, base in bases.items():
             group = os.path.join(base, CGROUP_GROUP)
             path = os.path.join(group, name)
@@ -175,7 +195,8 @@ class KernelCgroups:
                     break
                 except OSError as exc:
                     if time.monotonic() > deadline:
-                        log.warning("cgroup %s not removed: %s", path, exc)
+                        log.warning("cgroup %s not removed yet (tried again later): %s", path, exc)
+                        _unremoved.add(path)
                         break
                     time.sleep(0.02)
             self.dirs.pop(key, None)
@@ -190,6 +211,7 @@ def reap_stale_cgroups(policy: SandboxPolicy | None = None) -> int:
     groups that the next worker recognises.
     """
     policy = policy or SandboxPolicy()
+    retry_unremoved()
     reaped = 0
     for key, base in cgroup_bases(policy.cgroup_root).items():
         group = Path(base, CGROUP_GROUP)
