@@ -21,12 +21,36 @@ Speed
     The sandbox starts ipykernel without its debugger (``sandbox.launch.kernel_argv``), and
     the agent's probe skips built-in values cheaply: CPU, not waiting, limits throughput.
 
+Visible results
+    Each autograder test cell with hidden tests (nbgrader's ``### BEGIN HIDDEN TESTS`` ...
+    ``### END HIDDEN TESTS`` blocks, delimiters from ``ClearHiddenTests``' configuration)
+    first runs its *visible part* on its own: the source with the hidden blocks removed,
+    which is exactly the cell of the released notebook.  It runs in the kernel state the
+    test would see, through the same path as any cell (``NotebookDefence``: probe, canary,
+    outputs made safe; output cap; cell timeout and the submission's deadline), and its
+    outcome goes to the cell's metadata, ``academy.visible`` = ``{"passed": bool | None,
+    "error": str | None}`` (``visible_record`` reads it; the learner's own copy of that key
+    is dropped first).  Then the whole cell runs as before and nbgrader scores it: scores are
+    unchanged.  Cells without hidden tests run once; their visible result is their own.
+
+    The visible lines thus run twice; tests are assertions, so that is accepted (a test whose
+    visible lines change state, such as training a model again, sees them run twice, and
+    ``c.GuardedExecute.visible_results = False`` turns the extra run off: the visible results
+    of such cells are then unknown, None).  When the visible
+    part kills the kernel, stops answering or runs out of time, the whole cell is not run: it
+    fails with that error as if the full cell had (it begins with the same lines), later
+    cells are treated as after any such failure, and the visible result says so.  A visible
+    part without any code (every test hidden) is not run and its result is unknown (None).
+    The canary runs before each of the two executions with that execution's own source.
+
 Problems, flags for review and timings leave as log records (see ``academy.engine.joblog``).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import copy
 import math
 import time
 from pathlib import Path
@@ -36,15 +60,21 @@ from typing import Any
 from jupyter_core.utils import ensure_async, run_sync
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_hook
+from nbformat import NotebookNode
 from nbformat.v4 import new_output
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import ClearHiddenTests, Execute
+from nbgrader.utils import determine_grade
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.utils.importstring import import_item
 
 from academy.engine import anticheat
+from academy.engine.results import error_line
 
 MAX_OUTPUT_BYTES_PER_CELL = 2 * 1024 * 1024
 """Output kept per cell; the rest is dropped while it streams in (N14)."""
+
+METADATA_KEY = "academy"
+"""The executed cells' metadata key under which the grader leaves notes (``visible``)."""
 
 
 class GuardedExecute(Execute):
@@ -59,8 +89,11 @@ class GuardedExecute(Execute):
                   ).tag(config=True)
     source_dir = Unicode("", help="The assignment's source directory (instructor files, solution)").tag(config=True)
     source_ignore = List(Unicode(), help="Patterns of source files nbgrader does not copy").tag(config=True)
+    visible_results = Bool(True, help="Run the visible part of each test cell with hidden tests on its own "
+                           "first, to report its result (see the module docstring)").tag(config=True)
 
     _defence: Any = None
+    _visible_part: Any = None  # the visible part of the test cell being run, while it runs
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -70,9 +103,14 @@ class GuardedExecute(Execute):
             if section in self.config and "kernel_manager_class" in self.config[section]:
                 self.kernel_manager_class = self.config[section]["kernel_manager_class"]
         self._halted: str | None = None
+        self._problems_seen: set[str] = set()
+        self._hidden_tests = ClearHiddenTests(config=self.config)
 
     # notes for the pipeline, carried by log records
     def _problem(self, text: str, *, learner_failed: bool) -> None:
+        if text in self._problems_seen:  # e.g. the visible part and the whole test both truncated
+            return
+        self._problems_seen.add(text)
         self.log.warning("%s", text, extra={"academy_problem": text, "academy_learner_failed": learner_failed})
 
     def _flag(self, text: str) -> None:
@@ -83,6 +121,13 @@ class GuardedExecute(Execute):
 
     def preprocess(self, nb: Any, resources: Any = None, km: Any = None) -> Any:
         self._halted = None
+        self._problems_seen = set()
+        for cell in nb.cells:  # only the grader writes the visible results
+            notes = cell.get("metadata", {}).get(METADATA_KEY)
+            if isinstance(notes, dict):
+                notes.pop("visible", None)
+            elif notes is not None:
+                del cell.metadata[METADATA_KEY]
         self._notebook = (resources or {}).get("nbgrader", {}).get("notebook", "notebook")
         self._defence = None
         if self.integrity_checks:
@@ -109,7 +154,20 @@ class GuardedExecute(Execute):
 
     async def async_execute_cell(self, cell: Any, cell_index: int, execution_count: int | None = None,
                                  store_history: bool = True) -> Any:
-        """nbclient's execution of one cell, wrapped in ``anticheat.NotebookDefence`` (canary, probe)."""
+        """nbclient's execution of one cell, wrapped in ``anticheat.NotebookDefence`` (canary, probe).
+
+        A test cell with hidden tests runs its visible part first (see the module docstring).
+        """
+        visible = self.visible_source(cell) if cell.cell_type == "code" and cell.source.strip() else None
+        if visible is not None:
+            if not self.visible_results or not _has_code(visible):  # unknown: never the whole cell's result
+                _record_visible(cell, None, None)
+            elif not await self._run_visible(cell, cell_index, visible):
+                return cell
+        return await self._execute_guarded(cell, cell_index, execution_count, store_history)
+
+    async def _execute_guarded(self, cell: Any, cell_index: int, execution_count: int | None,
+                               store_history: bool) -> Any:
         def execute() -> Any:
             return super(GuardedExecute, self).async_execute_cell(cell, cell_index, execution_count, store_history)
 
@@ -127,6 +185,42 @@ class GuardedExecute(Execute):
             cell.outputs = [new_output("error", ename="CellTimeoutError", evalue="the test ran out of time",
                                        traceback=[])]
             return cell
+
+    def visible_source(self, cell: Any) -> str | None:
+        """The released source of an autograder test cell with hidden tests; None for every other cell."""
+        if not anticheat.is_test_cell(cell):
+            return None
+        probe = NotebookNode({"cell_type": "code", "source": cell.source, "metadata": {}})
+        try:
+            removed = self._hidden_tests._remove_hidden_test_region(probe)
+        except RuntimeError:  # unbalanced delimiters: generate_assignment refused those already
+            return None
+        return probe.source if removed else None
+
+    async def _run_visible(self, cell: Any, cell_index: int, source: str) -> bool:
+        """Run the visible part of test ``cell`` and record its result; False when the whole cell must not run.
+
+        A kernel that dies or stops answering raises as for any cell, with the visible part's
+        outputs in ``cell`` (``preprocess_cell`` adds the error and records the result).
+        """
+        part = copy.deepcopy(cell)
+        part.source, part.outputs, part.execution_count = source, [], None
+        self._visible_part = part
+        try:
+            await self._execute_guarded(part, cell_index, None, True)
+        except (DeadKernelError, CellTimeoutError):
+            cell.outputs = part.outputs
+            raise
+        finally:
+            self.clear_display_id_mapping(cell_index)  # updates must not reach the part's outputs
+        self._visible_part = None
+        passed = _full_points(part)
+        _record_visible(cell, passed, None if passed else error_line(part.outputs))
+        if self._timed_out is not None:  # the whole cell starts with the same lines: it would too
+            cell.outputs = part.outputs
+            return False
+        self._cell_bytes, self._cell_truncated = 0, False  # the whole cell has its own output allowance
+        return True
 
     def start_new_kernel(self, **kwargs: Any) -> None:
         started = time.monotonic()
@@ -192,8 +286,11 @@ class GuardedExecute(Execute):
         if self._halted is not None:
             cell.outputs = [new_output("error", ename="NotRun", evalue=f"not run because {self._halted}", traceback=[])]
             cell.execution_count = None
+            if self.visible_source(cell) is not None:
+                _record_visible(cell, False, error_line(cell.outputs))
             return cell, resources
         self._label_now, self._cell_bytes, self._cell_truncated, self._timed_out = label, 0, False, None
+        self._visible_part = None
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
@@ -217,6 +314,9 @@ class GuardedExecute(Execute):
                                   learner_failed=True)
                 else:
                     self._problem(f"timeout: {label} ran longer than {self._timed_out} s", learner_failed=True)
+        if self._visible_part is not None:  # the visible part killed the kernel or stopped answering
+            self._visible_part = None
+            _record_visible(cell, False, error_line(cell.outputs))
         return cell, resources
 
     def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
@@ -272,6 +372,38 @@ async def wait_until_ready(kc: Any, timeout: float | None) -> None:
             raise RuntimeError("Kernel died before replying to kernel_info")
         if time.monotonic() > deadline:
             raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+
+def visible_record(cell: Any) -> tuple[bool | None, str | None] | None:
+    """``(passed, error)`` of the visible part ``GuardedExecute`` ran for an executed cell; None when none ran."""
+    notes = cell.get("metadata", {}).get(METADATA_KEY)
+    record = notes.get("visible") if isinstance(notes, dict) else None
+    if not isinstance(record, dict):
+        return None
+    passed, error = record.get("passed"), record.get("error")
+    return (passed if isinstance(passed, bool) else None), (error if isinstance(error, str) else None)
+
+
+def _record_visible(cell: Any, passed: bool | None, error: str | None) -> None:
+    notes = cell.metadata.setdefault(METADATA_KEY, {})
+    notes["visible"] = {"passed": passed, "error": error}
+
+
+def _full_points(cell: Any) -> bool:
+    """Whether nbgrader would give ``cell`` (a test cell) every point (no error, no stderr, no partial credit)."""
+    try:
+        score, max_score = determine_grade(cell)
+    except (ValueError, TypeError, KeyError):
+        return False
+    return score is not None and score >= max_score
+
+
+def _has_code(source: str) -> bool:
+    """Whether ``source`` holds a statement (not only blank lines and comments); unparsable counts as code."""
+    try:
+        return bool(ast.parse(anticheat.python_source(source)).body)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return True
 
 
 def guarded(preprocessor: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,12 @@ class CellResult:
 
     ``score`` is None while the cell waits for a human (``needs_manual_grading``).
     ``error`` is the error line of a failing autograder test, otherwise None.
+
+    ``test`` marks an autograder test; only tests carry the result of their *visible* part
+    (what the released notebook holds, hidden tests removed; see ``academy.engine.execute``):
+    ``visible_passed`` True, False, or None when it is unknown (the notebook did not run, or
+    every test of the cell is hidden), and ``visible_error`` its error line when it failed.
+    Both reveal nothing of the hidden tests, so they can be shown before the deadline.
     """
 
     grade_id: str
@@ -38,9 +45,12 @@ class CellResult:
     max_score: float
     error: str | None = None
     needs_manual_grading: bool = False
+    test: bool = False
+    visible_passed: bool | None = None
+    visible_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The DESIGN.md cell object; ``needs_manual_grading`` is added only when true."""
+        """The DESIGN.md cell object; ``needs_manual_grading`` is added only when true, ``visible_*`` for tests."""
         data: dict[str, Any] = {
             "grade_id": self.grade_id,
             "score": self.score,
@@ -49,7 +59,38 @@ class CellResult:
         }
         if self.needs_manual_grading:
             data["needs_manual_grading"] = True
+        if self.test:
+            data["visible_passed"] = self.visible_passed
+            data["visible_error"] = self.visible_error
         return data
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def error_line(outputs: Any) -> str | None:
+    """The line that explains a failed test from a cell's outputs: the last error (``Name: value``) or stderr.
+
+    ANSI colours are stripped and the line is cut at 500 characters; None when the outputs
+    hold neither an error nor stderr text.
+    """
+    outputs = list(outputs or [])
+    errors = [out for out in outputs if out.get("output_type") == "error"]
+    if errors:
+        error = errors[-1]
+        ename, evalue = str(error.get("ename", "")), str(error.get("evalue", ""))
+        if not evalue and error.get("traceback"):
+            evalue = _ANSI.sub("", str(error["traceback"][-1])).strip()
+            evalue = evalue.removeprefix(f"{ename}: ").removeprefix(ename).strip(": ")
+        text = f"{ename}: {evalue}" if evalue else ename
+    else:
+        stderr = [out.get("text", "") for out in outputs
+                  if out.get("output_type") == "stream" and out.get("name") == "stderr"]
+        if not stderr:
+            return None
+        text = "stderr: " + " ".join("".join(stderr).split())
+    text = _ANSI.sub("", text).strip()
+    return text[:500] + ("…" if len(text) > 500 else "")
 
 
 @dataclass

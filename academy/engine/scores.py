@@ -4,11 +4,19 @@ Per cell: nbgrader's autograde score for autograder tests.  Manually graded answ
 tasks are listed with ``"score": null, "needs_manual_grading": true`` until a human
 grades them, unless nbgrader already scored them (an unchanged answer gets 0).  Cells
 come in the order of the released notebook; a failed test carries its error line.
+
+Visible results
+    Every autograder test also carries ``visible_passed``/``visible_error``: the result of
+    the part of the test the learner can see (the released cell).  For a test with hidden
+    tests ``GuardedExecute`` ran that part on its own and left the outcome in the executed
+    cell's metadata (``academy.visible``, see ``academy.engine.execute``); for a test
+    without hidden tests it is the cell's own result (passed iff full points, its error
+    line otherwise).  Never the full cell's error for a test with hidden tests: that line
+    may quote the hidden tests.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +27,16 @@ from nbgrader.api import Gradebook
 from nbgrader.utils import is_grade, is_solution
 
 from academy.engine.course import NbgraderCourse, job_config
+from academy.engine.execute import visible_record
 from academy.engine.joblog import JobLog
-from academy.engine.results import CellResult, GradeResult, GraderSetupError, GradeStatus, NotebookResult
+from academy.engine.results import (
+    CellResult,
+    GradeResult,
+    GraderSetupError,
+    GradeStatus,
+    NotebookResult,
+    error_line,
+)
 
 
 def read_results(course: NbgraderCourse, job: Path, assignment: str, student: str, releases: dict[str, Any],
@@ -56,7 +72,7 @@ def _notebook_result(name: str, grades: Sequence[Any], release: Any, executed: A
     order = [cell.metadata.nbgrader["grade_id"] for cell in release.cells
              if "nbgrader" in cell.metadata and cell.metadata.nbgrader.get("grade_id")]
     position = {grade_id: index for index, grade_id in enumerate(order)}
-    tests = {cell.metadata.nbgrader["grade_id"] for cell in release.cells
+    tests = {cell.metadata.nbgrader["grade_id"]: cell.source for cell in release.cells
              if is_grade(cell) and not is_solution(cell) and cell.cell_type == "code"}
     executed_cells: dict[str, Any] = {}
     for cell in executed.cells if executed is not None else []:
@@ -69,14 +85,39 @@ def _notebook_result(name: str, grades: Sequence[Any], release: Any, executed: A
         if grade.needs_manual_grade or grade.auto_score is None:
             manual = grade.manual_score
             cells.append(CellResult(grade.name, None if manual is None else float(manual), max_score,
-                                    needs_manual_grading=manual is None))
+                                    needs_manual_grading=manual is None, test=grade.name in tests))
             continue
         score = float(grade.manual_score if grade.manual_score is not None else grade.auto_score)
         error = None
         if grade.name in tests and score < max_score and grade.name in executed_cells:
             error = _error_text(executed_cells[grade.name])
-        cells.append(CellResult(grade.name, score, max_score, error))
+        cell = CellResult(grade.name, score, max_score, error, test=grade.name in tests)
+        if cell.test:
+            cell.visible_passed, cell.visible_error = _visible_result(executed_cells.get(grade.name),
+                                                                      tests[grade.name], float(grade.auto_score),
+                                                                      max_score)
+        cells.append(cell)
     return NotebookResult(name, cells)
+
+
+def _visible_result(executed: Any, released: str, auto_score: float,
+                    max_score: float) -> tuple[bool | None, str | None]:
+    """``(visible_passed, visible_error)`` of an autograder test (see the module docstring).
+
+    ``released`` is the test's source in the released notebook, ``auto_score`` nbgrader's own
+    score of the executed cell (an instructor's manual override says nothing about what ran).
+    Unknown (None) when the cell never ran, or when it ran other code than the learner saw
+    (hidden tests) and no visible result was recorded.
+    """
+    if executed is None:
+        return None, None
+    record = visible_record(executed)
+    if record is not None:
+        return record
+    if executed.source.strip() != released.strip():
+        return None, None
+    passed = auto_score >= max_score
+    return passed, None if passed else _error_text(executed)
 
 
 def _truncated_cells(name: str, executed: Any) -> list[str]:
@@ -91,24 +132,6 @@ def _truncated_cells(name: str, executed: Any) -> list[str]:
     return found
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
 def _error_text(cell: Any) -> str | None:
     """The line that explains a failed test: the last error (``Name: value``) or the stderr text."""
-    errors = [out for out in cell.get("outputs", []) if out.get("output_type") == "error"]
-    if errors:
-        error = errors[-1]
-        ename, evalue = str(error.get("ename", "")), str(error.get("evalue", ""))
-        if not evalue and error.get("traceback"):
-            evalue = _ANSI.sub("", str(error["traceback"][-1])).strip()
-            evalue = evalue.removeprefix(f"{ename}: ").removeprefix(ename).strip(": ")
-        text = f"{ename}: {evalue}" if evalue else ename
-    else:
-        stderr = [out.get("text", "") for out in cell.get("outputs", [])
-                  if out.get("output_type") == "stream" and out.get("name") == "stderr"]
-        if not stderr:
-            return None
-        text = "stderr: " + " ".join("".join(stderr).split())
-    text = _ANSI.sub("", text).strip()
-    return text[:500] + ("…" if len(text) > 500 else "")
+    return error_line(cell.get("outputs", []))

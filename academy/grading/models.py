@@ -142,6 +142,10 @@ class CellScore(db.Model):
     hidden: Mapped[bool] = mapped_column(default=False)  # the test cell held hidden tests
     manual: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)
+    # The visible part of an autograder test (what the released notebook holds): whether it passed
+    # and its failure message.  None: not an autograder test, or graded before this was recorded.
+    visible_passed: Mapped[bool | None]
+    visible_error: Mapped[str | None] = mapped_column(Text)
 
     submission: Mapped[Submission] = relationship(back_populates="cells")
 
