@@ -1,8 +1,8 @@
 """Building the learner dashboard from enrollments and the catalog.
 
-Everything here is read-only and takes plain values.  Assignment status comes from
-``assignment_statuses``, which knows only "not started" until submissions exist
-(the grading issue adds them); deadlines come from the cohort's dates.
+Everything here is read-only and takes plain values.  Each assignment's deadline, score
+and status come from ``academy.grading.standing`` (the same answer the assignment and
+submission pages give), fetched per track in a fixed number of queries.
 """
 
 from __future__ import annotations
@@ -16,14 +16,31 @@ from academy.catalog.models import Assignment, Course, Track
 from academy.db import utcnow
 from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
 from academy.enrollment.services import enrollments_of, waitlist_position
+from academy.grading.services import cohort_deadline
+from academy.grading.standing import Standing, learner_standings
 
 
 @dataclass
 class AssignmentRow:
+    """One assignment on the dashboard: the learner's standing on it."""
+
     assignment: Assignment
-    status: str  # "not_started" | "submitted" | "passed"
-    due_at: dt.datetime
-    overdue: bool
+    standing: Standing
+
+    @property
+    def status(self) -> str:
+        """One of ``academy.grading.standing.STATUSES``."""
+        return self.standing.status
+
+    @property
+    def due_at(self) -> dt.datetime | None:
+        """The learner's own deadline (an extension included)."""
+        return self.standing.due_at
+
+    @property
+    def overdue(self) -> bool:
+        """The deadline passed without any attempt."""
+        return self.standing.overdue
 
 
 @dataclass
@@ -62,53 +79,10 @@ class TrackRow:
         return self.enrollment.status is EnrollmentStatus.enrolled
 
 
-def due_at(assignment: Assignment, cohort: Cohort) -> dt.datetime:
-    """An assignment's deadline in a cohort: start + ``due_days``, capped at the cohort's end.
-
-    Deadlines fall at 23:59 Asia/Seoul of that day, which is what a learner expects
-    "due on the 14th" to mean.
-    """
-    if assignment.due_days is None:
-        return cohort.ends_at
-    from zoneinfo import ZoneInfo
-
-    seoul = ZoneInfo("Asia/Seoul")
-    start_local = cohort.starts_at.astimezone(seoul)
-    day = (start_local + dt.timedelta(days=assignment.due_days)).date()
-    local = dt.datetime.combine(day, dt.time(23, 59), tzinfo=seoul)
-    return min(local.astimezone(dt.UTC), cohort.ends_at)
-
-
-def assignment_statuses(session: Session, user_id: int, assignment_ids: list[int]) -> dict[int, str]:
-    """Each assignment's status for this learner: not started, submitted, or passed.
-
-    Passed means the attempt that counts (best or last, per the assignment's policy)
-    reaches the course's pass mark (``min_score_percent``, 60 by default).
-    """
-    from sqlalchemy import select
-
-    from academy.grading.deadlines import counting_score
-    from academy.grading.models import Submission
-
-    statuses = {assignment_id: "not_started" for assignment_id in assignment_ids}
-    if not assignment_ids:
-        return statuses
-    rows = session.execute(
-        select(Submission.assignment_id, Submission.attempt, Submission.score, Submission.max_score)
-        .where(Submission.user_id == user_id, Submission.assignment_id.in_(assignment_ids))
-    ).all()
-    by_assignment: dict[int, list[tuple[int, float | None, float]]] = {}
-    for assignment_id, attempt, score, max_score in rows:
-        by_assignment.setdefault(assignment_id, []).append((attempt, score, max_score))
-    assignments = {a.id: a for a in session.scalars(select(Assignment).where(Assignment.id.in_(by_assignment)))}
-    for assignment_id, attempts in by_assignment.items():
-        assignment = assignments[assignment_id]
-        score = counting_score([(a, s) for a, s, _m in attempts], assignment.policy("score_policy"))
-        maximum = max(m for _a, _s, m in attempts) or assignment.max_score
-        pass_mark = float(assignment.course.passing_rule.get("min_score_percent", 60))
-        passed = score is not None and maximum > 0 and 100 * score / maximum >= pass_mark
-        statuses[assignment_id] = "passed" if passed else "submitted"
-    return statuses
+#: An assignment's deadline in a cohort (start + ``due_days`` at 23:59 KST, capped at the cohort's
+#: end).  The rule lives with grading; a learner's own deadline (extensions included) comes from
+#: ``academy.grading.standing``.
+due_at = cohort_deadline
 
 
 def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None = None) -> list[TrackRow]:
@@ -125,18 +99,13 @@ def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None =
         track = cohort.track
         row = TrackRow(enrollment, cohort, track, waitlist_position(session, enrollment))
         courses = [c for c in track.courses if c.active]
-        assignment_ids = [a.id for c in courses for a in c.assignments if a.active]
-        statuses = assignment_statuses(session, user_id, assignment_ids)
+        assignments = [a for c in courses for a in c.assignments if a.active]
+        standings = learner_standings(session, user, assignments, cohort=cohort, now=now) if row.has_access else {}
         for course in courses:
             course_row = CourseRow(course)
             for assignment in course.assignments:
-                if not assignment.active:
-                    continue
-                due = due_at(assignment, cohort)
-                status = statuses.get(assignment.id, "not_started")
-                course_row.assignments.append(
-                    AssignmentRow(assignment, status, due, overdue=due < now and status == "not_started")
-                )
+                if assignment.active and assignment.id in standings:
+                    course_row.assignments.append(AssignmentRow(assignment, standings[assignment.id]))
             row.courses.append(course_row)
         rows.append(row)
     return rows

@@ -27,10 +27,31 @@ class Issue:
 
 @dataclass
 class PreflightReport:
-    """What preflight found for one notebook."""
+    """What preflight found for one notebook.
+
+    ``name`` is the released notebook the file was taken for (see ``academy.grading.matching``);
+    ``received_as`` the name the file came with, ``title`` the notebook's heading, and
+    ``by_content`` is True when the file's name is another notebook's (content won).
+    """
 
     name: str
     issues: list[Issue] = field(default_factory=list)
+    received_as: str = ""
+    title: str = ""
+    by_content: bool = False
+
+    @property
+    def renamed(self) -> bool:
+        """True when the file came under another name than the notebook it was taken for."""
+        return bool(self.received_as) and self.received_as != self.name
+
+    @property
+    def taken_as(self) -> str:
+        """For the learner: which notebook the file was taken for (``a (1).ipynb → a.ipynb``)."""
+        if self.by_content:
+            return _("%(file)s → %(notebook)s (recognised by its content, not its file name)",
+                     file=self.received_as, notebook=self.name)
+        return f"{self.received_as or self.name} → {self.name}"
 
     @property
     def ok(self) -> bool:
@@ -44,7 +65,13 @@ class PreflightReport:
         return bool(blocking) and all(i.code == "missing" for i in blocking)
 
 
-def _grade_id(cell: Any) -> str | None:
+def notebook_label(name: str, title: str) -> str:
+    """How a notebook is named to the learner: its title with its file name, or the file name alone."""
+    return f"{title} ({name})" if title else name
+
+
+def grade_id_of(cell: Any) -> str | None:
+    """The ``grade_id`` of an nbgrader cell (graded, answer, locked or task), else None."""
     meta = (cell.get("metadata") or {}).get("nbgrader") or {}
     if not isinstance(meta, dict):
         return None
@@ -57,7 +84,7 @@ def _grade_id(cell: Any) -> str | None:
 def _cells_by_grade_id(nb: Any) -> dict[str, list[tuple[int, Any]]]:
     found: dict[str, list[tuple[int, Any]]] = {}
     for index, cell in enumerate(nb.get("cells") or []):
-        grade_id = _grade_id(cell)
+        grade_id = grade_id_of(cell)
         if grade_id is not None:
             found.setdefault(grade_id, []).append((index, cell))
     return found
@@ -126,14 +153,14 @@ def restore_missing_cells(submitted: Any, released: Any) -> Any:
     present = set(_cells_by_grade_id(result))
     previous: str | None = None
     for cell in released.get("cells") or []:
-        grade_id = _grade_id(cell)
+        grade_id = grade_id_of(cell)
         if grade_id is None:
             continue
         if grade_id not in present:
             position = 0
             if previous is not None:
                 for index, existing in enumerate(result["cells"]):
-                    if _grade_id(existing) == previous:
+                    if grade_id_of(existing) == previous:
                         position = index + 1
             result["cells"].insert(position, copy.deepcopy(cell))
             present.add(grade_id)

@@ -51,6 +51,9 @@ def accept_files(row: Assignment, files: dict[str, bytes], *, origin: str) -> An
         flash(str(exc), "danger")
         return redirect(url_for("grading.assignment", assignment_id=row.id)), 303
     db.session.commit()  # sends the grading job's message
-    flash(_("Your notebook was received (attempt %(n)d). Grading has started.", n=accepted.submission.attempt),
-          "success")
+    message = _("Your notebook was received (attempt %(n)d). Grading has started.", n=accepted.submission.attempt)
+    renamed = [report.taken_as for report in accepted.preflight.reports if report.renamed]
+    if renamed:
+        message += " " + _("Files taken as: %(files)s", files=", ".join(renamed))
+    flash(message, "success")
     return redirect(url_for("grading.submission", public_id=accepted.submission.public_id), 303)

@@ -75,14 +75,32 @@ def learner_cohort(session: Session, assignment: Assignment, user: User) -> Coho
     return cohort
 
 
-def deadline_for(session: Session, assignment: Assignment, user: User, cohort: Cohort) -> dt.datetime:
-    """The learner's deadline: a personal extension if granted, else the cohort's."""
-    from academy.dashboard.services import due_at
+def cohort_deadline(assignment: Assignment, cohort: Cohort) -> dt.datetime:
+    """An assignment's deadline in a cohort: start + ``due_days``, capped at the cohort's end.
 
+    Deadlines fall at 23:59 Asia/Seoul of that day, which is what a learner expects
+    "due on the 14th" to mean.  Without ``due_days`` the cohort's end is the deadline.
+    """
+    if assignment.due_days is None:
+        return cohort.ends_at
+    from zoneinfo import ZoneInfo
+
+    seoul = ZoneInfo("Asia/Seoul")
+    start_local = cohort.starts_at.astimezone(seoul)
+    day = (start_local + dt.timedelta(days=assignment.due_days)).date()
+    local = dt.datetime.combine(day, dt.time(23, 59), tzinfo=seoul)
+    return min(local.astimezone(dt.UTC), cohort.ends_at)
+
+
+def deadline_for(session: Session, assignment: Assignment, user: User, cohort: Cohort) -> dt.datetime:
+    """The learner's deadline: a personal extension if granted, else the cohort's.
+
+    The same rule as ``academy.grading.standing`` (which every page uses to show it).
+    """
     extension = session.scalar(
         select(Extension).where(Extension.assignment_id == assignment.id, Extension.user_id == user.id)
     )
-    return extension.due_at if extension is not None else due_at(assignment, cohort)
+    return extension.due_at if extension is not None else cohort_deadline(assignment, cohort)
 
 
 @dataclass
@@ -126,27 +144,23 @@ def released_support_files(release: AssignmentRelease) -> dict[str, bytes]:
 
 
 def preflight(release: AssignmentRelease, files: dict[str, bytes]) -> Preflight:
-    """Parse and compare each uploaded notebook with the released version.
+    """Parse each uploaded notebook, recognise it by content, and compare it with its released version.
 
-    Raises ValidationFailed (with a learner-readable message) for a file that is not a
-    notebook of this assignment at all.
+    Files are matched to the release's notebooks by their nbgrader cells, not their names
+    (``academy.grading.matching``); each report is named after the notebook its file was
+    taken for and remembers the name the file came with (``received_as``).  Raises
+    ValidationFailed (with a learner-readable message) for a file that is not a notebook,
+    or matches no notebook of this assignment, or two; for two files of one notebook;
+    and for a notebook missing from the submission.
     """
-    expected = list(release.assignment.notebooks)
+    from academy.grading.matching import match_files
+
     if not files:
         raise ValidationFailed(_("Choose the notebook file to submit."))
-    unknown = sorted(set(files) - set(expected))
-    if unknown:
-        raise ValidationFailed(
-            _("'%(name)s' is not a notebook of this assignment. Expected: %(expected)s",
-              name=unknown[0], expected=", ".join(expected))
-        )
-    missing = sorted(set(expected) - set(files))
-    if missing:
-        raise ValidationFailed(_("Also submit: %(names)s", names=", ".join(missing)))
-    reports = []
+    uploads = {}
     for name, data in sorted(files.items()):
         try:
-            submitted = load_notebook(data, name)
+            uploads[name] = load_notebook(data, name)
         except NotValidText:
             raise ValidationFailed(
                 _("'%(name)s' is not valid text (it is not UTF-8 or holds characters that cannot be stored). "
@@ -157,10 +171,20 @@ def preflight(release: AssignmentRelease, files: dict[str, bytes]) -> Preflight:
                 _("'%(name)s' could not be read as a Jupyter notebook (%(reason)s). Nothing was submitted.",
                   name=name, reason=str(exc))
             ) from None
-        with from_engine():
-            released = load_notebook(released_notebook(release, name), name)
-        reports.append(check_notebook(name, submitted, released))
+    with from_engine():
+        released = {name: load_notebook(released_notebook(release, name), name)
+                    for name in release.assignment.notebooks}
+    reports = []
+    for match in match_files(uploads, released):
+        report = check_notebook(match.notebook, uploads[match.received_as], released[match.notebook])
+        report.received_as, report.title, report.by_content = match.received_as, match.title, match.by_content
+        reports.append(report)
     return Preflight(reports)
+
+
+def taken_files(checked: Preflight, files: dict[str, bytes]) -> dict[str, bytes]:
+    """``files`` keyed by the released notebook each was taken for in ``checked`` (see ``preflight``)."""
+    return {report.name: files[report.received_as or report.name] for report in checked.reports}
 
 
 def submit(
@@ -200,7 +224,7 @@ def submit(
     if max_attempts is not None and previous >= max_attempts:
         raise Conflict(_("You have used all %(n)d attempts for this assignment.", n=max_attempts))
 
-    stored = {name: (store.put(data), len(data)) for name, data in files.items()}
+    stored = {name: (store.put(data), len(data)) for name, data in taken_files(checked, files).items()}
     submission = Submission(
         assignment_id=assignment.id,
         user_id=user.id,
@@ -261,10 +285,11 @@ def _restored(release: AssignmentRelease, files: dict[str, bytes]) -> dict[str, 
     from academy.grading.preflight import restore_missing_cells
 
     restored = {}
+    taken_for = {report.received_as: report.name for report in preflight(release, files).reports}
     for name, data in files.items():
         with from_engine():
             mine = load_notebook(data, name)
-            original = load_notebook(released_notebook(release, name), name)
+            original = load_notebook(released_notebook(release, taken_for[name]), taken_for[name])
         restored[name] = nbformat.writes(restore_missing_cells(mine, original)).encode("utf-8")
     return restored
 
@@ -273,10 +298,18 @@ def grant_extension(session: Session, assignment: Assignment, learner: User, due
                     actor: User, reason: str | None = None) -> Extension:
     """Give one learner a personal deadline for an assignment (replacing an earlier one).
 
-    The caller checks that ``actor`` may manage the course. Raises ValidationFailed for a
-    learner who is not enrolled in a cohort of the course.
+    The caller checks that ``actor`` may manage the course. Raises PermissionDenied for a
+    learner who is not enrolled in a cohort of the course, and ValidationFailed for a date that
+    does not end after the cohort's own deadline (an "extension" that shortens the time would
+    make work already on time late; nothing is changed then).
     """
-    learner_cohort(session, assignment, learner)  # raises PermissionDenied when not enrolled
+    from zoneinfo import ZoneInfo
+
+    cohort = learner_cohort(session, assignment, learner)  # raises PermissionDenied when not enrolled
+    original = cohort_deadline(assignment, cohort)
+    if due_at <= original:
+        shown = original.astimezone(ZoneInfo("Asia/Seoul")).strftime("%Y-%m-%d %H:%M KST")
+        raise ValidationFailed(_("An extension must end after the original deadline (%(when)s).", when=shown))
     extension = session.scalar(
         select(Extension).where(Extension.assignment_id == assignment.id, Extension.user_id == learner.id)
     )
@@ -332,6 +365,8 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
                     hidden=bool(cell.get("hidden", False)) or (stem, cell["grade_id"]) in hidden,
                     manual=manual,
                     error=cell.get("error"),
+                    visible_passed=cell.get("visible_passed"),
+                    visible_error=cell.get("visible_error"),
                 ))
         raw = float(result.get("score") or 0.0) + manual_points
         submission.raw_score = raw

@@ -13,12 +13,12 @@ from itsdangerous import BadSignature
 from sqlalchemy import select
 
 from academy.catalog.models import Assignment
-from academy.db import utcnow
 from academy.errors import AcademyError, NotFound
 from academy.extensions import db, limiter
 from academy.grading import services
 from academy.grading.models import AssignmentRelease, Submission
 from academy.grading.responses import PENDING_MAX_AGE, accept_files, pending_serializer, submission_files
+from academy.grading.standing import Standing, cell_views, learner_standing
 from academy.grading.storage import feedback_store
 from academy.permissions import can_manage_course
 from academy.web.access import login_required, staff_required
@@ -53,16 +53,16 @@ def assignment(assignment_id: int) -> Any:
     row = get_assignment_or_404(assignment_id)
     cohort = _cohort(row)
     staff = _check_access(row, cohort)
-    context: dict[str, Any] = {"assignment": row, "staff": staff, "attempts": [], "due": None, "release": None}
+    context: dict[str, Any] = {"assignment": row, "staff": staff, "standing": None, "release": None}
     with contextlib.suppress(NotFound):
         context["release"] = services.current_release(db.session, row)
     context["can_submit"] = cohort is not None
+    attempts = 0
     if cohort is not None:
-        context["due"] = services.deadline_for(db.session, row, current_user, cohort)
-        context["attempts"] = services.submissions_of(db.session, row, current_user)
+        context["standing"] = learner_standing(db.session, row, current_user, cohort=cohort, staff=staff)
+        attempts = len(context["standing"].attempts)
     max_attempts = row.policy("max_attempts")
-    context["attempts_left"] = None if max_attempts is None else max(max_attempts - len(context["attempts"]), 0)
-    context["now"] = utcnow()
+    context["attempts_left"] = None if max_attempts is None else max(max_attempts - attempts, 0)
     context["labs"] = current_app.config["ACADEMY_SETTINGS"].labs_enabled
     context["quota"] = None
     if context["labs"] and row.course.gpu_hour_quota:
@@ -92,6 +92,11 @@ def _uploaded_files() -> dict[str, bytes]:
         if not storage or not storage.filename:
             continue
         name = storage.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        stem, dot, suffix = name.rpartition(".")
+        copy = 2
+        while name in files:  # two files of one name (picked from two folders): keep both, content decides
+            name = f"{stem} ({copy}).{suffix}" if dot else f"{suffix} ({copy})"
+            copy += 1
         files[name] = storage.read()
     return files
 
@@ -121,17 +126,10 @@ def submit(assignment_id: int) -> Any:
     return accept_files(row, files, origin=origin)
 
 
-def _visible_cells(submission: Submission) -> tuple[list[Any], bool]:
-    """The cell scores this viewer may see, and whether hidden-test results are held back."""
+def _standing_of(submission: Submission) -> tuple[Standing, bool]:
+    """The submitting learner's standing on the assignment, as the current viewer may see it."""
     staff = can_manage_course(current_user, submission.assignment.course)
-    hold = (
-        not staff
-        and submission.assignment.policy("hidden_tests") == "after_deadline"
-        and submission.due_at is not None
-        and utcnow() < submission.due_at
-    )
-    cells = [c for c in submission.cells if not (hold and c.hidden)]
-    return cells, hold
+    return learner_standing(db.session, submission.assignment, submission.user, staff=staff), staff
 
 
 @bp.route("/submissions/<public_id>")
@@ -139,9 +137,9 @@ def _visible_cells(submission: Submission) -> tuple[list[Any], bool]:
 def submission(public_id: str) -> Any:
     """A submission: live status, then per-question scores and feedback."""
     row = services.get_submission_for(db.session, public_id, current_user)
-    cells, held = _visible_cells(row)
-    staff = can_manage_course(current_user, row.assignment.course)
-    return render_template("grading/submission.html", submission=row, cells=cells, held=held, staff=staff)
+    standing, staff = _standing_of(row)
+    return render_template("grading/submission.html", submission=row, standing=standing,
+                           attempt=standing.attempt(row), cells=cell_views(row, held=standing.held), staff=staff)
 
 
 @bp.route("/submissions/<public_id>/grade", methods=["POST"])
@@ -174,7 +172,12 @@ def grade_by_hand(public_id: str) -> Any:
 def submission_status(public_id: str) -> Any:
     """The status as JSON, polled by the submission page until grading finishes."""
     row = services.get_submission_for(db.session, public_id, current_user)
-    return jsonify({"status": row.status.value, "finished": row.status.finished})
+    standing, _staff = _standing_of(row)
+    attempt = standing.attempt(row)
+    return jsonify({"status": row.status.value, "finished": row.status.finished, **standing.as_json(),
+                    "attempt": {"number": row.attempt, "counts": attempt.counts, "score": attempt.final_score,
+                                "visible_score": attempt.visible_score, "visible_max_score": attempt.visible_max,
+                                "max_score": attempt.max_score, "waiting_for_instructor": attempt.waiting}})
 
 
 @bp.route("/submissions/<public_id>/feedback")
@@ -184,8 +187,8 @@ def feedback(public_id: str) -> Any:
     row = services.get_submission_for(db.session, public_id, current_user)
     if not row.feedback_sha256:
         abort(404)
-    _cells, held = _visible_cells(row)
-    if held:
+    standing, _staff = _standing_of(row)
+    if standing.held:
         abort(404)  # the feedback page shows hidden-test output: only after the deadline
     html = feedback_store(current_app.config["ACADEMY_DATA_DIR"]).get(row.feedback_sha256)
     response = Response(html, mimetype="text/html")

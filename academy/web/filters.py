@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask
 from flask_babel import format_datetime
 
+from academy.grading.failure_text import describe_failure
 from academy.grading.problem_text import describe_problem
 from academy.i18n import DISPLAY_TIMEZONE, SUPPORTED_LOCALES, current_locale
 
@@ -44,6 +45,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(seoul_datetime, "seoul")
     app.add_template_filter(seoul_date, "seoul_date")
     app.add_template_filter(describe_problem, "problem")
+    app.add_template_filter(describe_failure, "failure")
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:

@@ -116,7 +116,7 @@ def test_an_accepted_submission_is_stored_recorded_and_queued(app: Flask, client
         job = db.session.scalar(db.select(GradingJob).where(GradingJob.submission_id == submission.id))
         assert job.state is JobState.queued and job.published_at is not None
     status = client.get(f"/submissions/{public_id}/status").get_json()
-    assert status == {"status": "queued", "finished": False}
+    assert (status["status"], status["finished"], status["standing"]) == ("queued", False, "grading")
     page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
     assert "data-status-url" in page
 
@@ -175,10 +175,10 @@ def test_a_forged_pending_token_is_refused(client: FlaskClient, course: dict[str
         (NAME, b"\xff\xfe{\x00}\x00"),
         (NAME, json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata": {}}).encode()),
         (NAME, ("[" * 5000 + "]" * 5000).encode()),
-        ("other.ipynb", SOURCE.read_bytes()),
+        ("other.ipynb", nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])).encode()),
         (NAME, SOURCE.read_bytes().replace(b'"metadata": {', b'"metadata": {"note": "\\ud800", ', 1)),
     ],
-    ids=["empty", "not-json", "not-utf8", "nbformat3", "deep-nesting", "wrong-name", "lone-surrogate"],
+    ids=["empty", "not-json", "not-utf8", "nbformat3", "deep-nesting", "not-of-this-assignment", "lone-surrogate"],
 )
 def test_bad_files_are_refused_with_a_message_and_nothing_is_stored(
     app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, name: str, content: bytes
@@ -301,7 +301,10 @@ def test_results_are_recorded_once_and_hidden_tests_wait_for_the_deadline(
         db.session.commit()
         assert len(submission.cells) == 2 and submission.score == 7.0
     page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
-    assert "visible_one" in page and "secret_one" not in page
+    # Grade ids are never shown (these two are not in the notebook: they are numbered); the hidden
+    # cell is listed, but its points, its error and the total wait for the deadline.
+    assert "visible_one" not in page and "secret_one" not in page
+    assert "4.0 / 4.0" in page and "AssertionError" not in page and ">7.0 <" not in page
     assert client.get(f"/submissions/{public_id}/status").get_json()["finished"] is True
 
 
