@@ -134,12 +134,12 @@ def import_users() -> Any:
             data,
             actor=current_user,
             secret_key=_secret_key(),
-            reset_url_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
+            invite_url_for=lambda token: url_for("auth.reset_password", token=token, _external=True),
         )
         if report.ok:
             db.session.commit()
-            flash(_("%(n)d accounts were created. Each person was sent a link to set a password.",
-                    n=report.created), "success")
+            flash(_("%(n)d accounts were created. Each person was sent an invitation with a link to set "
+                    "a password, valid for 7 days.", n=report.created), "success")
         else:
             db.session.rollback()
             flash(_("Nothing was imported: fix the rows listed below and upload the file again."), "danger")
@@ -191,15 +191,49 @@ def cohorts() -> Any:
     return render_template("admin/cohorts.html", form=form, cohorts=rows)
 
 
-@bp.route("/cohorts/<id:cohort_id>", methods=["GET"])
+@bp.route("/cohorts/<id:cohort_id>", methods=["GET", "POST"])
 @admin_required
 def cohort(cohort_id: int) -> Any:
-    """A cohort's roster with each enrollment's history."""
+    """A cohort's roster with each enrollment's history; a POST moves a learner to another cohort of the track."""
     row = get_cohort_or_404(cohort_id)
+    if request.method == "POST":
+        return _move_learner(row)
     return render_template(
         "admin/cohort.html", cohort=row, roster=enrollment_services.roster(db.session, row),
         capacity_form=CapacityForm(capacity=row.capacity),
+        move_targets=enrollment_services.move_targets(db.session, row),
     )
+
+
+def _move_learner(source: Cohort) -> Any:
+    """Move one learner of ``source`` (form fields ``enrollment_id`` and ``target``); flashes the outcome."""
+    back = redirect(url_for("admin.cohort", cohort_id=source.id))
+    # The CSRF token was checked before the view (CSRFProtect covers every POST).
+    enrollment_id = request.form.get("enrollment_id", type=int)
+    target_id = request.form.get("target", type=int)
+    enrollment = db.session.get(Enrollment, enrollment_id) if enrollment_id else None
+    target = db.session.get(Cohort, target_id) if target_id else None
+    if enrollment is None or enrollment.cohort_id != source.id:
+        flash(_("Choose a learner of this cohort to move."), "danger")
+        return back
+    if target is None:
+        flash(_("Choose the cohort to move the learner to."), "danger")
+        return back
+    try:
+        moved = enrollment_services.move_enrollment(db.session, enrollment, target, actor=current_user)
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+        return back
+    db.session.commit()
+    if moved.status is EnrollmentStatus.enrolled:
+        flash(_("%(name)s moved to %(cohort)s and holds a seat there.", name=moved.user.name,
+                cohort=target.name), "success")
+    else:
+        position = enrollment_services.waitlist_position(db.session, moved) or 0
+        flash(_("%(name)s moved to %(cohort)s, number %(n)d on its waitlist.", name=moved.user.name,
+                cohort=target.name, n=position), "success")
+    return back
 
 
 @bp.route("/cohorts/<id:cohort_id>/capacity", methods=["POST"])
@@ -278,5 +312,8 @@ def audit() -> Any:
     actors = {u.id: u for u in db.session.scalars(
         select(User).where(User.id.in_({r.actor_id for r in rows if r.actor_id}))
     )}
-    return render_template("admin/audit.html", entries=rows[:PAGE_SIZE], actors=actors, page=page,
-                           has_next=len(rows) > PAGE_SIZE)
+    from academy.audit.labels import describe
+    from academy.i18n import current_locale
+
+    return render_template("admin/audit.html", entries=describe(db.session, rows[:PAGE_SIZE], current_locale()),
+                           actors=actors, page=page, has_next=len(rows) > PAGE_SIZE)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select, text
+from sqlalchemy.engine import ExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from academy.catalog.models import Track
@@ -24,7 +25,13 @@ class EnrollmentStatus(enum.Enum):
     rejected = "rejected"
 
 
+#: The statuses that hold or wait for a place.  A learner has at most one enrollment in
+#: these statuses per track (the partial unique index ``uq_enrollment_active_track``);
+#: a withdrawn or rejected row frees them to join another cohort of the track.
 ACTIVE_STATUSES = (EnrollmentStatus.pending, EnrollmentStatus.enrolled, EnrollmentStatus.waitlisted)
+
+# The same condition as SQL, for the partial index (statuses are stored as their names).
+_ACTIVE_SQL = text("status IN ('pending', 'enrolled', 'waitlisted')")
 
 
 class Cohort(db.Model):
@@ -59,14 +66,36 @@ class Cohort(db.Model):
         return max(self.capacity - self.seats_taken, 0)
 
 
+def _track_of_cohort(context: ExecutionContext) -> int | None:
+    """Column default of ``enrollment.track_id``: the track of the row's cohort."""
+    cohort_id = context.get_current_parameters().get("cohort_id")
+    return context.connection.scalar(select(Cohort.track_id).where(Cohort.id == cohort_id))
+
+
 class Enrollment(db.Model):
-    """A learner's request for, or seat in, a cohort (one row per learner and cohort)."""
+    """A learner's request for, or seat in, a cohort (one row per learner and cohort).
+
+    ``track_id`` repeats the cohort's track so that the database itself can refuse a second
+    active enrollment of one learner in the same track (two cohorts of one track at once):
+    the partial unique index on ``(user_id, track_id)`` over active rows holds under
+    concurrent requests on PostgreSQL and SQLite alike.  It is filled from the cohort when
+    not given.
+    """
 
     __tablename__ = "enrollment"
-    __table_args__ = (UniqueConstraint("cohort_id", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("cohort_id", "user_id"),
+        Index(
+            "uq_enrollment_active_track", "user_id", "track_id", unique=True,
+            sqlite_where=_ACTIVE_SQL, postgresql_where=_ACTIVE_SQL,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cohort_id: Mapped[int] = mapped_column(ForeignKey("cohort.id"), index=True)
+    # Nullable only so that SQLite could add it in place (its migration must not rebuild the
+    # table); it is filled from the cohort on every insert and by the migration.
+    track_id: Mapped[int] = mapped_column(ForeignKey("track.id"), index=True, nullable=True, default=_track_of_cohort)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
     status: Mapped[EnrollmentStatus] = mapped_column(
         Enum(EnrollmentStatus, name="enrollment_status", native_enum=False, length=20), index=True

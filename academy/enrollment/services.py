@@ -4,12 +4,24 @@ Capacity is enforced by a conditional ``UPDATE cohort SET seats_taken = seats_ta
 WHERE seats_taken < capacity``: the database serialises concurrent updates of the row,
 so two learners racing for the last seat cannot both get it, on SQLite or PostgreSQL.
 Every status change writes an :class:`EnrollmentEvent` with its actor and time.
+
+One active enrollment per track: a learner who is enrolled, on the waitlist or awaiting
+approval (``ACTIVE_STATUSES``) in one cohort of a track cannot ask to join another cohort of
+that track.  The partial unique index ``uq_enrollment_active_track`` on ``(user_id,
+track_id)`` over active rows enforces it in the database, so two parallel requests for two
+cohorts cannot both succeed; the services check first only to name the cohort already held.
+Withdrawn and rejected rows do not count.  Changing cohorts is an explicit action:
+:func:`move_enrollment`, an admin's, which follows the capacity rules (a learner holding a
+seat is only moved into a free seat).  Learners do not move themselves: while waiting
+(pending or waitlisted) they withdraw and ask again, which costs them nothing they hold; a
+learner with a seat asks an admin, so that the seat is not lost in between.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -161,8 +173,11 @@ def _change(
     actor: User | None,
     note: str | None = None,
     new: bool = False,
+    previous_status: EnrollmentStatus | None = None,
 ) -> None:
-    previous = None if new or enrollment.status is None else enrollment.status.value
+    if previous_status is None and not new:
+        previous_status = enrollment.status
+    previous = None if new or previous_status is None else previous_status.value
     enrollment.status = to
     enrollment.updated_at = utcnow()
     actor_id = None if actor is None else actor.id
@@ -207,35 +222,94 @@ def _promote_waitlist(session: Session, cohort_id: int, *, actor: User | None) -
 # --- learner actions -------------------------------------------------------------
 
 
+def active_enrollment_in_track(session: Session, user_id: int, track_id: int) -> Enrollment | None:
+    """The learner's active enrollment (pending, enrolled or waitlisted) in any cohort of the track, or None."""
+    return session.scalar(
+        select(Enrollment).where(
+            Enrollment.user_id == user_id,
+            Enrollment.track_id == track_id,
+            Enrollment.status.in_(ACTIVE_STATUSES),
+        )
+    )
+
+
+def _already_in_track(held: Enrollment | None, cohort: Cohort) -> Conflict:
+    """The refusal for a learner who holds ``held`` in the track of ``cohort``."""
+    if held is None:  # the other request has not committed a row we can name
+        return Conflict(_("You already have an enrollment in another cohort of this track."))
+    if held.cohort_id == cohort.id:
+        return Conflict(_("You have already asked to join this cohort."))
+    name = held.cohort.name
+    if held.status is S.enrolled:
+        return Conflict(_("You are already enrolled in %(cohort)s, a cohort of the same track. "
+                          "To change cohorts, ask an administrator to move you.", cohort=name))
+    if held.status is S.waitlisted:
+        return Conflict(_("You are already on the waitlist of %(cohort)s, a cohort of the same track. "
+                          "To join this cohort instead, first withdraw from that waitlist in My enrollments.",
+                          cohort=name))
+    return Conflict(_("You have already asked to join %(cohort)s, a cohort of the same track. "
+                      "To join this cohort instead, first withdraw that request in My enrollments.", cohort=name))
+
+
+def _claim_row(
+    session: Session, cohort: Cohort, user_id: int, status: EnrollmentStatus
+) -> tuple[Enrollment, EnrollmentStatus | None]:
+    """Make the learner's row in ``cohort`` active with ``status``: a new row, or their inactive
+    (withdrawn, rejected) one.  Returns it and its previous status (None when new).
+
+    Inside a savepoint, so a refusal leaves the caller's transaction usable.  Raises
+    IntegrityError when the learner already holds an active row in the track (the partial
+    unique index) or a parallel request inserted this row first, and Conflict when the row
+    is already active (perhaps made so meanwhile: the update is conditional on its status).
+    """
+    now = utcnow()
+    # Read before the savepoint: on SQLite a read inside the write transaction would pin a
+    # snapshot that a parallel writer's commit makes unwritable ("database is locked").
+    row = session.scalar(select(Enrollment).where(Enrollment.cohort_id == cohort.id, Enrollment.user_id == user_id))
+    with session.begin_nested():
+        if row is None:
+            row = Enrollment(cohort_id=cohort.id, track_id=cohort.track_id, user_id=user_id, status=status,
+                             requested_at=now, updated_at=now)
+            session.add(row)
+            return row, None
+        previous = row.status
+        claimed = session.execute(
+            update(Enrollment)
+            .where(Enrollment.id == row.id, Enrollment.status.not_in(ACTIVE_STATUSES))
+            .values(status=status, requested_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    if claimed.rowcount != 1:
+        session.refresh(row)
+        raise _already_in_track(row, cohort)
+    session.refresh(row)
+    return row, previous
+
+
 def request_enrollment(session: Session, cohort: Cohort, user: User, *, actor: User | None = None) -> Enrollment:
     """Ask to join ``cohort``: enrolled when a seat is free, waitlisted when full, or
     pending when the cohort requires approval.  ``actor`` is who asks: ``user`` unless given.
 
-    Raises ValidationFailed when the cohort no longer accepts requests and Conflict when
-    the user already holds or waits for a place in it.
+    Raises ValidationFailed when the cohort no longer accepts requests, and Conflict when
+    the user already holds or waits for a place in it or in another cohort of its track
+    (the message names that cohort).  Nothing is stored when it raises.
     """
     actor = user if actor is None else actor
     if not can_enroll(user):
         raise PermissionDenied(_("This account is not active."))
     if not accepts_requests(cohort):
         raise ValidationFailed(_("This cohort no longer accepts enrollment requests."))
-    enrollment = session.scalar(
-        select(Enrollment).where(Enrollment.cohort_id == cohort.id, Enrollment.user_id == user.id)
-    )
-    if enrollment is not None and enrollment.status in ACTIVE_STATUSES:
-        raise Conflict(_("You have already asked to join this cohort."))
-    new = enrollment is None
-    if enrollment is None:
-        # Inserting first claims the (cohort, user) pair, so a double submission fails
-        # here, before any seat is taken.
-        enrollment = Enrollment(cohort_id=cohort.id, user_id=user.id, status=S.pending, requested_at=utcnow())
-        try:
-            with session.begin_nested():
-                session.add(enrollment)
-        except IntegrityError:
-            raise Conflict(_("You have already asked to join this cohort.")) from None
-    else:
-        enrollment.requested_at = utcnow()
+    held = active_enrollment_in_track(session, user.id, cohort.track_id)
+    if held is not None:
+        raise _already_in_track(held, cohort)
+    # Claiming the row as pending first takes the learner's one active place in the track
+    # (the partial unique index) and the (cohort, user) pair, so a parallel request for this
+    # or another cohort of the track fails here, before any seat is taken.
+    try:
+        enrollment, previous = _claim_row(session, cohort, user.id, S.pending)
+    except IntegrityError:
+        raise _already_in_track(active_enrollment_in_track(session, user.id, cohort.track_id), cohort) from None
+    new = previous is None
 
     if cohort.requires_approval:
         target = S.pending
@@ -243,7 +317,7 @@ def request_enrollment(session: Session, cohort: Cohort, user: User, *, actor: U
         target = S.enrolled
     else:
         target = S.waitlisted
-    _change(session, enrollment, target, actor=actor, note="requested", new=new)
+    _change(session, enrollment, target, actor=actor, note="requested", new=new, previous_status=previous)
     session.flush()
     return enrollment
 
@@ -303,6 +377,75 @@ def reject(session: Session, enrollment: Enrollment, *, actor: User, note: str |
     record(session, "enrollment.reject", actor=actor, target_type="enrollment", target_id=enrollment.id)
     session.flush()
     return enrollment
+
+
+def move_enrollment(session: Session, enrollment: Enrollment, target: Cohort, *, actor: User) -> Enrollment:
+    """Move a learner's active enrollment to another cohort of the same track (an admin's action).
+
+    The learner leaves their cohort (its row becomes withdrawn, a seat they held goes to the
+    first waiting learner there) and takes a seat in ``target`` when one is free, otherwise
+    its waitlist, at the end; an admin's move counts as approval in a cohort that requires
+    it.  A learner holding a seat is only moved into a free seat, so a move never costs
+    them their place.  Returns the enrollment in ``target``; audited as ``enrollment.move``.
+
+    Raises PermissionDenied for a non-admin, Conflict when the enrollment is not active or
+    the target is full for a learner holding a seat, and ValidationFailed for the same
+    cohort, another track's cohort or a cohort that has ended.
+    """
+    if not can_manage_enrollments(actor):
+        raise PermissionDenied(_("Only administrators can move learners between cohorts."))
+    if enrollment.status not in ACTIVE_STATUSES:
+        raise Conflict(_("This enrollment is not active."))
+    source = enrollment.cohort
+    if target.id == source.id:
+        raise ValidationFailed(_("The learner is already in this cohort."), field="target")
+    if target.track_id != source.track_id:
+        raise ValidationFailed(_("Learners can only be moved to another cohort of the same track."), field="target")
+    if target.ends_at <= utcnow():
+        raise ValidationFailed(_("%(cohort)s has already ended.", cohort=target.name), field="target")
+    held_seat = enrollment.status is S.enrolled
+    if _take_seat(session, target.id):
+        status = S.enrolled
+    elif held_seat:
+        raise Conflict(_("%(cohort)s is full, and the learner would lose their seat. "
+                         "Raise its capacity first.", cohort=target.name), field="target")
+    else:
+        status = S.waitlisted
+    _change(session, enrollment, S.withdrawn, actor=actor, note=_("Moved to %(cohort)s.", cohort=target.name))
+    session.flush()  # frees the learner's active place in the track for the new row
+    try:
+        moved, previous = _claim_row(session, target, enrollment.user_id, status)
+    except (IntegrityError, Conflict):
+        raise Conflict(_("The learner's enrollments changed meanwhile; reload the page and try again.")) from None
+    new = previous is None
+    _change(session, moved, status, actor=actor, note=_("Moved from %(cohort)s.", cohort=source.name),
+            new=new, previous_status=previous)
+    session.flush()
+    if held_seat:
+        _release_seat(session, source.id)
+        _promote_waitlist(session, source.id, actor=actor)
+    with force_locale(moved.user.locale or "ko"):  # the learner's language, not the admin's
+        if status is S.enrolled:
+            body = _("An administrator moved you from %(source)s to %(target)s. You are enrolled in %(target)s.",
+                     source=source.name, target=target.name)
+        else:
+            body = _("An administrator moved you from %(source)s to %(target)s. %(target)s is full; "
+                     "you are on its waitlist.", source=source.name, target=target.name)
+        _notify(session, moved, _("You were moved to another cohort"), body)
+    record(session, "enrollment.move", actor=actor, target_type="enrollment", target_id=moved.id,
+           from_cohort=source.name, to_cohort=target.name, from_cohort_id=source.id, to_cohort_id=target.id)
+    session.flush()
+    return moved
+
+
+def move_targets(session: Session, cohort: Cohort, *, now: dt.datetime | None = None) -> list[Cohort]:
+    """Where an admin may move learners of ``cohort``: the other cohorts of its track that have not ended."""
+    now = now or utcnow()
+    return list(session.scalars(
+        select(Cohort)
+        .where(Cohort.track_id == cohort.track_id, Cohort.id != cohort.id, Cohort.ends_at > now)
+        .order_by(Cohort.starts_at, Cohort.id)
+    ))
 
 
 # --- queries -------------------------------------------------------------------------

@@ -21,6 +21,9 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from academy.users import reference
 from academy.users.tokens import SCOPES
 
+#: A business registration number with a correct check digit, shown as the example.
+EXAMPLE_BUSINESS_NUMBER = "123-45-67891"
+
 
 def _choices(table: dict[str, object]) -> list[SelectChoice]:
     return [SelectChoice("", _l("Choose..."))] + [SelectChoice(code, label) for code, label in table.items()]
@@ -59,7 +62,8 @@ class RegistrationForm(FlaskForm):
     business_number = StringField(
         _l("Business registration number"),
         validators=[DataRequired(_l("Enter the business registration number.")), Length(max=14)],
-        description=_l("10 digits, e.g. 123-45-67890"),
+        # The example must pass the check digit (reference.normalize_business_number).
+        description=_l("10 digits, e.g. %(example)s", example=EXAMPLE_BUSINESS_NUMBER),
     )
     region = SelectField(_l("Region"), choices=_choices(reference.REGIONS),
                          validators=[DataRequired(_l("Choose a region."))])
@@ -88,7 +92,11 @@ class ForgotPasswordForm(FlaskForm):
 
 
 class ResetPasswordForm(FlaskForm):
-    password = PasswordField(_l("New password"), validators=[DataRequired(_l("Choose a password."))])
+    password = PasswordField(
+        _l("New password"),
+        validators=[DataRequired(_l("Choose a password."))],
+        description=_l("At least 10 characters, mixing letters with numbers or symbols."),
+    )
     password_confirm = PasswordField(
         _l("New password again"),
         validators=[DataRequired(_l("Enter the password again.")),

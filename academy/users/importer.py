@@ -2,26 +2,29 @@
 
 The file may be UTF-8 (with or without BOM) or CP949, the encoding Korean Excel
 writes.  Every row is checked first; if any row is rejected nothing is imported and
-the report says, per row, why.  Each created account gets a link to set its password.
+the report says, per row, why.  Each created account is sent an invitation: a mail saying that
+their company registered them, with a link to choose their password (``services.send_invitation``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from academy.audit.services import record
 from academy.users import reference
 from academy.users.models import Role, User
-from academy.users.services import get_or_create_company, normalize_email, request_password_reset
+from academy.users.passwords import unusable_password_hash
+from academy.users.services import get_or_create_company, normalize_email, send_invitation
 
 MAX_ROWS = 5000
 
@@ -37,6 +40,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "role": ("role", "역할"),
 }
 REQUIRED = ("email", "name", "company_name", "business_number")
+# What the report calls each column (the same words as the registration form).
+COLUMN_LABELS: dict[str, object] = {
+    "email": _l("Email"),
+    "name": _l("Name"),
+    "company_name": _l("Company name"),
+    "business_number": _l("Business registration number"),
+    "region": _l("Region"),
+    "industry": _l("Industry"),
+    "job_role": _l("Job role"),
+}
 IMPORTABLE_ROLES = {Role.learner.value, Role.instructor.value}
 
 
@@ -110,12 +123,14 @@ def import_employees(
     *,
     actor: User | None,
     secret_key: str,
-    reset_url_for: object,
+    invite_url_for: Callable[[str], str],
 ) -> ImportReport:
     """Check every row of an employee CSV and, only when all pass, create the accounts.
 
     Returns the report; the caller commits when ``report.ok`` and rolls back otherwise
-    (the function itself adds nothing to the session unless every row is valid).
+    (the function itself adds nothing to the session unless every row is valid).  Each new
+    person's invitation is queued in the outbox (sent after the commit); ``invite_url_for``
+    turns an invitation token into the absolute URL of the set-password page.
     """
     report = ImportReport()
     try:
@@ -170,7 +185,7 @@ def import_employees(
         values: dict[str, str | None] = {}
         for key in REQUIRED:
             if not cell(key):
-                result.errors.append(_("'%(column)s' is empty.", column=key))
+                result.errors.append(_("'%(column)s' is empty.", column=str(COLUMN_LABELS[key])))
         email = cell("email")
         if email:
             try:
@@ -201,7 +216,7 @@ def import_employees(
             elif value.lower() in index:
                 values[key] = index[value.lower()]
             else:
-                result.errors.append(_("Unknown %(column)s: '%(value)s'.", column=key, value=value))
+                result.errors.append(_("Unknown %(column)s: '%(value)s'.", column=str(COLUMN_LABELS[key]), value=value))
         role = (cell("role") or Role.learner.value).lower()
         if role not in IMPORTABLE_ROLES:
             result.errors.append(_("Role must be learner or instructor, not '%(value)s'.", value=role))
@@ -221,7 +236,7 @@ def import_employees(
             name=values["name"] or "",
             # An unusable password (no Argon2 hash matches it): the person sets their own
             # through the link, and thousands of rows import without thousands of hashes.
-            password_hash="!" + secrets.token_hex(24),
+            password_hash=unusable_password_hash(),
             role=Role(values["role"]),
             company=company,
             region=values["region"],
@@ -230,7 +245,7 @@ def import_employees(
         )
         session.add(user)
         session.flush()
-        request_password_reset(session, user.email, secret_key=secret_key, reset_url_for=reset_url_for)
+        send_invitation(session, user, secret_key=secret_key, invite_url_for=invite_url_for, actor=actor)
         report.created += 1
     record(session, "user.import", actor=actor, target_type="company", target_id=None,
            created=report.created, encoding=report.encoding)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -15,6 +16,9 @@ _hasher = PasswordHasher()
 MIN_LENGTH = 10
 MAX_LENGTH = 256
 
+# Marks a password hash that no password matches (an imported account that has not chosen one).
+_UNUSABLE_PREFIX = "!"
+
 
 def hash_password(password: str) -> str:
     """Hash a password with Argon2id (random salt, parameters in the hash)."""
@@ -27,6 +31,20 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def unusable_password_hash() -> str:
+    """A stored "hash" that no password verifies against: the account has no password yet.
+
+    Random, so that it still changes when a password is set (reset and invitation links
+    carry a fingerprint of the hash), and cheap: imports create thousands of accounts.
+    """
+    return _UNUSABLE_PREFIX + secrets.token_hex(24)
+
+
+def has_usable_password(password_hash: str) -> bool:
+    """False for an account that never chose a password (see :func:`unusable_password_hash`)."""
+    return not password_hash.startswith(_UNUSABLE_PREFIX)
 
 
 def needs_rehash(password_hash: str) -> bool:

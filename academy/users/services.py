@@ -6,8 +6,10 @@ Services take plain values and an explicit actor, flush, and leave the commit to
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select
@@ -15,13 +17,14 @@ from sqlalchemy.orm import Session
 
 from academy.audit.services import record
 from academy.db import utcnow
-from academy.errors import Conflict, NotFound, ValidationFailed
+from academy.errors import AcademyError, Conflict, NotFound, ValidationFailed
 from academy.mail.services import queue_mail
 from academy.users import reference
 from academy.users.models import Company, Role, User
 from academy.users.passwords import (
     check_password_policy,
     dummy_hash,
+    has_usable_password,
     hash_password,
     needs_rehash,
     verify_password,
@@ -87,28 +90,84 @@ def _check_codes(region: str | None, industry: str | None, job_role: str | None)
         raise ValidationFailed(_("Choose a job role from the list."), field="job_role")
 
 
+class RegistrationRejected(ValidationFailed):
+    """Everything wrong with a registration at once: ``problems`` maps each field to its messages.
+
+    Its message (and ``field``) are the first problem's, for callers that show only one.
+    """
+
+    def __init__(self, problems: dict[str, list[str]]) -> None:
+        field, messages = next(iter(problems.items()))
+        super().__init__(messages[0], field=field)
+        self.problems = problems
+
+
+def registration_problems(session: Session, data: Registration) -> dict[str, list[str]]:
+    """Every rule a registration breaks, by field (empty when it can be saved).
+
+    Checks them all rather than stopping at the first, so that the form shows every error
+    in one round: consent, name, the region/industry/job codes, the password policy, an
+    email already registered, the business number's check digit and a new company's name.
+    """
+    problems: dict[str, list[str]] = {}
+
+    def add(exc: AcademyError) -> None:
+        problems.setdefault(exc.field or "", []).append(str(exc))
+
+    if not data.consent:
+        add(ValidationFailed(_("You must agree to the collection and use of personal data to register."),
+                             field="consent"))
+    if not data.name.strip():
+        add(ValidationFailed(_("Enter your name."), field="name"))
+    for check in (
+        lambda: _check_codes(data.region, None, None),
+        lambda: _check_codes(None, data.industry, None),
+        lambda: _check_codes(None, None, data.job_role),
+    ):
+        try:
+            check()
+        except ValidationFailed as exc:
+            add(exc)
+    if data.password:
+        try:
+            check_password_policy(data.password, email=normalize_email(data.email))
+        except ValidationFailed as exc:
+            add(exc)
+    email = normalize_email(data.email)
+    if email and find_user_by_email(session, email) is not None:
+        add(Conflict(_("An account with this email already exists."), field="email"))
+    if data.business_number.strip():
+        try:
+            number = reference.normalize_business_number(data.business_number)
+        except ValueError:
+            add(ValidationFailed(_("Enter a valid business registration number (XXX-XX-XXXXX)."),
+                                 field="business_number"))
+        else:
+            known = session.scalar(select(Company.id).where(Company.business_number == number))
+            if known is None and not data.company_name.strip():
+                add(ValidationFailed(_("Enter the company name."), field="company_name"))
+    return problems
+
+
 def register_learner(session: Session, data: Registration) -> User:
     """Create a learner account from self-registration, recording consent and its time.
 
-    Raises ValidationFailed for missing consent, a weak password or unknown codes, and
-    Conflict when the email is already registered.
+    Raises RegistrationRejected (a ValidationFailed listing every problem, see
+    :func:`registration_problems`) for missing consent, a weak password, unknown codes, a
+    malformed business number or an email already registered.
     """
-    if not data.consent:
-        raise ValidationFailed(
-            _("You must agree to the collection and use of personal data to register."), field="consent"
-        )
+    problems = registration_problems(session, data)
+    if not data.password:
+        problems.setdefault("password", []).append(_("Choose a password."))
+    if not data.business_number.strip():
+        problems.setdefault("business_number", []).append(_("Enter the business registration number."))
+    if problems:
+        raise RegistrationRejected(problems)
     email = normalize_email(data.email)
-    name = data.name.strip()
-    if not name:
-        raise ValidationFailed(_("Enter your name."), field="name")
-    _check_codes(data.region, data.industry, data.job_role)
-    check_password_policy(data.password, email=email)
-    if find_user_by_email(session, email) is not None:
-        raise Conflict(_("An account with this email already exists."), field="email")
     company = get_or_create_company(session, data.company_name, data.business_number)
     user = User(
         email=email,
-        name=name[:100],
+        name=data.name.strip()[:100],
         password_hash=hash_password(data.password),
         role=Role.learner,
         company=company,
@@ -222,18 +281,25 @@ def make_reset_token(user: User, secret_key: str) -> str:
 
 
 def request_password_reset(
-    session: Session, email: str, *, secret_key: str, reset_url_for: object, locale: str = "ko"
+    session: Session, email: str, *, secret_key: str, reset_url_for: Callable[[str], str], locale: str = "ko"
 ) -> bool:
     """Queue a reset link for the account with this email, if there is one.
 
-    ``reset_url_for`` turns a token into an absolute URL. Returns whether a message
-    was queued; callers show the same answer either way, so accounts cannot be probed.
+    ``reset_url_for`` turns a token into an absolute URL. An imported account that has not
+    chosen a password yet gets a new invitation instead (:func:`send_invitation`). Returns
+    whether a message was queued; callers show the same answer either way, so accounts
+    cannot be probed.
     """
     user = find_user_by_email(session, email)
     if user is None or not user.active:
         return False
+    if not has_usable_password(user.password_hash):
+        # An imported account that never chose a password: a fresh invitation (7 days, saying who
+        # registered them) serves it better than a reset; the same page opens either link.
+        send_invitation(session, user, secret_key=secret_key, invite_url_for=reset_url_for, actor=None)
+        return True
     token = make_reset_token(user, secret_key)
-    url = reset_url_for(token)  # type: ignore[operator]
+    url = reset_url_for(token)
     subject = _("Reset your AI Saemaul Academy password")
     body = _(
         "Hello %(name)s,\n\nOpen this link within one hour to choose a new password:\n%(url)s\n\n"
@@ -262,6 +328,101 @@ def user_for_reset_token(session: Session, token: str, *, secret_key: str, max_a
     if user is None or not user.active or payload.get("fp") != _password_fingerprint(user):
         raise ValidationFailed(_("This reset link has already been used. Ask for a new one."))
     return user
+
+
+# --- invitations (accounts an admin imported) ------------------------------------
+
+_INVITATION_SALT = "academy.invitation"
+#: How long an invitation's set-password link works, in seconds (7 days: people read their
+#: company mail at work, not within the hour a reset link allows).
+INVITATION_MAX_AGE = 7 * 24 * 3600
+
+
+def make_invitation_token(user: User, secret_key: str) -> str:
+    """A signed token inviting ``user`` to choose a password; valid until the password is set."""
+    serializer = URLSafeTimedSerializer(secret_key, salt=_INVITATION_SALT)
+    return serializer.dumps({"uid": user.id, "fp": _password_fingerprint(user)})
+
+
+def send_invitation(
+    session: Session, user: User, *, secret_key: str, invite_url_for: Callable[[str], str], actor: User | None
+) -> None:
+    """Queue the welcome mail of an account created for ``user`` by their company (an admin's import).
+
+    It says who registered them (the company) and links to a page where they choose their
+    password, valid for ``INVITATION_MAX_AGE`` and once.  Written in the user's language:
+    their account's, else Korean.  ``invite_url_for`` turns a token into an absolute URL.
+    """
+    url = invite_url_for(make_invitation_token(user, secret_key))
+    with force_locale(user.locale or "ko"):
+        company = user.company.name if user.company is not None else _("The company you work for")
+        subject = _("%(company)s registered you for the AI Saemaul Academy", company=company)
+        body = _(
+            "Hello %(name)s,\n\n%(company)s has registered you for the AI Saemaul Academy, where you can take "
+            "courses in AI for manufacturing. Your account uses this email address.\n\n"
+            "To start, open this link and choose your password:\n%(url)s\n\n"
+            "The link works for 7 days and once. If it has expired, open it anyway: the page lets you "
+            "ask for a new one.",
+            name=user.name, company=company, url=url,
+        )
+    queue_mail(session, user.email, subject, body)
+    record(session, "user.invite", actor=actor, target_type="user", target_id=user.id)
+
+
+@dataclass
+class PasswordLink:
+    """Whom a set-password link is for, and whether it is an invitation (else a reset)."""
+
+    user: User
+    invitation: bool
+
+
+def user_for_password_link(session: Session, token: str, *, secret_key: str, reset_max_age: int) -> PasswordLink:
+    """Read a set-password link: an invitation (7 days) or a password reset (``reset_max_age``).
+
+    Raises ValidationFailed, saying which, when the link has expired, was already used or is
+    not one of ours.
+    """
+    serializer = URLSafeTimedSerializer(secret_key, salt=_INVITATION_SALT)
+    try:
+        payload = serializer.loads(token, max_age=INVITATION_MAX_AGE)
+    except SignatureExpired:
+        raise ValidationFailed(
+            _("This invitation link has expired: it worked for 7 days. Ask for a new link below and "
+              "we will send it to your email.")
+        ) from None
+    except BadSignature:
+        return PasswordLink(
+            user_for_reset_token(session, token, secret_key=secret_key, max_age=reset_max_age), invitation=False
+        )
+    user = session.get(User, payload.get("uid")) if isinstance(payload, dict) else None
+    if user is None or not user.active:
+        raise ValidationFailed(_("This invitation link is not valid. Ask for a new link below."))
+    if payload.get("fp") != _password_fingerprint(user):
+        raise ValidationFailed(
+            _("This invitation link has already been used: your password is set. Sign in, or ask for a new "
+              "link below if you forgot it.")
+        )
+    return PasswordLink(user, invitation=True)
+
+
+def set_password_from_link(
+    session: Session, token: str, new_password: str, *, secret_key: str, reset_max_age: int
+) -> PasswordLink:
+    """Set a password through an invitation or reset link; the link cannot be used again.
+
+    Raises ValidationFailed for a bad link or a weak password.
+    """
+    link = user_for_password_link(session, token, secret_key=secret_key, reset_max_age=reset_max_age)
+    if not link.invitation:
+        reset_password(session, token, new_password, secret_key=secret_key, max_age=reset_max_age)
+        return link
+    check_password_policy(new_password, email=link.user.email)
+    link.user.password_hash = hash_password(new_password)
+    link.user.last_login_at = utcnow()
+    record(session, "user.password_change", actor=link.user, target_type="user", target_id=link.user.id,
+           via="invitation")
+    return link
 
 
 def reset_password(session: Session, token: str, new_password: str, *, secret_key: str, max_age: int) -> User:

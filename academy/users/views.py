@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError
 
 from academy.errors import AcademyError
 from academy.extensions import db, limiter
@@ -24,6 +25,7 @@ from academy.users.forms import (
 )
 from academy.users.models import User
 from academy.web.access import anonymous_only, login_required, public
+from academy.web.errors import render_error
 from academy.web.forms import apply_error
 from academy.web.security import safe_next_path
 
@@ -133,9 +135,15 @@ def logout() -> Any:
 @anonymous_only
 @limiter.limit("20 per hour", methods=["POST"])
 def register() -> Any:
-    """Self-registration of a learner."""
+    """Self-registration of a learner.
+
+    Every error shows at once: the form's own checks and the account rules (password policy,
+    business number check digit, email already registered) are all run on each POST.  What was
+    typed stays in the form, except the passwords.
+    """
     form = RegistrationForm()
-    if form.validate_on_submit():
+    if form.is_submitted():
+        form_ok = form.validate()
         data = services.Registration(
             name=form.name.data or "",
             email=form.email.data or "",
@@ -148,18 +156,37 @@ def register() -> Any:
             consent=bool(form.consent.data),
             locale=current_locale(),
         )
-        try:
-            user = services.register_learner(db.session, data)
-        except AcademyError as exc:
-            db.session.rollback()
-            apply_error(form, exc)
-        else:
-            session.clear()
-            _signed_in(user)
-            db.session.commit()
-            flash(_("Welcome! Your account is ready."), "success")
-            return redirect(url_for("catalog.index"))
+        problems = services.registration_problems(db.session, data)
+        for name, messages in problems.items():
+            field = getattr(form, name, None)
+            if field is not None and not field.errors:  # one message per field: the form's comes first
+                field.errors = list(messages)
+        if form_ok and not problems:
+            try:
+                user = services.register_learner(db.session, data)
+            except AcademyError as exc:  # a parallel registration of the same email
+                db.session.rollback()
+                apply_error(form, exc)
+            else:
+                session.clear()
+                _signed_in(user)
+                db.session.commit()
+                flash(_("Welcome! Your account is ready."), "success")
+                return redirect(url_for("catalog.index"))
     return render_template("auth/register.html", form=form)
+
+
+@bp.errorhandler(CSRFError)
+def form_expired(exc: CSRFError) -> Any:
+    """A form whose CSRF token expired (a long pause, a restarted browser): registration keeps what
+    was typed (but the passwords) and asks to send it again; other forms get the usual error page."""
+    message = _("The form expired or was sent from elsewhere. Please try again.")
+    if request.endpoint != "auth.register" or current_user.is_authenticated:
+        return render_error(400, message, "csrf")
+    form = RegistrationForm()
+    flash(_("The form expired while it was open. Check what you entered, type the passwords again "
+            "and send it once more."), "warning")
+    return render_template("auth/register.html", form=form), 400
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
@@ -185,28 +212,41 @@ def forgot_password() -> Any:
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 @public
 def reset_password(token: str) -> Any:
-    """Choose a new password through a signed, expiring, single-use link."""
+    """Choose a password through a signed, expiring, single-use link: a reset (then sign in again)
+    or the invitation of an imported account (then signed in, on to the consent step)."""
     key = current_app.config["SECRET_KEY"]
     max_age = _settings().password_reset_max_age
     try:
-        services.user_for_reset_token(db.session, token, secret_key=key, max_age=max_age)
+        link = services.user_for_password_link(db.session, token, secret_key=key, reset_max_age=max_age)
     except AcademyError as exc:
         return render_template("auth/reset_invalid.html", message=str(exc)), 400
     form = ResetPasswordForm()
     if form.validate_on_submit():
         try:
-            services.reset_password(db.session, token, form.password.data or "", secret_key=key, max_age=max_age)
+            services.set_password_from_link(db.session, token, form.password.data or "", secret_key=key,
+                                            reset_max_age=max_age)
         except AcademyError as exc:
             db.session.rollback()
             apply_error(form, exc)
         else:
+            if link.invitation:
+                lang = session.get("lang")
+                session.clear()  # whoever was signed in on this browser, it is the invited person now
+                if lang and not link.user.locale:
+                    link.user.locale = lang
+                _signed_in(link.user)
+                db.session.commit()
+                flash(_("Your password is set. Welcome to the AI Saemaul Academy!"), "success")
+                return redirect(url_for("auth.consent") if link.user.consent_at is None
+                                else url_for("dashboard.index"))
             db.session.commit()
             if current_user.is_authenticated:
                 logout_user()
                 session.clear()
             flash(_("Your password is changed. Sign in with the new one."), "success")
             return redirect(url_for("auth.login"))
-    return render_template("auth/reset.html", form=form)
+    return render_template("auth/reset.html", form=form, invitation=link.invitation,
+                           company=link.user.company.name if link.user.company else None)
 
 
 def _render_profile(password_form: ChangePasswordForm | None = None, new_token: str | None = None,

@@ -113,3 +113,33 @@ def test_parallel_withdrawals_promote_each_waiting_learner_once(
         assert [status[u] for u in enrolled] == [S.withdrawn] * 4
         assert [status[u] for u in waiting] == [S.enrolled] * 4 + [S.waitlisted] * 2
         assert db.session.get(Cohort, cohort_id).seats_taken == 4
+
+
+def test_parallel_requests_for_two_cohorts_of_one_track_enroll_once(
+    app: Flask, make_user: Any, make_track: Any, make_cohort: Any
+) -> None:
+    """One learner, two cohorts of one track, requests at once: the database lets exactly one through."""
+    track_id = make_track()
+    cohort_ids = [make_cohort(capacity=5, track_id=track_id) for _ in range(2)]
+    user_id = make_user()
+    outcomes: list[str] = []
+
+    def request(cohort_id: int) -> Any:
+        def job() -> None:
+            try:
+                services.request_enrollment(db.session, db.session.get(Cohort, cohort_id),
+                                            db.session.get(User, user_id))
+            except AcademyError:
+                outcomes.append("refused")
+                raise
+            outcomes.append("ok")
+        return job
+
+    errors = _in_parallel(app, [request(cohort_ids[i % 2]) for i in range(8)])
+    assert not errors, errors
+    assert sorted(outcomes) == ["ok"] + ["refused"] * 7
+    with app.app_context():
+        rows = list(db.session.scalars(db.select(Enrollment).where(Enrollment.user_id == user_id)))
+        assert [r.status for r in rows] == [S.enrolled]
+        seats = [db.session.get(Cohort, c).seats_taken for c in cohort_ids]
+        assert sorted(seats) == [0, 1] and seats[cohort_ids.index(rows[0].cohort_id)] == 1

@@ -22,7 +22,7 @@ from academy.mail.models import OutboxMessage
 from academy.users.importer import ImportReport, import_employees
 from academy.users.models import Company, Role, User
 from academy.users.reference import normalize_business_number
-from academy.users.services import user_for_reset_token
+from academy.users.services import user_for_password_link
 from tests.conftest import csrf_token
 
 # Checksum-valid business registration numbers (checked in the first test).
@@ -68,7 +68,7 @@ def run_import(app: Flask, data: bytes) -> ImportReport:
     with app.app_context():
         report = import_employees(
             db.session, data, actor=None, secret_key=app.config["SECRET_KEY"],
-            reset_url_for=lambda token: f"http://academy.test/password/reset/{token}",
+            invite_url_for=lambda token: f"http://academy.test/password/reset/{token}",
         )
         if report.ok:
             db.session.commit()
@@ -87,7 +87,7 @@ def counts(app: Flask) -> tuple[int, int, int]:
 
 
 def reset_links(app: Flask) -> dict[str, list[str]]:
-    """Reset-link URLs in the outbox, by recipient."""
+    """Set-password link URLs in the outbox (invitations), by recipient."""
     with app.app_context():
         links: dict[str, list[str]] = {}
         for message in db.session.scalars(db.select(OutboxMessage)):
@@ -130,7 +130,7 @@ def test_korean_csv_in_each_encoding_imports_every_row(app: Flask, encoding: str
         assert users["kim@example.kr"].company.name == "경북정밀(주)"
 
 
-def test_each_imported_person_gets_a_working_reset_link_and_no_usable_password(app: Flask) -> None:
+def test_each_imported_person_gets_a_working_invitation_link_and_no_usable_password(app: Flask) -> None:
     from academy.users.services import authenticate
 
     run_import(app, csv_bytes(GOOD_ROWS))
@@ -140,8 +140,9 @@ def test_each_imported_person_gets_a_working_reset_link_and_no_usable_password(a
     with app.app_context():
         for email, [url] in links.items():
             token = urlsplit(url).path.rsplit("/", 1)[1]
-            user = user_for_reset_token(db.session, token, secret_key=app.config["SECRET_KEY"], max_age=3600)
-            assert user.email == email
+            link = user_for_password_link(db.session, token, secret_key=app.config["SECRET_KEY"], reset_max_age=3600)
+            assert link.invitation and link.user.email == email
+            user = link.user
             assert authenticate(db.session, email, "") is None
             assert authenticate(db.session, email, user.password_hash) is None
 
@@ -332,3 +333,15 @@ def test_official_korean_region_names_match_the_reference_codes() -> None:
 
     assert set(reference.REGION_NAMES_KO) == set(reference.REGIONS)
     assert len(set(reference.REGION_NAMES_KO.values())) == len(reference.REGION_NAMES_KO)
+
+
+def test_row_errors_name_columns_in_words_not_codes(app: Flask) -> None:
+    from flask_babel import gettext
+
+    rows = [dict(GOOD_ROWS[0], company=""), dict(GOOD_ROWS[1], industry="shipbuilding")]
+    report = run_import(app, csv_bytes(rows))
+    [(_, empty), (_, unknown)] = [(r.line, r.errors) for r in report.rejected]
+    with app.test_request_context():
+        company, industry = gettext("Company name"), gettext("Industry")
+    assert any(company in e for e in empty) and not any("company_name" in e for e in empty)
+    assert any(industry in e for e in unknown) and not any("'industry'" in e for e in unknown)
