@@ -27,11 +27,13 @@ from academy.config import Settings
 from academy.db import utcnow
 from academy.enrollment.models import Cohort
 from academy.errors import PermissionDenied
+from academy.i18n import current_locale
 from academy.labs import LabRefused
 from academy.labs.hub import HubClient, HubError, HubUnavailable, StartResult, client_for, parse_time
+from academy.labs.labels import profile_title
 from academy.labs.models import LabSession, LabState
 from academy.labs.notebooks import open_notebooks
-from academy.labs.profiles import Profile
+from academy.labs.profiles import Profile, configured_profiles
 from academy.labs.queue import (
     active_session,
     close_lab,
@@ -115,7 +117,10 @@ def _admitted(session: Session, settings: Settings, user: User, course: Course,
     name = profile_name or course.lab_profile
     if name not in choices:
         log.warning("lab refused: user %s asked for profile %r for course %s", user.id, name, course.slug)
-        raise LabRefused(_("This course's lab cannot use the profile '%(name)s'.", name=name))
+        if name in configured_profiles(settings):
+            raise LabRefused(_("This course's lab cannot run in the %(title)s.",
+                               title=profile_title(settings, name, current_locale())))
+        raise LabRefused(_("This lab environment is not available for this course."))
     profile = choices[name]
     if profile.uses_gpu:
         quota = quota_for(session, user, course)

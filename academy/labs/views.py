@@ -12,16 +12,17 @@ from sqlalchemy import select
 from academy.catalog.models import Assignment, Course
 from academy.db import utcnow
 from academy.extensions import csrf, db, limiter
-from academy.labs import LabRefused, notebooks, reports
+from academy.labs import LabRefused, labels, notebooks, reports
 from academy.labs.hub import HubClient, HubError, HubUnavailable, client_for
 from academy.labs.launch import launch, stop_lab
 from academy.labs.models import LabSession, LabState
-from academy.labs.profiles import configured_profiles
 from academy.labs.queue import place_in_line
+from academy.labs.running import RunningLab, running_lab
 from academy.labs.usage import quota_warning, record_hub_event
 from academy.permissions import can_manage_course, is_admin
 from academy.web.access import hub_service, login_required, staff_required
 from academy.web.loaders import get_assignment_or_404
+from academy.web.security import safe_next_path
 
 bp = Blueprint("labs", __name__, url_prefix="/labs")
 
@@ -145,12 +146,16 @@ def _message(lab: LabSession) -> str:
 @bp.route("/<id:lab_id>/stop", methods=["POST"])
 @login_required
 def stop(lab_id: int) -> Any:
+    """Stop a lab (or leave the queue); back to ``next`` when it is a path on this portal."""
     lab = _own_lab(lab_id)
     if lab.state.active:
         reason = "user" if lab.user_id == current_user.id else ("admin" if is_admin(current_user) else "instructor")
         stop_lab(db.session, _client(), _settings(), lab, reason=reason, actor=current_user)
         db.session.commit()
         flash(_("The lab was stopped."), "info")
+    back = safe_next_path(request.form.get("next"))
+    if back:  # the page the stop button was on (labs/_running.html); only a path on this portal
+        return redirect(back, 303)
     if lab.user_id != current_user.id:
         return redirect(url_for("labs.manage"), 303)
     return redirect(url_for("labs.launch_page", lab_id=lab.id), 303)
@@ -208,19 +213,19 @@ def manage() -> Any:
 
 @bp.app_context_processor
 def lab_labels() -> dict[str, Any]:
+    """Template helpers: words for profile keys and lab states (academy.labs.labels) and the learner's open lab."""
+    from academy.i18n import current_locale
+
     def profile_title(name: str) -> str:
-        from academy.i18n import current_locale
+        return labels.profile_title(_settings(), name, current_locale())
 
-        profile = configured_profiles(_settings()).get(name)
-        return profile.title_for(current_locale()) if profile else name
+    def current_lab() -> RunningLab | None:
+        """The signed-in learner's own queued, starting or running lab (labs/_running.html)."""
+        if not current_user.is_authenticated:
+            return None
+        return running_lab(db.session, _settings(), current_user, locale=current_locale())
 
-    def lab_state_label(state: str) -> str:
-        return {
-            "queued": _("Waiting for a GPU"), "starting": _("Starting"), "running": _("Running"),
-            "stopped": _("Stopped"), "failed": _("Failed"), "cancelled": _("Left the queue"),
-        }.get(state, state)
-
-    return {"profile_title": profile_title, "lab_state_label": lab_state_label}
+    return {"profile_title": profile_title, "lab_state_label": labels.lab_state_label, "current_lab": current_lab}
 
 
 def _assignment_for_learner(assignment_id: int) -> Assignment:

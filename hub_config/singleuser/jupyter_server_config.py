@@ -1,12 +1,29 @@
 """Jupyter Server settings of the learners' labs (found through JUPYTER_CONFIG_PATH, set by the hub)."""
 
 # ruff: noqa: F821
+import importlib.util
+import os
 from pathlib import Path
 
+from jupyter_core.paths import jupyter_runtime_dir
+
 c = get_config()  # noqa: F821
+HERE = Path(__file__).resolve().parent
+
+
+def _beside(name):
+    """A module of this folder, whatever PYTHONPATH says."""
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # JupyterLab in Korean by default (jupyterlab-language-pack-ko-KR); learners may switch in Settings > Language.
-c.LabApp.app_settings_dir = str(Path(__file__).resolve().parent / "lab-settings")
+# A "back to the academy" entry (File menu and top bar) opens the portal the hub names in ACADEMY_PORTAL_URL;
+# the File menu keeps one sign-out, the hub's (it ends at the portal). See academy_lab_settings.py.
+c.LabApp.app_settings_dir = str(_beside("academy_lab_settings").lab_settings_dir(
+    os.environ.get("ACADEMY_PORTAL_URL"), Path(jupyter_runtime_dir())))
 
 # Idle culling follows kernels, not browsers: see academy_lab_activity.
 c.ServerApp.jpserver_extensions = {"academy_lab_activity": True}

@@ -148,6 +148,8 @@ c.SlurmSpawner.environment = {
     "JUPYTER_CONFIG_PATH": str(HERE.parent / "singleuser"),
     "PYTHONPATH": str(HERE.parent / "singleuser"),
     "JUPYTERHUB_ACTIVITY_INTERVAL": "60",
+    # JupyterLab's "back to the academy" entry (singleuser/academy_lab_settings.py) opens this portal.
+    "ACADEMY_PORTAL_URL": portal_url,
 }
 c.SlurmSpawner.start_timeout = 600  # a job may wait in the queue
 c.SlurmSpawner.http_timeout = 120

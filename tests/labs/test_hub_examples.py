@@ -366,6 +366,14 @@ def test_culling_follows_kernel_activity(values: dict[str, Any]) -> None:
     assert "academy_lab_activity" in server_config.ServerApp.jpserver_extensions
 
 
+def test_labs_are_told_the_portal_address(values: dict[str, Any]) -> None:
+    """JupyterLab's "back to the academy" entry (singleuser/academy_lab_settings.py) opens the portal of the hub."""
+    portal = values["hub"]["extraEnv"]["ACADEMY_PORTAL_URL"]
+    assert values["singleuser"]["extraEnv"]["ACADEMY_PORTAL_URL"] == portal
+    assert values["hub"]["config"]["GenericOAuthenticator"]["authorize_url"].startswith(portal + "/")
+    assert (HUB / "singleuser" / "academy_lab_settings.py").exists()  # in the image: COPY singleuser/
+
+
 def test_image_is_built_from_lab_requirements(values: dict[str, Any]) -> None:
     dockerfile = (HUB / "k8s" / "Dockerfile").read_text(encoding="utf-8")
     copied = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
@@ -393,6 +401,11 @@ def test_slurm_config_sets_known_traits(slurm_config: Config) -> None:
     spawner_class = import_item(slurm_config.JupyterHub.spawner_class)
     assert issubclass(spawner_class, SlurmSpawner)
     GenericOAuthenticator(config=slurm_config)  # values of the right kind, groups settings consistent
+
+
+def test_slurm_labs_are_told_the_portal_address(slurm_config: Config) -> None:
+    assert slurm_config.SlurmSpawner.environment["ACADEMY_PORTAL_URL"] == "https://portal.academy.example"
+    assert slurm_config.GenericOAuthenticator.authorize_url.startswith("https://portal.academy.example/")
 
 
 def test_slurm_config_refuses_to_start_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:

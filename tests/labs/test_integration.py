@@ -217,7 +217,8 @@ def test_refusals_start_nothing(stack: LabStack) -> None:
     forged = stack.open_lab(session, "ml-quality", "01-linear-regression", profile="gpu")
     assert forged.status_code == 303 and "/labs/" not in forged.headers["Location"]
     page = session.get(f"{stack.portal_url}{forged.headers['Location']}", timeout=30).text
-    assert "gpu" in page and ("프로필" in page or "profile" in page)
+    assert "GPU 실습 환경 (전용 GPU 1개)" in page  # the refused profile named by its title, never its key
+    assert "&#39;gpu&#39;" not in page and "'gpu'" not in page
     assert _lab_rows(stack, learner) == []
 
     # A notebook path that leaves the assignment's folder.
