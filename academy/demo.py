@@ -1,13 +1,25 @@
-"""``academy demo``: the whole platform on 127.0.0.1 with sample content and demo accounts."""
+"""``academy demo``: the whole platform on 127.0.0.1 with sample content and demo accounts.
+
+How a stop reaches it (``make demo`` runs ``.venv/bin/academy demo`` as make's child, without a shell):
+
+* Ctrl-C and a closed terminal: the terminal sends SIGINT / SIGHUP to its foreground process group, make and
+  the demo; make waits for the demo, which stops everything it started (``run_demo``).
+* A service manager: SIGTERM to make (GNU make passes SIGTERM on to the demo) or to every process of the
+  service (the demo then stops what is left).  ``kill <pid of make>`` is SIGTERM, so it works too.
+* ``kill -INT`` / ``kill -HUP`` sent to make alone are not passed on: make waits for the demo, which keeps
+  running.  Signal the demo (or make with SIGTERM) instead.
+* make killed outright (SIGKILL): the kernel tells the demo (``PR_SET_PDEATHSIG``), which stops.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +28,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from academy.db import utcnow
-from academy.processes import free_port, stop_process
+from academy.processes import become_subreaper, free_port, reap_orphans, stop_all_children, stop_with_parent
 
 if TYPE_CHECKING:
     from academy.labs.hubprocess import HubProcess
@@ -114,41 +126,138 @@ def start_worker(app: Flask) -> subprocess.Popen[bytes]:
                             env=env, start_new_session=True)
 
 
+class StopRequest:
+    """Signals that stop the demo: SIGINT (Ctrl-C), SIGTERM (a service manager, ``kill``), SIGHUP (its terminal
+    closed).  The first asks for a clean stop, a second one (Ctrl-C twice) to stop at once.
+
+    While the demo starts, the first signal interrupts the start (``DemoStopped`` in the main thread); once
+    it serves, signals only set events, so the stop itself is never interrupted half-way.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.hurry = threading.Event()
+        self.wake = threading.Event()  # a stop signal, or a child process ended (SIGCHLD)
+        self.signum: int | None = None
+        self.interrupt = True
+
+    def install(self) -> None:
+        """Handle the stop signals (main thread only)."""
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+
+    def watch_children(self) -> None:
+        """Wake the main thread whenever a child process ends (SIGCHLD), to collect orphans it adopted."""
+        signal.signal(signal.SIGCHLD, lambda _signum, _frame: self.wake.set())
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.wake.set()
+        if self.signum is None:
+            self.signum = signum
+            self.requested.set()
+            if self.interrupt:
+                raise DemoStopped(signum)
+        else:
+            self.hurry.set()
+
+
+class DemoStopped(BaseException):
+    """A stop signal arrived while the demo was starting (a BaseException, like KeyboardInterrupt)."""
+
+
+#: Seconds the hub, its lab servers and the worker get to stop on their own before what is left is killed.
+STOP_GRACE = 5.0
+
+
 def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
-    """Initialise the database, seed demo data, start a grading worker and serve until Ctrl-C."""
-    from werkzeug.serving import run_simple
+    """Initialise the database, seed demo data, start a grading worker and the hub and serve until stopped.
+
+    Ctrl-C, SIGTERM or SIGHUP stop everything the demo started (the portal, the worker, the hub with its
+    proxy, culler, lab servers and their kernels) within about ``STOP_GRACE`` seconds, a second Ctrl-C at
+    once; the demo then ends by that signal, as a shell or service manager expects.  Run by ``make``, the
+    demo also stops when make ends (killed by a signal make does not pass on).
+    """
+    from werkzeug.serving import make_server
 
     from academy.bootstrap import run_init
 
-    with app.app_context():
-        summary = run_init()
-    accounts = seed_demo(app)
-    port = free_port(host, port)
-    url = f"http://{host}:{port}/"
-    # The OpenID Connect issuer and mailed links: the address served here, unless ACADEMY_BASE_URL names
-    # the public one (a proxy in front of the demo).
-    if not os.environ.get("ACADEMY_BASE_URL"):
-        app.config["ACADEMY_SETTINGS"].base_url = url.rstrip("/")
-    click.echo("")
-    click.echo("AI 새마을 아카데미 demo / AI Saemaul Academy demo")
-    click.echo(f"  courses: {summary}")
-    click.echo(f"  portal:  {url}")
-    click.echo("  accounts (email / password):")
-    for email, role, password in accounts:
-        click.echo(f"    {role:<10} {email:<30} {password}")
-    click.echo("  grading: one worker per core, embedded queue (academy worker)")
-    hub = start_lab_hub(app, host)
-    if hub is not None:
-        click.echo(f"  labs:    JupyterHub {app.config['ACADEMY_SETTINGS'].hub_url}/ (sign-in through the portal)")
-    click.echo("  Ctrl-C stops everything.")
-    click.echo("")
-    worker = start_worker(app)
-    # SIGTERM (a service manager, `timeout`) stops everything too, like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_args: sys.exit(0))
+    stop = StopRequest()
+    stop.install()
+    # Lab servers and kernels are the hub's and Jupyter's children, in sessions of their own: as a subreaper
+    # the demo still finds each one whose parent ended, and stops it (academy/processes.py).
+    become_subreaper()
+    if os.environ.get("MAKELEVEL"):
+        stop_with_parent(signal.SIGTERM)
+    started: list[subprocess.Popen[bytes]] = []  # the worker and the hub: each stops what it started
+    server = None
+    serving: threading.Thread | None = None
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
-    finally:
-        stop_process(worker)
+        with app.app_context():
+            summary = run_init()
+        accounts = seed_demo(app)
+        port = free_port(host, port)
+        url = f"http://{host}:{port}/"
+        # The OpenID Connect issuer and mailed links: the address served here, unless ACADEMY_BASE_URL names
+        # the public one (a proxy in front of the demo).
+        if not os.environ.get("ACADEMY_BASE_URL"):
+            app.config["ACADEMY_SETTINGS"].base_url = url.rstrip("/")
+        click.echo("")
+        click.echo("AI 새마을 아카데미 demo / AI Saemaul Academy demo")
+        click.echo(f"  courses: {summary}")
+        click.echo(f"  portal:  {url}")
+        click.echo("  accounts (email / password):")
+        for email, role, password in accounts:
+            click.echo(f"    {role:<10} {email:<30} {password}")
+        click.echo("  grading: one worker per core, embedded queue (academy worker)")
+        hub = start_lab_hub(app, host)
         if hub is not None:
-            hub.stop()
+            started.append(hub.process)
+            click.echo(f"  labs:    JupyterHub {app.config['ACADEMY_SETTINGS'].hub_url}/ (sign-in through the portal)")
+        click.echo("  Ctrl-C stops everything.")
+        click.echo("")
+        started.append(start_worker(app))
+        server = make_server(host, port, app, threaded=True)
+        # The portal serves from a thread and keeps serving while the hub stops (the hub reports each lab's
+        # stop to it); the main thread only waits for a stop signal.
+        serving = threading.Thread(target=server.serve_forever, name="academy-demo-portal", daemon=True)
+        serving.start()
+        stop.interrupt = False
+        stop.watch_children()
+        while not stop.requested.is_set():
+            stop.wake.wait()
+            stop.wake.clear()
+            reap_orphans(keep=[proc.pid for proc in started])
+    except DemoStopped:
+        pass
+    finally:
+        stop.interrupt = False
+        _stop_everything(stop, started)
+        if server is not None:
+            if serving is not None:
+                server.shutdown()
+            server.server_close()
+    if stop.signum is not None:
+        # End by the signal received, as a well-behaved program does: the shell or make that ran the demo
+        # then knows it was interrupted (exit status 128 + the signal's number).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(stop.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), stop.signum)
+
+
+def _stop_everything(stop: StopRequest, leaders: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the worker and the hub with all they started; what is left after ``STOP_GRACE`` s is killed."""
+    if not leaders and stop.signum is None:
+        return  # the start failed before anything ran: its error says why
+    began = time.monotonic()
+    click.echo("")
+    click.echo("모두 멈추는 중입니다 (Ctrl-C를 한 번 더 누르면 바로 멈춥니다) / "
+               "stopping everything (Ctrl-C again: at once)")
+    result = stop_all_children(leaders, grace=STOP_GRACE, hurry=stop.hurry)
+    for pid, command in result.killed:
+        click.echo(f"  강제 종료 / killed: {pid} {command}", err=True)
+    for ref in result.left:
+        click.echo(f"  아직 실행 중 / still running: {ref.pid} {ref.command()}", err=True)
+    click.echo(f"멈췄습니다 / stopped ({time.monotonic() - began:.1f} s)")

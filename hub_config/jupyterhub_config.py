@@ -32,6 +32,7 @@ import logging
 import os
 import queue
 import secrets
+import signal
 import sys
 import threading
 import tomllib
@@ -200,7 +201,18 @@ class AcademySpawner(SimpleLocalProcessSpawner):
         environment["JUPYTER_CONFIG_PATH"] = str(HERE / "singleuser")
         environment["PYTHONPATH"] = str(HERE / "singleuser")
         environment["JUPYTERHUB_ACTIVITY_INTERVAL"] = env("ACADEMY_LAB_ACTIVITY_INTERVAL", "60")
+        # JupyterLab's "back to the academy" entry (singleuser/academy_lab_settings.py) opens this portal.
+        environment["ACADEMY_PORTAL_URL"] = portal_url
         return environment
+
+    async def stop(self, now=False):
+        """SIGTERM first, not JupyterHub's SIGINT: Jupyter Server stops cleanly (its kernels first) on SIGTERM,
+        but on SIGINT only when its stdin is a terminal, which a hub under a service manager or ``academy demo``
+        does not give it (it would leave its kernels to notice they were orphaned)."""
+        if not now and await self.poll() is None:
+            await self._signal(signal.SIGTERM)
+            await self.wait_for_death(self.interrupt_timeout)
+        await super().stop(now=True)  # still running: SIGTERM again, then SIGKILL
 
 
 def validate_launch(spawner):

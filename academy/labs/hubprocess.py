@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-from academy.processes import stop_process
+from academy.processes import descendants, stop_process
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 HUB_CONFIG = PROJECT_DIR / "hub_config" / "jupyterhub_config.py"
@@ -43,7 +44,15 @@ class HubProcess:
     env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
+        """Stop the hub (SIGTERM: it stops its servers, proxy and culler), then kill whatever of them it left.
+
+        Lab servers, the proxy and the culler run in sessions of their own: a hub that had to be killed
+        would leave them running, so they are found by parentage before the hub is asked to stop.
+        """
+        started = descendants(self.process.pid)
         stop_process(self.process)
+        for ref in started:
+            ref.send(signal.SIGKILL)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -84,8 +93,11 @@ def start_hub(*, data_dir: Path, hub_url: str, portal_url: str, api_token: str, 
     log_path = state / "jupyterhub.log"
     jupyterhub = Path(sys.executable).parent / "jupyterhub"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([str(jupyterhub), "-f", str(HUB_CONFIG)], cwd=state, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        # Its own session: a terminal's Ctrl-C reaches the demo, which stops the hub in order.  No terminal
+        # on stdin: lab servers and kernels inherit it, and nothing of theirs may read from or wait on it.
+        process = subprocess.Popen([str(jupyterhub), "-f", str(HUB_CONFIG)], cwd=state, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
     hub = HubProcess(url=hub_url.rstrip("/"), process=process, log_path=log_path, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
