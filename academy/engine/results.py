@@ -129,6 +129,9 @@ class GradeResult:
     log lines and ``timings`` seconds per stage; neither is part of the JSON.
     ``flags`` are reasons for an instructor to review the submission (suspected tampering,
     see ``academy.engine.anticheat``); the portal stores them as ``Submission.flag_reasons``.
+    ``executed`` maps notebook names to the notebook as the grader ran it (nbformat JSON text:
+    the learner's code with the outputs of the graded run, and the tests with hidden tests
+    put back); the portal builds its feedback page from it.  Not part of the JSON either.
     """
 
     status: GradeStatus
@@ -140,6 +143,7 @@ class GradeResult:
     timings: dict[str, float] = field(default_factory=dict)
     sandboxed: bool = False
     flags: list[str] = field(default_factory=list)
+    executed: dict[str, str] = field(default_factory=dict)
 
     @property
     def score(self) -> float | None:

@@ -47,6 +47,7 @@ def read_results(course: NbgraderCourse, job: Path, assignment: str, student: st
     course_id = job_config(course, job, assignment, student).CourseDirectory.get("course_id", "")
     notebooks: list[NotebookResult] = []
     truncated: list[str] = []
+    executed_text: dict[str, str] = {}
     with Gradebook(f"sqlite:///{job / 'gradebook.db'}", course_id) as gradebook:
         submission = gradebook.find_submission(assignment, student)
         by_name = {nb.name: nb for nb in submission.notebooks}
@@ -54,11 +55,13 @@ def read_results(course: NbgraderCourse, job: Path, assignment: str, student: st
             if name not in by_name:
                 raise GraderSetupError(f"the gradebook has no notebook {name!r}")
             path = autograded_dir / f"{name}.ipynb"
-            executed = nbformat.read(path, as_version=4) if path.is_file() else None
+            text = path.read_text(encoding="utf-8") if path.is_file() else None
+            executed = nbformat.reads(text, as_version=4) if text is not None else None
             notebooks.append(_notebook_result(name, by_name[name].grades, releases[name], executed))
             if executed is not None:
                 truncated.extend(_truncated_cells(name, executed))
-    result = GradeResult(GradeStatus.graded, notebooks=notebooks, problems=truncated)
+                executed_text[name] = text
+    result = GradeResult(GradeStatus.graded, notebooks=notebooks, problems=truncated, executed=executed_text)
     if feedback:
         for name in course.notebook_names:
             html = job / "feedback" / student / assignment / f"{name}.html"

@@ -98,7 +98,9 @@ class Submission(db.Model):
     problems: Mapped[list[str]] = mapped_column(JSON, default=list)
     flagged: Mapped[bool] = mapped_column(default=False)
     flag_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
-    feedback_sha256: Mapped[str | None] = mapped_column(String(64))
+    feedback_sha256: Mapped[str | None] = mapped_column(String(64))  # nbgrader's feedback file (for staff)
+    # The notebooks as the grader ran them, by notebook name: SHA-256 in the graded store.
+    graded_notebooks: Mapped[dict[str, str] | None] = mapped_column(JSON)
     graded_at: Mapped[dt.datetime | None]
 
     assignment: Mapped[Assignment] = relationship()
@@ -146,6 +148,7 @@ class CellScore(db.Model):
     # and its failure message.  None: not an autograder test, or graded before this was recorded.
     visible_passed: Mapped[bool | None]
     visible_error: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)  # the instructor's comment, shown with the feedback
 
     submission: Mapped[Submission] = relationship(back_populates="cells")
 

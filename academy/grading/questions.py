@@ -77,7 +77,8 @@ def names_in_notebook(notebook: dict[str, object]) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=512)
 def _cached_names(release_path: str, slug: str, notebook: str) -> dict[str, str]:
-    path = Path(release_path) / "release" / slug / notebook
+    # The grader names notebooks by their stem ("production_log"); the release holds the file.
+    path = Path(release_path) / "release" / slug / (notebook if notebook.endswith(".ipynb") else f"{notebook}.ipynb")
     try:
         return names_in_notebook(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):

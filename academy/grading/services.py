@@ -328,17 +328,24 @@ def grant_extension(session: Session, assignment: Assignment, learner: User, due
 # --- results -------------------------------------------------------------------------
 
 
+MAX_COMMENT = 5000  # characters of an instructor's comment on one question
+
+
 def record_result(session: Session, submission: Submission, result: dict[str, Any],
-                  *, feedback_sha256: str | None = None) -> Submission:
+                  *, feedback_sha256: str | None = None, graded_notebooks: dict[str, str] | None = None
+                  ) -> Submission:
     """Write a grading result (the ``academy grade --json`` shape) onto ``submission``.
 
     Idempotent: the cell scores are replaced, so grading twice leaves one set of scores.
-    A ``grader_error`` result never carries a score.
+    A ``grader_error`` result never carries a score.  ``graded_notebooks``: the stored
+    notebooks as the grader ran them, by name (the feedback page is built from them).
     """
     status = SubmissionStatus(result["status"])
-    # Points an instructor gave by hand survive a regrade (the answer they read has not changed).
+    # Points an instructor gave by hand survive a regrade (the answer they read has not changed),
+    # and so do their comments.
     by_hand = {(c.notebook, c.grade_id): (c.score, c.max_score) for c in submission.cells
                if c.manual and c.score is not None}
+    comments = {(c.notebook, c.grade_id): c.comment for c in submission.cells if c.comment}
     session.execute(delete(CellScore).where(CellScore.submission_id == submission.id))
     session.expire(submission, ["cells"])
     manual_points = 0.0
@@ -367,6 +374,7 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
                     error=cell.get("error"),
                     visible_passed=cell.get("visible_passed"),
                     visible_error=cell.get("visible_error"),
+                    comment=comments.get((notebook["name"], cell["grade_id"])),
                 ))
         raw = float(result.get("score") or 0.0) + manual_points
         submission.raw_score = raw
@@ -381,35 +389,54 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
     submission.flagged = bool(flags)
     submission.flag_reasons = flags
     submission.feedback_sha256 = feedback_sha256
+    submission.graded_notebooks = dict(graded_notebooks) if graded_notebooks else None
     submission.graded_at = utcnow()
     session.flush()
     return submission
 
 
-def grade_by_hand(session: Session, submission: Submission, points: dict[int, float], *, actor: User
-                  ) -> Submission:
-    """Give points to the manually graded cells (written answers) of a graded submission.
+def grade_by_hand(session: Session, submission: Submission, points: dict[int, float], *, actor: User,
+                  comments: dict[int, str] | None = None, names: dict[int, str] | None = None) -> Submission:
+    """Give points to the manually graded cells (written answers) and comments to any graded cell.
 
-    ``points`` maps CellScore ids to points.  Raises ValidationFailed for a cell that is not manually
-    graded, not of this submission, or points outside 0..max; nothing is changed then.
+    ``points`` maps CellScore ids to points, ``comments`` CellScore ids to the instructor's comment
+    ("" removes it); ``names`` the ids to the question names used in error messages.  Raises
+    ValidationFailed for points on a cell that is not manually graded, a cell not of this
+    submission, points outside 0..max or a comment over ``MAX_COMMENT`` characters; nothing is
+    changed then.
     """
     if not submission.status.has_score:
         raise ValidationFailed(_("Only a graded submission can be graded by hand."))
-    cells = {c.id: c for c in submission.cells if c.manual}
+    names = names or {}
+    every = {c.id: c for c in submission.cells}
+    cells = {i: c for i, c in every.items() if c.manual}
     for cell_id, value in points.items():
         cell = cells.get(cell_id)
         if cell is None:
             raise ValidationFailed(_("That question is not graded by hand."))
         if not 0 <= value <= cell.max_score:
-            raise ValidationFailed(_("Give %(cell)s between 0 and %(max)s points.", cell=cell.grade_id,
-                                     max=f"{cell.max_score:g}"))
+            raise ValidationFailed(_("Give %(cell)s between 0 and %(max)s points.",
+                                     cell=names.get(cell_id) or _("this question"), max=f"{cell.max_score:g}"))
+    changed = {}
+    for cell_id, text in (comments or {}).items():
+        if cell_id not in every:
+            raise ValidationFailed(_("That question is not part of this submission."))
+        text = text.strip().replace("\r\n", "\n")
+        if len(text) > MAX_COMMENT:
+            raise ValidationFailed(_("A comment can be at most %(n)d characters long.", n=MAX_COMMENT))
+        if (every[cell_id].comment or "") != text:
+            changed[cell_id] = text or None
     before = submission.score
     for cell_id, value in points.items():
         cells[cell_id].score = float(value)
+    for cell_id, text in changed.items():
+        every[cell_id].comment = text
     submission.raw_score = round(sum(c.score or 0.0 for c in submission.cells), 4)
     submission.score = deadlines.apply_penalty(submission.raw_score, submission.penalty_percent)
     record(session, "submission.grade_by_hand", actor=actor, target_type="submission", target_id=submission.id,
-           points={cells[i].grade_id: v for i, v in points.items()}, previous_score=before, score=submission.score)
+           points={cells[i].grade_id: v for i, v in points.items()},
+           comments={every[i].grade_id: bool(t) for i, t in changed.items()},
+           previous_score=before, score=submission.score)
     session.flush()
     return submission
 

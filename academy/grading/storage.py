@@ -88,3 +88,8 @@ def submission_store(data_dir: Path) -> BlobStore:
 def feedback_store(data_dir: Path) -> BlobStore:
     """The store of generated feedback pages under the data directory."""
     return BlobStore(Path(data_dir) / "feedback")
+
+
+def graded_store(data_dir: Path) -> BlobStore:
+    """The store of notebooks as the grader ran them (the feedback page reads them)."""
+    return BlobStore(Path(data_dir) / "graded")

@@ -145,16 +145,21 @@ def submission(public_id: str) -> Any:
 @bp.route("/submissions/<public_id>/grade", methods=["POST"])
 @staff_required
 def grade_by_hand(public_id: str) -> Any:
-    """Instructors give points to written answers (nbgrader's manually graded cells)."""
+    """Instructors give points to written answers and comment on any question."""
     row = services.get_submission_for(db.session, public_id, current_user)
     if not can_manage_course(current_user, row.assignment.course):
         abort(403)
+    back = "grading.feedback" if request.form.get("back") == "feedback" else "grading.submission"
     points: dict[int, float] = {}
+    comments: dict[int, str] = {}
+    names = {v.cell.id: v.name for v in cell_views(row, held=False)}
     try:
         for key, value in request.form.items():
             if key.startswith("points-") and key[7:].isdigit() and value.strip():
                 points[int(key[7:])] = float(value.replace(",", "."))
-        services.grade_by_hand(db.session, row, points, actor=current_user)
+            elif key.startswith("comment-") and key[8:].isdigit():
+                comments[int(key[8:])] = value
+        services.grade_by_hand(db.session, row, points, actor=current_user, comments=comments, names=names)
     except ValueError:
         db.session.rollback()
         flash(_("Points must be numbers."), "danger")
@@ -163,8 +168,8 @@ def grade_by_hand(public_id: str) -> Any:
         flash(str(exc), "danger")
     else:
         db.session.commit()
-        flash(_("Points saved. The learner sees the new score now."), "success")
-    return redirect(url_for("grading.submission", public_id=row.public_id), 303)
+        flash(_("Saved. The learner sees the new points and comments now."), "success")
+    return redirect(url_for(back, public_id=row.public_id), 303)
 
 
 @bp.route("/submissions/<public_id>/status")
@@ -183,13 +188,28 @@ def submission_status(public_id: str) -> Any:
 @bp.route("/submissions/<public_id>/feedback")
 @login_required
 def feedback(public_id: str) -> Any:
-    """nbgrader's feedback page, served in a sandbox where no script runs and nothing loads."""
+    """The detailed feedback, built now from the stored results: code, outputs, tests, comments."""
+    from academy.grading.feedback import submission_feedback
+
     row = services.get_submission_for(db.session, public_id, current_user)
+    standing, staff = _standing_of(row)
+    if not row.status.finished:
+        return redirect(url_for("grading.submission", public_id=row.public_id), 303)
+    views = cell_views(row, held=standing.held)
+    notebooks = submission_feedback(row, views, current_app.config["ACADEMY_DATA_DIR"])
+    return render_template("grading/feedback.html", submission=row, standing=standing, attempt=standing.attempt(row),
+                           notebooks=notebooks, staff=staff)
+
+
+@bp.route("/submissions/<public_id>/feedback/nbgrader")
+@staff_required
+def nbgrader_feedback(public_id: str) -> Any:
+    """nbgrader's own feedback file, for the course's staff, in a sandbox where no script runs."""
+    row = services.get_submission_for(db.session, public_id, current_user)
+    if not can_manage_course(current_user, row.assignment.course):
+        abort(404)
     if not row.feedback_sha256:
         abort(404)
-    standing, _staff = _standing_of(row)
-    if standing.held:
-        abort(404)  # the feedback page shows hidden-test output: only after the deadline
     html = feedback_store(current_app.config["ACADEMY_DATA_DIR"]).get(row.feedback_sha256)
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = (

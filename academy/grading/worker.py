@@ -25,7 +25,7 @@ from academy.db import utcnow
 from academy.extensions import db
 from academy.grading.models import GradingJob, JobState, Submission, SubmissionStatus
 from academy.grading.services import pending_jobs, queue_grading, record_result
-from academy.grading.storage import feedback_store, submission_store
+from academy.grading.storage import feedback_store, graded_store, submission_store
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,11 @@ def lease_seconds(app: object = None) -> float:
     return float(app.config.get("ACADEMY_JOB_LEASE_SECONDS", LEASE_SECONDS))  # type: ignore[attr-defined]
 
 
-def _grade(submission: Submission) -> tuple[dict, bytes | None]:
-    """Run the grading pipeline on a stored submission; returns (result JSON, feedback HTML)."""
+def _grade(submission: Submission) -> tuple[dict, bytes | None, dict[str, str]]:
+    """Run the grading pipeline on a stored submission.
+
+    Returns the result JSON, nbgrader's feedback HTML and the notebooks as the grader ran them.
+    """
     from academy.engine.pipeline import grade_submission
 
     data_dir = Path(current_app.config["ACADEMY_DATA_DIR"])
@@ -122,7 +125,7 @@ def _grade(submission: Submission) -> tuple[dict, bytes | None]:
         work_root=data_dir / "work",
         cache_dir=data_dir / "cache",  # shared with releases.ensure_release
     )
-    return result.to_json(), result.feedback_html()
+    return result.to_json(), result.feedback_html(), result.executed
 
 
 def run_job(job_id: int) -> str:
@@ -138,20 +141,20 @@ def run_job(job_id: int) -> str:
         job = db.session.get(GradingJob, job_id)
         submission = job.submission
         try:
-            result, feedback = _grade(submission)
+            result, feedback, executed = _grade(submission)
             error = None
         except Exception as exc:  # noqa: BLE001 - any failure here is the grader's, not the learner's
             log.exception("grading job %s failed", job_id)
-            result, feedback, error = None, None, f"{type(exc).__name__}: {exc}"
+            result, feedback, executed, error = None, None, {}, f"{type(exc).__name__}: {exc}"
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
 
-    return _finish(job_id, worker, attempt, result, feedback, error)
+    return _finish(job_id, worker, attempt, result, feedback, error, executed)
 
 
 def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedback: bytes | None,
-            error: str | None) -> str:
+            error: str | None, executed: dict[str, str] | None = None) -> str:
     """Record the outcome if this worker still holds the job."""
     now = utcnow()
     if result is not None:
@@ -175,8 +178,10 @@ def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedbac
     submission = job.submission
     previous_score = submission.score
     if result is not None:
-        digest = feedback_store(Path(current_app.config["ACADEMY_DATA_DIR"])).put(feedback) if feedback else None
-        record_result(db.session, submission, result, feedback_sha256=digest)
+        data_dir = Path(current_app.config["ACADEMY_DATA_DIR"])
+        digest = feedback_store(data_dir).put(feedback) if feedback else None
+        graded = {name: graded_store(data_dir).put(text.encode("utf-8")) for name, text in (executed or {}).items()}
+        record_result(db.session, submission, result, feedback_sha256=digest, graded_notebooks=graded)
         if job.reason == "regrade":
             _tell_learner_about_regrade(submission, previous_score)
     elif target is JobState.failed:

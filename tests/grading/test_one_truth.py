@@ -20,10 +20,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from academy.catalog.models import Assignment, Track
+from academy.catalog.models import Assignment
 from academy.extensions import db
 from academy.grading.models import Extension, Submission
-from tests.conftest import PASSWORD, csrf_token, login
+from tests.conftest import csrf_token, login
 from tests.support import ROOT
 
 SOURCE = ROOT / "courses" / "python-data" / "source" / "01-pandas-basics" / "production_log.ipynb"
@@ -32,51 +32,6 @@ SEOUL = ZoneInfo("Asia/Seoul")
 INSTRUCTOR = "instructor@demo.academy.kr"  # named in the course manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="session")
-def grader_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """nbgrader's generated releases, shared by the tests of this run."""
-    return tmp_path_factory.mktemp("grader-cache")
-
-
-@pytest.fixture
-def course(app: Flask, grader_cache: Path, make_cohort: Any) -> dict[str, Any]:
-    """The shipped courses loaded, the pandas assignment released, and an open cohort of its track."""
-    from academy.catalog.services import load_catalog
-    from academy.grading.releases import ensure_release
-
-    with app.app_context():
-        load_catalog(db.session, ROOT / "courses")
-        assignment = db.session.scalar(db.select(Assignment).where(Assignment.slug == "01-pandas-basics"))
-        ensure_release(db.session, assignment, Path(app.config["ACADEMY_DATA_DIR"]), cache_dir=grader_cache)
-        db.session.commit()
-        track_id = db.session.scalar(db.select(Track.id).where(Track.slug == "ai-basics"))
-        assignment_id = assignment.id
-    return {"assignment_id": assignment_id, "cohort_id": make_cohort(capacity=10, track_id=track_id)}
-
-
-@pytest.fixture
-def learner(app: Flask, login_as: Any, course: dict[str, Any]) -> int:
-    """The test client signed in as a learner enrolled in the course's cohort."""
-    from academy.enrollment.models import Cohort
-    from academy.enrollment.services import request_enrollment
-    from academy.users.models import User
-
-    user_id = login_as("learner")
-    with app.app_context():
-        request_enrollment(db.session, db.session.get(Cohort, course["cohort_id"]), db.session.get(User, user_id))
-        db.session.commit()
-    return user_id
-
-
-@pytest.fixture
-def instructor(app: Flask, make_user: Any) -> FlaskClient:
-    """A second client, signed in as the course's instructor."""
-    make_user("instructor", email=INSTRUCTOR)
-    other = app.test_client()
-    assert login(other, INSTRUCTOR, PASSWORD).status_code == 302
-    return other
 
 
 def _result(find_bad_days: float) -> dict[str, Any]:
@@ -92,7 +47,7 @@ def _result(find_bad_days: float) -> dict[str, Any]:
     ]
     score = 5.0 + find_bad_days
     return {"status": "graded", "score": score, "max_score": 10.0, "problems": [], "flags": [],
-            "notebooks": [{"name": NAME, "score": score, "max_score": 10.0, "cells": cells}]}
+            "notebooks": [{"name": NAME.removesuffix(".ipynb"), "score": score, "max_score": 10.0, "cells": cells}]}
 
 
 def _record(app: Flask, public_id: str, result: dict[str, Any]) -> None:
@@ -137,12 +92,20 @@ def _everywhere(client: FlaskClient, course: dict[str, Any], public_id: str) -> 
     score = None if status["score"] is None else f"{status['score']:g}/{status['max_score']:g}"
     if status["held"] and status["attempt"]["visible_max_score"]:
         score = f"~{status['attempt']['visible_score']:g}/{status['attempt']['visible_max_score']:g}"
+    feedback = client.get(f"/submissions/{public_id}/feedback")
     facts = {
         "dashboard": _facts(row.group(1)),
         "assignment page": (_facts(page)[0], _facts(page)[1], _facts(history.group(1))[2] if history else None),
         "submission page": _facts(submission),
         "status JSON": (status["standing"], due, score),
     }
+    if status["finished"]:
+        assert feedback.status_code == 200
+        html = feedback.get_data(as_text=True)
+        facts["feedback page"] = _facts(html)
+        assert "hidden test output" not in html, "nbgrader's file (with hidden output) is for staff only"
+    else:
+        assert feedback.status_code == 303, "while grading, the feedback page sends the learner to the status"
     assert len(set(facts.values())) == 1, facts
     return facts["status JSON"]
 
@@ -178,7 +141,6 @@ def test_every_page_shows_the_same_deadline_score_and_status(
     assert "test_add_defect_rate" not in page and "priority_answer" not in page, "no grade ids for the learner"
     assert "강사가 채점" in page or "waiting for your instructor" in page
     assert page.count(_kst(original)) >= 2  # the deadline line and the one sentence about held results
-    assert client.get(f"/submissions/{public_id}/feedback").status_code == 404
 
     # The instructor grades the written answer: it is visible at once, the hidden part still is not.
     with app.app_context():
@@ -201,7 +163,6 @@ def test_every_page_shows_the_same_deadline_score_and_status(
         moved = cohort_deadline(assignment, cohort)
     assert moved < utcnow()
     assert _everywhere(client, course, public_id) == ("passed", _kst(moved), "9.5/10")
-    assert client.get(f"/submissions/{public_id}/feedback").status_code == 200
 
     # A personal extension: the new date on every page, and the hidden results wait for it again.
     with app.app_context():
@@ -217,7 +178,6 @@ def test_every_page_shows_the_same_deadline_score_and_status(
     assert _everywhere(client, course, public_id) == ("held", extended, "~2.5/3")
     assert "(extended)" in client.get("/dashboard").get_data(as_text=True) or \
         "연장" in client.get("/dashboard").get_data(as_text=True)
-    assert client.get(f"/submissions/{public_id}/feedback").status_code == 404
 
     # A regrade: grading everywhere, then the new result (the essay's points kept).
     regraded = instructor.post(f"/assignments/{assignment_id}/regrade",

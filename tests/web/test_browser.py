@@ -280,10 +280,12 @@ def test_korean_learner_registers_signs_in_and_enrolls(page: Any, portal: Portal
     assert not problems_found, f"browser problems during the journey: {problems_found}{hint}"
 
 
-def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, page: Any) -> None:
-    """Upload on the assignment page, watch the status change without reloading, read the score.
+def test_learner_submits_sees_what_to_fix_and_the_instructors_grading(tmp_path: Path, page: Any) -> None:
+    """The learner's loop in Korean: submit, read the feedback, see the instructor's grading, then the total.
 
-    A real `academy worker` (embedded queue) grades the notebook in the sandbox.
+    A real `academy worker` (embedded queue) grades, in the sandbox, a notebook with question 1
+    right, question 2 wrong and question 3 not written, saved by the browser as
+    ``production_log (1).ipynb``.  The deadline passing is the cohort's dates moving into the past.
     """
     from playwright.sync_api import expect
     from werkzeug.serving import make_server
@@ -294,11 +296,13 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
     from academy.catalog.services import list_tracks
     from academy.db import utcnow
     from academy.demo import start_worker
+    from academy.enrollment.models import Cohort
     from academy.enrollment.services import create_cohort, request_enrollment
     from academy.extensions import db
     from academy.processes import stop_process
     from academy.users.models import Role
     from academy.users.services import create_user
+    from tests.grading.attempts import HIDDEN_LINE, pandas_attempt
 
     app = create_app({"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
                       "secret_key": "x" * 40, "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False})
@@ -311,9 +315,15 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
         learner = create_user(db.session, "submitter@example.kr", "submit-pass-123", Role.learner, name="김제출")
         learner.consent_at = utcnow()
         request_enrollment(db.session, cohort, learner)
+        teacher = create_user(db.session, "instructor@demo.academy.kr", "teach-pass-123", Role.instructor,
+                              name="박강사")  # the course manifest names this instructor
+        teacher.consent_at = utcnow()
         db.session.commit()
+        cohort_id = cohort.id
         assignment_id = db.session.scalar(db.select(Assignment.id).where(Assignment.slug == "01-pandas-basics"))
         db.session.remove()
+    attempt = tmp_path / "production_log (1).ipynb"
+    attempt.write_bytes(pandas_attempt())
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -321,30 +331,97 @@ def test_learner_submits_a_notebook_and_sees_the_score_arrive(tmp_path: Path, pa
     base = f"http://127.0.0.1:{server.server_port}"
     problems = Problems()
     problems.attach(page)
+
+    def sign_in(tab: Any, email: str, password: str) -> None:
+        tab.goto(f"{base}/login")
+        tab.fill("#email", email)
+        tab.fill("#password", password)
+        with tab.expect_navigation():
+            tab.locator("main form button[type=submit]").click()
+
+    def card(tab: Any, question: str) -> Any:
+        return tab.locator("article.fb-question", has=tab.locator("h3", has_text=question))
+
     try:
-        page.goto(f"{base}/login")
-        page.fill("#email", "submitter@example.kr")
-        page.fill("#password", "submit-pass-123")
-        with page.expect_navigation():
-            page.locator("main form button[type=submit]").click()
+        sign_in(page, "submitter@example.kr", "submit-pass-123")
         page.goto(f"{base}/dashboard")
         with page.expect_navigation():
             page.locator(f"a[href='/assignments/{assignment_id}']").click()
         expect(page.locator("main h1")).to_contain_text("pandas")
-        solution = ROOT / "courses/python-data/source/01-pandas-basics/production_log.ipynb"
-        page.set_input_files("#notebooks", str(solution))
+        page.set_input_files("#notebooks", str(attempt))
         with page.expect_navigation():
             page.locator("form.dropzone-form button[type=submit]").click()
         assert "/submissions/" in page.url
         expect(page.locator("main .alert-success")).to_contain_text("채점을 시작했습니다")
-        page.screenshot(path=str(ARTIFACTS / "04-submitted.png"), full_page=True)
+        _shot(page, "04-submitted.png", full_page=True)
         # The page reloads itself when grading finishes; no action from the learner.
         expect(page.locator("main h1 .status-graded")).to_be_visible(timeout=120_000)
-        # Every test cell of this assignment holds hidden tests: before the deadline the score
-        # waits, and the page says when it will appear.
-        expect(page.locator("#score-held")).to_contain_text("마감")
-        expect(page.locator("main table")).to_contain_text("강사가 채점")
-        page.screenshot(path=str(ARTIFACTS / "05-graded.png"), full_page=True)
+        table = page.locator("main table")
+        expect(table.locator("tr", has_text="문제 1. 불량률 열 추가하기")).to_contain_text("통과")
+        expect(table.locator("tr", has_text="문제 2. 라인별 요약")).to_contain_text("정렬되어 있어야 합니다")
+        expect(table).to_contain_text("강사가 채점")
+        expect(page.locator("#score-held")).to_contain_text("마감")  # hidden results and the total wait
+        _shot(page, "05-graded.png", full_page=True)
+
+        # The detailed feedback: their code, what it printed, each visible test's result; nothing hidden.
+        with page.expect_navigation():
+            page.locator("#open-feedback").click()
+        expect(page.locator("main h1")).to_contain_text("자세한 피드백")
+        expect(card(page, "문제 1. 불량률 열 추가하기").locator("[data-result=visible-passed]")).to_be_visible()
+        expect(card(page, "문제 2. 라인별 요약").locator("[data-message]")).to_contain_text("정렬되어 있어야 합니다")
+        not_written = card(page, "문제 3. 불량률이 높은 날 찾기").locator("[data-message]")
+        expect(not_written).to_contain_text("NotImplementedError")
+        expect(card(page, "문제 4. 개선 우선순위 정하기").locator("[data-result=waiting]")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("문제 1 함수 준비 완료")
+        expect(page.locator("main")).not_to_contain_text(HIDDEN_LINE)
+        expect(page.locator("[data-score=final]")).to_have_count(0)
+        _shot(page, "06-feedback-before-deadline.png", full_page=True)
+
+        # The instructor reads the written answer on the same page, gives points and a comment.
+        staff = page.context.browser.new_context(locale="ko-KR", timezone_id="Asia/Seoul",
+                                                 viewport={"width": 1280, "height": 900})
+        teacher_page = staff.new_page()
+        problems.attach(teacher_page)
+        try:
+            sign_in(teacher_page, "instructor@demo.academy.kr", "teach-pass-123")
+            teacher_page.goto(f"{base}/assignments/{assignment_id}/gradebook")
+            with teacher_page.expect_navigation():
+                teacher_page.locator("main table a[href^='/submissions/']").first.click()
+            with teacher_page.expect_navigation():
+                teacher_page.locator("#open-feedback").click()
+            essay = card(teacher_page, "문제 4. 개선 우선순위 정하기")
+            essay.locator("input[type=number]").fill("2.5")
+            card(teacher_page, "문제 2. 라인별 요약").locator("textarea").fill(
+                "groupby는 기본으로 정렬합니다. sort 인자를 다시 확인해 보세요.")
+            with teacher_page.expect_navigation():
+                teacher_page.locator(".fb-save button[type=submit]").click()
+            expect(teacher_page.locator(".alert-success")).to_contain_text("저장했습니다")
+            _shot(teacher_page, "07-instructor-grades.png", full_page=True)
+        finally:
+            staff.close()
+
+        # The learner's feedback page changes with it.
+        page.reload()
+        essay = card(page, "문제 4. 개선 우선순위 정하기")
+        expect(essay.locator("[data-points]")).to_contain_text("2.5 / 3.0")
+        expect(essay.locator("[data-result=waiting]")).to_have_count(0)
+        expect(card(page, "문제 2. 라인별 요약").locator("[data-comment]")).to_contain_text("sort 인자를")
+        _shot(page, "08-feedback-after-grading.png", full_page=True)
+
+        # The deadline passes: the total and the hidden tests appear.
+        with app.app_context():
+            row = db.session.get(Cohort, cohort_id)
+            row.starts_at = utcnow() - dt.timedelta(days=30)
+            db.session.get(Assignment, assignment_id).due_days = 1
+            db.session.commit()
+            db.session.remove()
+        page.reload()
+        expect(page.locator("[data-score=final]")).to_be_visible()
+        expect(page.locator("#score-held")).to_have_count(0)
+        expect(card(page, "문제 1. 불량률 열 추가하기").locator("[data-result=passed]")).to_be_visible()
+        expect(card(page, "문제 2. 라인별 요약").locator("[data-result=failed]")).to_be_visible()
+        expect(page.locator("main")).to_contain_text(HIDDEN_LINE)
+        _shot(page, "09-feedback-after-deadline.png", full_page=True)
         assert not any(problems.as_dict().values()), problems.as_dict()
     finally:
         stop_process(worker)

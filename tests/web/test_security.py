@@ -79,6 +79,7 @@ def page_paths(app: Flask, make_cohort: Any) -> list[str]:
         ("grading.submission", "public_id"): unknown_submission,
         ("grading.submission_status", "public_id"): unknown_submission,
         ("grading.feedback", "public_id"): unknown_submission,
+        ("grading.nbgrader_feedback", "public_id"): unknown_submission,
         ("catalog.track", "slug"): slug,
         ("catalog.course", "slug"): f"{slug}-course",
         ("auth.reset_password", "token"): "not-a-valid-token",
