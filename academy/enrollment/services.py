@@ -23,6 +23,7 @@ import datetime as dt
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -188,8 +189,16 @@ def _change(
     )
 
 
-def _notify(session: Session, enrollment: Enrollment, subject: str, body: str) -> None:
-    queue_mail(session, enrollment.user.email, subject, body)
+def _notify(session: Session, enrollment: Enrollment, subject: object, body: object, *,
+            note: str | None = None) -> None:
+    """Mail the learner in their own language: ``subject`` and ``body`` are lazy texts, made here.
+
+    The actor (an admin approving a request, a learner leaving and freeing a seat) may use
+    another language than the learner who reads the mail.
+    """
+    with force_locale(enrollment.user.locale or "ko"):
+        text = str(body) + (f"\n\n{note}" if note else "")
+        queue_mail(session, enrollment.user.email, str(subject), text)
 
 
 def _promote_waitlist(session: Session, cohort_id: int, *, actor: User | None) -> list[Enrollment]:
@@ -211,8 +220,8 @@ def _promote_waitlist(session: Session, cohort_id: int, *, actor: User | None) -
         _notify(
             session,
             waiting,
-            _("A seat opened up for you"),
-            _("A seat in %(cohort)s opened up and you are now enrolled.", cohort=waiting.cohort.name),
+            _l("A seat opened up for you"),
+            _l("A seat in %(cohort)s opened up and you are now enrolled.", cohort=waiting.cohort.name),
         )
         promoted.append(waiting)
     session.flush()
@@ -355,11 +364,11 @@ def approve(session: Session, enrollment: Enrollment, *, actor: User) -> Enrollm
     target = S.enrolled if _take_seat(session, enrollment.cohort_id) else S.waitlisted
     _change(session, enrollment, target, actor=actor, note="approved")
     if target is S.enrolled:
-        _notify(session, enrollment, _("Your enrollment was approved"),
-                _("You are enrolled in %(cohort)s.", cohort=enrollment.cohort.name))
+        _notify(session, enrollment, _l("Your enrollment was approved"),
+                _l("You are enrolled in %(cohort)s.", cohort=enrollment.cohort.name))
     else:
-        _notify(session, enrollment, _("Your enrollment was approved"),
-                _("%(cohort)s is full; you are on its waitlist.", cohort=enrollment.cohort.name))
+        _notify(session, enrollment, _l("Your enrollment was approved"),
+                _l("%(cohort)s is full; you are on its waitlist.", cohort=enrollment.cohort.name))
     record(session, "enrollment.approve", actor=actor, target_type="enrollment", target_id=enrollment.id,
            result=target.value)
     session.flush()
@@ -371,9 +380,8 @@ def reject(session: Session, enrollment: Enrollment, *, actor: User, note: str |
     if enrollment.status is not S.pending:
         raise Conflict(_("Only pending requests can be rejected."))
     _change(session, enrollment, S.rejected, actor=actor, note=note or None)
-    _notify(session, enrollment, _("Your enrollment request was not approved"),
-            _("Your request to join %(cohort)s was not approved.", cohort=enrollment.cohort.name)
-            + (f"\n\n{note}" if note else ""))
+    _notify(session, enrollment, _l("Your enrollment request was not approved"),
+            _l("Your request to join %(cohort)s was not approved.", cohort=enrollment.cohort.name), note=note)
     record(session, "enrollment.reject", actor=actor, target_type="enrollment", target_id=enrollment.id)
     session.flush()
     return enrollment

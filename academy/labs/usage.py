@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -121,11 +122,12 @@ def _enforce_quotas(session: Session, client: HubClient, settings: Settings, now
             lab.warned_at = now
             user = session.get(User, lab.user_id)
             if user is not None:
-                queue_mail(session, user.email, _("Your GPU time is almost used up"),
-                           _("Your lab for %(course)s will be stopped in about %(minutes)d minutes, when your GPU "
-                             "hours for the course are used up. Save your work now.",
-                             course=course.title_ko,
-                             minutes=max(int(left_minutes), 1)))
+                with force_locale(user.locale or "ko"):  # the learner's language
+                    queue_mail(session, user.email, _("Your GPU time is almost used up"),
+                               _("Your lab for %(course)s will be stopped in about %(minutes)d minutes, when your "
+                                 "GPU hours for the course are used up. Save your work now.",
+                                 course=course.title(user.locale or "ko"),
+                                 minutes=max(int(left_minutes), 1)))
             report.warned += 1
 
 

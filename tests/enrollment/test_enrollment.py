@@ -161,3 +161,35 @@ def test_capacity_constraint_holds_in_the_database(app: Flask, make_cohort: Any)
         with pytest.raises(IntegrityError):
             db.session.commit()
         db.session.rollback()
+
+
+def test_enrollment_mails_speak_the_learners_language_not_the_admins(
+        app: Flask, make_user: Any, make_cohort: Any) -> None:
+    from flask_babel import force_locale
+
+    cohort_id = make_cohort(capacity=1, requires_approval=True)
+    admin = make_user("admin")
+    korean, english, third = make_user(), make_user(), make_user()
+    with app.app_context():
+        db.session.get(User, english).locale = "en"
+        db.session.get(User, korean).locale = "ko"
+        db.session.commit()
+    for u in (korean, english, third):
+        _enroll(app, cohort_id, u)
+    with app.app_context(), app.test_request_context():
+        actor = db.session.get(User, admin)
+        rows = {e.user_id: e for e in services.pending_requests(db.session)}
+        with force_locale("en"):  # the admin works in English
+            services.approve(db.session, rows[korean], actor=actor)
+        with force_locale("ko"):  # and this one in Korean
+            services.reject(db.session, rows[english], actor=actor, note="Please ask your company first.")
+        db.session.commit()
+
+        def mail(user_id: int) -> OutboxMessage:
+            email = db.session.get(User, user_id).email
+            return db.session.scalar(db.select(OutboxMessage).where(OutboxMessage.recipient == email))
+
+        approved, rejected = mail(korean), mail(english)
+        assert "승인" in approved.subject and "approved" not in approved.subject
+        assert "was not approved" in rejected.subject and "Please ask your company first." in rejected.body
+        assert "승인" not in rejected.body
