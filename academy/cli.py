@@ -120,6 +120,42 @@ def token_create_command(email: str, scopes: tuple[str, ...], name: str, days: i
     click.echo(plain)
 
 
+@click.group("completion")
+def completion_group() -> None:
+    """Course and track completions."""
+
+
+@completion_group.command("recompute")
+@click.option("--course", "course_slug", default=None, help="Only this course (its id in courses/).")
+@click.option("--notify/--no-notify", default=False, show_default=True,
+              help="Mail the learners whose completion was recorded or withdrawn.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@with_appcontext
+def completion_recompute_command(course_slug: str | None, notify: bool, as_json: bool) -> None:
+    """Judge every learner's completions again from scores and rules; changes only what differs."""
+    import json
+
+    from academy.catalog.services import get_course_by_slug
+    from academy.completion.services import recompute
+    from academy.errors import AcademyError
+    from academy.extensions import db
+
+    courses = None
+    if course_slug is not None:
+        try:
+            courses = [get_course_by_slug(db.session, course_slug, include_inactive=True)]
+        except AcademyError:
+            click.echo(f"error: no course '{course_slug}'", err=True)
+            sys.exit(2)
+    report = recompute(db.session, courses=courses, notify=notify)
+    db.session.commit()
+    if as_json:
+        click.echo(json.dumps(report.as_json()))
+    else:
+        click.echo(f"learners judged: {report.learners}; completions recorded: {report.recorded}, "
+                   f"withdrawn: {report.withdrawn}")
+
+
 @click.command("worker")
 @click.option("--concurrency", "-c", type=int, default=None, help="Grading processes (default: one per core).")
 @click.option("--beat/--no-beat", default=None,
@@ -165,7 +201,8 @@ def demo_command(host: str, port: int) -> None:
 
 
 #: Every ``academy`` command (also registered as ``flask.commands`` entry points).
-COMMANDS = (init_command, create_user_command, token_group, demo_command, worker_command, grade_command)
+COMMANDS = (init_command, create_user_command, token_group, completion_group, demo_command, worker_command,
+            grade_command)
 
 
 if __name__ == "__main__":

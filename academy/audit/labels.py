@@ -23,6 +23,8 @@ ACTION_LABELS: dict[str, Any] = {
     "catalog.load": _l("Course catalogue loaded"),
     "cohort.create": _l("Cohort created"),
     "cohort.set_capacity": _l("Cohort capacity changed"),
+    "completion.record": _l("Completion recorded"),
+    "completion.withdraw": _l("Completion withdrawn"),
     "enrollment.approve": _l("Enrollment approved"),
     "enrollment.move": _l("Learner moved to another cohort"),
     "enrollment.reject": _l("Enrollment rejected"),
@@ -60,10 +62,20 @@ DETAIL_LABELS: dict[str, Any] = {
     "learner": _l("Learner"),
     "previous_score": _l("Score before"),
     "profile": _l("Lab environment"),
+    "reason": _l("Reason"),
     "role": _l("Role"),
     "score": _l("Score"),
     "updated": _l("Updated"),
     "version": _l("Version"),
+}
+
+#: Why a completion was withdrawn (``academy.completion.services.REASONS``).
+WITHDRAWAL_REASONS: dict[str, Any] = {
+    "score_changed": _l("A score changed (grading by hand or a regrade)"),
+    "rule_changed": _l("The course's passing rule changed"),
+    "deadline": _l("Results became final at the deadline"),
+    "recompute": _l("Completions were judged again"),
+    "course_withdrawn": _l("A course of the track is no longer completed"),
 }
 
 
@@ -86,6 +98,7 @@ class DescribedEntry:
 def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> list[DescribedEntry]:
     """Label each entry's action, name its target and its details, with one query per kind of target."""
     from academy.catalog.models import Assignment
+    from academy.completion.models import Completion
     from academy.enrollment.models import Cohort, Enrollment
     from academy.grading.models import Submission
     from academy.labs.models import LabSession
@@ -112,6 +125,7 @@ def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> li
     submissions = load(Submission, "submission")
     labs = load(LabSession, "lab_session")
     tokens = load(ApiToken, "api_token")
+    completions = load(Completion, "completion")
 
     def person(user: Any) -> str:
         return f"{user.name} ({user.email})" if getattr(user, "name", None) else user.email
@@ -137,6 +151,10 @@ def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> li
             user = session.get(User, row.user_id)
             course = row.course.title(locale) if getattr(row, "course", None) is not None else ""
             return " · ".join(part for part in (person(user) if user else "", course) if part)
+        if kind == "completion" and key in completions:
+            row = completions[key]
+            title = row.course.title(locale) if row.course is not None else row.track.title(locale)
+            return f"{person(row.user)} · {title}"
         if kind == "api_token" and key in tokens:
             return str(tokens[key].name)
         if kind == "catalog":
@@ -153,6 +171,8 @@ def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> li
                 continue  # internal bookkeeping (digests, file lists) stays in the database
             if key == "learner" and isinstance(value, int) and value in users:
                 value = person(users[value])
+            elif key == "reason" and value in WITHDRAWAL_REASONS:
+                value = WITHDRAWAL_REASONS[value]
             elif isinstance(value, str) and key.endswith("_at"):
                 value = _when(value)
             shown.append((str(label), str(value)))

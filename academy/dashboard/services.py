@@ -2,7 +2,8 @@
 
 Everything here is read-only and takes plain values.  Each assignment's deadline, score
 and status come from ``academy.grading.standing`` (the same answer the assignment and
-submission pages give), fetched per track in a fixed number of queries.
+submission pages give), fetched per track in a fixed number of queries; each course's
+completion (or what is still missing for it) from ``academy.completion``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course, Track
+from academy.completion.models import Completion
+from academy.completion.rules import Condition, Outcome
+from academy.completion.services import outcome_from
 from academy.db import utcnow
 from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
 from academy.enrollment.services import enrollments_of, waitlist_position
@@ -47,6 +52,20 @@ class AssignmentRow:
 class CourseRow:
     course: Course
     assignments: list[AssignmentRow] = field(default_factory=list)
+    completion: Completion | None = None  # in force
+    outcome: Outcome | None = None  # the passing rule judged now (None without access)
+
+    @property
+    def missing(self) -> list[Condition]:
+        """The conditions of the passing rule not met yet (nothing once completed)."""
+        if self.completion is not None or self.outcome is None:
+            return []
+        return [c for c in self.outcome.conditions if not c.met]
+
+    def assignment_title(self, slug: str | None, locale: str) -> str:
+        """An assignment of this course by its title."""
+        found = next((a.assignment for a in self.assignments if a.assignment.slug == slug), None)
+        return found.title(locale) if found is not None else (slug or "")
 
     @property
     def progress(self) -> int:
@@ -64,6 +83,7 @@ class TrackRow:
     track: Track
     waitlist_position: int | None
     courses: list[CourseRow] = field(default_factory=list)
+    completion: Completion | None = None  # of the whole track, in force
 
     @property
     def progress(self) -> int:
@@ -94,18 +114,25 @@ def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None =
     if user is None:
         return []
     rows: list[TrackRow] = []
+    completions = session.scalars(select(Completion).where(Completion.user_id == user.id,
+                                                           Completion.withdrawn_at.is_(None))).all()
+    course_done = {c.course_id: c for c in completions if c.course_id is not None}
+    track_done = {c.track_id: c for c in completions if c.course_id is None}
     for enrollment in enrollments_of(session, user, active_only=True):
         cohort = enrollment.cohort
         track = cohort.track
-        row = TrackRow(enrollment, cohort, track, waitlist_position(session, enrollment))
+        row = TrackRow(enrollment, cohort, track, waitlist_position(session, enrollment),
+                       completion=track_done.get(track.id))
         courses = [c for c in track.courses if c.active]
         assignments = [a for c in courses for a in c.assignments if a.active]
         standings = learner_standings(session, user, assignments, cohort=cohort, now=now) if row.has_access else {}
         for course in courses:
-            course_row = CourseRow(course)
+            course_row = CourseRow(course, completion=course_done.get(course.id))
             for assignment in course.assignments:
                 if assignment.active and assignment.id in standings:
                     course_row.assignments.append(AssignmentRow(assignment, standings[assignment.id]))
+            if row.has_access and course_row.completion is None:
+                course_row.outcome = outcome_from(session, user, course, standings, now=now, lab_hours=False)
             row.courses.append(course_row)
         rows.append(row)
     return rows

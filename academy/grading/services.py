@@ -433,6 +433,8 @@ def grade_by_hand(session: Session, submission: Submission, points: dict[int, fl
         every[cell_id].comment = text
     submission.raw_score = round(sum(c.score or 0.0 for c in submission.cells), 4)
     submission.score = deadlines.apply_penalty(submission.raw_score, submission.penalty_percent)
+    if points:
+        submission.graded_at = utcnow()  # the score as it stands now was decided now
     record(session, "submission.grade_by_hand", actor=actor, target_type="submission", target_id=submission.id,
            points={cells[i].grade_id: v for i, v in points.items()},
            comments={every[i].grade_id: bool(t) for i, t in changed.items()},

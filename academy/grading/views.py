@@ -13,6 +13,7 @@ from itsdangerous import BadSignature
 from sqlalchemy import select
 
 from academy.catalog.models import Assignment
+from academy.completion.services import refresh_safely
 from academy.errors import AcademyError, NotFound
 from academy.extensions import db, limiter
 from academy.grading import services
@@ -160,6 +161,7 @@ def grade_by_hand(public_id: str) -> Any:
             elif key.startswith("comment-") and key[8:].isdigit():
                 comments[int(key[8:])] = value
         services.grade_by_hand(db.session, row, points, actor=current_user, comments=comments, names=names)
+        refresh_safely(db.session, row.user, row.assignment.course)
     except ValueError:
         db.session.rollback()
         flash(_("Points must be numbers."), "danger")

@@ -184,6 +184,9 @@ def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedbac
         record_result(db.session, submission, result, feedback_sha256=digest, graded_notebooks=graded)
         if job.reason == "regrade":
             _tell_learner_about_regrade(submission, previous_score)
+        from academy.completion.services import refresh_safely
+
+        refresh_safely(db.session, submission.user, submission.assignment.course)
     elif target is JobState.failed:
         record_result(db.session, submission, {"status": "grader_error", "problems": [error or "grader error"]})
     else:

@@ -52,6 +52,8 @@ def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float =
             "sweep-labs": {"task": "academy.sweep_labs", "schedule": 60.0},
             # Mail: try again the messages SMTP did not take (or whose delivery message was lost).
             "retry-mail": {"task": "academy.retry_mail", "schedule": 60.0},
+            # Completions: results held until a deadline are final once it passes; judge those learners.
+            "refresh-completions": {"task": "academy.refresh_completions", "schedule": 600.0},
         },
     }
     config["beat_schedule_filename"] = str(Path(data_dir) / "celerybeat-schedule")

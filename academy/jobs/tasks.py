@@ -117,6 +117,21 @@ def register(celery: Celery) -> None:
         with flask_app().app_context():
             return retry_due(db.session, flask_app().config["ACADEMY_SETTINGS"])
 
+    @celery.task(name="academy.refresh_completions", shared=False)
+    def refresh_completions() -> int:
+        """Judge completions again for the learners whose deadline passed in the last hour."""
+        import datetime as dt
+
+        from academy.completion.services import refresh_due
+        from academy.db import utcnow
+        from academy.extensions import db
+
+        with flask_app().app_context():
+            now = utcnow()
+            judged = refresh_due(db.session, since=now - dt.timedelta(hours=1), now=now)
+            db.session.commit()
+            return judged
+
     @celery.task(name="academy.start_lab", shared=False, acks_late=True, reject_on_worker_lost=True)
     def start_lab(lab_id: int) -> str:
         """Start a lab's server and follow it until ready (academy.labs.launch.run_start)."""

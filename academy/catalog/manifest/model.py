@@ -48,7 +48,7 @@ class CourseManifest:
     lab_profile: str
     gpu_hour_quota: float
     instructors: tuple[str, ...]
-    passing_rule: dict[str, Any]  # {"min_score_percent": float, "required_assignments": [ids]}
+    passing_rule: dict[str, Any]  # min_score_percent, required_assignments[, min_total_percent, min_lab_hours]
     assignments: tuple[AssignmentManifest, ...]
     directory: Path  # absolute path of the nbgrader course directory
     manifest_hash: str  # sha256 of course.toml and the assignments' notebooks

@@ -183,15 +183,21 @@ def _instructors(root: TomlTable) -> tuple[str, ...]:
 
 
 def _passing_rule(root: TomlTable, assignment_ids: set[str]) -> dict[str, Any]:
-    passing = root.table("passing", {"min_score_percent", "required_assignments"})
+    passing = root.table("passing", {"min_score_percent", "required_assignments", "min_total_percent",
+                                     "min_lab_hours"})
     min_score = passing.number("min_score_percent", maximum=100)
     required = passing.strings("required_assignments")
+    extra: dict[str, float] = {}
+    if "min_total_percent" in passing.data:
+        extra["min_total_percent"] = passing.number("min_total_percent", maximum=100)
+    if "min_lab_hours" in passing.data:
+        extra["min_lab_hours"] = passing.number("min_lab_hours", maximum=10_000)
     for index, name in enumerate(required):
         if name not in assignment_ids:
             raise passing.error(
                 "required_assignments", f"'{name}' is not one of this course's assignments", index=index
             )
-    return {"min_score_percent": min_score, "required_assignments": list(dict.fromkeys(required))}
+    return {"min_score_percent": min_score, "required_assignments": list(dict.fromkeys(required)), **extra}
 
 
 def _assignments(root: TomlTable, course_dir: Path) -> tuple[AssignmentManifest, ...]:

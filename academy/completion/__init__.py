@@ -1,0 +1,1 @@
+"""Completion of courses and tracks: the passing rule, the recorded completions and their history."""
