@@ -153,8 +153,7 @@ def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> li
             return " · ".join(part for part in (person(user) if user else "", course) if part)
         if kind == "completion" and key in completions:
             row = completions[key]
-            title = row.course.title(locale) if row.course is not None else row.track.title(locale)
-            return f"{person(row.user)} · {title}"
+            return f"{person(row.user)} · {row.title(locale)}"
         if kind == "api_token" and key in tokens:
             return str(tokens[key].name)
         if kind == "catalog":

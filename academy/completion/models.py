@@ -55,6 +55,10 @@ class Completion(db.Model):
     track: Mapped[Track] = relationship()
     course: Mapped[Course | None] = relationship()
 
+    def title(self, locale: str) -> str:
+        """What was completed: the course's title, or the track's."""
+        return self.course.title(locale) if self.course is not None else self.track.title(locale)
+
     @property
     def in_force(self) -> bool:
         """True until it is withdrawn."""

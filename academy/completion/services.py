@@ -145,21 +145,17 @@ def _withdraw(session: Session, row: Completion, *, now: dt.datetime, reason: st
            learner=row.user_id, reason=reason)
 
 
-def _title(row: Completion, locale: str) -> str:
-    return row.course.title(locale) if row.course is not None else row.track.title(locale)
-
-
 def _tell(session: Session, user: User, change: Change) -> None:
     """Mail the learner what was recorded and withdrawn, in their language."""
     locale = user.locale or "ko"
     with force_locale(locale):
         for row in change.recorded:
-            title = _title(row, locale)
+            title = row.title(locale)
             queue_mail(session, user.email, _("You completed %(title)s", title=title),
                        _("Congratulations, %(name)s: you met every condition of %(title)s. Your dashboard "
                          "shows the completion.", name=user.name, title=title))
         for row in change.withdrawn:
-            title = _title(row, locale)
+            title = row.title(locale)
             queue_mail(session, user.email, _("Your completion of %(title)s was withdrawn", title=title),
                        _("After a change to your scores or to the course's rule, %(title)s no longer counts as "
                          "completed. Your dashboard shows what is missing; once it is met again, the "

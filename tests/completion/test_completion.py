@@ -145,6 +145,12 @@ def _graded(ids: dict[str, Any], key: str, score: float, *, attempt: int = 1,
     return row.id
 
 
+def _shown_at_once(ids: dict[str, Any], key: str) -> AssignmentRelease:
+    """Make assignment ``key`` show hidden results at once (no deadline to wait for); returns its release."""
+    db.session.get(Assignment, ids[key]).grading = {"hidden_tests": "immediately"}
+    return db.session.scalar(select(AssignmentRelease).where(AssignmentRelease.assignment_id == ids[key]))
+
+
 def _in_force(ids: dict[str, Any], **where: Any) -> list[Completion]:
     query = select(Completion).where(Completion.user_id == ids["learner"], Completion.withdrawn_at.is_(None))
     for key, value in where.items():
@@ -299,9 +305,7 @@ def test_a_grading_result_from_the_worker_records_the_completion(app: Flask, aca
 
     ids = academy
     with app.app_context():
-        b1 = db.session.get(Assignment, ids["b1"])
-        b1.grading = {"hidden_tests": "immediately"}
-        release = db.session.scalar(select(AssignmentRelease).where(AssignmentRelease.assignment_id == ids["b1"]))
+        release = _shown_at_once(ids, "b1")
         submission = Submission(assignment_id=ids["b1"], user_id=ids["learner"], release=release, attempt=1,
                                 status=SubmissionStatus.grading, max_score=10.0)
         job = GradingJob(submission=submission, state=JobState.running, worker="w1", attempts=1)
@@ -341,9 +345,7 @@ def test_grading_by_hand_in_the_portal_completes_the_course(app: Flask, academy:
 
     ids = academy
     with app.app_context():
-        b1 = db.session.get(Assignment, ids["b1"])
-        b1.grading = {"hidden_tests": "immediately"}
-        release = db.session.scalar(select(AssignmentRelease).where(AssignmentRelease.assignment_id == ids["b1"]))
+        release = _shown_at_once(ids, "b1")
         submission = Submission(assignment_id=ids["b1"], user_id=ids["learner"], release=release, attempt=1,
                                 status=SubmissionStatus.graded, score=4.0, raw_score=4.0, max_score=10.0,
                                 graded_at=T0, cells=[

@@ -29,12 +29,6 @@ NAME = "production_log.ipynb"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="session")
-def grader_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """nbgrader's generated releases, shared by the tests of this run."""
-    return tmp_path_factory.mktemp("grader-cache")
-
-
 @pytest.fixture
 def course(app: Flask, grader_cache: Path, make_cohort: Any) -> dict[str, Any]:
     """The shipped courses loaded, one assignment released, and an open cohort of its track."""

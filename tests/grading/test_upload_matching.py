@@ -37,12 +37,6 @@ SENSOR_TITLE = "과제 2. 센서 데이터 정제와 시간대별 요약"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="session")
-def grader_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """nbgrader's generated releases, shared by the tests of this module."""
-    return tmp_path_factory.mktemp("grader-cache")
-
-
 @pytest.fixture
 def course(app: Flask, grader_cache: Path, make_cohort: Any) -> dict[str, Any]:
     """The shipped courses loaded, both python-data assignments released, an open cohort of their track."""
