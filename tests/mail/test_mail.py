@@ -32,6 +32,8 @@ from tests.grading.regrading import regrade_a_graded_submission
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 PROMOTED = "수강 자리가 생겼습니다"  # "A seat opened up for you", in the default locale
+REGRADED = "점수가 변경되었습니다"  # "Your score for … was updated"
+COMPLETED = "과정을 수료했습니다"  # "You completed …"
 
 
 class Mailbox:
@@ -279,9 +281,13 @@ def test_a_regrade_that_changes_the_score_is_mailed(app: Flask, mailbox: Mailbox
         assert _finish(job_id, worker_name(), attempt, fixed, None, None) == "done"
     assert mailbox.received == []  # written with the result, sent by its own job
     jobs.run()
-    [mail] = [m for m in mailbox.received if m["To"] == "graded@example.kr"]
+    to_learner = [m for m in mailbox.received if m["To"] == "graded@example.kr"]
+    [mail] = [m for m in to_learner if m["Subject"].endswith(REGRADED)]
     body = mail.get_content()
     assert "4" in body and "9" in body
+    # 9 of 10 now passes the track's only course: each completion it brings is its own mail
+    others = [m["Subject"] for m in to_learner if m is not mail]
+    assert others and all(COMPLETED in subject for subject in others), others
 
 
 def _sweep_labs(session: Any, hub: Any, settings: Any, now: dt.datetime) -> Any:
