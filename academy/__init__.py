@@ -109,6 +109,7 @@ def _register_blueprints(app: Flask) -> None:
     from academy.admin.views import bp as admin_bp
     from academy.api.views import bp as api_bp
     from academy.catalog.views import bp as catalog_bp
+    from academy.certificates.views import bp as certificates_bp
     from academy.dashboard.views import bp as dashboard_bp
     from academy.enrollment.views import bp as enrollment_bp
     from academy.grading.views import bp as grading_bp
@@ -118,5 +119,5 @@ def _register_blueprints(app: Flask) -> None:
     from academy.web.views import bp as web_bp
 
     for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, grading_bp, admin_bp, api_bp,
-               oidc_bp, labs_bp):
+               oidc_bp, labs_bp, certificates_bp):
         app.register_blueprint(bp)

@@ -153,7 +153,74 @@ def completion_recompute_command(course_slug: str | None, notify: bool, as_json:
         click.echo(json.dumps(report.as_json()))
     else:
         click.echo(f"learners judged: {report.learners}; completions recorded: {report.recorded}, "
-                   f"withdrawn: {report.withdrawn}")
+                   f"withdrawn: {report.withdrawn}; certificates issued: {report.certificates}")
+
+
+@click.group("certificate")
+def certificate_group() -> None:
+    """Certificates of completion."""
+
+
+@certificate_group.command("list")
+@click.option("--status", type=click.Choice(["valid", "revoked"]), default=None, help="Only these.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@with_appcontext
+def certificate_list_command(status: str | None, as_json: bool) -> None:
+    """Every certificate, newest first: code, holder, title and status."""
+    import json
+
+    from sqlalchemy import select
+
+    from academy.certificates.models import Certificate
+    from academy.extensions import db
+
+    query = select(Certificate).order_by(Certificate.issued_at.desc(), Certificate.id.desc())
+    if status == "valid":
+        query = query.where(Certificate.revoked_at.is_(None))
+    elif status == "revoked":
+        query = query.where(Certificate.revoked_at.is_not(None))
+    for certificate in db.session.scalars(query).yield_per(500):
+        if as_json:
+            stated = certificate.statement()
+            click.echo(json.dumps({"code": certificate.code, "holder": certificate.holder_name,
+                                   "title": certificate.title_ko, "title_en": certificate.title_en,
+                                   "kind": certificate.kind, "status": certificate.status,
+                                   "completed_on": stated["completed_on"], "issued_at": stated["issued_at"],
+                                   "user_id": certificate.user_id}, ensure_ascii=False))
+        else:
+            click.echo(f"{certificate.code}  {certificate.status:<7}  {certificate.holder_name}  "
+                       f"{certificate.title_ko}")
+
+
+@certificate_group.command("revoke")
+@click.argument("code")
+@click.option("--reason", required=True, help="Why (the learner is told).")
+@with_appcontext
+def certificate_revoke_command(code: str, reason: str) -> None:
+    """Revoke the certificate CODE."""
+    from academy.certificates.services import get_by_code, revoke
+    from academy.errors import AcademyError
+    from academy.extensions import db
+
+    try:
+        certificate = revoke(db.session, get_by_code(db.session, code), actor=None, reason=reason)
+    except AcademyError as exc:
+        db.session.rollback()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    db.session.commit()
+    click.echo(f"revoked {certificate.code}")
+
+
+@certificate_group.command("new-key")
+@with_appcontext
+def certificate_new_key_command() -> None:
+    """Make a new certificate signing key; older keys stay published so their credentials still verify."""
+    from academy.certificates.keys import current_key, new_key
+
+    data_dir = current_app.config["ACADEMY_SETTINGS"].data_dir
+    path = new_key(data_dir)
+    click.echo(f"new key {current_key(data_dir).kid} in {path}")
 
 
 @click.command("worker")
@@ -201,8 +268,8 @@ def demo_command(host: str, port: int) -> None:
 
 
 #: Every ``academy`` command (also registered as ``flask.commands`` entry points).
-COMMANDS = (init_command, create_user_command, token_group, completion_group, demo_command, worker_command,
-            grade_command)
+COMMANDS = (init_command, create_user_command, token_group, completion_group, certificate_group, demo_command,
+            worker_command, grade_command)
 
 
 if __name__ == "__main__":

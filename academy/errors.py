@@ -60,6 +60,13 @@ class Conflict(AcademyError):
     code = "conflict"
 
 
+class Gone(AcademyError):
+    """The object existed but is no longer available (a revoked certificate's files)."""
+
+    status_code = 410
+    code = "gone"
+
+
 @contextlib.contextmanager
 def from_engine() -> Iterator[None]:
     """Re-raise the grading engine's refusals of its input (``UngradableInput``) as ``ValidationFailed``.

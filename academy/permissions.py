@@ -37,3 +37,8 @@ def can_manage_enrollments(user: User | None) -> bool:
 def can_enroll(user: User | None) -> bool:
     """Any active account may ask to join a cohort."""
     return user is not None and user.active
+
+
+def can_see_certificate_files(user: User | None, holder_id: int) -> bool:
+    """A certificate's PDF and credential: its holder and admins."""
+    return user is not None and user.active and (user.id == holder_id or is_admin(user))

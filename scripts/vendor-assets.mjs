@@ -99,6 +99,11 @@ if (existsSync(join(pkgDir("pretendard"), PRETENDARD_VF))) {
   throw new Error(`pretendard ${pretendardVersion}: ${PRETENDARD_VF} not found; the package layout changed`);
 }
 copy("pretendard", "dist/LICENSE.txt", "pretendard/LICENSE.txt");
+// TrueType-outline static fonts for the certificate PDFs: ReportLab embeds (a subset of) TrueType
+// fonts, not the CFF outlines of the .otf files or the web fonts above.
+for (const weight of ["Regular", "Bold"]) {
+  copy("pretendard", `dist/public/static/alternative/Pretendard-${weight}.ttf`, `pretendard/ttf/Pretendard-${weight}.ttf`);
+}
 
 // ---------------------------------------------------------------- manifest
 const manifest = {

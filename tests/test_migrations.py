@@ -17,7 +17,7 @@ from tests.support import ROOT
 TABLES = {"user", "company", "track", "course", "course_instructor", "assignment", "cohort", "enrollment",
           "enrollment_event", "api_token", "audit_entry", "outbox_message", "assignment_release", "submission",
           "submission_file", "cell_score", "grading_job", "extension", "oauth_code", "oauth_token", "lab_session",
-          "gpu_device", "completion"}
+          "gpu_device", "completion", "certificate"}
 
 
 @pytest.fixture

@@ -165,7 +165,46 @@ def openapi_document() -> dict[str, Any]:
             "required": ["id", "cohort", "status", "requested_at"],
         },
     }
+    localized = {"type": "object", "properties": {"ko": {"type": "string"}, "en": {"type": "string"}},
+                 "required": ["ko", "en"]}
+    schemas["Certificate"] = {
+        "type": "object",
+        "description": "What a certificate states and whether it is valid. `credential` is the Open Badges 3.0 "
+                       "credential as a compact JWS (RS256), verifiable with the keys at /certificates/jwks.json.",
+        "properties": {
+            "code": {"type": "string", "pattern": "^([0-9A-HJKMNP-TV-Z]{4}-){2}[0-9A-HJKMNP-TV-Z]{4}$"},
+            "status": {"type": "string", "enum": ["valid", "revoked"]},
+            "holder": {"type": "string"},
+            "kind": {"type": "string", "enum": ["course", "track"]},
+            "title": localized,
+            "track": localized,
+            "hours": {"type": "number"},
+            "competencies": {"type": "array", "items": localized},
+            "completed_on": {"type": "string", "format": "date"},
+            "issued_at": {"type": "string", "format": "date-time"},
+            "revoked_at": {"type": "string", "format": "date-time"},
+            "issuer": {"type": "object", "properties": {"name": localized, "url": {"type": "string"}},
+                       "required": ["name", "url"]},
+            "verify_url": {"type": "string"},
+            "credential": {"type": "string", "pattern": "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$"},
+        },
+        "required": ["code", "status", "holder", "kind", "title", "track", "hours", "competencies", "completed_on",
+                     "issued_at", "issuer", "verify_url", "credential"],
+        "additionalProperties": False,
+    }
     paths: dict[str, Any] = {
+        "/api/v1/certificates/{code}": {
+            "get": {
+                "operationId": "getCertificate",
+                "summary": "Verify a certificate (public, no token): what it states and whether it is valid",
+                "security": [],
+                "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"},
+                                "description": "The verification code printed on the certificate; case, "
+                                               "spaces and hyphens do not matter"}],
+                "responses": {"200": _ok(_ref("Certificate")),
+                              "404": _error_response("No certificate has this code, or the code is malformed")},
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",

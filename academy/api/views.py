@@ -34,6 +34,15 @@ def openapi() -> Any:
     return jsonify(openapi_document())
 
 
+@bp.route("/certificates/<code>")
+@public
+def certificate(code: str) -> Any:
+    """What a certificate states, whether it is valid, and its signed credential (no token needed)."""
+    from academy.certificates import services as certificate_services
+
+    return jsonify(certificate_services.public_json(certificate_services.get_by_code(db.session, code)))
+
+
 @bp.route("/me")
 @token_scope("profile:read")
 def me() -> Any:

@@ -21,6 +21,8 @@ from academy.audit.models import AuditEntry
 ACTION_LABELS: dict[str, Any] = {
     "assignment.release": _l("Assignment version released"),
     "catalog.load": _l("Course catalogue loaded"),
+    "certificate.issue": _l("Certificate issued"),
+    "certificate.revoke": _l("Certificate revoked"),
     "cohort.create": _l("Cohort created"),
     "cohort.set_capacity": _l("Cohort capacity changed"),
     "completion.record": _l("Completion recorded"),
@@ -76,6 +78,8 @@ WITHDRAWAL_REASONS: dict[str, Any] = {
     "deadline": _l("Results became final at the deadline"),
     "recompute": _l("Completions were judged again"),
     "course_withdrawn": _l("A course of the track is no longer completed"),
+    # a certificate revoked by the system rather than by an admin (``academy.certificates.services``)
+    "completion_withdrawn": _l("The completion was withdrawn"),
 }
 
 
@@ -98,6 +102,7 @@ class DescribedEntry:
 def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> list[DescribedEntry]:
     """Label each entry's action, name its target and its details, with one query per kind of target."""
     from academy.catalog.models import Assignment
+    from academy.certificates.models import Certificate
     from academy.completion.models import Completion
     from academy.enrollment.models import Cohort, Enrollment
     from academy.grading.models import Submission
@@ -126,6 +131,9 @@ def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> li
     labs = load(LabSession, "lab_session")
     tokens = load(ApiToken, "api_token")
     completions = load(Completion, "completion")
+    codes = {str(e.target_id) for e in entries if e.target_type == "certificate" and e.target_id}
+    certificates = {row.code: row for row in session.scalars(select(Certificate).where(Certificate.code.in_(codes)))
+                    } if codes else {}
 
     def person(user: Any) -> str:
         return f"{user.name} ({user.email})" if getattr(user, "name", None) else user.email
@@ -154,6 +162,9 @@ def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> li
         if kind == "completion" and key in completions:
             row = completions[key]
             return f"{person(row.user)} · {row.title(locale)}"
+        if kind == "certificate" and raw in certificates:
+            row = certificates[raw]
+            return f"{person(row.user)} · {row.title(locale)} · {row.code}"
         if kind == "api_token" and key in tokens:
             return str(tokens[key].name)
         if kind == "catalog":

@@ -60,6 +60,8 @@ class Course(db.Model):
     lab_profile: Mapped[str] = mapped_column(String(40), default="cpu")
     gpu_hour_quota: Mapped[float] = mapped_column(Float, default=0.0)
     passing_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What a learner who completes the course can do, printed on the certificate: [{"ko": ..., "en": ...}]
+    competencies: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     source_path: Mapped[str] = mapped_column(String(500))
     manifest_hash: Mapped[str] = mapped_column(String(64), default="")
     active: Mapped[bool] = mapped_column(default=True)

@@ -175,6 +175,7 @@ def _course_values(manifest: CourseManifest) -> dict[str, Any]:
         "lab_profile": manifest.lab_profile,
         "gpu_hour_quota": manifest.gpu_hour_quota,
         "passing_rule": dict(manifest.passing_rule),
+        "competencies": [{"ko": ko, "en": en} for ko, en in manifest.competencies],
         "source_path": str(manifest.directory),
         "manifest_hash": manifest.manifest_hash,
         "active": True,

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from academy.audit.services import record
 from academy.catalog.models import Assignment, Course, Track
+from academy.certificates.services import issue, issue_missing, revoke_for_completion
 from academy.completion.models import Completion
 from academy.completion.rules import AssignmentResult, Outcome, PassingRule, hours_reached, judge
 from academy.db import utcnow
@@ -143,6 +144,7 @@ def _withdraw(session: Session, row: Completion, *, now: dt.datetime, reason: st
     row.withdrawn_detail = detail or []
     record(session, "completion.withdraw", actor=None, target_type="completion", target_id=row.id,
            learner=row.user_id, reason=reason)
+    revoke_for_completion(session, row, now=now)
 
 
 def _tell(session: Session, user: User, change: Change) -> None:
@@ -152,14 +154,15 @@ def _tell(session: Session, user: User, change: Change) -> None:
         for row in change.recorded:
             title = row.title(locale)
             queue_mail(session, user.email, _("You completed %(title)s", title=title),
-                       _("Congratulations, %(name)s: you met every condition of %(title)s. Your dashboard "
-                         "shows the completion.", name=user.name, title=title))
+                       _("Congratulations, %(name)s: you met every condition of %(title)s. Your certificate "
+                         "(a PDF, and a digital credential an employer can check) is on your dashboard.",
+                         name=user.name, title=title))
         for row in change.withdrawn:
             title = row.title(locale)
             queue_mail(session, user.email, _("Your completion of %(title)s was withdrawn", title=title),
                        _("After a change to your scores or to the course's rule, %(title)s no longer counts as "
-                         "completed. Your dashboard shows what is missing; once it is met again, the "
-                         "completion is recorded again.", title=title))
+                         "completed, and its certificate is revoked. Your dashboard shows what is missing; once "
+                         "it is met again, the completion is recorded again with a new certificate.", title=title))
 
 
 def refresh(session: Session, user: User, course: Course, *, now: dt.datetime | None = None,
@@ -188,6 +191,8 @@ def refresh(session: Session, user: User, course: Course, *, now: dt.datetime | 
         change.withdrawn.append(current)
     change.add(refresh_track(session, user, course.track, now=now))
     session.flush()
+    for row in change.recorded:
+        issue(session, row, now=now)
     if notify and (change.recorded or change.withdrawn):
         _tell(session, user, change)
     return change
@@ -243,10 +248,12 @@ class RecomputeReport:
     learners: int = 0
     recorded: int = 0
     withdrawn: int = 0
+    certificates: int = 0  # certificates issued for completions in force that had none
 
     def as_json(self) -> dict[str, int]:
         """The figures, for ``--json``."""
-        return {"learners": self.learners, "recorded": self.recorded, "withdrawn": self.withdrawn}
+        return {"learners": self.learners, "recorded": self.recorded, "withdrawn": self.withdrawn,
+                "certificates": self.certificates}
 
 
 def _learners_of(session: Session, course: Course) -> list[int]:
@@ -278,6 +285,7 @@ def recompute(session: Session, *, courses: Iterable[Course] | None = None, now:
             report.recorded += len(change.recorded)
             report.withdrawn += len(change.withdrawn)
     report.learners = len(seen)
+    report.certificates = issue_missing(session, now=now)
     return report
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course, Track
+from academy.certificates.models import Certificate
 from academy.completion.models import Completion
 from academy.completion.rules import Condition, Outcome
 from academy.completion.services import outcome_from
@@ -53,6 +54,7 @@ class CourseRow:
     course: Course
     assignments: list[AssignmentRow] = field(default_factory=list)
     completion: Completion | None = None  # in force
+    certificate: Certificate | None = None  # of that completion
     outcome: Outcome | None = None  # the passing rule judged now (None without access)
 
     @property
@@ -84,6 +86,7 @@ class TrackRow:
     waitlist_position: int | None
     courses: list[CourseRow] = field(default_factory=list)
     completion: Completion | None = None  # of the whole track, in force
+    certificate: Certificate | None = None  # of that completion
 
     @property
     def progress(self) -> int:
@@ -118,16 +121,21 @@ def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None =
                                                            Completion.withdrawn_at.is_(None))).all()
     course_done = {c.course_id: c for c in completions if c.course_id is not None}
     track_done = {c.track_id: c for c in completions if c.course_id is None}
+    certificates = {c.completion_id: c for c in session.scalars(select(Certificate).where(
+        Certificate.user_id == user.id, Certificate.revoked_at.is_(None)))}
     for enrollment in enrollments_of(session, user, active_only=True):
         cohort = enrollment.cohort
         track = cohort.track
         row = TrackRow(enrollment, cohort, track, waitlist_position(session, enrollment),
                        completion=track_done.get(track.id))
+        row.certificate = certificates.get(row.completion.id) if row.completion is not None else None
         courses = [c for c in track.courses if c.active]
         assignments = [a for c in courses for a in c.assignments if a.active]
         standings = learner_standings(session, user, assignments, cohort=cohort, now=now) if row.has_access else {}
         for course in courses:
             course_row = CourseRow(course, completion=course_done.get(course.id))
+            if course_row.completion is not None:
+                course_row.certificate = certificates.get(course_row.completion.id)
             for assignment in course.assignments:
                 if assignment.active and assignment.id in standings:
                     course_row.assignments.append(AssignmentRow(assignment, standings[assignment.id]))

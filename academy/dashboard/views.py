@@ -18,4 +18,7 @@ bp = Blueprint("dashboard", __name__)
 @login_required
 def index() -> Any:
     """My tracks, courses and assignments, with status, deadlines and progress."""
-    return render_template("dashboard/index.html", tracks=build_dashboard(db.session, current_user.id))
+    from academy.certificates.services import certificates_of
+
+    return render_template("dashboard/index.html", tracks=build_dashboard(db.session, current_user.id),
+                           certificates=certificates_of(db.session, current_user.id))

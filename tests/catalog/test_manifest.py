@@ -179,6 +179,8 @@ MALFORMED = [
      "passing.required_assignments[1]", "required_assignments", "'02-sensor' is not one of"),
     ("passing-over-100", COURSE_TOML, "min_score_percent = 60", "min_score_percent = 120",
      "passing.min_score_percent", "min_score_percent", "at most 100"),
+    ("competency-without-english", COURSE_TOML, 'en = "Read production logs with pandas and summarise them per line"',
+     'english = "Read production logs"', "competencies[0].english", "english =", "unknown key"),
     ("misspelt-table", COURSE_TOML, "[description]", "[descripton]", "descripton", "[descripton]",
      "did you mean 'description'"),
     ("track-unknown-key", "tracks.toml", "position = 1", "positon = 1", "tracks[0].positon", "positon",

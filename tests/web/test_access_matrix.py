@@ -85,6 +85,17 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "labs.reset_notebook": ("roles", "admin", "instructor", "learner"),
     "labs.manage": ("roles", "admin", "instructor"),
     "labs.hub_events": ("hub-service",),
+    # anyone may check a certificate: an employer has no account
+    "certificates.verify_form": ("public",),
+    "certificates.verify": ("public",),
+    "certificates.jwks": ("public",),
+    "certificates.issuer": ("public",),
+    "api.certificate": ("public",),
+    # the holder's files; the view itself answers 404 to anyone but the holder and admins
+    "certificates.pdf": ("roles", "admin", "instructor", "learner"),
+    "certificates.credential": ("roles", "admin", "instructor", "learner"),
+    "certificates.admin_list": ("roles", "admin"),
+    "certificates.revoke": ("roles", "admin"),
 }
 
 
@@ -137,6 +148,11 @@ def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "labs.take_cpu": {"lab_id": 999999},
         "labs.submit_from_lab": {"assignment_id": ids["assignment_id"]},
         "labs.reset_notebook": {"assignment_id": ids["assignment_id"], "name": "intro.ipynb"},
+        "certificates.verify": {"code": "ABCD-2345-WXYZ"},
+        "certificates.pdf": {"code": "ABCD-2345-WXYZ"},
+        "certificates.credential": {"code": "ABCD-2345-WXYZ"},
+        "certificates.revoke": {"code": "ABCD-2345-WXYZ"},
+        "api.certificate": {"code": "ABCD-2345-WXYZ"},
     }
 
 

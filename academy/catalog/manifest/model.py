@@ -49,6 +49,7 @@ class CourseManifest:
     gpu_hour_quota: float
     instructors: tuple[str, ...]
     passing_rule: dict[str, Any]  # min_score_percent, required_assignments[, min_total_percent, min_lab_hours]
+    competencies: tuple[tuple[str, str], ...]  # (ko, en) pairs, printed on the certificate
     assignments: tuple[AssignmentManifest, ...]
     directory: Path  # absolute path of the nbgrader course directory
     manifest_hash: str  # sha256 of course.toml and the assignments' notebooks

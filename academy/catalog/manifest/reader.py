@@ -32,6 +32,7 @@ LAB_PROFILES = ("cpu", "gpu", "gpu-shared")
 ASSIGNMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 TITLE_MAX = 200  # the catalog models' String(200)
+COMPETENCIES_MAX = 8  # what one certificate page prints
 EMAIL_MAX = 254
 
 
@@ -92,6 +93,7 @@ def read_course(course_dir: Path, known_tracks: set[str]) -> CourseManifest:
             "title",
             "description",
             "passing",
+            "competencies",
             "assignments",
         }
     )
@@ -120,6 +122,7 @@ def read_course(course_dir: Path, known_tracks: set[str]) -> CourseManifest:
     instructors = _instructors(root)
     assignments = _assignments(root, course_dir)
     passing_rule = _passing_rule(root, {a.slug for a in assignments})
+    competencies = _competencies(root)
 
     return CourseManifest(
         slug=slug,
@@ -134,6 +137,7 @@ def read_course(course_dir: Path, known_tracks: set[str]) -> CourseManifest:
         gpu_hour_quota=gpu_hour_quota,
         instructors=instructors,
         passing_rule=passing_rule,
+        competencies=competencies,
         assignments=assignments,
         directory=course_dir,
         manifest_hash=_manifest_hash(source.raw, course_dir, assignments),
@@ -168,6 +172,16 @@ def _titles(table: TomlTable) -> tuple[str, str]:
 def _descriptions(table: TomlTable) -> tuple[str, str]:
     description = table.table("description", {"ko", "en"}, required=False)
     return description.string("ko", default=""), description.string("en", default="")
+
+
+def _competencies(root: TomlTable) -> tuple[tuple[str, str], ...]:
+    """The optional ``[[competencies]]`` tables, each with ``ko`` and ``en``."""
+    if "competencies" not in root.data:
+        return ()
+    tables = root.tables("competencies", {"ko", "en"})
+    if len(tables) > COMPETENCIES_MAX:
+        raise root.error("competencies", f"may list at most {COMPETENCIES_MAX} entries (found {len(tables)})")
+    return tuple((t.string("ko", max_length=TITLE_MAX), t.string("en", max_length=TITLE_MAX)) for t in tables)
 
 
 def _instructors(root: TomlTable) -> tuple[str, ...]:
