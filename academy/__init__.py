@@ -110,14 +110,16 @@ def _register_blueprints(app: Flask) -> None:
     from academy.api.views import bp as api_bp
     from academy.catalog.views import bp as catalog_bp
     from academy.certificates.views import bp as certificates_bp
+    from academy.companies.views import bp as companies_bp
     from academy.dashboard.views import bp as dashboard_bp
     from academy.enrollment.views import bp as enrollment_bp
     from academy.grading.views import bp as grading_bp
     from academy.labs.views import bp as labs_bp
     from academy.oidc.views import bp as oidc_bp
+    from academy.stats.views import bp as stats_bp
     from academy.users.views import bp as auth_bp
     from academy.web.views import bp as web_bp
 
     for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, grading_bp, admin_bp, api_bp,
-               oidc_bp, labs_bp, certificates_bp):
+               oidc_bp, labs_bp, certificates_bp, stats_bp, companies_bp):
         app.register_blueprint(bp)

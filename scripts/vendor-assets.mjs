@@ -19,7 +19,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const NODE_MODULES = join(ROOT, "node_modules");
 const VENDOR = join(ROOT, "academy", "web", "static", "vendor");
 // Only these sub-folders of vendor/ are owned (and wiped) by this script.
-const MANAGED_DIRS = ["bootstrap", "pretendard"];
+const MANAGED_DIRS = ["bootstrap", "pretendard", "chartjs"];
 
 function pkgDir(name) {
   const dir = join(NODE_MODULES, ...name.split("/"));
@@ -105,11 +105,17 @@ for (const weight of ["Regular", "Bold"]) {
   copy("pretendard", `dist/public/static/alternative/Pretendard-${weight}.ttf`, `pretendard/ttf/Pretendard-${weight}.ttf`);
 }
 
+// ---------------------------------------------------------------- Chart.js
+// The admin's statistics charts; the UMD build embeds @kurkle/color (MIT), whose notice ships too.
+copy("chart.js", "dist/chart.umd.min.js", "chartjs/chart.umd.min.js", stripSourceMap);
+copy("chart.js", "LICENSE.md", "chartjs/LICENSE.md");
+copy("@kurkle/color", "LICENSE", "chartjs/LICENSE-kurkle-color.md");
+
 // ---------------------------------------------------------------- manifest
 const manifest = {
   generatedBy: "scripts/vendor-assets.mjs",
   packages: Object.fromEntries(
-    ["@popperjs/core", "bootstrap", "pretendard"].map((p) => [p, pkgVersion(p)]),
+    ["@kurkle/color", "@popperjs/core", "bootstrap", "chart.js", "pretendard"].map((p) => [p, pkgVersion(p)]),
   ),
   files: written
     .slice()

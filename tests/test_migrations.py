@@ -17,7 +17,8 @@ from tests.support import ROOT
 TABLES = {"user", "company", "track", "course", "course_instructor", "assignment", "cohort", "enrollment",
           "enrollment_event", "api_token", "audit_entry", "outbox_message", "assignment_release", "submission",
           "submission_file", "cell_score", "grading_job", "extension", "oauth_code", "oauth_token", "lab_session",
-          "gpu_device", "completion", "certificate"}
+          "gpu_device", "completion", "certificate", "stats_learner_course", "stats_weekly_activity",
+          "stats_refresh", "company_contact"}
 
 
 @pytest.fixture

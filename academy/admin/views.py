@@ -53,7 +53,7 @@ def _page() -> int:
 @bp.route("/")
 @admin_required
 def home() -> Any:
-    """Overview: counts of users, pending requests and open cohorts."""
+    """The admin's home: the statistics dashboard, with counts of users, pending requests and cohorts."""
     counts = {
         "users": db.session.scalar(select(func.count()).select_from(User)) or 0,
         "pending": db.session.scalar(
@@ -64,7 +64,9 @@ def home() -> Any:
             select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
         ) or 0,
     }
-    return render_template("admin/home.html", counts=counts)
+    from academy.stats.views import render_dashboard
+
+    return render_dashboard(counts)
 
 
 # --- users ------------------------------------------------------------------------

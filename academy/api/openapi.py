@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from academy.users import reference
 from academy.users.tokens import REALM, SCOPES
 
 
@@ -192,7 +193,124 @@ def openapi_document() -> dict[str, Any]:
                      "issued_at", "issuer", "verify_url", "credential"],
         "additionalProperties": False,
     }
+    funnel = {"type": "object", "properties": {stage: {"type": "integer", "minimum": 0} for stage in
+                                               ("enrolled", "started", "submitted", "passed", "completed_course",
+                                                "completed_track")},
+              "required": ["enrolled", "started", "submitted", "passed", "completed_course", "completed_track"],
+              "additionalProperties": False}
+    schemas["Funnel"] = funnel
+    stats_common = {"filters": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "refreshed_at": {"type": ["string", "null"], "format": "date-time"}}
+    schemas["StatsFunnel"] = {
+        "type": "object",
+        "properties": {**stats_common, "funnel": _ref("Funnel"),
+                       "completion": {"type": "object", "properties": {
+                           "course_enrollments": {"type": "integer"}, "course_completions": {"type": "integer"},
+                           "rate": {"type": ["number", "null"]}, "median_days": {"type": ["number", "null"]}}},
+                       "hours": {"type": "object", "properties": {
+                           "lab_hours": {"type": "number"}, "gpu_hours": {"type": "number"},
+                           "gpu_shared_hours": {"type": "number"}}}},
+        "required": ["filters", "funnel", "completion", "hours", "refreshed_at"],
+    }
+    schemas["StatsBy"] = {
+        "type": "object",
+        "properties": {**stats_common, "by": {"type": "string"},
+                       "rows": {"type": "array", "items": {
+                           "type": "object",
+                           "properties": {"key": {"type": ["string", "integer", "null"]}, "label": {"type": "string"},
+                                          "funnel": _ref("Funnel")},
+                           "required": ["key", "label", "funnel"]}}},
+        "required": ["filters", "by", "rows", "refreshed_at"],
+    }
+    filter_parameters = [
+        {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+        for name, schema, text in (
+            ("track", {"type": "integer"}, "track id"),
+            ("course", {"type": "integer"}, "course id"),
+            ("cohort", {"type": "integer"}, "cohort id"),
+            ("company", {"type": "string"}, "business registration number (XXX-XX-XXXXX) or company id"),
+            ("region", {"type": "string", "enum": list(reference.REGIONS)},
+             "region code (one of Gyeongbuk's 22 cities and counties, or outside)"),
+            ("industry", {"type": "string", "enum": list(reference.INDUSTRIES)}, "industry code"),
+            ("job_role", {"type": "string", "enum": list(reference.JOB_ROLES)}, "job role code"),
+            ("from", {"type": "string", "format": "date"}, "enrolled on or after (KST)"),
+            ("to", {"type": "string", "format": "date"}, "enrolled on or before (KST)"),
+        )
+    ]
+    schemas["CompanyEmployees"] = {
+        "type": "object",
+        "properties": {
+            "company": {"type": "object", "properties": {"name": {"type": "string"},
+                                                         "business_number": {"type": "string"}}},
+            "items": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "email": {"type": "string"}, "job_role": {"type": ["string", "null"]},
+                "enrollments": {"type": "array", "items": {"type": "object", "properties": {
+                    "track": {"type": "object", "properties": {"id": {"type": "integer"}, "title": {"type": "string"}}},
+                    "cohort": {"type": "string"}, "status": {"type": "string"},
+                    "progress": {"type": "object", "properties": {"passed": {"type": "integer"},
+                                                                  "assignments": {"type": "integer"}}},
+                    "lab_hours": {"type": "number"},
+                    "courses_completed": {"type": "array", "items": {"type": "string"}},
+                    "track_completed_on": {"type": ["string", "null"], "format": "date-time"}}}},
+                "certificates": {"type": "array", "items": {"type": "object", "properties": {
+                    "code": {"type": "string"}, "title": {"type": "string"}, "title_en": {"type": "string"},
+                    "status": {"type": "string", "enum": ["valid", "revoked"]},
+                    "completed_on": {"type": "string", "format": "date"}, "verify_url": {"type": "string"}}}},
+            }, "required": ["name", "email", "enrollments", "certificates"]}},
+            "page": {"type": "integer", "minimum": 1}, "per_page": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+        },
+        "required": ["company", "items", "page", "per_page", "total"],
+    }
+    paging_parameters = [
+        {"name": "page", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}, "description": "page number, from 1"},
+        {"name": "per_page", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 200}, "description": "items per page (50)"},
+    ]
     paths: dict[str, Any] = {
+        "/api/v1/company/employees": {
+            "get": _secured("company:read", {
+                "operationId": "listCompanyEmployees",
+                "summary": "The token owner's company's employees with their enrollments, progress, lab hours, "
+                           "completions and certificates (company contacts' tokens); paged",
+                "parameters": [*paging_parameters,
+                               {"name": "q", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "part of a name or e-mail address"},
+                               {"name": "track", "in": "query", "required": False,
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 999999999},
+                                "description": "only employees enrolled in this track"}],
+                "responses": {"200": _ok(_ref("CompanyEmployees")),
+                              "400": _error_response("A malformed page, per_page or track")},
+            })
+        },
+        "/api/v1/stats/funnel": {
+            "get": _secured("stats:read", {
+                "operationId": "getStatsFunnel",
+                "summary": "The completion funnel for the filters given (administrators' tokens)",
+                "parameters": filter_parameters,
+                "responses": {"200": _ok(_ref("StatsFunnel")),
+                              "400": _error_response("A malformed filter value or a malformed, absurd or reversed "
+                                                     "period"),
+                              "404": _error_response("No such track, course, cohort or company"),
+                              "403": _error_response("The token's owner is not an administrator")},
+            })
+        },
+        "/api/v1/stats/by/{dimension}": {
+            "get": _secured("stats:read", {
+                "operationId": "getStatsBy",
+                "summary": "The funnel for each value of a dimension (administrators' tokens)",
+                "parameters": [{"name": "dimension", "in": "path", "required": True,
+                                "schema": {"type": "string", "enum": ["track", "course", "cohort", "company",
+                                                                      "region", "industry", "job_role", "month"]}},
+                               *filter_parameters],
+                "responses": {"200": _ok(_ref("StatsBy")),
+                              "400": _error_response("An unknown dimension, a malformed filter value, or a bad "
+                                                     "period"),
+                              "404": _error_response("No such track, course, cohort or company"),
+                              "403": _error_response("The token's owner is not an administrator")},
+            })
+        },
         "/api/v1/certificates/{code}": {
             "get": {
                 "operationId": "getCertificate",

@@ -17,7 +17,7 @@ from academy.api.serializers import cohort_json, enrollment_json, track_json, us
 from academy.catalog.services import list_tracks
 from academy.enrollment import services as enrollment_services
 from academy.enrollment.models import Cohort
-from academy.errors import NotFound, ValidationFailed
+from academy.errors import NotFound, PermissionDenied, ValidationFailed
 from academy.extensions import csrf, db, limiter
 from academy.web.access import public, token_scope
 from academy.web.security import is_valid_id
@@ -41,6 +41,84 @@ def certificate(code: str) -> Any:
     from academy.certificates import services as certificate_services
 
     return jsonify(certificate_services.public_json(certificate_services.get_by_code(db.session, code)))
+
+
+def _stats(dimension: str | None) -> Any:
+    from academy.i18n import current_locale
+    from academy.stats import queries
+    from academy.stats.refresh import last_refresh
+
+    user = api_user()
+    if not user.is_admin:
+        raise PermissionDenied(_("Only administrators may read the academy's statistics."))
+    if dimension is not None:
+        queries.check_dimension(dimension)
+    empty = [key for key in queries.FILTER_KEYS if key in request.args and not request.args[key].strip()]
+    if empty:
+        raise ValidationFailed(_("Leave out a filter you do not use instead of sending it empty: %(names)s.",
+                                 names=", ".join(empty)), field=empty[0])
+    filters = queries.parse_filters(db.session, request.args)
+    body = queries.summary(db.session, filters, dimension, locale=current_locale())
+    state = last_refresh(db.session)
+    body["refreshed_at"] = None if state is None else state.refreshed_at.isoformat()
+    return jsonify(body)
+
+
+@bp.route("/stats/funnel")
+@token_scope("stats:read")
+def stats_funnel() -> Any:
+    """The completion funnel for the filters in the query string (admins)."""
+    return _stats(None)
+
+
+@bp.route("/stats/by/<dimension>")
+@token_scope("stats:read")
+def stats_by(dimension: str) -> Any:
+    """The funnel for each value of a dimension (admins)."""
+    return _stats(dimension)
+
+
+@bp.route("/company/employees")
+@token_scope("company:read")
+def company_employees() -> Any:
+    """The token owner's company's employees with their learning (company contacts), a page at a time."""
+    from flask import current_app
+
+    from academy.companies.services import company_of, employees_report
+    from academy.i18n import current_locale
+
+    company = company_of(db.session, api_user())
+    if company is None:
+        raise PermissionDenied(_("Only a company's contact may read its employees."))
+    page, per_page = _paging()
+    track = request.args.get("track")
+    track_id = None
+    if track:
+        if not track.isdigit() or len(track) > 9 or int(track) < 1:
+            raise ValidationFailed(_("There is no such track."), field="track")
+        track_id = int(track)
+    lines, total = employees_report(db.session, company.id, locale=current_locale(),
+                                    search=(request.args.get("q") or "")[:100], track_id=track_id, page=page,
+                                    per_page=per_page)
+    base = current_app.config["ACADEMY_SETTINGS"].base_url
+    return jsonify({"company": {"name": company.name, "business_number": company.business_number},
+                    "items": [line.as_json(base) for line in lines],
+                    "page": page, "per_page": per_page, "total": total})
+
+
+def _paging() -> tuple[int, int]:
+    """``page`` (from 1) and ``per_page`` (1 to 200, 50 by default) of a list endpoint."""
+    values = []
+    for name, default, highest in (("page", 1, 1_000_000), ("per_page", 50, 200)):
+        raw = request.args.get(name)
+        if raw is None:
+            values.append(default)
+            continue
+        if not raw.isdigit() or not 1 <= int(raw) <= highest:
+            raise ValidationFailed(_("'%(name)s' must be a whole number from 1 to %(highest)d.", name=name,
+                                     highest=highest), field=name)
+        values.append(int(raw))
+    return values[0], values[1]
 
 
 @bp.route("/me")

@@ -54,6 +54,8 @@ def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float =
             "retry-mail": {"task": "academy.retry_mail", "schedule": 60.0},
             # Completions: results held until a deadline are final once it passes; judge those learners.
             "refresh-completions": {"task": "academy.refresh_completions", "schedule": 600.0},
+            # Statistics: rebuild the summary tables the admin's charts read.
+            "refresh-stats": {"task": "academy.refresh_stats", "schedule": 600.0},
         },
     }
     config["beat_schedule_filename"] = str(Path(data_dir) / "celerybeat-schedule")

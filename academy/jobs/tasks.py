@@ -132,6 +132,17 @@ def register(celery: Celery) -> None:
             db.session.commit()
             return judged
 
+    @celery.task(name="academy.refresh_stats", shared=False)
+    def refresh_stats() -> int:
+        """Rebuild the statistics' summary tables (academy.stats.refresh); returns the rows written."""
+        from academy.extensions import db
+        from academy.stats.refresh import rebuild
+
+        with flask_app().app_context():
+            report = rebuild(db.session)
+            db.session.commit()
+            return report.rows
+
     @celery.task(name="academy.start_lab", shared=False, acks_late=True, reject_on_worker_lost=True)
     def start_lab(lab_id: int) -> str:
         """Start a lab's server and follow it until ready (academy.labs.launch.run_start)."""

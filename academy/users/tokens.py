@@ -30,7 +30,13 @@ SCOPES: dict[str, object] = {
     "catalog:read": _l("Read tracks, courses and cohorts"),
     "enrollments:read": _l("Read your enrollments"),
     "enrollments:write": _l("Enroll in and withdraw from cohorts"),
+    "stats:read": _l("Read the academy's statistics (administrators only)"),
+    "company:read": _l("Read your company's employees' learning (company contacts only)"),
 }
+#: Scopes only an admin's token may carry.
+ADMIN_SCOPES = ("stats:read",)
+#: Scopes only some people's tokens may carry (admins; company contacts).
+RESTRICTED_SCOPES = ("stats:read", "company:read")
 DEFAULT_SCOPES = ("profile:read", "catalog:read", "enrollments:read")
 
 
@@ -55,6 +61,13 @@ def create_token(
     unknown = [s for s in chosen if s not in SCOPES]
     if unknown:
         raise ValidationFailed(_("Unknown scope: %(scope)s", scope=", ".join(unknown)), field="scopes")
+    if any(s in ADMIN_SCOPES for s in chosen) and not user.is_admin:
+        raise PermissionDenied(_("Only administrators may create a token that reads the academy's statistics."))
+    if "company:read" in chosen:
+        from academy.companies.services import company_of
+
+        if company_of(session, user) is None:
+            raise PermissionDenied(_("Only a company's contact may create a token that reads its employees."))
     clean_name = name.strip()
     if not clean_name:
         raise ValidationFailed(_("Give the token a name."), field="name")

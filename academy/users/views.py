@@ -74,8 +74,13 @@ def consent() -> Any:
     if form.validate_on_submit():
         services.record_consent(db.session, current_user)
         db.session.commit()
-        return redirect(safe_next_path(request.args.get("next")) or url_for("dashboard.index"))
+        return redirect(safe_next_path(request.args.get("next")) or landing(current_user))
     return render_template("auth/consent.html", form=form)
+
+
+def landing(user: User) -> str:
+    """Where ``user`` lands after signing in: admins on the statistics, everyone else on their learning."""
+    return url_for("admin.home") if user.is_admin else url_for("dashboard.index")
 
 
 def _signed_in(user: User, remember: bool = False) -> None:
@@ -107,7 +112,7 @@ def login() -> Any:
                 user.locale = lang
             _signed_in(user, remember=bool(form.remember.data))
             db.session.commit()
-            return redirect(next_path or url_for("dashboard.index"))
+            return redirect(next_path or landing(user))
     return render_template("auth/login.html", form=form)
 
 
@@ -238,7 +243,7 @@ def reset_password(token: str) -> Any:
                 db.session.commit()
                 flash(_("Your password is set. Welcome to the AI Saemaul Academy!"), "success")
                 return redirect(url_for("auth.consent") if link.user.consent_at is None
-                                else url_for("dashboard.index"))
+                                else landing(link.user))
             db.session.commit()
             if current_user.is_authenticated:
                 logout_user()

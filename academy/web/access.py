@@ -70,6 +70,24 @@ admin_required = roles_required(Role.admin)
 staff_required = roles_required(Role.instructor, Role.admin)
 
 
+def company_contact_required(view: F) -> F:
+    """Signed-in company contacts (an approved binding to one company; see academy.companies)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from academy.companies.services import company_of
+        from academy.extensions import db, login_manager
+
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if company_of(db.session, current_user) is None:
+            abort(403)
+        return view(*args, **kwargs)
+
+    _mark(wrapper, ("company",))
+    return wrapper  # type: ignore[return-value]
+
+
 def token_scope(scope: str) -> Callable[[F], F]:
     """API views: a valid personal access token carrying ``scope``."""
 

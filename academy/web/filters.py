@@ -56,4 +56,15 @@ def init_app(app: Flask) -> None:
             "supported_locales": SUPPORTED_LOCALES,
             "status_label": enrollment_status_label,
             "label_for": label_for,
+            "is_company_contact": _is_company_contact,
         }
+
+
+def _is_company_contact() -> bool:
+    """For the menu: the signed-in user is a company's contact (asked only when the menu is drawn)."""
+    from flask_login import current_user
+
+    from academy.companies.services import company_of
+    from academy.extensions import db
+
+    return bool(current_user and current_user.is_authenticated and company_of(db.session, current_user))

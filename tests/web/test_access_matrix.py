@@ -95,6 +95,18 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "certificates.pdf": ("roles", "admin", "instructor", "learner"),
     "certificates.credential": ("roles", "admin", "instructor", "learner"),
     "certificates.admin_list": ("roles", "admin"),
+    "stats.export_table": ("roles", "admin"),
+    # a company contact's own company only (the view asks academy.companies.services.company_of)
+    "companies.report": ("company",),
+    "companies.export_report": ("company",),
+    "companies.request_access": ("roles", "admin", "instructor", "learner"),
+    "companies.admin_contacts": ("roles", "admin"),
+    "companies.appoint": ("roles", "admin"),
+    "companies.decide": ("roles", "admin"),
+    "api.company_employees": ("token", "company:read"),
+    "stats.refresh": ("roles", "admin"),
+    "api.stats_funnel": ("token", "stats:read"),
+    "api.stats_by": ("token", "stats:read"),
     "certificates.revoke": ("roles", "admin"),
 }
 
@@ -153,10 +165,15 @@ def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "certificates.credential": {"code": "ABCD-2345-WXYZ"},
         "certificates.revoke": {"code": "ABCD-2345-WXYZ"},
         "api.certificate": {"code": "ABCD-2345-WXYZ"},
+        "stats.export_table": {"name": "funnel", "fmt": "csv"},
+        "companies.export_report": {"fmt": "csv"},
+        "companies.decide": {"contact_id": 999999, "action": "approve"},
+        "api.stats_by": {"dimension": "region"},
     }
 
 
-ROLES = ("anonymous", "learner", "instructor", "admin")
+# "company_contact": a learner account bound (approved) to a company as its contact.
+ROLES = ("anonymous", "learner", "instructor", "admin", "company_contact")
 
 
 def _allowed(rule: tuple[str, ...], role: str) -> bool:
@@ -165,7 +182,9 @@ def _allowed(rule: tuple[str, ...], role: str) -> bool:
     if rule[0] == "anonymous":
         return role == "anonymous"
     if rule[0] == "roles":
-        return role in rule[1:]
+        return ("learner" if role == "company_contact" else role) in rule[1:]
+    if rule[0] == "company":
+        return role == "company_contact"
     return False  # token routes: cookies never authenticate the API
 
 
@@ -195,9 +214,18 @@ def test_role_route_matrix(
                "assignment_id": db.session.scalars(db.select(Assignment.id)).first(),
                "course_id": db.session.scalars(db.select(Course.id)).first()}
     if role != "anonymous":
-        user_id = make_user(role, email="matrix-instructor@example.kr" if role == "instructor" else None)
+        account_role = "learner" if role == "company_contact" else role
+        user_id = make_user(account_role, email="matrix-instructor@example.kr" if role == "instructor" else None)
         with app.app_context():
             email = db.session.get(User, user_id).email
+            if role == "company_contact":
+                from academy.companies.services import appoint
+                from academy.users.models import Company
+
+                user = db.session.get(User, user_id)
+                user.company = Company(name="매트릭스(주)", business_number="124-81-00998")
+                appoint(db.session, user.company, user, actor=user)
+                db.session.commit()
         assert login(client, email).status_code == 302
 
     args = _url_args(app, ids)

@@ -87,6 +87,14 @@ def page_paths(app: Flask, make_cohort: Any) -> list[str]:
         ("api.cohort", "cohort_id"): cohort_id,
         ("labs.launch_page", "lab_id"): 999999,
         ("labs.status", "lab_id"): 999999,
+        ("api.certificate", "code"): "ABCD-2345-WXYZ",
+        ("certificates.verify", "code"): "ABCD-2345-WXYZ",
+        ("certificates.pdf", "code"): "ABCD-2345-WXYZ",
+        ("certificates.credential", "code"): "ABCD-2345-WXYZ",
+        ("stats.export_table", "name"): "funnel",
+        ("stats.export_table", "fmt"): "csv",
+        ("api.stats_by", "dimension"): "region",
+        ("companies.export_report", "fmt"): "csv",
     }
     paths = []
     with app.test_request_context():

@@ -1,0 +1,74 @@
+"""Tables of figures as CSV (UTF-8 with a BOM, so Excel reads Korean) and XLSX (openpyxl).
+
+A cell a spreadsheet would read as a formula (text starting with ``=``, ``+``, ``-``, ``@``, a tab
+or a carriage return: a company named ``=HYPERLINK(...)``) is written with a leading apostrophe,
+so it stays text (OWASP's advice on CSV injection); numbers stay numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A titled table: header cells and rows of plain values."""
+
+    name: str  # file name stem, ASCII
+    title: str
+    header: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+
+def safe(value: Any) -> Any:
+    """``value`` as a spreadsheet should store it: text that looks like a formula gets a leading apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def to_csv(table: Table) -> bytes:
+    """The table as CSV, UTF-8 with a byte-order mark."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([safe(h) for h in table.header])
+    for row in table.rows:
+        writer.writerow([safe(v) for v in row])
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def to_xlsx(table: Table) -> bytes:
+    """The table as an XLSX workbook of one sheet, every text cell stored as text (never a formula)."""
+    from openpyxl import Workbook
+    from openpyxl.cell.cell import TYPE_STRING
+    from openpyxl.styles import Font
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = table.name[:31]
+    sheet.append([safe(h) for h in table.header])
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in table.rows:
+        sheet.append([safe(v) for v in row])
+    for row in sheet.iter_rows():
+        for cell in row:
+            if isinstance(cell.value, str):
+                cell.data_type = TYPE_STRING  # openpyxl would otherwise take "=..." for a formula
+    for column in sheet.columns:
+        width = max(len(str(c.value or "")) for c in column)
+        sheet.column_dimensions[column[0].column_letter].width = min(max(10, width * 1.6), 60)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()

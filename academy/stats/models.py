@@ -1,0 +1,86 @@
+"""Summary tables the statistics read, rebuilt from the source tables by :mod:`academy.stats.refresh`.
+
+At 100,000 learners and millions of graded submissions, counting the funnel from the source
+tables on every page view is too slow, so a job (every ten minutes, and on an admin's request)
+rebuilds two tables, in one transaction so readers see either the old or the new figures:
+
+* ``stats_learner_course``: one row per learner and course of a track they hold (or held) a
+  seat in, with the learner's company, region, industry and job role, and when they first
+  started a lab, submitted, passed an assignment and completed the course and the track, and
+  their lab and GPU hours in that course;
+* ``stats_weekly_activity``: one row per learner, course and week (Monday, Asia/Seoul) in which
+  they started a lab or submitted.
+
+``stats_refresh`` holds when the figures were last rebuilt, shown on the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Date, Float, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from academy.extensions import db
+
+
+class LearnerCourse(db.Model):
+    """A learner's progress in one course of a track they enrolled in (see the module docstring)."""
+
+    __tablename__ = "stats_learner_course"
+    __table_args__ = (
+        Index("ix_stats_lc_track_course", "track_id", "course_id"),
+        Index("ix_stats_lc_company", "company_id"),
+        Index("ix_stats_lc_user", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer)
+    track_id: Mapped[int] = mapped_column(Integer)
+    course_id: Mapped[int] = mapped_column(Integer)
+    cohort_id: Mapped[int] = mapped_column(Integer, index=True)
+    company_id: Mapped[int | None] = mapped_column(Integer)
+    region: Mapped[str | None] = mapped_column(String(40))
+    industry: Mapped[str | None] = mapped_column(String(40))
+    job_role: Mapped[str | None] = mapped_column(String(40))
+    enrolled_on: Mapped[dt.date] = mapped_column(Date, index=True)  # the enrollment request, Asia/Seoul
+    enrolled_month: Mapped[str] = mapped_column(String(7))  # "2026-03"
+    started: Mapped[bool] = mapped_column(default=False)  # a lab of this course ran
+    submitted: Mapped[bool] = mapped_column(default=False)
+    passed: Mapped[bool] = mapped_column(default=False)  # an assignment of this course passed
+    completed_course: Mapped[bool] = mapped_column(default=False)
+    completed_track: Mapped[bool] = mapped_column(default=False)
+    days_to_complete: Mapped[float | None] = mapped_column(Float)  # from the cohort's start to the course completion
+    lab_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_hours: Mapped[float] = mapped_column(Float, default=0.0)  # GPU-hours (devices x hours), whole GPUs
+    gpu_shared_hours: Mapped[float] = mapped_column(Float, default=0.0)  # hours on a shared GPU
+
+
+class WeeklyActivity(db.Model):
+    """A learner was active (a lab started, a notebook submitted) in a course in a week."""
+
+    __tablename__ = "stats_weekly_activity"
+    __table_args__ = (Index("ix_stats_wa_week", "week"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    week: Mapped[dt.date] = mapped_column(Date)  # its Monday, Asia/Seoul
+    user_id: Mapped[int] = mapped_column(Integer)
+    track_id: Mapped[int] = mapped_column(Integer)
+    course_id: Mapped[int] = mapped_column(Integer)
+    cohort_id: Mapped[int] = mapped_column(Integer)
+    company_id: Mapped[int | None] = mapped_column(Integer)
+    region: Mapped[str | None] = mapped_column(String(40))
+    industry: Mapped[str | None] = mapped_column(String(40))
+    job_role: Mapped[str | None] = mapped_column(String(40))
+    enrolled_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class Refresh(db.Model):
+    """When the summary tables were last rebuilt (one row)."""
+
+    __tablename__ = "stats_refresh"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    refreshed_at: Mapped[dt.datetime]
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    rows: Mapped[int] = mapped_column(Integer, default=0)

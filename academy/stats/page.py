@@ -1,0 +1,130 @@
+"""The admin's statistics dashboard as plain data: every figure, each with the table it exports as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from academy.catalog.models import Course, Track
+from academy.enrollment.models import Cohort
+from academy.stats import queries
+from academy.stats.export import Table
+from academy.stats.queries import STAGES, Filters
+from academy.users import reference
+
+TABLES = ("funnel", "by", "weekly", "hours_course", "hours_company", "hours_profile", "scores")
+
+
+def stage_labels() -> dict[str, str]:
+    """The funnel's stages in words."""
+    return {"enrolled": _("Enrolled"), "started": _("Started a lab"), "submitted": _("Submitted"),
+            "passed": _("Passed an assignment"), "completed_course": _("Completed a course"),
+            "completed_track": _("Completed the track")}
+
+
+@dataclass
+class Dashboard:
+    """Everything the statistics page shows for one set of filters."""
+
+    filters: Filters
+    dimension: str
+    funnel: dict[str, int]
+    completion: dict[str, Any]
+    rows: list[dict[str, Any]]
+    weekly: list[dict[str, Any]]
+    hours_course: list[dict[str, Any]]
+    hours_company: list[dict[str, Any]]
+    hours_profile: dict[str, float]
+    scores: list[dict[str, Any]] = field(default_factory=list)
+
+    def chart_data(self, labels: dict[str, str]) -> dict[str, Any]:
+        """What the page's script draws (``static/js/stats.js``), every label already in the user's language."""
+        def hours(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"labels": [str(r["label"]) for r in rows], "gpu": [r["gpu_hours"] for r in rows],
+                    "shared": [r["gpu_shared_hours"] for r in rows], "lab": [r["lab_hours"] for r in rows],
+                    "names": [_("GPU-hours"), _("Shared-GPU hours"), _("Lab hours")]}
+
+        return {
+            "funnel": {"labels": [labels[s] for s in STAGES], "values": [self.funnel[s] for s in STAGES],
+                       "name": _("Learners")},
+            "by": {"labels": [str(r["label"]) for r in self.rows],
+                   "enrolled": [r["funnel"]["enrolled"] for r in self.rows],
+                   "completed": [r["funnel"]["completed_course"] for r in self.rows],
+                   "names": [labels["enrolled"], labels["completed_course"]]},
+            "weekly": {"labels": [w["week"] for w in self.weekly], "values": [w["learners"] for w in self.weekly],
+                       "name": _("Active learners")},
+            "hours_course": hours(self.hours_course),
+            "hours_company": hours(self.hours_company),
+            "scores": [s["buckets"] for s in self.scores],
+            "score_labels": [f"{10 * i}–{10 * (i + 1)}%" for i in range(10)],
+            "score_name": _("Learners"),
+        }
+
+    def table(self, name: str) -> Table:
+        """The export of one figure (``name`` in :data:`TABLES`)."""
+        labels = stage_labels()
+        stages = [labels[s] for s in STAGES]
+        if name == "funnel":
+            return Table("funnel", _("Completion funnel"), [_("Stage"), _("Learners")],
+                         [[labels[s], self.funnel[s]] for s in STAGES])
+        if name == "by":
+            return Table(f"by-{self.dimension}", queries.dimension_label(self.dimension),
+                         [queries.dimension_label(self.dimension), *stages],
+                         [[r["label"], *[r["funnel"][s] for s in STAGES]] for r in self.rows])
+        if name == "weekly":
+            return Table("weekly-active", _("Active learners per week"), [_("Week of"), _("Learners")],
+                         [[w["week"], w["learners"]] for w in self.weekly])
+        hours_header = [_("Lab hours"), _("GPU-hours"), _("Shared-GPU hours")]
+        if name == "hours_course":
+            return Table("hours-by-course", _("Lab and GPU use by course"), [_("Course"), *hours_header],
+                         [[r["label"], r["lab_hours"], r["gpu_hours"], r["gpu_shared_hours"]]
+                          for r in self.hours_course])
+        if name == "hours_company":
+            return Table("hours-by-company", _("Lab and GPU use by company"), [_("Company"), *hours_header],
+                         [[r["label"], r["lab_hours"], r["gpu_hours"], r["gpu_shared_hours"]]
+                          for r in self.hours_company])
+        if name == "hours_profile":
+            return Table("hours-by-profile", _("Lab use by environment"), [_("Lab environment"), _("Hours")],
+                         [[_("CPU and GPU labs, all hours"), self.hours_profile["lab_hours"]],
+                          [_("Whole GPU (GPU-hours)"), self.hours_profile["gpu_hours"]],
+                          [_("Shared GPU (hours)"), self.hours_profile["gpu_shared_hours"]]])
+        if name == "scores":
+            return Table("score-distribution", _("Score distribution per assignment"),
+                         [_("Course"), _("Assignment"), *[f"{10 * i}–{10 * (i + 1)}%" for i in range(10)]],
+                         [[s["course"], s["title"], *s["buckets"]] for s in self.scores])
+        raise KeyError(name)
+
+
+def build(session: Session, filters: Filters, dimension: str = "region", *, locale: str = "ko") -> Dashboard:
+    """Every figure of the page for ``filters``, grouped by ``dimension`` where grouped."""
+    queries.check_dimension(dimension)
+    return Dashboard(
+        filters=filters, dimension=dimension,
+        funnel=queries.funnel(session, filters),
+        completion=queries.completion(session, filters),
+        rows=queries.by(session, dimension, filters, locale=locale, limit=30),
+        weekly=queries.weekly_active(session, filters),
+        hours_course=queries.lab_hours(session, filters, "course", locale=locale),
+        hours_company=queries.lab_hours(session, filters, "company", locale=locale),
+        hours_profile=queries.hours_by_profile(session, filters),
+        scores=queries.score_distribution(session, filters, locale=locale),
+    )
+
+
+def filter_choices(session: Session, locale: str) -> dict[str, list[tuple[Any, str]]]:
+    """The options of each filter."""
+    return {
+        "track": [(t.id, t.title(locale)) for t in session.scalars(select(Track).order_by(Track.position, Track.id))],
+        "course": [(c.id, c.title(locale)) for c in session.scalars(select(Course).order_by(Course.track_id,
+                                                                                         Course.position))],
+        "cohort": [(c.id, c.name) for c in session.scalars(select(Cohort).order_by(Cohort.starts_at.desc())
+                                                           .limit(200))],
+        "company": queries.company_options(session),
+        "region": [(k, str(v)) for k, v in reference.REGIONS.items()],
+        "industry": [(k, str(v)) for k, v in reference.INDUSTRIES.items()],
+        "job_role": [(k, str(v)) for k, v in reference.JOB_ROLES.items()],
+    }

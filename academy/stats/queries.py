@@ -1,0 +1,346 @@
+"""The statistics, computed in SQL over the summary tables (see :mod:`academy.stats.refresh` for definitions).
+
+Every function takes a :class:`Filters` (built and checked by :func:`parse_filters` from the page's
+query string, the API's or the command line's options) and returns plain values, the same for
+the page, ``academy stats --json`` and ``/api/v1/stats``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import statistics
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from flask_babel import gettext as _
+from sqlalchemy import Integer, Select, and_, cast, func, select
+from sqlalchemy.orm import Session
+
+from academy.catalog.models import Assignment, Course, Track
+from academy.enrollment.models import Cohort
+from academy.errors import NotFound, ValidationFailed
+from academy.grading.models import Submission, SubmissionStatus
+from academy.stats.models import LearnerCourse, WeeklyActivity
+from academy.users import reference
+from academy.users.models import Company, User
+
+FILTER_KEYS = ("track", "course", "cohort", "company", "region", "industry", "job_role", "from", "to")
+STAGES = ("enrolled", "started", "submitted", "passed", "completed_course", "completed_track")
+DIMENSIONS = ("track", "course", "cohort", "company", "region", "industry", "job_role", "month")
+EARLIEST = dt.date(2000, 1, 1)
+MAX_ID = 2**31 - 1
+LATEST_YEARS_AHEAD = 5
+BUCKETS = 10  # score distribution: 0-10 %, ..., 90-100 %
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which learners the figures are about; ``None`` means any."""
+
+    track: int | None = None
+    course: int | None = None
+    cohort: int | None = None
+    company: int | None = None  # company id (the API and the command line name it by business number)
+    region: str | None = None
+    industry: str | None = None
+    job_role: str | None = None
+    date_from: dt.date | None = None  # enrolled on or after (Asia/Seoul)
+    date_to: dt.date | None = None  # enrolled on or before
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as query-string parameters (for links and exports)."""
+        out = {}
+        for key, value in asdict(self).items():
+            if value is not None:
+                out["from" if key == "date_from" else "to" if key == "date_to" else key] = str(value)
+        return out
+
+    @property
+    def empty(self) -> bool:
+        """No filter at all."""
+        return not self.as_query()
+
+
+def _integer(raw: str, message: str, field: str) -> int:
+    if not re.fullmatch(r"-?[0-9]{1,20}", raw):
+        raise ValidationFailed(message, field=field)
+    value = int(raw)
+    if not 1 <= value <= MAX_ID:  # no row has it (and the database's integer would overflow)
+        raise NotFound(message)
+    return value
+
+
+def _date(raw: str, field: str) -> dt.date:
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailed(_("Write dates as YYYY-MM-DD (for example 2026-03-01)."), field=field) from None
+    latest = dt.date.today().replace(year=dt.date.today().year + LATEST_YEARS_AHEAD)
+    if not EARLIEST <= day <= latest:
+        raise ValidationFailed(_("Choose a date between %(first)s and %(last)s.", first=EARLIEST.isoformat(),
+                                 last=latest.isoformat()), field=field)
+    return day
+
+
+def parse_filters(session: Session, params: Mapping[str, str | None]) -> Filters:
+    """Filters from query parameters (``track``, ``course``, ``cohort``, ``company``, ``region``, ``industry``,
+    ``job_role``, ``from``, ``to``); empty values are ignored.
+
+    ``company`` is a company id or a business registration number.  Raises
+    :class:`ValidationFailed` with a message in the user's language for an unknown value or a
+    date range that is malformed, absurd or reversed.
+    """
+    raw = {k: (params.get(k) or "").strip() for k in FILTER_KEYS}
+    values: dict[str, Any] = {}
+    if raw["track"]:
+        values["track"] = _integer(raw["track"], _("There is no such track."), "track")
+        if session.get(Track, values["track"]) is None:
+            raise NotFound(_("There is no such track."))
+    if raw["course"]:
+        values["course"] = _integer(raw["course"], _("There is no such course."), "course")
+        if session.get(Course, values["course"]) is None:
+            raise NotFound(_("There is no such course."))
+    if raw["cohort"]:
+        values["cohort"] = _integer(raw["cohort"], _("There is no such cohort."), "cohort")
+        if session.get(Cohort, values["cohort"]) is None:
+            raise NotFound(_("There is no such cohort."))
+    if raw["company"]:
+        company = None
+        if raw["company"].isdigit() and len(raw["company"]) < 10:
+            company = session.get(Company, int(raw["company"])) if int(raw["company"]) <= MAX_ID else None
+        else:
+            try:
+                number = reference.normalize_business_number(raw["company"])
+            except ValueError:
+                number = None
+            if number is not None:
+                company = session.scalar(select(Company).where(Company.business_number == number))
+        if company is None:
+            raise NotFound(_("There is no such company."))
+        values["company"] = company.id
+    for key, known in (("region", reference.REGIONS), ("industry", reference.INDUSTRIES),
+                       ("job_role", reference.JOB_ROLES)):
+        if raw[key]:
+            if raw[key] not in known:
+                raise ValidationFailed(_("Choose one of the listed values for %(what)s.", what=_dimension_label(key)),
+                                       field=key)
+            values[key] = raw[key]
+    if raw["from"]:
+        values["date_from"] = _date(raw["from"], "from")
+    if raw["to"]:
+        values["date_to"] = _date(raw["to"], "to")
+    if values.get("date_from") and values.get("date_to") and values["date_from"] > values["date_to"]:
+        raise ValidationFailed(_("The start of the period is after its end."), field="from")
+    return Filters(**values)
+
+
+def _dimension_label(key: str) -> str:
+    return {"track": _("Track"), "course": _("Course"), "cohort": _("Cohort"), "company": _("Company"),
+            "region": _("Region"), "industry": _("Industry"), "job_role": _("Job role"),
+            "month": _("Month of enrollment")}[key]
+
+
+def dimension_label(key: str) -> str:
+    """A dimension's name, for headings."""
+    return _dimension_label(key)
+
+
+def _where(query: Select[Any], model: Any, filters: Filters) -> Select[Any]:
+    conditions = []
+    for key, column in (("track", model.track_id), ("course", model.course_id), ("cohort", model.cohort_id),
+                        ("company", model.company_id), ("region", model.region), ("industry", model.industry),
+                        ("job_role", model.job_role)):
+        value = getattr(filters, key)
+        if value is not None:
+            conditions.append(column == value)
+    if filters.date_from is not None:
+        conditions.append(model.enrolled_on >= filters.date_from)
+    if filters.date_to is not None:
+        conditions.append(model.enrolled_on <= filters.date_to)
+    return query.where(and_(*conditions)) if conditions else query
+
+
+def _per_learner(filters: Filters, *group: Any) -> Any:
+    """One row per learner (and group key): whether they reached each stage, in scope."""
+    lc = LearnerCourse
+    query = select(*group, lc.user_id.label("user_id"),
+                   func.max(cast(lc.started, Integer)).label("started"),
+                   func.max(cast(lc.submitted, Integer)).label("submitted"),
+                   func.max(cast(lc.passed, Integer)).label("passed"),
+                   func.max(cast(lc.completed_course, Integer)).label("completed_course"),
+                   func.max(cast(lc.completed_track, Integer)).label("completed_track"))
+    return _where(query, lc, filters).group_by(*group, lc.user_id).subquery()
+
+
+def _funnel_columns(sub: Any) -> list[Any]:
+    return [func.count().label("enrolled")] + [func.coalesce(func.sum(sub.c[s]), 0).label(s) for s in STAGES[1:]]
+
+
+def _as_funnel(row: Any) -> dict[str, int]:
+    return {stage: int(getattr(row, stage) or 0) for stage in STAGES}
+
+
+def funnel(session: Session, filters: Filters) -> dict[str, int]:
+    """Learners at each stage: ``enrolled``, ``started``, ``submitted``, ``passed``, ``completed_course``,
+    ``completed_track``."""
+    sub = _per_learner(filters)
+    return _as_funnel(session.execute(select(*_funnel_columns(sub))).one())
+
+
+def _labels(session: Session, dimension: str, keys: list[Any], locale: str) -> dict[Any, str]:
+    if dimension == "track":
+        return {t.id: t.title(locale) for t in session.scalars(select(Track).where(Track.id.in_(keys)))}
+    if dimension == "course":
+        return {c.id: c.title(locale) for c in session.scalars(select(Course).where(Course.id.in_(keys)))}
+    if dimension == "cohort":
+        return {c.id: c.name for c in session.scalars(select(Cohort).where(Cohort.id.in_(keys)))}
+    if dimension == "company":
+        return {c.id: c.name for c in session.scalars(select(Company).where(Company.id.in_(keys)))}
+    lists = {"region": reference.REGIONS, "industry": reference.INDUSTRIES, "job_role": reference.JOB_ROLES}
+    known = lists.get(dimension)
+    if known is not None:
+        return {k: str(known[k]) for k in keys if k in known}
+    return {k: k for k in keys}  # month: "2026-03"
+
+
+def _key_column(dimension: str) -> Any:
+    lc = LearnerCourse
+    return {"track": lc.track_id, "course": lc.course_id, "cohort": lc.cohort_id, "company": lc.company_id,
+            "region": lc.region, "industry": lc.industry, "job_role": lc.job_role,
+            "month": lc.enrolled_month}[dimension]
+
+
+def check_dimension(dimension: str) -> str:
+    """``dimension`` when it is one of :data:`DIMENSIONS`; otherwise a clear error."""
+    if dimension not in DIMENSIONS:
+        raise ValidationFailed(_("Statistics can be grouped by: %(names)s.", names=", ".join(DIMENSIONS)),
+                               field="by")
+    return dimension
+
+
+def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko",
+       limit: int | None = None) -> list[dict[str, Any]]:
+    """The funnel for each value of ``dimension``: ``[{"key", "label", "funnel"}]``, largest first
+    (months in order).  Learners without a value (no company) are one row with key ``None``."""
+    check_dimension(dimension)
+    key = _key_column(dimension).label("key")
+    sub = _per_learner(filters, key)
+    rows = session.execute(select(sub.c.key, *_funnel_columns(sub)).group_by(sub.c.key)).all()
+    labels = _labels(session, dimension, [r.key for r in rows if r.key is not None], locale)
+    out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else _("(none)"),
+            "funnel": _as_funnel(r)} for r in rows]
+    if dimension == "month":
+        out.sort(key=lambda r: r["key"] or "")
+    else:
+        out.sort(key=lambda r: (-r["funnel"]["enrolled"], str(r["label"])))
+    return out[:limit] if limit else out
+
+
+def completion(session: Session, filters: Filters) -> dict[str, Any]:
+    """Completion rate (courses completed per learner-course in scope) and the median days to a completion."""
+    lc = LearnerCourse
+    done_rows = func.coalesce(func.sum(cast(lc.completed_course, Integer)), 0)
+    row = session.execute(_where(select(func.count(), done_rows), lc, filters)).one()
+    days = list(session.scalars(_where(select(lc.days_to_complete).where(lc.days_to_complete.is_not(None)),
+                                       lc, filters)))
+    taken, done = int(row[0]), int(row[1])
+    return {"course_enrollments": taken, "course_completions": done,
+            "rate": round(done / taken, 4) if taken else None,
+            "median_days": round(statistics.median(days), 1) if days else None}
+
+
+def lab_hours(session: Session, filters: Filters, dimension: str, *, locale: str = "ko",
+              limit: int | None = 10) -> list[dict[str, Any]]:
+    """Lab hours, GPU-hours and shared-GPU hours per value of ``dimension`` (``course`` or ``company``), largest
+    GPU use first."""
+    check_dimension(dimension)
+    lc = LearnerCourse
+    key = _key_column(dimension).label("key")
+    query = _where(select(key, func.sum(lc.lab_hours).label("lab"), func.sum(lc.gpu_hours).label("gpu"),
+                          func.sum(lc.gpu_shared_hours).label("shared")), lc, filters).group_by(key)
+    rows = [r for r in session.execute(query) if (r.lab or 0) > 0]
+    labels = _labels(session, dimension, [r.key for r in rows if r.key is not None], locale)
+    out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else _("(none)"),
+            "lab_hours": round(r.lab or 0, 1), "gpu_hours": round(r.gpu or 0, 1),
+            "gpu_shared_hours": round(r.shared or 0, 1)} for r in rows]
+    out.sort(key=lambda r: (-(r["gpu_hours"] + r["gpu_shared_hours"]), -r["lab_hours"], str(r["label"])))
+    return out[:limit] if limit else out
+
+
+def hours_by_profile(session: Session, filters: Filters) -> dict[str, float]:
+    """Lab hours on CPU, GPU-hours on whole GPUs and hours on shared GPUs, in scope."""
+    lc = LearnerCourse
+    row = session.execute(_where(select(func.sum(lc.lab_hours), func.sum(lc.gpu_hours), func.sum(lc.gpu_shared_hours)),
+                                 lc, filters)).one()
+    return {"lab_hours": round(row[0] or 0, 1), "gpu_hours": round(row[1] or 0, 1),
+            "gpu_shared_hours": round(row[2] or 0, 1)}
+
+
+def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today: dt.date | None = None
+                  ) -> list[dict[str, Any]]:
+    """Distinct active learners per week (Monday, Asia/Seoul) for the last ``weeks`` weeks, oldest first."""
+    from academy.stats.refresh import SEOUL
+
+    today = today or dt.datetime.now(SEOUL).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    first = monday - dt.timedelta(weeks=weeks - 1)
+    wa = WeeklyActivity
+    query = _where(select(wa.week, func.count(func.distinct(wa.user_id))).where(wa.week >= first), wa, filters)
+    counts = {week: n for week, n in session.execute(query.group_by(wa.week))}
+    return [{"week": (first + dt.timedelta(weeks=i)).isoformat(),
+             "learners": int(counts.get(first + dt.timedelta(weeks=i), 0))} for i in range(weeks)]
+
+
+def score_distribution(session: Session, filters: Filters, *, locale: str = "ko") -> list[dict[str, Any]]:
+    """For each assignment of the filtered course (or track): how many learners' best graded score falls in each
+    tenth of the points.  Empty without a course or track filter (hundreds of assignments say nothing at once)."""
+    if filters.course is None and filters.track is None:
+        return []
+    lc = LearnerCourse
+    learners = _where(select(lc.user_id).distinct(), lc, filters)
+    assignments = select(Assignment).join(Course).where(Assignment.active, Course.active)
+    if filters.course is not None:
+        assignments = assignments.where(Assignment.course_id == filters.course)
+    else:
+        assignments = assignments.where(Course.track_id == filters.track)
+    result = []
+    for assignment in session.scalars(assignments.order_by(Course.position, Assignment.position, Assignment.id)):
+        if assignment.max_score <= 0:
+            continue
+        best = (select(Submission.user_id, func.max(Submission.score).label("best"))
+                .where(Submission.assignment_id == assignment.id, Submission.status == SubmissionStatus.graded,
+                       Submission.score.is_not(None), Submission.user_id.in_(learners))
+                .group_by(Submission.user_id).subquery())
+        buckets = [0] * BUCKETS
+        for score, in session.execute(select(best.c.best)):
+            index = min(int(BUCKETS * max(score, 0) / assignment.max_score), BUCKETS - 1)
+            buckets[index] += 1
+        result.append({"assignment": assignment.id, "title": assignment.title(locale),
+                       "course": assignment.course.title(locale), "buckets": buckets, "learners": sum(buckets)})
+    return result
+
+
+def summary(session: Session, filters: Filters, dimension: str | None, *, locale: str = "ko") -> dict[str, Any]:
+    """What ``academy stats --json`` and the API print: ``filters``, ``funnel`` (or ``rows`` with a dimension)."""
+    body: dict[str, Any] = {"filters": filters.as_query()}
+    if dimension is None:
+        body["funnel"] = funnel(session, filters)
+        body["completion"] = completion(session, filters)
+        body["hours"] = hours_by_profile(session, filters)
+    else:
+        body["by"] = dimension
+        body["rows"] = by(session, dimension, filters, locale=locale)
+    return body
+
+
+def company_options(session: Session) -> list[tuple[int, str]]:
+    """Companies with learners in the statistics, by name (for the filter)."""
+    ids = select(LearnerCourse.company_id).where(LearnerCourse.company_id.is_not(None)).distinct()
+    return [(c.id, c.name) for c in session.scalars(select(Company).where(Company.id.in_(ids)).order_by(Company.name))]
+
+
+def user_count(session: Session) -> int:
+    """All accounts (shown beside the funnel)."""
+    return session.scalar(select(func.count()).select_from(User)) or 0

@@ -1,0 +1,210 @@
+"""Rebuilding the statistics' summary tables from the source tables (see :mod:`academy.stats.models`).
+
+Definitions, for every figure the statistics show:
+
+* a learner **enrolled** in a track when an enrollment of theirs holds or held a seat in one of
+  its cohorts (status ``enrolled``, or ``withdrawn`` after having been enrolled); waiting,
+  pending and rejected requests are not enrollments.  A learner with several such enrollments in
+  one track (a new cohort after withdrawing) counts once, with the latest;
+* **started**: a lab of one of the track's courses ran; **submitted**: a notebook was submitted to
+  one of its assignments; **passed**: a graded attempt reached the course's pass mark
+  (``min_score_percent``); **completed a course / the track**: a completion in force
+  (:mod:`academy.completion`);
+* **lab hours**: how long the learner's labs of the course ran; **GPU-hours**: the same times the
+  number of whole GPUs, and separately hours on a shared GPU;
+* **days to completion**: from the later of the cohort's start and the enrollment to the course
+  completion;
+* dates and weeks are in Asia/Seoul.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, delete, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from academy.catalog.models import Assignment, Course
+from academy.completion.models import Completion
+from academy.db import utcnow
+from academy.enrollment.models import Cohort, Enrollment, EnrollmentEvent, EnrollmentStatus
+from academy.grading.models import Submission, SubmissionStatus
+from academy.i18n import DISPLAY_TIMEZONE
+from academy.labs.models import LabSession
+from academy.stats.models import LearnerCourse, Refresh, WeeklyActivity
+from academy.users.models import User
+
+SEOUL = ZoneInfo(DISPLAY_TIMEZONE)
+BATCH = 5000
+ACTIVITY_WEEKS = 26  # how far back the weekly activity goes
+
+
+@dataclass
+class RefreshReport:
+    """What a rebuild wrote."""
+
+    rows: int
+    activity_rows: int
+    seconds: float
+    refreshed_at: dt.datetime
+
+
+def _day(moment: dt.datetime) -> dt.date:
+    return moment.astimezone(SEOUL).date()
+
+
+def _week(moment: dt.datetime) -> dt.date:
+    day = _day(moment)
+    return day - dt.timedelta(days=day.weekday())
+
+
+def _seats(session: Session) -> dict[tuple[int, int], tuple[int, int, dt.datetime, dt.datetime]]:
+    """(user, track) → (enrollment id, cohort id, enrolled at, cohort start) of the latest seat held."""
+    held = select(EnrollmentEvent.enrollment_id).where(EnrollmentEvent.to_status == EnrollmentStatus.enrolled.value)
+    query = (select(Enrollment.id, Enrollment.user_id, Cohort.track_id, Enrollment.cohort_id, Enrollment.requested_at,
+                    Cohort.starts_at)
+             .join(Cohort, Cohort.id == Enrollment.cohort_id)
+             .where(or_(Enrollment.status == EnrollmentStatus.enrolled,
+                        and_(Enrollment.status == EnrollmentStatus.withdrawn, Enrollment.id.in_(held))))
+             .order_by(Enrollment.requested_at, Enrollment.id))
+    seats = {}
+    for enrollment_id, user_id, track_id, cohort_id, requested_at, starts_at in session.execute(query):
+        seats[(user_id, track_id)] = (enrollment_id, cohort_id, requested_at, starts_at)  # the latest wins
+    return seats
+
+
+def _pass_marks(session: Session) -> dict[int, float]:
+    """Course id → pass mark as a fraction (the rule's ``min_score_percent``, 60 by default)."""
+    marks = {}
+    for course_id, rule in session.execute(select(Course.id, Course.passing_rule)):
+        marks[course_id] = float((rule or {}).get("min_score_percent", 60)) / 100.0
+    return marks
+
+
+def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshReport:
+    """Rebuild the summary tables; runs in the caller's transaction (commit to publish)."""
+    started_clock = time.perf_counter()
+    now = now or utcnow()
+    seats = _seats(session)
+    people = {uid: (company, region, industry, job) for uid, company, region, industry, job in session.execute(
+        select(User.id, User.company_id, User.region, User.industry, User.job_role))}
+    courses_of: dict[int, list[int]] = defaultdict(list)
+    for course_id, track_id in session.execute(select(Course.id, Course.track_id).where(Course.active)
+                                               .order_by(Course.position, Course.id)):
+        courses_of[track_id].append(course_id)
+    track_of = {cid: tid for tid, cids in courses_of.items() for cid in cids}
+    marks = _pass_marks(session)
+
+    labs: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    started: set[tuple[int, int]] = set()
+    activity: set[tuple[dt.date, int, int]] = set()
+    since = now - dt.timedelta(weeks=ACTIVITY_WEEKS)
+    for user_id, course_id, begin, end, profile, gpus in session.execute(
+            select(LabSession.user_id, LabSession.course_id, LabSession.started_at, LabSession.stopped_at,
+                   LabSession.profile, LabSession.gpus).where(LabSession.started_at.is_not(None))):
+        key = (user_id, course_id)
+        started.add(key)
+        hours = max(((end or now) - begin).total_seconds(), 0.0) / 3600.0
+        totals = labs[key]
+        totals[0] += hours
+        if profile == "gpu-shared":
+            totals[2] += hours
+        elif gpus:
+            totals[1] += hours * gpus
+        if begin >= since:
+            activity.add((_week(begin), user_id, course_id))
+
+    submitted = {(u, c) for u, c in session.execute(
+        select(Submission.user_id, Assignment.course_id).join(Assignment, Assignment.id == Submission.assignment_id)
+        .group_by(Submission.user_id, Assignment.course_id))}
+    for user_id, course_id, moment in session.execute(
+            select(Submission.user_id, Assignment.course_id, Submission.submitted_at)
+            .join(Assignment, Assignment.id == Submission.assignment_id).where(Submission.submitted_at >= since)):
+        activity.add((_week(moment), user_id, course_id))
+    mark = case(marks, value=Assignment.course_id, else_=0.6) if marks else 0.6
+    passed = {(u, c) for u, c in session.execute(
+        select(Submission.user_id, Assignment.course_id).join(Assignment, Assignment.id == Submission.assignment_id)
+        .where(Submission.status == SubmissionStatus.graded, Submission.score.is_not(None), Assignment.max_score > 0,
+               Submission.score >= Assignment.max_score * mark)
+        .group_by(Submission.user_id, Assignment.course_id))}
+    course_done: dict[tuple[int, int], dt.datetime] = {}
+    track_done: set[tuple[int, int]] = set()
+    for user_id, course_id, track_id, completed_at in session.execute(
+            select(Completion.user_id, Completion.course_id, Completion.track_id, Completion.completed_at)
+            .where(Completion.withdrawn_at.is_(None))):
+        if course_id is None:
+            track_done.add((user_id, track_id))
+        else:
+            course_done[(user_id, course_id)] = completed_at
+
+    session.execute(delete(LearnerCourse))
+    session.execute(delete(WeeklyActivity))
+    rows: list[dict[str, object]] = []
+    written = 0
+    for (user_id, track_id), (_enrollment, cohort_id, requested_at, starts_at) in sorted(seats.items()):
+        company, region, industry, job = people.get(user_id, (None, None, None, None))
+        enrolled_on = _day(requested_at)
+        origin = max(requested_at, starts_at)
+        for course_id in courses_of.get(track_id, []):
+            key = (user_id, course_id)
+            done_at = course_done.get(key)
+            lab_hours, gpu_hours, shared_hours = labs.get(key, (0.0, 0.0, 0.0))
+            rows.append({
+                "user_id": user_id, "track_id": track_id, "course_id": course_id, "cohort_id": cohort_id,
+                "company_id": company, "region": region, "industry": industry, "job_role": job,
+                "enrolled_on": enrolled_on, "enrolled_month": enrolled_on.strftime("%Y-%m"),
+                "started": key in started, "submitted": key in submitted, "passed": key in passed,
+                "completed_course": done_at is not None, "completed_track": (user_id, track_id) in track_done,
+                "days_to_complete": None if done_at is None else max((done_at - origin).total_seconds(), 0) / 86400,
+                "lab_hours": round(lab_hours, 4), "gpu_hours": round(gpu_hours, 4),
+                "gpu_shared_hours": round(shared_hours, 4),
+            })
+            if len(rows) >= BATCH:
+                session.execute(insert(LearnerCourse), rows)
+                written += len(rows)
+                rows = []
+    if rows:
+        session.execute(insert(LearnerCourse), rows)
+        written += len(rows)
+
+    activity_rows: list[dict[str, object]] = []
+    activity_written = 0
+    for week, user_id, course_id in sorted(activity):
+        track_id = track_of.get(course_id)
+        seat = seats.get((user_id, track_id)) if track_id is not None else None
+        if seat is None:
+            continue  # activity outside any seat (staff trying a course) is not the academy's learning
+        company, region, industry, job = people.get(user_id, (None, None, None, None))
+        activity_rows.append({"week": week, "user_id": user_id, "track_id": track_id, "course_id": course_id,
+                              "cohort_id": seat[1], "company_id": company, "region": region, "industry": industry,
+                              "job_role": job, "enrolled_on": _day(seat[2])})
+        if len(activity_rows) >= BATCH:
+            session.execute(insert(WeeklyActivity), activity_rows)
+            activity_written += len(activity_rows)
+            activity_rows = []
+    if activity_rows:
+        session.execute(insert(WeeklyActivity), activity_rows)
+        activity_written += len(activity_rows)
+
+    seconds = time.perf_counter() - started_clock
+    state = session.get(Refresh, 1)
+    if state is None:
+        state = Refresh(id=1, refreshed_at=now)
+        session.add(state)
+    state.refreshed_at, state.seconds, state.rows = now, seconds, written
+    session.flush()
+    return RefreshReport(rows=written, activity_rows=activity_written, seconds=seconds, refreshed_at=now)
+
+
+def last_refresh(session: Session) -> Refresh | None:
+    """When the figures were last rebuilt (``None``: never)."""
+    return session.get(Refresh, 1)
+
+
+def count_rows(session: Session) -> int:
+    """Rows in the learner-course table (for the command line's report)."""
+    return session.scalar(select(func.count()).select_from(LearnerCourse)) or 0
