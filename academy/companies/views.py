@@ -71,9 +71,7 @@ def export_report(fmt: str) -> Any:
     table = export.Table("employees", company.name, [
         _("Name"), _("Email"), _("Job role"), _("Track"), _("Cohort"), _("Status"), _("Assignments passed"),
         _("Assignments"), _("Lab hours"), _("Courses completed"), _("Track completed on"), _("Certificates")], rows)
-    data = export.to_csv(table) if fmt == "csv" else export.to_xlsx(table)
-    mimetype = ("text/csv; charset=utf-8" if fmt == "csv"
-                else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    data, mimetype = export.encode(table, fmt)
     response = Response(data, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="academy-company-employees.{fmt}"'
     return response

@@ -72,3 +72,12 @@ def to_xlsx(table: Table) -> bytes:
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
+
+
+MIMETYPES = {"csv": "text/csv; charset=utf-8",
+             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+
+
+def encode(table: Table, fmt: str) -> tuple[bytes, str]:
+    """The table as ``fmt`` (``csv`` or ``xlsx``): its bytes and their media type."""
+    return (to_csv(table) if fmt == "csv" else to_xlsx(table)), MIMETYPES[fmt]

@@ -85,6 +85,29 @@ def _pass_marks(session: Session) -> dict[int, float]:
     return marks
 
 
+class _Batches:
+    """Rows inserted into ``model``'s table a batch at a time."""
+
+    def __init__(self, session: Session, model: type) -> None:
+        self.session, self.model, self.rows, self.written = session, model, [], 0
+
+    def append(self, row: dict[str, object]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            self.session.execute(insert(self.model), self.rows)
+            self.written += len(self.rows)
+            self.rows = []
+
+    def close(self) -> int:
+        """Insert what is left; returns how many rows were written in all."""
+        self._flush()
+        return self.written
+
+
 def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshReport:
     """Rebuild the summary tables; runs in the caller's transaction (commit to publish)."""
     started_clock = time.perf_counter()
@@ -143,8 +166,7 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
 
     session.execute(delete(LearnerCourse))
     session.execute(delete(WeeklyActivity))
-    rows: list[dict[str, object]] = []
-    written = 0
+    rows = _Batches(session, LearnerCourse)
     for (user_id, track_id), (_enrollment, cohort_id, requested_at, starts_at) in sorted(seats.items()):
         company, region, industry, job = people.get(user_id, (None, None, None, None))
         enrolled_on = _day(requested_at)
@@ -163,16 +185,9 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
                 "lab_hours": round(lab_hours, 4), "gpu_hours": round(gpu_hours, 4),
                 "gpu_shared_hours": round(shared_hours, 4),
             })
-            if len(rows) >= BATCH:
-                session.execute(insert(LearnerCourse), rows)
-                written += len(rows)
-                rows = []
-    if rows:
-        session.execute(insert(LearnerCourse), rows)
-        written += len(rows)
+    written = rows.close()
 
-    activity_rows: list[dict[str, object]] = []
-    activity_written = 0
+    activity_rows = _Batches(session, WeeklyActivity)
     for week, user_id, course_id in sorted(activity):
         track_id = track_of.get(course_id)
         seat = seats.get((user_id, track_id)) if track_id is not None else None
@@ -182,13 +197,7 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
         activity_rows.append({"week": week, "user_id": user_id, "track_id": track_id, "course_id": course_id,
                               "cohort_id": seat[1], "company_id": company, "region": region, "industry": industry,
                               "job_role": job, "enrolled_on": _day(seat[2])})
-        if len(activity_rows) >= BATCH:
-            session.execute(insert(WeeklyActivity), activity_rows)
-            activity_written += len(activity_rows)
-            activity_rows = []
-    if activity_rows:
-        session.execute(insert(WeeklyActivity), activity_rows)
-        activity_written += len(activity_rows)
+    activity_written = activity_rows.close()
 
     seconds = time.perf_counter() - started_clock
     state = session.get(Refresh, 1)

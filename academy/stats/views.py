@@ -58,9 +58,7 @@ def export_table(name: str, fmt: str) -> Any:
         raise NotFound(_("There is no such table."))
     filters = queries.parse_filters(db.session, request.args)
     table = page.build(db.session, filters, _dimension(), locale=current_locale()).table(name)
-    data = export.to_csv(table) if fmt == "csv" else export.to_xlsx(table)
-    mimetype = ("text/csv; charset=utf-8" if fmt == "csv"
-                else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    data, mimetype = export.encode(table, fmt)
     response = Response(data, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="academy-{table.name}.{fmt}"'
     return response
