@@ -10,6 +10,8 @@ from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
 from academy.engine.grade import WORKERS_PER_CPU
+from academy.stats.cli import stats_command
+from academy.synth import synth_command
 
 
 def main() -> None:
@@ -268,8 +270,8 @@ def demo_command(host: str, port: int) -> None:
 
 
 #: Every ``academy`` command (also registered as ``flask.commands`` entry points).
-COMMANDS = (init_command, create_user_command, token_group, completion_group, certificate_group, demo_command,
-            worker_command, grade_command)
+COMMANDS = (init_command, create_user_command, token_group, completion_group, certificate_group, stats_command,
+            demo_command, worker_command, grade_command, synth_command)
 
 
 if __name__ == "__main__":

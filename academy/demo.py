@@ -39,6 +39,11 @@ DEMO_ACCOUNTS = (
     ("admin@demo.academy.kr", "admin", "박관리", "manage-andong-2026"),
 )
 DEMO_COMPANY = ("새마을정밀(주)", "124-81-00998")
+DEMO_OPEN_COHORT = "2026 겨울 1기"
+DEMO_APPROVAL_COHORT = "2027 봄 (승인제)"
+#: The synthetic academy behind the admin's statistics (``academy synth --learners 300 --seed 1``).
+DEMO_SYNTH_LEARNERS = 300
+DEMO_SYNTH_SEED = 1
 
 
 def seed_demo(app: Flask) -> list[tuple[str, str, str]]:
@@ -63,23 +68,46 @@ def seed_demo(app: Flask) -> list[tuple[str, str, str]]:
         today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         for track in db.session.scalars(select(Track).where(Track.active.is_(True))):
             if db.session.scalar(select(Cohort.id).where(Cohort.track_id == track.id)) is None:
-                create_cohort(db.session, track, name="2026 겨울 1기", starts_at=today,
+                create_cohort(db.session, track, name=DEMO_OPEN_COHORT, starts_at=today,
                               ends_at=today + dt.timedelta(days=56), capacity=30, actor=None)
-                create_cohort(db.session, track, name="2027 봄 (승인제)", starts_at=today + dt.timedelta(days=60),
+                create_cohort(db.session, track, name=DEMO_APPROVAL_COHORT, starts_at=today + dt.timedelta(days=60),
                               ends_at=today + dt.timedelta(days=116), capacity=20, requires_approval=True,
                               actor=None)
         db.session.flush()
-        # The demo learner is in every track's open cohort, so "Open lab" and submitting work at once.
-        from academy.enrollment.models import Enrollment
+        # The demo learner is in every track's open cohort, so "Open lab" and submitting work at once
+        # (the demo's own cohort: the synthetic academy's cohorts are full of other learners).
+        from academy.enrollment.models import ACTIVE_STATUSES, Enrollment
         from academy.enrollment.services import request_enrollment
 
         learner = find_user_by_email(db.session, DEMO_ACCOUNTS[0][0])
-        for cohort in db.session.scalars(select(Cohort).where(Cohort.requires_approval.is_(False))):
+        for cohort in db.session.scalars(select(Cohort).where(Cohort.requires_approval.is_(False),
+                                                              Cohort.name == DEMO_OPEN_COHORT)):
             if db.session.scalar(select(Enrollment.id).where(Enrollment.user_id == learner.id,
-                                                            Enrollment.cohort_id == cohort.id)) is None:
+                                                            Enrollment.track_id == cohort.track_id,
+                                                            Enrollment.status.in_(ACTIVE_STATUSES))) is None:
                 request_enrollment(db.session, cohort, learner)
         db.session.commit()
     return [(email, role, password) for email, role, _name, password in DEMO_ACCOUNTS]
+
+
+def seed_synthetic(app: Flask) -> str:
+    """Load a small synthetic academy once (``academy synth``), so the admin's statistics have figures.
+
+    Returns the one-line summary (``already there`` after the first start).
+    """
+    from academy.certificates.services import Issuer
+    from academy.errors import AcademyError
+    from academy.extensions import db
+    from academy.synth import synthesize
+
+    with app.app_context():
+        try:
+            report = synthesize(db.session, learners=DEMO_SYNTH_LEARNERS, seed=DEMO_SYNTH_SEED,
+                                issuer=Issuer.from_app())
+        except AcademyError as exc:  # another seed's academy is there: the demo runs with that one
+            db.session.rollback()
+            return f"no synthetic academy loaded: {exc}"
+        return report.summary()
 
 
 def start_lab_hub(app: Flask, host: str, preferred_port: int = 8000) -> HubProcess | None:
@@ -197,6 +225,7 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
         with app.app_context():
             summary = run_init()
         accounts = seed_demo(app)
+        synthetic = seed_synthetic(app)
         port = free_port(host, port)
         url = f"http://{host}:{port}/"
         # The OpenID Connect issuer and mailed links: the address served here, unless ACADEMY_BASE_URL names
@@ -206,6 +235,7 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
         click.echo("")
         click.echo("AI 새마을 아카데미 demo / AI Saemaul Academy demo")
         click.echo(f"  courses: {summary}")
+        click.echo(f"  statistics: {synthetic}")
         click.echo(f"  portal:  {url}")
         click.echo("  accounts (email / password):")
         for email, role, password in accounts:
