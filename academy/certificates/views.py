@@ -27,9 +27,8 @@ bp = Blueprint("certificates", __name__)
 
 @bp.route("/verify")
 @public
-@limiter.limit("60 per minute")
 def verify_form() -> Any:
-    """A form to type a verification code; a typed code goes to its page."""
+    """A form to type a verification code; a typed code goes to its page (which is rate-limited)."""
     typed = (request.args.get("code") or "").strip()
     if typed:
         code = services.normalise_code(typed)

@@ -470,3 +470,123 @@ def test_open_lab_lands_in_jupyterlab_with_the_notebook_open(tmp_path: Path, pag
         _shot(page, "lab-02-jupyterlab.png")
         portal_problems = [p for p in problems.csp_violations if stack.portal_url in p]
         assert not portal_problems, portal_problems
+
+
+def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path, page: Any) -> None:
+    """Issue 14 in the browser: the admin lands on the statistics (charts drawn, a filter, a table, a CSV),
+    revokes nothing but finds a certificate; a company contact sees their employees; a learner downloads their
+    certificate and anyone verifies it.  A small synthetic academy (``academy synth``) provides the figures."""
+    from playwright.sync_api import expect
+    from sqlalchemy import func, select
+    from werkzeug.serving import make_server
+
+    from academy import create_app
+    from academy.bootstrap import run_init
+    from academy.certificates.models import Certificate
+    from academy.certificates.services import Issuer
+    from academy.companies.services import appoint
+    from academy.db import utcnow
+    from academy.extensions import db
+    from academy.stats.refresh import rebuild
+    from academy.synth import synthesize
+    from academy.users.models import Role, User
+    from academy.users.passwords import hash_password
+    from academy.users.services import create_user
+
+    app = create_app({"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
+                      "secret_key": "x" * 40, "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False})
+    with app.app_context():
+        run_init()
+        synthesize(db.session, learners=150, seed=1, issuer=Issuer.from_app())
+        admin = create_user(db.session, "stats-admin@example.kr", "Admin-pass-2026", Role.admin, name="박관리")
+        admin.consent_at = utcnow()
+        # the company with the most employees gets a contact; the learner with a certificate may sign in
+        company_id = db.session.scalar(select(User.company_id).where(User.company_id.is_not(None))
+                                       .group_by(User.company_id).order_by(func.count().desc()).limit(1))
+        contact = create_user(db.session, "hr@example.kr", "Contact-pass-2026", Role.learner, name="최인사")
+        contact.consent_at, contact.company_id = utcnow(), company_id
+        db.session.flush()
+        appoint(db.session, contact.company, contact, actor=admin)
+        certificate = db.session.scalar(select(Certificate).where(Certificate.revoked_at.is_(None))
+                                        .order_by(Certificate.id).limit(1))
+        holder = db.session.get(User, certificate.user_id)
+        holder.password_hash, holder.consent_at = hash_password("Holder-pass-2026"), utcnow()
+        code, holder_email, holder_name = certificate.code, holder.email, holder.name
+        company_name = contact.company.name
+        rebuild(db.session)
+        db.session.commit()
+        db.session.remove()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    problems = Problems()
+    problems.attach(page)
+
+    def sign_in(email: str, password: str) -> None:
+        page.context.clear_cookies()
+        page.goto(f"{base}/login")
+        page.fill("#email", email)
+        page.fill("#password", password)
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+
+    try:
+        sign_in("stats-admin@example.kr", "Admin-pass-2026")
+        assert _path(page) == "/admin/"  # admins land on the statistics
+        expect(page.locator("main h1")).to_have_text("통계")
+        expect(page.locator("html[data-charts-drawn=yes]")).to_have_count(1)
+        enrolled = int(page.locator("[data-figure=enrolled]").inner_text().replace(",", ""))
+        assert enrolled > 50
+        for canvas in ("chart-funnel", "chart-weekly", "chart-by", "chart-hours-course"):
+            box = page.locator(f"#{canvas}").bounding_box()
+            assert box and box["width"] > 200 and box["height"] > 100, canvas
+        expect(page.locator("#h-funnel")).to_have_text("수료 깔때기")
+        expect(page.locator("main")).to_contain_text("과정 수료율")
+        _shot(page, "10-admin-statistics.png", full_page=True)
+
+        page.select_option("#f-region", "gumi")
+        with page.expect_navigation():
+            page.locator("form[aria-label='필터'] button[type=submit]").click()
+        gumi = int(page.locator("[data-figure=enrolled]").inner_text().replace(",", ""))
+        assert 0 < gumi < enrolled
+        page.locator("section[aria-labelledby=h-funnel] summary").click()
+        expect(page.locator("table[data-table=funnel] td[data-stage=enrolled]")).to_have_text(f"{gumi:,}")
+        with page.expect_download() as download:
+            page.locator("[data-export=funnel-csv]").click()
+        assert Path(download.value.path()).read_bytes().startswith("\ufeff".encode())
+        _shot(page, "11-admin-statistics-gumi.png", full_page=True)
+
+        page.goto(f"{base}/admin/certificates?q={code}")
+        expect(page.locator("main")).to_contain_text(holder_name)
+        _shot(page, "12-admin-certificates.png")
+
+        sign_in("hr@example.kr", "Contact-pass-2026")
+        with page.expect_navigation():
+            page.get_by_role("link", name="우리 회사").click()
+        expect(page.locator("main h1")).to_have_text(company_name)
+        assert page.locator("[data-company-report] tbody tr[data-employee]").count() >= 2
+        _shot(page, "13-company-view.png", full_page=True)
+
+        sign_in(holder_email, "Holder-pass-2026")
+        page.goto(f"{base}/dashboard")
+        expect(page.locator("#my-certificates")).to_have_text("내 수료증")
+        with page.expect_download() as download:
+            page.locator(f"[data-certificate-pdf='{code}']").first.click()
+        assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+        _shot(page, "14-learner-certificates.png")
+        page.context.clear_cookies()
+        page.goto(f"{base}/verify")
+        page.fill("#code", code.lower().replace("-", ""))
+        with page.expect_navigation():
+            page.locator("main form button[type=submit]").click()
+        expect(page.locator("[data-certificate-status=valid]")).to_contain_text("유효한 수료증")
+        expect(page.locator("main")).to_contain_text(holder_name)
+        _shot(page, "15-certificate-verified.png")
+        assert not problems.console_errors and not problems.csp_violations, problems.as_dict()
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()

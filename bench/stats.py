@@ -1,0 +1,390 @@
+"""The province's statistics at scale: page and command times against the same app's trivial page.
+
+Run from the repository root with the portal's environment::
+
+    .venv/bin/python bench/stats.py [--learners 100000] [--companies 2000] [--courses 40]
+                                    [--sqlite-learners 10000] [--skip-sqlite] [--keep] [--requests 15] [--json]
+
+What it does, in one run:
+
+1. **Build.** For PostgreSQL (``--pg-admin-url``, default the local server) a scratch database
+   ``academy_bench_stats``, and for SQLite a file in a temporary data directory: ``academy init``
+   (the shipped catalogue), then ``academy synth --learners N --companies C --courses K`` (deterministic,
+   seed 1: companies across the regions, cohorts, enrollments, labs, graded submissions, completions and
+   certificates), then ``academy stats --refresh`` (the summary tables), each timed.  With ``--keep`` the
+   PostgreSQL database is kept and reused by the next run when it holds the same size (building 100,000
+   learners takes minutes).
+2. **Command.** ``academy stats --json`` and ``academy stats --json --by region --industry battery`` (median of three).
+3. **Pages**, through gunicorn with 2 workers (``wsgi:app``) on a free loopback port, signed in with real
+   sessions: the admin's dashboard (``/admin/``) and six filter changes (track, course, company, region,
+   industry with job role, a period), each first request ("cold") and the median of ``--requests`` more
+   ("warm"); the learner dashboard of a learner with several enrollments and completions; and, as the floor, the
+   trivial page of the same app: the certificate verification form (``/verify``) for the same signed-in
+   learner (session, account, menu and layout, no figures), and the bare health check (``/healthz``).
+4. **Throughput.** 8 client threads for 5 s each against the learner dashboard and the trivial page:
+   requests per second and their ratio.
+
+Targets (issue 14): dashboard < 300 ms and a filter change < 150 ms on PostgreSQL, learner dashboard < 50 ms,
+learner dashboard rps >= 40 % of the trivial page's.  For comparison, nbgrader's formgrader needs 28 s to
+list 1,126 submissions.  With ``--json`` the last line of standard output is one JSON object of every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+PG_ADMIN_URL = os.environ.get("ACADEMY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_DB = "academy_bench_stats"
+ADMIN = ("bench-admin@example.kr", "Gyeongbuk-stats-2026!")
+LEARNER_PASSWORD = "Pohang-learner-2026!"
+TRIVIAL = "/verify"
+TARGETS = {"dashboard_ms": 300.0, "filter_ms": 150.0, "learner_ms": 50.0, "rps_share": 0.40}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def academy(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[float, str]:
+    """Run ``academy ARGS``; returns (seconds, standard output)."""
+    started = time.perf_counter()
+    done = subprocess.run([str(BIN / "academy"), *args], env=env, input=stdin, capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"academy {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started, done.stdout
+
+
+# --- building the academy -----------------------------------------------------------------------------------------
+
+
+def _pg_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _pg_execute(sql: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(sql))
+    engine.dispose()
+
+
+def _pg_size(url: str) -> int | None:
+    """Learners in an existing bench database, or None when there is none."""
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM \"user\" WHERE email LIKE '%@synth.academy.kr'"))
+                       .scalar() or 0)
+    except Exception:  # noqa: BLE001 - no database yet
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            engine.dispose()
+
+
+def build(env: dict[str, str], *, learners: int, companies: int, courses: int, reuse: bool) -> dict[str, Any]:
+    """``academy init`` + ``synth`` + ``stats --refresh`` into the database of ``env``; returns the times."""
+    figures: dict[str, Any] = {"learners": learners}
+    if reuse:
+        log(f"reusing the database ({learners} learners)")
+        figures["reused"] = True
+    else:
+        seconds, _ = academy(env, "init")
+        figures["init_s"] = round(seconds, 1)
+        log(f"init {seconds:.1f} s; synth {learners} learners ...")
+        seconds, out = academy(env, "synth", "--learners", str(learners), "--companies", str(companies),
+                               "--courses", str(courses), "--seed", "1", "--json")
+        figures["synth_s"] = round(seconds, 1)
+        with contextlib.suppress(ValueError, IndexError):
+            figures["synth"] = json.loads(out.strip().splitlines()[-1])
+        log(f"synth {seconds:.1f} s")
+    seconds, _ = academy(env, "stats", "--refresh", "--json")
+    figures["refresh_s"] = round(seconds, 1)
+    log(f"stats --refresh {seconds:.1f} s")
+    if not reuse:
+        academy(env, "create-user", ADMIN[0], "--role", "admin", stdin=f"{ADMIN[1]}\n{ADMIN[1]}\n")
+    return figures
+
+
+def learner_email(env: dict[str, str]) -> str:
+    """A synthetic learner with the most completions, given a known password (for the learner dashboard)."""
+    code = f"""
+from sqlalchemy import func, select
+from academy import create_app
+from academy.completion.models import Completion
+from academy.extensions import db
+from academy.users.models import User
+from academy.users.passwords import hash_password
+app = create_app()
+with app.app_context():
+    uid = db.session.scalar(select(Completion.user_id).group_by(Completion.user_id)
+                            .order_by(func.count().desc(), Completion.user_id).limit(1))
+    user = db.session.get(User, uid)
+    user.password_hash = hash_password({LEARNER_PASSWORD!r})
+    user.consent_at = user.consent_at or func.now()
+    db.session.commit()
+    print(user.email)
+"""
+    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"could not prepare the learner:\n{done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def filter_values(env: dict[str, str]) -> dict[str, str]:
+    """Query strings for the filter changes, with real ids."""
+    code = """
+import json
+from sqlalchemy import select, func
+from academy import create_app
+from academy.catalog.models import Course, Track
+from academy.extensions import db
+from academy.stats.models import LearnerCourse
+from academy.users.models import Company
+app = create_app()
+with app.app_context():
+    track = db.session.scalar(select(LearnerCourse.track_id).group_by(LearnerCourse.track_id)
+                              .order_by(func.count().desc()).limit(1))
+    course = db.session.scalar(select(LearnerCourse.course_id).group_by(LearnerCourse.course_id)
+                               .order_by(func.count().desc()).limit(1))
+    company = db.session.scalar(select(LearnerCourse.company_id).where(LearnerCourse.company_id.is_not(None))
+                                .group_by(LearnerCourse.company_id).order_by(func.count().desc()).limit(1))
+    print(json.dumps({"track": track, "course": course, "company": company}))
+"""
+    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"could not read the filter values:\n{done.stderr[-2000:]}")
+    ids = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "track": f"track={ids['track']}",
+        "course": f"course={ids['course']}",
+        "company": f"company={ids['company']}",
+        "region": "region=gumi",
+        "industry+job": "industry=battery&job_role=quality",
+        "period": "from=2026-03-01&to=2026-08-31",
+    }
+
+
+# --- the web server -------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level",
+                                "warning", "wsgi:app"], env=env, cwd=ROOT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            if process.poll() is not None:
+                raise SystemExit("gunicorn exited")
+            time.sleep(0.2)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def signed_in(base: str, email: str, password: str) -> requests.Session:
+    browser = requests.Session()
+    form = browser.get(base + "/login").text
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form) or re.search(
+        r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', form)
+    assert token, "no CSRF token on the login form"
+    answer = browser.post(base + "/login", data={"email": email, "password": password, "csrf_token": token.group(1)},
+                          allow_redirects=False)
+    if answer.status_code != 302:
+        raise SystemExit(f"could not sign in as {email}: {answer.status_code}")
+    return browser
+
+
+def timed(browser: requests.Session, url: str) -> float:
+    started = time.perf_counter()
+    answer = browser.get(url)
+    elapsed = (time.perf_counter() - started) * 1000
+    if answer.status_code != 200:
+        raise SystemExit(f"GET {url} answered {answer.status_code}")
+    return elapsed
+
+
+def cold_and_warm(browser: requests.Session, url: str, repeat: int) -> dict[str, float]:
+    cold = timed(browser, url)
+    warm = [timed(browser, url) for _ in range(repeat)]
+    return {"cold_ms": round(cold, 1), "warm_ms": round(statistics.median(warm), 1)}
+
+
+def throughput(make_session: Any, url: str, *, threads: int = 8, seconds: float = 5.0) -> float:
+    counts = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def run(index: int) -> None:
+        browser = make_session()
+        while time.monotonic() < stop:
+            if browser.get(url).status_code == 200:
+                counts[index] += 1
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / seconds
+
+
+def measure(env: dict[str, str], repeat: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    times = [academy(env, "stats", "--json")[0] for _ in range(3)]
+    figures["cli_stats_s"] = round(statistics.median(times), 2)
+    times = [academy(env, "stats", "--json", "--by", "region", "--industry", "battery")[0] for _ in range(3)]
+    figures["cli_stats_by_s"] = round(statistics.median(times), 2)
+    learner = learner_email(env)
+    filters = filter_values(env)
+    with gunicorn(env) as base:
+        admin = signed_in(base, *ADMIN)
+        figures["dashboard"] = cold_and_warm(admin, base + "/admin/", repeat)
+        figures["filters"] = {name: cold_and_warm(admin, f"{base}/admin/?{query}", repeat)
+                              for name, query in filters.items()}
+        figures["filter_warm_ms_max"] = max(f["warm_ms"] for f in figures["filters"].values())
+        person = signed_in(base, learner, LEARNER_PASSWORD)
+        figures["learner_dashboard"] = cold_and_warm(person, base + "/dashboard", repeat)
+        # The trivial page: the verification form, rendered for the same signed-in learner (session, account,
+        # menu and layout, no figures); the health check (no session, no template) is the bare floor.
+        figures["trivial"] = cold_and_warm(person, base + TRIVIAL, repeat)
+        figures["healthz"] = cold_and_warm(requests.Session(), base + "/healthz", repeat)
+        figures["rps_learner"] = round(throughput(lambda: signed_in(base, learner, LEARNER_PASSWORD),
+                                                  base + "/dashboard"), 1)
+        figures["rps_trivial"] = round(throughput(lambda: signed_in(base, learner, LEARNER_PASSWORD),
+                                                  base + TRIVIAL), 1)
+        figures["rps_share"] = round(figures["rps_learner"] / figures["rps_trivial"], 3) \
+            if figures["rps_trivial"] else None
+    return figures
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    def mark(value: float | None, target: float, *, above: bool = False) -> str:
+        if value is None:
+            return "?"
+        return "ok" if (value >= target if above else value < target) else "MISSED"
+
+    trivial = figures["trivial"]["warm_ms"] or 1.0
+    print(f"\n== {name}: {figures['build']['learners']:,} learners ==")
+    build = figures["build"]
+    print(f"build: init {build.get('init_s', '-')} s, synth {build.get('synth_s', '-')} s, "
+          f"stats --refresh {build['refresh_s']} s")
+    print(f"academy stats --json: {figures['cli_stats_s']} s; --by region --industry battery: "
+          f"{figures['cli_stats_by_s']} s")
+    print(f"{'page':34} {'cold ms':>9} {'warm ms':>9} {'x trivial':>10} {'target':>8}")
+    rows = [("admin dashboard /admin/", figures["dashboard"], TARGETS["dashboard_ms"])]
+    rows += [(f"  filter: {k}", v, TARGETS["filter_ms"]) for k, v in figures["filters"].items()]
+    rows += [("learner dashboard", figures["learner_dashboard"], TARGETS["learner_ms"]),
+             (f"trivial page {TRIVIAL} (floor)", figures["trivial"], None),
+             ("health check /healthz (no session)", figures["healthz"], None)]
+    for label, value, target in rows:
+        verdict = "" if target is None else f"{mark(value['warm_ms'], target)} <{target:g}"
+        print(f"{label:34} {value['cold_ms']:>9.1f} {value['warm_ms']:>9.1f} {value['warm_ms'] / trivial:>10.1f} "
+              f"{verdict:>8}")
+    print(f"requests/s (8 threads, 2 gunicorn workers): learner dashboard {figures['rps_learner']}, trivial page "
+          f"{figures['rps_trivial']}, share {figures['rps_share']} "
+          f"({mark(figures['rps_share'], TARGETS['rps_share'], above=True)} >= {TARGETS['rps_share']})")
+
+
+def run_backend(name: str, env: dict[str, str], args: argparse.Namespace, learners: int, reuse: bool
+                ) -> dict[str, Any]:
+    figures: dict[str, Any] = {"backend": name}
+    figures["build"] = build(env, learners=learners, companies=max(3, args.companies * learners // args.learners),
+                             courses=args.courses, reuse=reuse)
+    figures.update(measure(env, args.requests))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--learners", type=int, default=100_000)
+    parser.add_argument("--companies", type=int, default=2_000)
+    parser.add_argument("--courses", type=int, default=40)
+    parser.add_argument("--sqlite-learners", type=int, default=10_000)
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--skip-postgresql", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep (and reuse) the PostgreSQL database")
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
+    parser.add_argument("--requests", type=int, default=15)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    results: dict[str, Any] = {"targets": TARGETS}
+    workdir = Path(tempfile.mkdtemp(prefix="academy-bench-stats-"))
+    base_env = {**os.environ, "ACADEMY_ENV": "development", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    base_env.pop("ACADEMY_BROKER_URL", None)  # the embedded queue: nothing is graded here
+    try:
+        if not args.skip_postgresql:
+            url = _pg_url(PG_DB)
+            size = _pg_size(url) if args.keep else None
+            reuse = size == args.learners
+            if not reuse:
+                _pg_execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+                _pg_execute(f'CREATE DATABASE "{PG_DB}"')
+            data = workdir / "pg"
+            if args.keep:
+                data = Path(tempfile.gettempdir()) / "academy-bench-stats-pg"
+            data.mkdir(parents=True, exist_ok=True)
+            env = {**base_env, "ACADEMY_DATA_DIR": str(data), "ACADEMY_DATABASE_URL": url}
+            results["postgresql"] = run_backend("postgresql", env, args, args.learners, reuse)
+            report("PostgreSQL", results["postgresql"])
+            if not args.keep:
+                _pg_execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+        if not args.skip_sqlite:
+            data = workdir / "sqlite"
+            data.mkdir()
+            env = {**base_env, "ACADEMY_DATA_DIR": str(data)}
+            results["sqlite"] = run_backend("sqlite", env, args, args.sqlite_learners, False)
+            report("SQLite", results["sqlite"])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
