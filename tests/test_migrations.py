@@ -18,7 +18,7 @@ TABLES = {"user", "company", "track", "course", "course_instructor", "assignment
           "enrollment_event", "api_token", "audit_entry", "outbox_message", "assignment_release", "submission",
           "submission_file", "cell_score", "grading_job", "extension", "oauth_code", "oauth_token", "lab_session",
           "gpu_device", "completion", "certificate", "stats_learner_course", "stats_weekly_activity",
-          "stats_refresh", "company_contact"}
+          "stats_refresh", "company_contact", "stats_cache"}
 
 
 @pytest.fixture

@@ -47,7 +47,10 @@ def stats_command(as_json: bool, dimension: str | None, track: str | None, cours
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         if refresh or last_refresh(db.session) is None:
+            from academy.stats.page import warm
+
             rebuild(db.session)
+            warm(db.session)
             db.session.commit()
         body = queries.summary(db.session, filters, dimension)
         state = last_refresh(db.session)

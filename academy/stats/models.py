@@ -17,8 +17,9 @@ rebuilds two tables, in one transaction so readers see either the old or the new
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import Date, Float, Index, Integer, String
+from sqlalchemy import JSON, Date, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from academy.extensions import db
@@ -84,3 +85,18 @@ class Refresh(db.Model):
     refreshed_at: Mapped[dt.datetime]
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     rows: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CachedFigures(db.Model):
+    """The figures of one view of the dashboard (filters, grouping, language), computed once per rebuild.
+
+    The summary tables change only when they are rebuilt, so a view's figures are kept until then: every
+    portal process answers the same filters from here instead of counting again.  A rebuild empties the
+    table and computes the default view at once.
+    """
+
+    __tablename__ = "stats_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the view
+    refreshed_at: Mapped[dt.datetime]  # the rebuild the figures belong to
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)

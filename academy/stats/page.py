@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Course, Track
 from academy.enrollment.models import Cohort
 from academy.stats import queries
 from academy.stats.export import Table
+from academy.stats.models import CachedFigures
 from academy.stats.queries import STAGES, Filters
+from academy.stats.refresh import last_refresh
 from academy.users import reference
 
 TABLES = ("funnel", "by", "weekly", "hours_course", "hours_company", "hours_profile", "scores")
@@ -113,6 +118,55 @@ def build(session: Session, filters: Filters, dimension: str = "region", *, loca
         hours_profile=queries.hours_by_profile(session, filters),
         scores=queries.score_distribution(session, filters, locale=locale),
     )
+
+
+FIGURES = ("funnel", "completion", "rows", "weekly", "hours_course", "hours_company", "hours_profile", "scores")
+DEFAULT_DIMENSION = "region"
+
+
+def _key(filters: Filters, dimension: str, locale: str) -> str:
+    view = {"filters": filters.as_query(), "by": dimension, "locale": locale}
+    return hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()
+
+
+def cached(session: Session, filters: Filters, dimension: str = DEFAULT_DIMENSION, *, locale: str = "ko"
+           ) -> Dashboard:
+    """:func:`build`, answered from the figures kept for this view since the last rebuild when there are some.
+
+    Keeps what it computes (in the caller's transaction: the caller commits); two processes computing the
+    same view at once keep one answer, both right.
+    """
+    queries.check_dimension(dimension)
+    state = last_refresh(session)
+    if state is None:
+        return build(session, filters, dimension, locale=locale)
+    key = _key(filters, dimension, locale)
+    row = session.get(CachedFigures, key)
+    if row is not None and row.refreshed_at == state.refreshed_at:
+        body = row.body
+        return Dashboard(filters=filters, dimension=dimension, **{name: body[name] for name in FIGURES})
+    board = build(session, filters, dimension, locale=locale)
+    body = {name: getattr(board, name) for name in FIGURES}
+    try:
+        with session.begin_nested():
+            if row is None:
+                session.add(CachedFigures(key=key, refreshed_at=state.refreshed_at, body=body))
+            else:
+                row.refreshed_at, row.body = state.refreshed_at, body
+            session.flush()
+    except IntegrityError:
+        pass  # another process kept the same figures first
+    return board
+
+
+def warm(session: Session, locales: tuple[str, ...] = ("ko", "en")) -> None:
+    """After a rebuild: forget the old figures and compute the view admins land on, in each language."""
+    from flask_babel import force_locale
+
+    session.execute(delete(CachedFigures))
+    for locale in locales:
+        with force_locale(locale):
+            cached(session, Filters(), DEFAULT_DIMENSION, locale=locale)
 
 
 def filter_choices(session: Session, locale: str) -> dict[str, list[tuple[Any, str]]]:

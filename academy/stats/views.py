@@ -33,13 +33,15 @@ def render_dashboard(counts: dict[str, int]) -> Any:
     state = last_refresh(db.session)
     if state is None:  # never built (a new installation): build it now, it is small then
         rebuild(db.session)
+        page.warm(db.session)
         db.session.commit()
         state = last_refresh(db.session)
     error, status = None, 200
     dashboard = None
     try:
         filters = queries.parse_filters(db.session, request.args)
-        dashboard = page.build(db.session, filters, _dimension(), locale=locale)
+        dashboard = page.cached(db.session, filters, _dimension(), locale=locale)
+        db.session.commit()  # the figures kept for the next view
     except AcademyError as exc:
         error, status = str(exc), exc.status_code
         filters = queries.Filters()
@@ -57,7 +59,8 @@ def export_table(name: str, fmt: str) -> Any:
     if name not in page.TABLES:
         raise NotFound(_("There is no such table."))
     filters = queries.parse_filters(db.session, request.args)
-    table = page.build(db.session, filters, _dimension(), locale=current_locale()).table(name)
+    table = page.cached(db.session, filters, _dimension(), locale=current_locale()).table(name)
+    db.session.commit()
     data, mimetype = export.encode(table, fmt)
     response = Response(data, mimetype=mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="academy-{table.name}.{fmt}"'
@@ -70,6 +73,7 @@ def refresh() -> Any:
     """Rebuild the figures now (they are rebuilt every ten minutes anyway)."""
     try:
         report = rebuild(db.session)
+        page.warm(db.session)
     except AcademyError as exc:
         db.session.rollback()
         flash(str(exc), "danger")

@@ -11,7 +11,7 @@ from typing import Any
 import openpyxl
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from academy.catalog.models import Assignment, Course, Track
 from academy.completion.models import Completion
@@ -292,3 +292,26 @@ def test_the_admin_lands_on_the_statistics(app: Flask, small: dict[str, Any], ma
     assert xlsx.status_code == 200 and openpyxl.load_workbook(io.BytesIO(xlsx.data)).active.max_row == 4
     assert client.get("/admin/stats/export/secrets.csv").status_code == 404
     assert client.get("/admin/stats/export/funnel.csv?region=mars").status_code == 400
+
+
+def test_figures_are_kept_per_view_until_the_next_rebuild(app: Flask, small: dict[str, Any]) -> None:
+    from academy.stats import page
+    from academy.stats.models import CachedFigures
+
+    ids = small
+    with app.test_request_context():
+        fresh = page.build(db.session, Filters(company=ids["battery"]), "region")
+        first = page.cached(db.session, Filters(company=ids["battery"]), "region")
+        db.session.commit()
+        kept = page.cached(db.session, Filters(company=ids["battery"]), "region")
+        assert (first.funnel, first.rows) == (fresh.funnel, fresh.rows) == (kept.funnel, kept.rows)
+        assert db.session.scalar(select(func.count()).select_from(CachedFigures)) == 1
+        # A change in the source tables shows after the next rebuild, which forgets every kept view.
+        db.session.get(User, ids["L2"]).company_id = ids["steel"]
+        db.session.commit()
+        assert page.cached(db.session, Filters(company=ids["battery"]), "region").funnel["enrolled"] == 2
+        rebuild(db.session, now=NOW + dt.timedelta(minutes=10))
+        page.warm(db.session, locales=("ko",))
+        db.session.commit()
+        assert page.cached(db.session, Filters(company=ids["battery"]), "region").funnel["enrolled"] == 1
+        assert page.cached(db.session, Filters(), "region").funnel["enrolled"] == 4  # the warmed default view
