@@ -105,7 +105,7 @@ def _pg_size(url: str) -> int | None:
     try:
         engine = create_engine(url)
         with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM \"user\" WHERE email LIKE '%@synth.academy.kr'"))
+            return int(conn.execute(text("SELECT count(*) FROM \"user\" WHERE email LIKE '%synth.academy.kr'"))
                        .scalar() or 0)
     except Exception:  # noqa: BLE001 - no database yet
         return None
@@ -120,6 +120,7 @@ def build(env: dict[str, str], *, learners: int, companies: int, courses: int, r
     if reuse:
         log(f"reusing the database ({learners} learners)")
         figures["reused"] = True
+        academy(env, "db", "upgrade")  # not `academy init`: it would deactivate the synthetic tracks
     else:
         seconds, _ = academy(env, "init")
         figures["init_s"] = round(seconds, 1)

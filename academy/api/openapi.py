@@ -268,6 +268,8 @@ def openapi_document() -> dict[str, Any]:
         {"name": "per_page", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1, "maximum": 200}, "description": "items per page (50)"},
     ]
+    paging_fields = {"page": {"type": "integer", "minimum": 1}, "per_page": {"type": "integer", "minimum": 1},
+                     "total": {"type": "integer", "minimum": 0}}
     paths: dict[str, Any] = {
         "/api/v1/company/employees": {
             "get": _secured("company:read", {
@@ -341,12 +343,13 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/tracks": {
             "get": _secured("catalog:read", {
                 "operationId": "listTracks",
-                "summary": "Active tracks with courses and open cohorts",
+                "summary": "Active tracks with courses and open cohorts; paged",
+                "parameters": paging_parameters,
                 "responses": {"200": _ok({
                     "type": "object",
-                    "properties": {"tracks": {"type": "array", "items": _ref("Track")}},
-                    "required": ["tracks"],
-                })},
+                    "properties": {"tracks": {"type": "array", "items": _ref("Track")}, **paging_fields},
+                    "required": ["tracks", "page", "per_page", "total"],
+                }), "400": _error_response("A malformed page or per_page")},
             })
         },
         "/api/v1/cohorts/{cohort_id}": {
@@ -361,12 +364,13 @@ def openapi_document() -> dict[str, Any]:
         "/api/v1/enrollments": {
             "get": _secured("enrollments:read", {
                 "operationId": "listEnrollments",
-                "summary": "The token owner's enrollments",
+                "summary": "The token owner's enrollments; paged",
+                "parameters": paging_parameters,
                 "responses": {"200": _ok({
                     "type": "object",
-                    "properties": {"enrollments": {"type": "array", "items": _ref("Enrollment")}},
-                    "required": ["enrollments"],
-                })},
+                    "properties": {"enrollments": {"type": "array", "items": _ref("Enrollment")}, **paging_fields},
+                    "required": ["enrollments", "page", "per_page", "total"],
+                }), "400": _error_response("A malformed page or per_page")},
             }),
             "post": _secured("enrollments:write", {
                 "operationId": "createEnrollment",
@@ -397,7 +401,13 @@ def openapi_document() -> dict[str, Any]:
             "title": "AI Saemaul Academy API",
             "version": "1.0.0",
             "description": "Personal access tokens are created on the profile page or with "
-                           "`academy token create EMAIL`. Send them as `Authorization: Bearer <token>`.",
+                           "`academy token create EMAIL`. Send them as `Authorization: Bearer <token>`.\n\n"
+                           "Lists: every list endpoint takes `page` (from 1) and `per_page` (1 to 200, 50 by "
+                           "default) and answers its items under its own key with `page`, `per_page` and `total` "
+                           "beside them; filters are query parameters named as the fields they filter, and a "
+                           "filter that names nothing known answers 404, a malformed one 400. Errors are "
+                           "`{\"error\": {\"status\", \"code\", \"message\", \"request_id\"}}`, the message "
+                           "in the token owner's language.",
         },
         "servers": [{"url": "/"}],
         "components": {

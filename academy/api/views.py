@@ -53,6 +53,7 @@ def _stats(dimension: str | None) -> Any:
         raise PermissionDenied(_("Only administrators may read the academy's statistics."))
     if dimension is not None:
         queries.check_dimension(dimension)
+    _known_parameters(*queries.FILTER_KEYS)
     empty = [key for key in queries.FILTER_KEYS if key in request.args and not request.args[key].strip()]
     if empty:
         raise ValidationFailed(_("Leave out a filter you do not use instead of sending it empty: %(names)s.",
@@ -90,6 +91,7 @@ def company_employees() -> Any:
     company = company_of(db.session, api_user())
     if company is None:
         raise PermissionDenied(_("Only a company's contact may read its employees."))
+    _known_parameters("page", "per_page", "q", "track")
     page, per_page = _paging()
     track = request.args.get("track")
     track_id = None
@@ -106,8 +108,19 @@ def company_employees() -> Any:
                     "page": page, "per_page": per_page, "total": total})
 
 
+def _known_parameters(*names: str) -> None:
+    """Refuse a query parameter the endpoint does not know: a misspelt filter must not be silently ignored."""
+    unknown = sorted(set(request.args) - set(names))
+    if unknown:
+        raise ValidationFailed(_("Unknown query parameter: %(names)s.", names=", ".join(unknown)),
+                               field=unknown[0])
+
+
 def _paging() -> tuple[int, int]:
-    """``page`` (from 1) and ``per_page`` (1 to 200, 50 by default) of a list endpoint."""
+    """``page`` (from 1) and ``per_page`` (1 to 200, 50 by default): how every list endpoint pages.
+
+    Each list answers its items under its own key with ``page``, ``per_page`` and ``total`` beside them.
+    """
     values = []
     for name, default, highest in (("page", 1, 1_000_000), ("per_page", 50, 200)):
         raw = request.args.get(name)
@@ -132,8 +145,12 @@ def me() -> Any:
 @token_scope("catalog:read")
 def tracks() -> Any:
     """Active tracks with their courses and open cohorts."""
-    return jsonify({"tracks": [track_json(t, enrollment_services.open_cohorts(db.session, t.id))
-                               for t in list_tracks(db.session)]})
+    _known_parameters("page", "per_page")
+    page, per_page = _paging()
+    rows = list_tracks(db.session)
+    shown = rows[(page - 1) * per_page:page * per_page]
+    return jsonify({"tracks": [track_json(t, enrollment_services.open_cohorts(db.session, t.id)) for t in shown],
+                    "page": page, "per_page": per_page, "total": len(rows)})
 
 
 @bp.route("/enrollments", methods=["GET"])
@@ -141,10 +158,13 @@ def tracks() -> Any:
 def list_enrollments() -> Any:
     """The token owner's enrollments."""
     user = api_user()
+    _known_parameters("page", "per_page")
+    page, per_page = _paging()
     rows = enrollment_services.enrollments_of(db.session, user)
+    shown = rows[(page - 1) * per_page:page * per_page]
     return jsonify({"enrollments": [
-        enrollment_json(e, enrollment_services.waitlist_position(db.session, e)) for e in rows
-    ]})
+        enrollment_json(e, enrollment_services.waitlist_position(db.session, e)) for e in shown
+    ], "page": page, "per_page": per_page, "total": len(rows)})
 
 
 @bp.route("/enrollments", methods=["POST"])

@@ -294,32 +294,29 @@ def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today:
 
 
 def score_distribution(session: Session, filters: Filters, *, locale: str = "ko") -> list[dict[str, Any]]:
-    """For each assignment of the filtered course (or track): how many learners' best graded score falls in each
-    tenth of the points.  Empty without a course or track filter (hundreds of assignments say nothing at once)."""
-    if filters.course is None and filters.track is None:
+    """For each assignment of the filtered course: how many learners' best graded score falls in each tenth of
+    the points.  Empty without a course filter (a track's or the academy's hundreds of assignments say nothing
+    at once, and would cost a scan of every submission)."""
+    if filters.course is None:
         return []
-    lc = LearnerCourse
-    learners = _where(select(lc.user_id).distinct(), lc, filters)
-    assignments = select(Assignment).join(Course).where(Assignment.active, Course.active)
-    if filters.course is not None:
-        assignments = assignments.where(Assignment.course_id == filters.course)
-    else:
-        assignments = assignments.where(Course.track_id == filters.track)
-    result = []
-    for assignment in session.scalars(assignments.order_by(Course.position, Assignment.position, Assignment.id)):
-        if assignment.max_score <= 0:
-            continue
-        best = (select(Submission.user_id, func.max(Submission.score).label("best"))
-                .where(Submission.assignment_id == assignment.id, Submission.status == SubmissionStatus.graded,
-                       Submission.score.is_not(None), Submission.user_id.in_(learners))
-                .group_by(Submission.user_id).subquery())
-        buckets = [0] * BUCKETS
-        for score, in session.execute(select(best.c.best)):
-            index = min(int(BUCKETS * max(score, 0) / assignment.max_score), BUCKETS - 1)
-            buckets[index] += 1
-        result.append({"assignment": assignment.id, "title": assignment.title(locale),
-                       "course": assignment.course.title(locale), "buckets": buckets, "learners": sum(buckets)})
-    return result
+    assignments = {a.id: a for a in session.scalars(
+        select(Assignment).where(Assignment.course_id == filters.course, Assignment.active,
+                                 Assignment.max_score > 0).order_by(Assignment.position, Assignment.id))}
+    if not assignments:
+        return []
+    best = (select(Submission.assignment_id, func.max(Submission.score))
+            .where(Submission.assignment_id.in_(list(assignments)), Submission.status == SubmissionStatus.graded,
+                   Submission.score.is_not(None)))
+    if any(getattr(filters, key) is not None for key in ("track", "cohort", "company", "region", "industry",
+                                                            "job_role", "date_from", "date_to")):
+        lc = LearnerCourse
+        best = best.where(Submission.user_id.in_(_where(select(lc.user_id), lc, filters)))
+    buckets = {assignment_id: [0] * BUCKETS for assignment_id in assignments}
+    for assignment_id, score in session.execute(best.group_by(Submission.assignment_id, Submission.user_id)):
+        maximum = assignments[assignment_id].max_score
+        buckets[assignment_id][min(int(BUCKETS * max(score, 0) / maximum), BUCKETS - 1)] += 1
+    return [{"assignment": a.id, "title": a.title(locale), "course": a.course.title(locale),
+             "buckets": buckets[a.id], "learners": sum(buckets[a.id])} for a in assignments.values()]
 
 
 def summary(session: Session, filters: Filters, dimension: str | None, *, locale: str = "ko") -> dict[str, Any]:
@@ -336,9 +333,9 @@ def summary(session: Session, filters: Filters, dimension: str | None, *, locale
 
 
 def company_options(session: Session) -> list[tuple[int, str]]:
-    """Companies with learners in the statistics, by name (for the filter)."""
-    ids = select(LearnerCourse.company_id).where(LearnerCourse.company_id.is_not(None)).distinct()
-    return [(c.id, c.name) for c in session.scalars(select(Company).where(Company.id.in_(ids)).order_by(Company.name))]
+    """Every company, by name (for the filter)."""
+    return [(company_id, name) for company_id, name in session.execute(
+        select(Company.id, Company.name).order_by(Company.name, Company.id))]
 
 
 def user_count(session: Session) -> int:

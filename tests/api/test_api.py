@@ -527,3 +527,20 @@ def test_an_out_of_range_cohort_id_is_404_not_500(
     assert (posted.status_code, fetched.status_code) == (404, 404)
     assert_documented(doc, "/api/v1/enrollments", "post", posted)
     assert_documented(doc, "/api/v1/cohorts/{cohort_id}", "get", fetched)
+
+
+def test_every_list_pages_the_same_way_and_refuses_unknown_parameters(
+    app: Flask, client: FlaskClient, doc: dict[str, Any], world: dict[str, int], make_track: Any,
+) -> None:
+    make_track()  # two tracks in all
+    token = make_token(app, world["user_id"], ["catalog:read", "enrollments:read"])
+    first = client.get("/api/v1/tracks?per_page=1", headers=bearer(token))
+    body = assert_documented(doc, "/api/v1/tracks", "get", first)
+    assert (len(body["tracks"]), body["page"], body["per_page"], body["total"]) == (1, 1, 1, 2)
+    second = client.get("/api/v1/tracks?per_page=1&page=2", headers=bearer(token)).get_json()
+    assert second["tracks"][0]["id"] != body["tracks"][0]["id"]
+    assert client.get("/api/v1/tracks?page=3&per_page=1", headers=bearer(token)).get_json()["tracks"] == []
+    for query in ("per_page=0", "per_page=201", "page=abc", "pgae=2"):
+        refused = client.get(f"/api/v1/enrollments?{query}", headers=bearer(token))
+        assert refused.status_code == 400, query
+        assert_documented(doc, "/api/v1/enrollments", "get", refused)

@@ -166,6 +166,11 @@ def test_the_funnel_counts_what_was_counted_by_hand(app: Flask, small: dict[str,
         [scores] = queries.score_distribution(db.session, Filters(course=ids["c1"]))
         assert scores["buckets"][3] == 1 and scores["buckets"][9] == 1 and scores["learners"] == 2
         assert queries.score_distribution(db.session, Filters()) == []  # too many assignments to show at once
+        assert queries.score_distribution(db.session, Filters(track=ids["track"])) == []
+        [battery] = queries.score_distribution(db.session, Filters(course=ids["c1"], industry="battery"))
+        assert battery["learners"] == 2
+        [steel] = queries.score_distribution(db.session, Filters(course=ids["c1"], region="pohang"))
+        assert steel["learners"] == 0  # L3 submitted nothing
 
 
 def test_a_regrade_that_takes_the_completion_away_changes_the_figures(app: Flask, small: dict[str, Any]) -> None:
