@@ -509,7 +509,7 @@ def _build_world(session: Session, *, seed: int, now: dt.datetime, companies: in
     from academy.catalog.models import Course, Track
     from academy.certificates.services import _subject
     from academy.completion.models import Completion
-    from academy.completion.rules import DEFAULT_PASS_MARK, PassingRule
+    from academy.completion.rules import PassingRule
     from academy.grading.models import AssignmentRelease
 
     releases: dict[int, tuple[int, int]] = {}
@@ -542,7 +542,7 @@ def _build_world(session: Session, *, seed: int, now: dt.datetime, companies: in
                                          releases[assignment.id][1], (assignment.notebooks or ["lab.ipynb"])[0],
                                          random.Random(f"{seed}/{course.slug}/{assignment.slug}").uniform(-0.1, 0.12)))
             rule = PassingRule.from_manifest(course.passing_rule, [a.slug for a in active])
-            mark = float((course.passing_rule or {}).get("min_score_percent", DEFAULT_PASS_MARK))
+            mark = rule.min_score_percent
             courses.append(_Course(course.id, course.slug, track.id, course.lab_profile,
                                    0 if course.lab_profile == "cpu" else 1, float(course.gpu_hour_quota or 0.0), mark,
                                    rule, tuple(infos), _subject(Completion(course=course, track=track))))

@@ -26,6 +26,7 @@ from academy.db import utcnow
 from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
 from academy.errors import Conflict, NotFound, ValidationFailed
 from academy.grading.models import Submission, SubmissionStatus
+from academy.grading.standing import course_pass_mark
 from academy.labs.models import LabSession
 from academy.mail.services import queue_mail
 from academy.users.models import Company, User
@@ -229,8 +230,7 @@ def employees_report(session: Session, company_id: int, *, locale: str = "ko", s
             .join(Course, Course.id == LabSession.course_id)
             .where(LabSession.user_id.in_(ids), LabSession.started_at.is_not(None))):
         hours[(user_id, track)] += max(((stop or now) - start).total_seconds(), 0) / 3600
-    marks = {c.id: float((c.passing_rule or {}).get("min_score_percent", 60)) / 100 for cs in courses_of.values()
-             for c in cs}
+    marks = {c.id: course_pass_mark(c.passing_rule) / 100 for cs in courses_of.values() for c in cs}
     passed: dict[tuple[int, int], set[int]] = defaultdict(set)
     for user_id, assignment_id, course_id, track, score, max_score in session.execute(
             select(Submission.user_id, Submission.assignment_id, Assignment.course_id, Course.track_id,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -64,10 +65,14 @@ def effective_deadline(assignment: Assignment, cohort: Cohort | None, extension:
     return fallback
 
 
+def course_pass_mark(passing_rule: dict[str, Any] | None) -> float:
+    """A course's pass mark in percent from its ``passing_rule`` (``min_score_percent``, 60 by default)."""
+    return float((passing_rule or {}).get("min_score_percent", DEFAULT_PASS_MARK))
+
+
 def pass_mark(assignment: Assignment) -> float:
-    """The course's pass mark in percent (``passing_rule.min_score_percent``, 60 by default)."""
-    rule = assignment.course.passing_rule or {}
-    return float(rule.get("min_score_percent", DEFAULT_PASS_MARK))
+    """The pass mark of ``assignment``'s course, in percent."""
+    return course_pass_mark(assignment.course.passing_rule)
 
 
 def hidden_results_held(assignment: Assignment, due: dt.datetime | None, now: dt.datetime, *,

@@ -33,6 +33,7 @@ from academy.completion.models import Completion
 from academy.db import utcnow
 from academy.enrollment.models import Cohort, Enrollment, EnrollmentEvent, EnrollmentStatus
 from academy.grading.models import Submission, SubmissionStatus
+from academy.grading.standing import course_pass_mark
 from academy.i18n import DISPLAY_TIMEZONE
 from academy.labs.models import LabSession
 from academy.stats.models import LearnerCourse, Refresh, WeeklyActivity
@@ -79,10 +80,8 @@ def _seats(session: Session) -> dict[tuple[int, int], tuple[int, int, dt.datetim
 
 def _pass_marks(session: Session) -> dict[int, float]:
     """Course id → pass mark as a fraction (the rule's ``min_score_percent``, 60 by default)."""
-    marks = {}
-    for course_id, rule in session.execute(select(Course.id, Course.passing_rule)):
-        marks[course_id] = float((rule or {}).get("min_score_percent", 60)) / 100.0
-    return marks
+    return {course_id: course_pass_mark(rule) / 100.0
+            for course_id, rule in session.execute(select(Course.id, Course.passing_rule))}
 
 
 class _Batches:
