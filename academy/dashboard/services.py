@@ -9,6 +9,7 @@ completion (or what is still missing for it) from ``academy.completion``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course, Track
 from academy.certificates.models import Certificate
+from academy.certificates.services import certificates_of
 from academy.completion.models import Completion
 from academy.completion.rules import Condition, Outcome
 from academy.completion.services import outcome_from
@@ -108,8 +110,12 @@ class TrackRow:
 due_at = cohort_deadline
 
 
-def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None = None) -> list[TrackRow]:
-    """The learner's active enrollments with their courses and assignments."""
+def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None = None,
+                    certificates: Sequence[Certificate] | None = None) -> list[TrackRow]:
+    """The learner's active enrollments with their courses and assignments.
+
+    ``certificates``: the learner's certificates when the caller has them already (the page lists them too).
+    """
     from academy.users.models import User
 
     now = now or utcnow()
@@ -121,21 +127,22 @@ def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None =
                                                            Completion.withdrawn_at.is_(None))).all()
     course_done = {c.course_id: c for c in completions if c.course_id is not None}
     track_done = {c.track_id: c for c in completions if c.course_id is None}
-    certificates = {c.completion_id: c for c in session.scalars(select(Certificate).where(
-        Certificate.user_id == user.id, Certificate.revoked_at.is_(None)))}
+    if certificates is None:
+        certificates = certificates_of(session, user.id)
+    valid = {c.completion_id: c for c in certificates if c.valid}
     for enrollment in enrollments_of(session, user, active_only=True):
         cohort = enrollment.cohort
         track = cohort.track
         row = TrackRow(enrollment, cohort, track, waitlist_position(session, enrollment),
                        completion=track_done.get(track.id))
-        row.certificate = certificates.get(row.completion.id) if row.completion is not None else None
+        row.certificate = valid.get(row.completion.id) if row.completion is not None else None
         courses = [c for c in track.courses if c.active]
         assignments = [a for c in courses for a in c.assignments if a.active]
         standings = learner_standings(session, user, assignments, cohort=cohort, now=now) if row.has_access else {}
         for course in courses:
             course_row = CourseRow(course, completion=course_done.get(course.id))
             if course_row.completion is not None:
-                course_row.certificate = certificates.get(course_row.completion.id)
+                course_row.certificate = valid.get(course_row.completion.id)
             for assignment in course.assignments:
                 if assignment.active and assignment.id in standings:
                     course_row.assignments.append(AssignmentRow(assignment, standings[assignment.id]))

@@ -20,5 +20,6 @@ def index() -> Any:
     """My tracks, courses and assignments, with status, deadlines and progress."""
     from academy.certificates.services import certificates_of
 
-    return render_template("dashboard/index.html", tracks=build_dashboard(db.session, current_user.id),
-                           certificates=certificates_of(db.session, current_user.id))
+    certificates = certificates_of(db.session, current_user.id)
+    return render_template("dashboard/index.html", certificates=certificates,
+                           tracks=build_dashboard(db.session, current_user.id, certificates=certificates))
