@@ -136,12 +136,10 @@ def register(celery: Celery) -> None:
     def refresh_stats() -> int:
         """Rebuild the statistics' summary tables (academy.stats.refresh); returns the rows written."""
         from academy.extensions import db
-        from academy.stats.page import warm
-        from academy.stats.refresh import rebuild
+        from academy.stats.page import recount
 
         with flask_app().app_context():
-            report = rebuild(db.session)
-            warm(db.session)
+            report = recount(db.session)
             db.session.commit()
             return report.rows
 

@@ -34,7 +34,8 @@ def stats_command(as_json: bool, dimension: str | None, track: str | None, cours
     from academy.errors import AcademyError
     from academy.extensions import db
     from academy.stats import queries
-    from academy.stats.refresh import last_refresh, rebuild
+    from academy.stats.page import recount
+    from academy.stats.refresh import last_refresh
 
     with force_locale("ko"):
         try:
@@ -47,10 +48,7 @@ def stats_command(as_json: bool, dimension: str | None, track: str | None, cours
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         if refresh or last_refresh(db.session) is None:
-            from academy.stats.page import warm
-
-            rebuild(db.session)
-            warm(db.session)
+            recount(db.session)
             db.session.commit()
         body = queries.summary(db.session, filters, dimension)
         state = last_refresh(db.session)

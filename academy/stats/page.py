@@ -18,7 +18,7 @@ from academy.stats import queries
 from academy.stats.export import Table
 from academy.stats.models import CachedFigures
 from academy.stats.queries import STAGES, Filters
-from academy.stats.refresh import last_refresh
+from academy.stats.refresh import RefreshReport, last_refresh, rebuild
 from academy.users import reference
 
 TABLES = ("funnel", "by", "weekly", "hours_course", "hours_company", "hours_profile", "scores")
@@ -167,6 +167,13 @@ def warm(session: Session, locales: tuple[str, ...] = ("ko", "en")) -> None:
     for locale in locales:
         with force_locale(locale):
             cached(session, Filters(), DEFAULT_DIMENSION, locale=locale)
+
+
+def recount(session: Session) -> RefreshReport:
+    """Rebuild the summary tables and compute the landing view again (the job, the button, the command)."""
+    report = rebuild(session)
+    warm(session)
+    return report
 
 
 def filter_choices(session: Session, locale: str) -> dict[str, list[tuple[Any, str]]]:

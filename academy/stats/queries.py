@@ -24,7 +24,7 @@ from academy.errors import NotFound, ValidationFailed
 from academy.grading.models import Submission, SubmissionStatus
 from academy.stats.models import LearnerCourse, WeeklyActivity
 from academy.users import reference
-from academy.users.models import Company, User
+from academy.users.models import Company
 
 FILTER_KEYS = ("track", "course", "cohort", "company", "region", "industry", "job_role", "from", "to")
 STAGES = ("enrolled", "started", "submitted", "passed", "completed_course", "completed_track")
@@ -124,7 +124,7 @@ def parse_filters(session: Session, params: Mapping[str, str | None]) -> Filters
                        ("job_role", reference.JOB_ROLES)):
         if raw[key]:
             if raw[key] not in known:
-                raise ValidationFailed(_("Choose one of the listed values for %(what)s.", what=_dimension_label(key)),
+                raise ValidationFailed(_("Choose one of the listed values for %(what)s.", what=dimension_label(key)),
                                        field=key)
             values[key] = raw[key]
     if raw["from"]:
@@ -136,15 +136,11 @@ def parse_filters(session: Session, params: Mapping[str, str | None]) -> Filters
     return Filters(**values)
 
 
-def _dimension_label(key: str) -> str:
+def dimension_label(key: str) -> str:
+    """A dimension's name, for headings and messages."""
     return {"track": _("Track"), "course": _("Course"), "cohort": _("Cohort"), "company": _("Company"),
             "region": _("Region"), "industry": _("Industry"), "job_role": _("Job role"),
             "month": _("Month of enrollment")}[key]
-
-
-def dimension_label(key: str) -> str:
-    """A dimension's name, for headings."""
-    return _dimension_label(key)
 
 
 def _where(query: Select[Any], model: Any, filters: Filters) -> Select[Any]:
@@ -336,8 +332,3 @@ def company_options(session: Session) -> list[tuple[int, str]]:
     """Every company, by name (for the filter)."""
     return [(company_id, name) for company_id, name in session.execute(
         select(Company.id, Company.name).order_by(Company.name, Company.id))]
-
-
-def user_count(session: Session) -> int:
-    """All accounts (shown beside the funnel)."""
-    return session.scalar(select(func.count()).select_from(User)) or 0

@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select
+from sqlalchemy import and_, case, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course
@@ -211,8 +211,3 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
 def last_refresh(session: Session) -> Refresh | None:
     """When the figures were last rebuilt (``None``: never)."""
     return session.get(Refresh, 1)
-
-
-def count_rows(session: Session) -> int:
-    """Rows in the learner-course table (for the command line's report)."""
-    return session.scalar(select(func.count()).select_from(LearnerCourse)) or 0

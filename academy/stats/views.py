@@ -14,7 +14,7 @@ from academy.errors import AcademyError, NotFound
 from academy.extensions import db
 from academy.i18n import current_locale
 from academy.stats import export, page, queries
-from academy.stats.refresh import last_refresh, rebuild
+from academy.stats.refresh import last_refresh
 from academy.web.access import admin_required
 from academy.web.security import safe_next_path
 
@@ -32,8 +32,7 @@ def render_dashboard(counts: dict[str, int]) -> Any:
     choices = page.filter_choices(db.session, locale)
     state = last_refresh(db.session)
     if state is None:  # never built (a new installation): build it now, it is small then
-        rebuild(db.session)
-        page.warm(db.session)
+        page.recount(db.session)
         db.session.commit()
         state = last_refresh(db.session)
     error, status = None, 200
@@ -72,8 +71,7 @@ def export_table(name: str, fmt: str) -> Any:
 def refresh() -> Any:
     """Rebuild the figures now (they are rebuilt every ten minutes anyway)."""
     try:
-        report = rebuild(db.session)
-        page.warm(db.session)
+        report = page.recount(db.session)
     except AcademyError as exc:
         db.session.rollback()
         flash(str(exc), "danger")
