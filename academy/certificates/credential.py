@@ -49,7 +49,8 @@ class Statement:
     issued_at: dt.datetime  # UTC, naive
 
 
-def _iso(moment: dt.datetime) -> str:
+def iso_utc(moment: dt.datetime) -> str:
+    """``moment`` as the credential and the API write it: UTC, whole seconds, ``Z``."""
     return moment.replace(tzinfo=dt.UTC, microsecond=0).isoformat().replace("+00:00", "Z")
 
 
@@ -107,8 +108,8 @@ def credential(statement: Statement, base_url: str) -> dict[str, Any]:
         "id": credential_url(base, statement.code),
         "type": ["VerifiableCredential", "OpenBadgeCredential"],
         "issuer": {"id": f"{base}/certificates/issuer", "type": ["Profile"], "name": ISSUER_NAME["ko"], "url": base},
-        "issuanceDate": _iso(statement.issued_at),
-        "awardedDate": _iso(statement.completed_at),
+        "issuanceDate": iso_utc(statement.issued_at),
+        "awardedDate": iso_utc(statement.completed_at),
         "name": f"{statement.title_ko} 수료 (Certificate of Completion: {statement.title_en})",
         "credentialSubject": {
             "type": ["AchievementSubject"],

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from academy.certificates.credential import iso_utc
 from academy.completion.models import Completion
 from academy.db import utcnow
 from academy.extensions import db
@@ -79,7 +80,7 @@ class Certificate(db.Model):
             "hours": self.hours,
             "competencies": list(self.competencies or []),
             "completed_on": completed_on(self.completed_at).isoformat(),
-            "issued_at": _iso(self.issued_at),
+            "issued_at": iso_utc(self.issued_at),
         }
 
 
@@ -91,6 +92,3 @@ def completed_on(moment: dt.datetime) -> dt.date:
 
     return moment.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(DISPLAY_TIMEZONE)).date()
 
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.replace(tzinfo=dt.UTC, microsecond=0).isoformat().replace("+00:00", "Z")

@@ -92,8 +92,13 @@ def get_by_code(session: Session, typed: str) -> Certificate:
     """Like :func:`find`, raising :class:`NotFound` with a message for people."""
     certificate = find(session, typed)
     if certificate is None:
-        raise NotFound(_("No certificate has this verification code. Check the code printed on the certificate."))
+        raise unknown_code()
     return certificate
+
+
+def unknown_code() -> NotFound:
+    """The answer to a code no certificate has (or one the asker may not see the files of)."""
+    return NotFound(_("No certificate has this verification code. Check the code printed on the certificate."))
 
 
 def _competencies(courses: Sequence[Course]) -> list[dict[str, str]]:
@@ -296,6 +301,5 @@ def public_json(certificate: Certificate, *, issuer: Issuer | None = None) -> di
         "credential": certificate.credential,
     }
     if certificate.revoked_at is not None:
-        body["revoked_at"] = certificate.revoked_at.replace(tzinfo=dt.UTC, microsecond=0).isoformat().replace(
-            "+00:00", "Z")
+        body["revoked_at"] = vc.iso_utc(certificate.revoked_at)
     return body

@@ -17,7 +17,7 @@ from academy.certificates import services
 from academy.certificates.credential import issuer_profile
 from academy.certificates.keys import public_jwks
 from academy.certificates.models import Certificate, completed_on
-from academy.errors import AcademyError, Gone, NotFound
+from academy.errors import AcademyError, Gone
 from academy.extensions import db, limiter
 from academy.permissions import can_see_certificate_files
 from academy.web.access import admin_required, login_required, public
@@ -71,7 +71,7 @@ def issuer() -> Any:
 def _own_certificate(code: str) -> Certificate:
     certificate = services.find(db.session, code)
     if certificate is None or not can_see_certificate_files(current_user, certificate.user_id):
-        raise NotFound(_("No certificate has this verification code. Check the code printed on the certificate."))
+        raise services.unknown_code()
     if not certificate.valid:
         raise Gone(_("This certificate was revoked and can no longer be downloaded."))
     return certificate
