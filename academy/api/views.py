@@ -6,7 +6,8 @@ from CSRF; each handler names the scope it needs.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from flask import Blueprint, jsonify, request
 from flask_babel import gettext as _
@@ -24,6 +25,7 @@ from academy.web.security import is_valid_id
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
+T = TypeVar("T")
 limiter.limit("600 per minute")(bp)
 
 
@@ -116,6 +118,12 @@ def _known_parameters(*names: str) -> None:
                                field=unknown[0])
 
 
+def _page_of(rows: Sequence[T]) -> tuple[Sequence[T], dict[str, int]]:
+    """The requested page of ``rows`` (a whole list) and the ``page``, ``per_page`` and ``total`` to answer."""
+    page, per_page = _paging()
+    return rows[(page - 1) * per_page:page * per_page], {"page": page, "per_page": per_page, "total": len(rows)}
+
+
 def _paging() -> tuple[int, int]:
     """``page`` (from 1) and ``per_page`` (1 to 200, 50 by default): how every list endpoint pages.
 
@@ -146,11 +154,9 @@ def me() -> Any:
 def tracks() -> Any:
     """Active tracks with their courses and open cohorts."""
     _known_parameters("page", "per_page")
-    page, per_page = _paging()
-    rows = list_tracks(db.session)
-    shown = rows[(page - 1) * per_page:page * per_page]
+    shown, paging = _page_of(list_tracks(db.session))
     return jsonify({"tracks": [track_json(t, enrollment_services.open_cohorts(db.session, t.id)) for t in shown],
-                    "page": page, "per_page": per_page, "total": len(rows)})
+                    **paging})
 
 
 @bp.route("/enrollments", methods=["GET"])
@@ -159,12 +165,10 @@ def list_enrollments() -> Any:
     """The token owner's enrollments."""
     user = api_user()
     _known_parameters("page", "per_page")
-    page, per_page = _paging()
-    rows = enrollment_services.enrollments_of(db.session, user)
-    shown = rows[(page - 1) * per_page:page * per_page]
+    shown, paging = _page_of(enrollment_services.enrollments_of(db.session, user))
     return jsonify({"enrollments": [
         enrollment_json(e, enrollment_services.waitlist_position(db.session, e)) for e in shown
-    ], "page": page, "per_page": per_page, "total": len(rows)})
+    ], **paging})
 
 
 @bp.route("/enrollments", methods=["POST"])

@@ -145,8 +145,8 @@ def revoke(session: Session, contact: CompanyContact, *, actor: User, note: str 
 def contacts(session: Session) -> list[CompanyContact]:
     """Requests waiting first, then contacts in force, for the admin's page."""
     rows = session.scalars(select(CompanyContact).where(CompanyContact.status.in_(LIVE))
-                           .order_by(CompanyContact.status.desc(), CompanyContact.requested_at)).all()
-    return sorted(rows, key=lambda r: (r.status is not ContactStatus.requested, r.requested_at))
+                           .order_by(CompanyContact.requested_at, CompanyContact.id)).all()
+    return sorted(rows, key=lambda r: r.status is not ContactStatus.requested)  # stable: by time within each
 
 
 def get_contact(session: Session, contact_id: int) -> CompanyContact:

@@ -61,13 +61,13 @@ def export_report(fmt: str) -> Any:
                                               track_id=track, page=1, per_page=100_000)
     rows = []
     for line in lines:
+        person = [line.user.name, line.user.email, str(reference.JOB_ROLES.get(line.user.job_role or "", ""))]
         codes = ", ".join(f"{c.code} ({_('valid') if c.valid else _('revoked')})" for c in line.certificates)
-        for e in line.enrollments or [None]:
-            rows.append([line.user.name, line.user.email, str(reference.JOB_ROLES.get(line.user.job_role or "", "")),
-                         e.track if e else "", e.cohort if e else "", _status_text(e.status) if e else "",
-                         e.passed if e else "", e.assignments if e else "", round(e.lab_hours, 1) if e else "",
-                         ", ".join(e.courses_completed) if e else "",
-                         e.track_completed_on.date().isoformat() if e and e.track_completed_on else "", codes])
+        learning = [[e.track, e.cohort, _status_text(e.status), e.passed, e.assignments, round(e.lab_hours, 1),
+                     ", ".join(e.courses_completed),
+                     e.track_completed_on.date().isoformat() if e.track_completed_on else ""]
+                    for e in line.enrollments] or [[""] * 8]  # an employee not enrolled yet: one row, blank
+        rows += [[*person, *cells, codes] for cells in learning]
     table = export.Table("employees", company.name, [
         _("Name"), _("Email"), _("Job role"), _("Track"), _("Cohort"), _("Status"), _("Assignments passed"),
         _("Assignments"), _("Lab hours"), _("Courses completed"), _("Track completed on"), _("Certificates")], rows)
