@@ -139,6 +139,15 @@ def build(env: dict[str, str], *, learners: int, companies: int, courses: int, r
     return figures
 
 
+def in_the_app(env: dict[str, str], code: str, what: str) -> Any:
+    """Run ``code`` with the portal's Python in ``env``; returns the JSON its last line prints."""
+    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{what}:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def prepare_people(env: dict[str, str]) -> dict[str, str]:
     """Sign-in-able learners: a typical one (the median number of enrollments) and the heaviest (the most
     completions); and the bench admin's consent (an account made by create-user has none yet)."""
@@ -169,11 +178,7 @@ with app.app_context():
     db.session.commit()
     print(json.dumps(emails))
 """
-    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, cwd=ROOT,
-                          check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"could not prepare the people:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_the_app(env, code, "could not prepare the people")
 
 
 def compute_times(env: dict[str, str]) -> dict[str, float]:
@@ -192,11 +197,7 @@ with app.test_request_context():
         out[name] = round((time.perf_counter() - started) * 1000, 1)
     print(json.dumps(out))
 """
-    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, cwd=ROOT,
-                          check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"could not time the figures:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return in_the_app(env, code, "could not time the figures")
 
 
 def filter_values(env: dict[str, str]) -> dict[str, str]:
@@ -219,11 +220,7 @@ with app.app_context():
                                 .group_by(LearnerCourse.company_id).order_by(func.count().desc()).limit(1))
     print(json.dumps({"track": track, "course": course, "company": company}))
 """
-    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, cwd=ROOT,
-                          check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"could not read the filter values:\n{done.stderr[-2000:]}")
-    ids = json.loads(done.stdout.strip().splitlines()[-1])
+    ids = in_the_app(env, code, "could not read the filter values")
     return {
         "track": f"track={ids['track']}",
         "course": f"course={ids['course']}",
