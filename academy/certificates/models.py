@@ -61,6 +61,11 @@ class Certificate(db.Model):
         return self.track_title_en if locale == "en" else self.track_title_ko
 
     @property
+    def competency_pairs(self) -> tuple[tuple[str, str], ...]:
+        """The competencies as (Korean, English) pairs, as the PDF and the credential print them."""
+        return tuple((c.get("ko", ""), c.get("en", "")) for c in self.competencies or [])
+
+    @property
     def valid(self) -> bool:
         """True until it is revoked."""
         return self.revoked_at is None

@@ -132,8 +132,12 @@ def statement_of(certificate: Certificate, email: str, subject_slug: str) -> vc.
         title_ko=certificate.title_ko, title_en=certificate.title_en,
         track_title_ko=certificate.track_title_ko, track_title_en=certificate.track_title_en,
         hours=certificate.hours,
-        competencies=tuple((c.get("ko", ""), c.get("en", "")) for c in certificate.competencies or []),
+        competencies=certificate.competency_pairs,
         completed_at=certificate.completed_at, issued_at=certificate.issued_at)
+
+
+def _of_completion(session: Session, completion_id: int) -> Certificate | None:
+    return session.scalar(select(Certificate).where(Certificate.completion_id == completion_id))
 
 
 def issue(session: Session, completion: Completion, *, issuer: Issuer | None = None,
@@ -142,7 +146,7 @@ def issue(session: Session, completion: Completion, *, issuer: Issuer | None = N
 
     Runs in the caller's transaction.  Raises :class:`Conflict` for a withdrawn completion.
     """
-    existing = session.scalar(select(Certificate).where(Certificate.completion_id == completion.id))
+    existing = _of_completion(session, completion.id)
     if existing is not None:
         return existing
     if not completion.in_force:
@@ -167,7 +171,7 @@ def issue(session: Session, completion: Completion, *, issuer: Issuer | None = N
         except IntegrityError:
             # Another transaction issued this completion's certificate first, or (once in 2**60) the
             # code was taken: look again.
-            existing = session.scalar(select(Certificate).where(Certificate.completion_id == completion.id))
+            existing = _of_completion(session, completion.id)
             if existing is not None:
                 return existing
             continue
@@ -237,7 +241,7 @@ def _tell_revoked(session: Session, certificate: Certificate) -> None:
 def revoke_for_completion(session: Session, completion: Completion, *, now: dt.datetime | None = None
                           ) -> Certificate | None:
     """A completion was withdrawn: revoke its certificate (the withdrawal mail tells the learner)."""
-    certificate = session.scalar(select(Certificate).where(Certificate.completion_id == completion.id))
+    certificate = _of_completion(session, completion.id)
     if certificate is None or not certificate.valid:
         return None
     return revoke(session, certificate, actor=None, reason="completion_withdrawn", now=now, notify=False)
@@ -284,7 +288,7 @@ def pdf_of(certificate: Certificate, *, issuer: Issuer | None = None) -> bytes:
         title_ko=certificate.title_ko, title_en=certificate.title_en,
         track_title_ko=certificate.track_title_ko, track_title_en=certificate.track_title_en,
         hours=certificate.hours,
-        competencies=tuple((c.get("ko", ""), c.get("en", "")) for c in certificate.competencies or []),
+        competencies=certificate.competency_pairs,
         completed_on=completed_on(certificate.completed_at), issued_on=completed_on(certificate.issued_at),
         verify_url=vc.verify_url(issuer.base_url, certificate.code)))
 
