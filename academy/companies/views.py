@@ -18,7 +18,7 @@ from academy.i18n import current_locale
 from academy.stats import export
 from academy.users import reference
 from academy.users.models import Company, User
-from academy.web.access import admin_required, company_contact_required, login_required
+from academy.web.access import admin_required, company_contact_required, contact_company, login_required
 
 bp = Blueprint("companies", __name__)
 PER_PAGE = 50
@@ -41,7 +41,7 @@ def _status_text(status: str) -> str:
 @company_contact_required
 def report() -> Any:
     """The contact's company: each employee's enrollments, progress, lab hours, completions and certificates."""
-    company = services.company_of(db.session, current_user)
+    company = contact_company()
     search, track, page = _report_args()
     lines, total = services.employees_report(db.session, company.id, locale=current_locale(), search=search,
                                              track_id=track, page=page, per_page=PER_PAGE)
@@ -55,7 +55,7 @@ def report() -> Any:
 @company_contact_required
 def export_report(fmt: str) -> Any:
     """The same report as CSV or XLSX: one row per employee and enrollment (every page)."""
-    company = services.company_of(db.session, current_user)
+    company = contact_company()
     search, track, _page = _report_args()
     lines, _total = services.employees_report(db.session, company.id, locale=current_locale(), search=search,
                                               track_id=track, page=1, per_page=100_000)

@@ -70,17 +70,28 @@ admin_required = roles_required(Role.admin)
 staff_required = roles_required(Role.instructor, Role.admin)
 
 
+def contact_company() -> Any:
+    """The company the signed-in user is the contact of (None: none), asked once per request."""
+    from flask import g
+
+    from academy.companies.services import company_of
+    from academy.extensions import db
+
+    if "contact_company" not in g:
+        g.contact_company = company_of(db.session, current_user) if current_user.is_authenticated else None
+    return g.contact_company
+
+
 def company_contact_required(view: F) -> F:
     """Signed-in company contacts (an approved binding to one company; see academy.companies)."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from academy.companies.services import company_of
-        from academy.extensions import db, login_manager
+        from academy.extensions import login_manager
 
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
-        if company_of(db.session, current_user) is None:
+        if contact_company() is None:
             abort(403)
         return view(*args, **kwargs)
 

@@ -60,11 +60,9 @@ def init_app(app: Flask) -> None:
         }
 
 
+
 def _is_company_contact() -> bool:
     """For the menu: the signed-in user is a company's contact (asked only when the menu is drawn)."""
-    from flask_login import current_user
+    from academy.web.access import contact_company
 
-    from academy.companies.services import company_of
-    from academy.extensions import db
-
-    return bool(current_user and current_user.is_authenticated and company_of(db.session, current_user))
+    return contact_company() is not None
