@@ -17,9 +17,10 @@ demo: system-deps
 	$(BIN)/academy demo
 
 # Test processes (pytest-xdist): most tests wait on kernels, servers and the browser rather than
-# on a CPU, so one more than the CPUs, at most 6.  Each test file stays in one process
-# (--dist loadfile): a file's expensive module fixtures are built once.  TEST_WORKERS=0: no xdist.
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n + 1)); echo $$((n > 6 ? 6 : n)))
+# on a CPU (with three processes on two CPUs the suite kept them three-quarters busy), so two more
+# than the CPUs, at most 6.  Each test file stays in one process (--dist loadfile): a file's
+# expensive module fixtures are built once.  TEST_WORKERS=0: no xdist.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n + 2)); echo $$((n > 6 ? 6 : n)))
 
 ## make test: install what the tests need and run the whole suite
 test: test-deps

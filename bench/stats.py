@@ -114,6 +114,31 @@ def _pg_size(url: str) -> int | None:
             engine.dispose()
 
 
+def _pg_setting(url: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text(f"SHOW {name}")).scalar())
+    finally:
+        engine.dispose()
+
+
+def _pg_vacuum(url: str, tables: list[str]) -> float:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    started = time.perf_counter()
+    try:
+        with engine.connect() as conn:
+            for table in tables:
+                conn.execute(text(f"VACUUM {table}"))
+    finally:
+        engine.dispose()
+    return time.perf_counter() - started
+
+
 def build(env: dict[str, str], *, learners: int, companies: int, courses: int, reuse: bool) -> dict[str, Any]:
     """``academy init`` + ``synth`` + ``stats --refresh`` into the database of ``env``; returns the times."""
     figures: dict[str, Any] = {"learners": learners}
@@ -134,6 +159,12 @@ def build(env: dict[str, str], *, learners: int, companies: int, courses: int, r
     seconds, _ = academy(env, "stats", "--refresh", "--json")
     figures["refresh_s"] = round(seconds, 1)
     log(f"stats --refresh {seconds:.1f} s")
+    url = env.get("ACADEMY_DATABASE_URL", "")
+    if url.startswith("postgresql") and _pg_setting(url, "autovacuum") == "off":
+        # A server without autovacuum keeps every rebuild's dead rows: reclaim them as autovacuum would have.
+        seconds = _pg_vacuum(url, ["stats_learner_course", "stats_learner_track"])
+        figures["vacuum_s"] = round(seconds, 1)
+        log(f"autovacuum is off on this server: VACUUM of the summary tables {seconds:.1f} s")
     if not reuse:
         academy(env, "create-user", ADMIN[0], "--role", "admin", stdin=f"{ADMIN[1]}\n{ADMIN[1]}\n")
     return figures
@@ -349,7 +380,8 @@ def report(name: str, figures: dict[str, Any]) -> None:
     print(f"\n== {name}: {figures['build']['learners']:,} learners ==")
     build = figures["build"]
     print(f"build: init {build.get('init_s', '-')} s, synth {build.get('synth_s', '-')} s, "
-          f"stats --refresh {build['refresh_s']} s")
+          f"stats --refresh {build['refresh_s']} s"
+          + (f" (then VACUUM {build['vacuum_s']} s: autovacuum is off on this server)" if "vacuum_s" in build else ""))
     print(f"academy stats --json: {figures['cli_stats_s']} s; --by region --industry battery: "
           f"{figures['cli_stats_by_s']} s")
     print(f"computing the dashboard's figures without kept ones: default view {figures['compute_ms']['default']} ms, "
@@ -363,9 +395,11 @@ def report(name: str, figures: dict[str, Any]) -> None:
              (f"trivial page {TRIVIAL} (floor)", figures["trivial"], None),
              ("health check /healthz (no session)", figures["healthz"], None)]
     for label, value, target in rows:
-        verdict = "" if target is None else f"{mark(value['warm_ms'], target)} <{target:g}"
-        print(f"{label:34} {value['cold_ms']:>9.1f} {value['warm_ms']:>9.1f} {value['warm_ms'] / trivial:>10.1f} "
-              f"{verdict:>8}")
+        # The target holds for both: the first request of a view after a rebuild (cold) and the next ones (warm).
+        verdict = "" if target is None else (f"<{target:g}: cold {mark(value['cold_ms'], target)}, "
+                                             f"warm {mark(value['warm_ms'], target)}")
+        print(f"{label:34} {value['cold_ms']:>9.1f} {value['warm_ms']:>9.1f} {value['warm_ms'] / trivial:>10.1f}  "
+              f"{verdict}")
     print(f"requests/s (8 threads, 2 gunicorn workers): learner dashboard {figures['rps_learner']}, trivial page "
           f"{figures['rps_trivial']}, share {figures['rps_share']} "
           f"({mark(figures['rps_share'], TARGETS['rps_share'], above=True)} >= {TARGETS['rps_share']})")

@@ -6,10 +6,11 @@ rebuilds two tables, in one transaction so readers see either the old or the new
 
 * ``stats_learner_course``: one row per learner and course of a track they hold (or held) a
   seat in, with the learner's company, region, industry and job role, and when they first
-  started a lab, submitted, passed an assignment and completed the course and the track, and
-  their lab and GPU hours in that course;
-* ``stats_weekly_activity``: one row per learner, course and week (Monday, Asia/Seoul) in which
-  they started a lab or submitted.
+  started a lab, submitted, passed an assignment and completed the course and the track, their
+  lab and GPU hours in that course, and the weeks (Monday, Asia/Seoul) in which they started a
+  lab or submitted in it, as bits (bit i: i weeks before the rebuild's week, 13 weeks);
+* ``stats_learner_track``: the same added up per seat (learner and track), for the figures that count
+  learners without a course in the filters.
 
 ``stats_refresh`` holds when the figures were last rebuilt, shown on the page.
 """
@@ -33,6 +34,9 @@ class LearnerCourse(db.Model):
         Index("ix_stats_lc_track_course", "track_id", "course_id"),
         Index("ix_stats_lc_company", "company_id"),
         Index("ix_stats_lc_user", "user_id"),
+        Index("ix_stats_lc_course", "course_id"),
+        Index("ix_stats_lc_region", "region"),
+        Index("ix_stats_lc_industry_job", "industry", "job_role"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -55,25 +59,46 @@ class LearnerCourse(db.Model):
     lab_hours: Mapped[float] = mapped_column(Float, default=0.0)
     gpu_hours: Mapped[float] = mapped_column(Float, default=0.0)  # GPU-hours (devices x hours), whole GPUs
     gpu_shared_hours: Mapped[float] = mapped_column(Float, default=0.0)  # hours on a shared GPU
+    weeks: Mapped[int] = mapped_column(Integer, default=0)  # bit i: active i weeks before the rebuild's week
 
 
-class WeeklyActivity(db.Model):
-    """A learner was active (a lab started, a notebook submitted) in a course in a week."""
+class LearnerTrack(db.Model):
+    """A learner's progress in one track they hold (or held) a seat in: their ``stats_learner_course`` rows of
+    that seat added up (a stage reached in any course, the courses and completed courses counted, the hours
+    summed).  The funnel counts learners, so without a course in the filters or the grouping it reads these
+    rows: a third as many, and no filter of theirs varies between the courses of one seat."""
 
-    __tablename__ = "stats_weekly_activity"
-    __table_args__ = (Index("ix_stats_wa_week", "week"),)
+    __tablename__ = "stats_learner_track"
+    __table_args__ = (
+        Index("ix_stats_lt_track", "track_id"),
+        Index("ix_stats_lt_company", "company_id"),
+        Index("ix_stats_lt_region", "region"),
+        Index("ix_stats_lt_industry_job", "industry", "job_role"),
+        Index("ix_stats_lt_job", "job_role"),
+        Index("ix_stats_lt_user", "user_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    week: Mapped[dt.date] = mapped_column(Date)  # its Monday, Asia/Seoul
     user_id: Mapped[int] = mapped_column(Integer)
     track_id: Mapped[int] = mapped_column(Integer)
-    course_id: Mapped[int] = mapped_column(Integer)
-    cohort_id: Mapped[int] = mapped_column(Integer)
+    cohort_id: Mapped[int] = mapped_column(Integer, index=True)
     company_id: Mapped[int | None] = mapped_column(Integer)
     region: Mapped[str | None] = mapped_column(String(40))
     industry: Mapped[str | None] = mapped_column(String(40))
     job_role: Mapped[str | None] = mapped_column(String(40))
-    enrolled_on: Mapped[dt.date] = mapped_column(Date)
+    enrolled_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    enrolled_month: Mapped[str] = mapped_column(String(7))
+    started: Mapped[bool] = mapped_column(default=False)
+    submitted: Mapped[bool] = mapped_column(default=False)
+    passed: Mapped[bool] = mapped_column(default=False)
+    completed_course: Mapped[bool] = mapped_column(default=False)
+    completed_track: Mapped[bool] = mapped_column(default=False)
+    courses: Mapped[int] = mapped_column(Integer, default=0)  # its stats_learner_course rows
+    completed_courses: Mapped[int] = mapped_column(Integer, default=0)
+    lab_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_shared_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    weeks: Mapped[int] = mapped_column(Integer, default=0)  # its courses' weeks, together
 
 
 class Refresh(db.Model):

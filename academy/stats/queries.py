@@ -22,13 +22,16 @@ from academy.catalog.models import Assignment, Course, Track
 from academy.enrollment.models import Cohort
 from academy.errors import NotFound, ValidationFailed
 from academy.grading.models import Submission, SubmissionStatus
-from academy.stats.models import LearnerCourse, WeeklyActivity
+from academy.stats.models import LearnerCourse, LearnerTrack
 from academy.users import reference
 from academy.users.models import Company
 
 FILTER_KEYS = ("track", "course", "cohort", "company", "region", "industry", "job_role", "from", "to")
 STAGES = ("enrolled", "started", "submitted", "passed", "completed_course", "completed_track")
 DIMENSIONS = ("track", "course", "cohort", "company", "region", "industry", "job_role", "month")
+#: Dimensions that are attributes of the learner (one value, or none, per learner): their groups' funnels add up
+#: to the whole funnel.
+LEARNER_DIMENSIONS = ("company", "region", "industry", "job_role")
 EARLIEST = dt.date(2000, 1, 1)
 MAX_ID = 2**31 - 1
 LATEST_YEARS_AHEAD = 5
@@ -145,12 +148,12 @@ def dimension_label(key: str) -> str:
 
 def _where(query: Select[Any], model: Any, filters: Filters) -> Select[Any]:
     conditions = []
-    for key, column in (("track", model.track_id), ("course", model.course_id), ("cohort", model.cohort_id),
-                        ("company", model.company_id), ("region", model.region), ("industry", model.industry),
-                        ("job_role", model.job_role)):
+    for key, column in (("track", "track_id"), ("course", "course_id"), ("cohort", "cohort_id"),
+                        ("company", "company_id"), ("region", "region"), ("industry", "industry"),
+                        ("job_role", "job_role")):
         value = getattr(filters, key)
         if value is not None:
-            conditions.append(column == value)
+            conditions.append(getattr(model, column) == value)
     if filters.date_from is not None:
         conditions.append(model.enrolled_on >= filters.date_from)
     if filters.date_to is not None:
@@ -158,9 +161,17 @@ def _where(query: Select[Any], model: Any, filters: Filters) -> Select[Any]:
     return query.where(and_(*conditions)) if conditions else query
 
 
-def _per_learner(filters: Filters, *group: Any) -> Any:
-    """One row per learner (and group key): whether they reached each stage, in scope."""
-    lc = LearnerCourse
+def _source(filters: Filters, dimension: str | None = None) -> Any:
+    """The summary table to count learners in: per seat (``LearnerTrack``, a third of the rows) unless a course
+    is in the filters or the grouping (``LearnerCourse``).  Every other filter and dimension is the same for all
+    the courses of one seat, so both give the same counts."""
+    return LearnerCourse if filters.course is not None or dimension == "course" else LearnerTrack
+
+
+def _per_learner(filters: Filters, dimension: str | None = None) -> Any:
+    """One row per learner (and group key, as ``key``): whether they reached each stage, in scope."""
+    lc = _source(filters, dimension)
+    group = [_key_column(dimension, lc).label("key")] if dimension is not None else []
     query = select(*group, lc.user_id.label("user_id"),
                    func.max(cast(lc.started, Integer)).label("started"),
                    func.max(cast(lc.submitted, Integer)).label("submitted"),
@@ -201,17 +212,23 @@ def _labels(session: Session, dimension: str, keys: list[Any], locale: str) -> d
     return {k: k for k in keys}  # month: "2026-03"
 
 
-def _key_column(dimension: str) -> Any:
-    lc = LearnerCourse
-    return {"track": lc.track_id, "course": lc.course_id, "cohort": lc.cohort_id, "company": lc.company_id,
-            "region": lc.region, "industry": lc.industry, "job_role": lc.job_role,
-            "month": lc.enrolled_month}[dimension]
+def no_value(dimension: str) -> str:
+    """The label of the learners without a value of ``dimension`` (no company, no region given)."""
+    return _("%(what)s not given", what=dimension_label(dimension))
+
+
+def _key_column(dimension: str, lc: Any = LearnerCourse) -> Any:
+    if dimension == "course":
+        return lc.course_id
+    return {"track": lc.track_id, "cohort": lc.cohort_id, "company": lc.company_id, "region": lc.region,
+            "industry": lc.industry, "job_role": lc.job_role, "month": lc.enrolled_month}[dimension]
 
 
 def check_dimension(dimension: str) -> str:
     """``dimension`` when it is one of :data:`DIMENSIONS`; otherwise a clear error."""
     if dimension not in DIMENSIONS:
-        raise ValidationFailed(_("Statistics can be grouped by: %(names)s.", names=", ".join(DIMENSIONS)),
+        raise ValidationFailed(_("Statistics can be grouped by: %(names)s.",
+                                 names=", ".join(dimension_label(d) for d in DIMENSIONS)),
                                field="by")
     return dimension
 
@@ -221,11 +238,10 @@ def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko"
     """The funnel for each value of ``dimension``: ``[{"key", "label", "funnel"}]``, largest first
     (months in order).  Learners without a value (no company) are one row with key ``None``."""
     check_dimension(dimension)
-    key = _key_column(dimension).label("key")
-    sub = _per_learner(filters, key)
+    sub = _per_learner(filters, dimension)
     rows = session.execute(select(sub.c.key, *_funnel_columns(sub)).group_by(sub.c.key)).all()
     labels = _labels(session, dimension, [r.key for r in rows if r.key is not None], locale)
-    out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else _("(none)"),
+    out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else no_value(dimension),
             "funnel": _as_funnel(r)} for r in rows]
     if dimension == "month":
         out.sort(key=lambda r: r["key"] or "")
@@ -234,31 +250,61 @@ def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko"
     return out[:limit] if limit else out
 
 
-def completion(session: Session, filters: Filters) -> dict[str, Any]:
-    """Completion rate (courses completed per learner-course in scope) and the median days to a completion."""
+def funnel_of(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The whole funnel from ``by``'s rows (all of them) for a dimension in :data:`LEARNER_DIMENSIONS`."""
+    return {stage: sum(r["funnel"][stage] for r in rows) for stage in STAGES}
+
+
+def completion(session: Session, filters: Filters, *, counts: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Completion rate (courses completed per learner-course in scope) and the median days to a completion.
+
+    ``counts``: (learner-courses, completed ones) in scope when the caller has them (``hour_groups``).
+    """
     lc = LearnerCourse
-    done_rows = func.coalesce(func.sum(cast(lc.completed_course, Integer)), 0)
-    row = session.execute(_where(select(func.count(), done_rows), lc, filters)).one()
+    if counts is None:
+        done_rows = func.coalesce(func.sum(cast(lc.completed_course, Integer)), 0)
+        counts = tuple(session.execute(_where(select(func.count(), done_rows), lc, filters)).one())
     days = list(session.scalars(_where(select(lc.days_to_complete).where(lc.days_to_complete.is_not(None)),
                                        lc, filters)))
-    taken, done = int(row[0]), int(row[1])
+    taken, done = int(counts[0]), int(counts[1])
     return {"course_enrollments": taken, "course_completions": done,
             "rate": round(done / taken, 4) if taken else None,
             "median_days": round(statistics.median(days), 1) if days else None}
 
 
-def lab_hours(session: Session, filters: Filters, dimension: str, *, locale: str = "ko",
-              limit: int | None = 10) -> list[dict[str, Any]]:
-    """Lab hours, GPU-hours and shared-GPU hours per value of ``dimension`` (``course`` or ``company``), largest
-    GPU use first."""
+def hour_groups(session: Session, filters: Filters, dimension: str) -> list[Any]:
+    """Per value of ``dimension``, in scope: learner-courses (``taken``), completed ones (``done``), and the sums
+    of lab hours (``lab``), GPU-hours (``gpu``) and shared-GPU hours (``shared``).  Every group, in one scan."""
     check_dimension(dimension)
-    lc = LearnerCourse
-    key = _key_column(dimension).label("key")
-    query = _where(select(key, func.sum(lc.lab_hours).label("lab"), func.sum(lc.gpu_hours).label("gpu"),
-                          func.sum(lc.gpu_shared_hours).label("shared")), lc, filters).group_by(key)
-    rows = [r for r in session.execute(query) if (r.lab or 0) > 0]
+    lc = _source(filters, dimension)
+    key = _key_column(dimension, lc).label("key")
+    if lc is LearnerTrack:
+        taken, done = func.sum(lc.courses), func.sum(lc.completed_courses)
+    else:
+        taken, done = func.count(), func.sum(cast(lc.completed_course, Integer))
+    return list(session.execute(_where(select(
+        key, func.coalesce(taken, 0).label("taken"), func.coalesce(done, 0).label("done"),
+        func.sum(lc.lab_hours).label("lab"), func.sum(lc.gpu_hours).label("gpu"),
+        func.sum(lc.gpu_shared_hours).label("shared")), lc, filters).group_by(key)))
+
+
+def hours_total(groups: list[Any]) -> dict[str, float]:
+    """``hours_by_profile`` from every group of ``hour_groups``."""
+    return {"lab_hours": round(sum(g.lab or 0 for g in groups), 1),
+            "gpu_hours": round(sum(g.gpu or 0 for g in groups), 1),
+            "gpu_shared_hours": round(sum(g.shared or 0 for g in groups), 1)}
+
+
+def lab_hours(session: Session, filters: Filters, dimension: str, *, locale: str = "ko",
+              limit: int | None = 10, groups: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Lab hours, GPU-hours and shared-GPU hours per value of ``dimension`` (``course`` or ``company``), largest
+    GPU use first.  ``groups``: ``hour_groups`` of the same filters and dimension when the caller has them."""
+    check_dimension(dimension)
+    if groups is None:
+        groups = hour_groups(session, filters, dimension)
+    rows = [r for r in groups if (r.lab or 0) > 0]
     labels = _labels(session, dimension, [r.key for r in rows if r.key is not None], locale)
-    out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else _("(none)"),
+    out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else no_value(dimension),
             "lab_hours": round(r.lab or 0, 1), "gpu_hours": round(r.gpu or 0, 1),
             "gpu_shared_hours": round(r.shared or 0, 1)} for r in rows]
     out.sort(key=lambda r: (-(r["gpu_hours"] + r["gpu_shared_hours"]), -r["lab_hours"], str(r["label"])))
@@ -276,17 +322,31 @@ def hours_by_profile(session: Session, filters: Filters) -> dict[str, float]:
 
 def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today: dt.date | None = None
                   ) -> list[dict[str, Any]]:
-    """Distinct active learners per week (Monday, Asia/Seoul) for the last ``weeks`` weeks, oldest first."""
-    from academy.stats.refresh import SEOUL
+    """Distinct active learners per week (Monday, Asia/Seoul) for the last ``weeks`` weeks, oldest first.
+
+    From the weeks kept as bits on the summary rows (see :mod:`academy.stats.models`): a week after the last
+    rebuild's, or older than the weeks kept, counts nobody."""
+    from academy.stats.refresh import ACTIVITY_WEEKS, SEOUL, _week, last_refresh
 
     today = today or dt.datetime.now(SEOUL).date()
     monday = today - dt.timedelta(days=today.weekday())
     first = monday - dt.timedelta(weeks=weeks - 1)
-    wa = WeeklyActivity
-    query = _where(select(wa.week, func.count(func.distinct(wa.user_id))).where(wa.week >= first), wa, filters)
-    counts = {week: n for week, n in session.execute(query.group_by(wa.week))}
-    return [{"week": (first + dt.timedelta(weeks=i)).isoformat(),
-             "learners": int(counts.get(first + dt.timedelta(weeks=i), 0))} for i in range(weeks)]
+    shown = [first + dt.timedelta(weeks=i) for i in range(weeks)]
+    state = last_refresh(session)
+    counts: dict[dt.date, int] = {}
+    if state is not None:
+        anchor = _week(state.refreshed_at)
+        bits = {week: (anchor - week).days // 7 for week in shown}
+        bits = {week: bit for week, bit in bits.items() if 0 <= bit < ACTIVITY_WEEKS}
+        if bits:
+            lc = _source(filters)
+            learner = _where(select(*[func.max(lc.weeks.op(">>")(bit).op("&")(1)).label(f"w{bit}")
+                                      for bit in sorted(set(bits.values()))]), lc, filters)
+            learner = learner.group_by(lc.user_id).subquery()
+            row = session.execute(select(*[func.coalesce(func.sum(learner.c[f"w{bit}"]), 0).label(f"w{bit}")
+                                           for bit in sorted(set(bits.values()))])).one()
+            counts = {week: int(getattr(row, f"w{bit}")) for week, bit in bits.items()}
+    return [{"week": week.isoformat(), "learners": counts.get(week, 0)} for week in shown]
 
 
 def score_distribution(session: Session, filters: Filters, *, locale: str = "ko") -> list[dict[str, Any]]:

@@ -23,9 +23,10 @@ import datetime as dt
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, delete, insert, or_, select
+from sqlalchemy import and_, case, delete, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course
@@ -36,12 +37,12 @@ from academy.grading.models import Submission, SubmissionStatus
 from academy.grading.standing import course_pass_mark
 from academy.i18n import DISPLAY_TIMEZONE
 from academy.labs.models import LabSession
-from academy.stats.models import LearnerCourse, Refresh, WeeklyActivity
+from academy.stats.models import LearnerCourse, LearnerTrack, Refresh
 from academy.users.models import User
 
 SEOUL = ZoneInfo(DISPLAY_TIMEZONE)
 BATCH = 5000
-ACTIVITY_WEEKS = 26  # how far back the weekly activity goes
+ACTIVITY_WEEKS = 13  # how far back the weekly activity goes: the 12 weeks the page shows, the first one whole
 
 
 @dataclass
@@ -49,7 +50,7 @@ class RefreshReport:
     """What a rebuild wrote."""
 
     rows: int
-    activity_rows: int
+    activity_rows: int  # learner-course rows with activity in the weeks kept
     seconds: float
     refreshed_at: dt.datetime
 
@@ -163,41 +164,51 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
         else:
             course_done[(user_id, course_id)] = completed_at
 
+    # Weekly activity as bits on each row: bit i is the week (Monday, Asia/Seoul) i weeks before this one.
+    anchor = _week(now)
+    weeks: dict[tuple[int, int], int] = defaultdict(int)
+    for week, user_id, course_id in activity:
+        index = (anchor - week).days // 7
+        if 0 <= index < ACTIVITY_WEEKS:
+            weeks[(user_id, course_id)] |= 1 << index
+
     session.execute(delete(LearnerCourse))
-    session.execute(delete(WeeklyActivity))
-    rows = _Batches(session, LearnerCourse)
-    for (user_id, track_id), (_enrollment, cohort_id, requested_at, starts_at) in sorted(seats.items()):
+    session.execute(delete(LearnerTrack))
+    # Written track by track and course by course: a track's or a course's rows lie together on disk, so a
+    # filter by either reads a few pages instead of a few rows on every page.
+    # What is the same for every course of a seat, worked out once per seat.
+    members: dict[int, list[tuple[int, dict[str, Any], dt.datetime]]] = defaultdict(list)
+    for (user_id, track_id), (_enrollment, cohort_id, requested_at, starts_at) in seats.items():
         company, region, industry, job = people.get(user_id, (None, None, None, None))
         enrolled_on = _day(requested_at)
-        origin = max(requested_at, starts_at)
-        for course_id in courses_of.get(track_id, []):
-            key = (user_id, course_id)
-            done_at = course_done.get(key)
-            lab_hours, gpu_hours, shared_hours = labs.get(key, (0.0, 0.0, 0.0))
-            rows.append({
-                "user_id": user_id, "track_id": track_id, "course_id": course_id, "cohort_id": cohort_id,
-                "company_id": company, "region": region, "industry": industry, "job_role": job,
-                "enrolled_on": enrolled_on, "enrolled_month": enrolled_on.strftime("%Y-%m"),
-                "started": key in started, "submitted": key in submitted, "passed": key in passed,
-                "completed_course": done_at is not None, "completed_track": (user_id, track_id) in track_done,
-                "days_to_complete": None if done_at is None else max((done_at - origin).total_seconds(), 0) / 86400,
-                "lab_hours": round(lab_hours, 4), "gpu_hours": round(gpu_hours, 4),
-                "gpu_shared_hours": round(shared_hours, 4),
-            })
+        members[track_id].append((user_id, {
+            "user_id": user_id, "track_id": track_id, "cohort_id": cohort_id, "company_id": company,
+            "region": region, "industry": industry, "job_role": job, "enrolled_on": enrolled_on,
+            "enrolled_month": enrolled_on.strftime("%Y-%m"), "completed_track": (user_id, track_id) in track_done,
+        }, max(requested_at, starts_at)))
+    rows = _Batches(session, LearnerCourse)
+    for track_id in sorted(members):
+        learners = sorted(members[track_id], key=lambda member: member[0])
+        for course_id in sorted(courses_of.get(track_id, [])):
+            for user_id, seat, origin in learners:
+                key = (user_id, course_id)
+                done_at = course_done.get(key)
+                lab_hours, gpu_hours, shared_hours = labs.get(key, (0.0, 0.0, 0.0))
+                rows.append({
+                    **seat, "course_id": course_id,
+                    "started": key in started, "submitted": key in submitted, "passed": key in passed,
+                    "completed_course": done_at is not None,
+                    "days_to_complete": (None if done_at is None
+                                         else max((done_at - origin).total_seconds(), 0) / 86400),
+                    "lab_hours": round(lab_hours, 4), "gpu_hours": round(gpu_hours, 4),
+                    "gpu_shared_hours": round(shared_hours, 4), "weeks": weeks.get(key, 0),
+                })
     written = rows.close()
+    _add_up_seats(session)
 
-    activity_rows = _Batches(session, WeeklyActivity)
-    for week, user_id, course_id in sorted(activity):
-        track_id = track_of.get(course_id)
-        seat = seats.get((user_id, track_id)) if track_id is not None else None
-        if seat is None:
-            continue  # activity outside any seat (staff trying a course) is not the academy's learning
-        company, region, industry, job = people.get(user_id, (None, None, None, None))
-        activity_rows.append({"week": week, "user_id": user_id, "track_id": track_id, "course_id": course_id,
-                              "cohort_id": seat[1], "company_id": company, "region": region, "industry": industry,
-                              "job_role": job, "enrolled_on": _day(seat[2])})
-    activity_written = activity_rows.close()
+    activity_written = sum(1 for key in weeks if key[1] in track_of and (key[0], track_of[key[1]]) in seats)
 
+    _analyze(session)
     seconds = time.perf_counter() - started_clock
     state = session.get(Refresh, 1)
     if state is None:
@@ -206,6 +217,37 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
     state.refreshed_at, state.seconds, state.rows = now, seconds, written
     session.flush()
     return RefreshReport(rows=written, activity_rows=activity_written, seconds=seconds, refreshed_at=now)
+
+
+def _analyze(session: Session) -> None:
+    """Fresh planner statistics for the rewritten tables, in the rebuild's transaction: the figures' queries are
+    planned for the new rows from the first view (autovacuum would get to them later, if it runs at all).  Their
+    dead rows are autovacuum's (or ``VACUUM``'s) to reclaim."""
+    for model in (LearnerCourse, LearnerTrack):
+        session.execute(text(f"ANALYZE {model.__tablename__}"))
+
+
+def _add_up_seats(session: Session) -> None:
+    """Fill ``stats_learner_track`` from ``stats_learner_course``: one row per seat, track by track."""
+    lc = LearnerCourse
+
+    def reached(column: Any) -> Any:
+        return func.max(case((column, 1), else_=0)) > 0
+
+    columns = ["user_id", "track_id", "cohort_id", "company_id", "region", "industry", "job_role", "enrolled_on",
+               "enrolled_month", "started", "submitted", "passed", "completed_course", "completed_track", "courses",
+               "completed_courses", "lab_hours", "gpu_hours", "gpu_shared_hours", "weeks"]
+    # The seat's weeks: each bit set in any of its courses (a bitwise OR, written so that SQLite can run it).
+    any_week = sum((func.max(lc.weeks.op(">>")(i).op("&")(1)) * (1 << i) for i in range(1, ACTIVITY_WEEKS)),
+                   start=func.max(lc.weeks.op("&")(1)))
+    seats = (select(lc.user_id, lc.track_id, func.max(lc.cohort_id), func.max(lc.company_id), func.max(lc.region),
+                    func.max(lc.industry), func.max(lc.job_role), func.max(lc.enrolled_on),
+                    func.max(lc.enrolled_month),
+                    reached(lc.started), reached(lc.submitted), reached(lc.passed), reached(lc.completed_course),
+                    reached(lc.completed_track), func.count(), func.sum(case((lc.completed_course, 1), else_=0)),
+                    func.sum(lc.lab_hours), func.sum(lc.gpu_hours), func.sum(lc.gpu_shared_hours), any_week)
+             .group_by(lc.track_id, lc.user_id).order_by(lc.track_id, lc.user_id))
+    session.execute(insert(LearnerTrack).from_select(columns, seats))
 
 
 def last_refresh(session: Session) -> Refresh | None:

@@ -20,7 +20,7 @@ from academy.errors import AcademyError
 from academy.extensions import db
 from academy.grading.models import AssignmentRelease, Submission, SubmissionStatus
 from academy.labs.models import LabSession, LabState
-from academy.stats import export, queries
+from academy.stats import export, page, queries
 from academy.stats.queries import Filters, parse_filters
 from academy.stats.refresh import rebuild
 from academy.users.models import Company, User
@@ -173,6 +173,25 @@ def test_the_funnel_counts_what_was_counted_by_hand(app: Flask, small: dict[str,
         assert steel["learners"] == 0  # L3 submitted nothing
 
 
+@pytest.mark.parametrize("dimension", queries.DIMENSIONS)
+def test_the_page_gives_each_query_s_own_figures_with_fewer_scans(app: Flask, small: dict[str, Any],
+                                                                 dimension: str) -> None:
+    """The page adds its funnel up from the groups (an attribute of the learner) and its totals from the course
+    sums: the same figures as each query asked on its own, under every filter."""
+    ids = small
+    cases = [Filters(), Filters(company=ids["battery"]), Filters(region="gumi"), Filters(region="ulleung"),
+             Filters(industry="battery", job_role="production"), Filters(course=ids["c1"]),
+             Filters(track=ids["track"], cohort=ids["cohort"]), Filters(date_from=dt.date(2026, 11, 1))]
+    with app.test_request_context():
+        for filters in cases:
+            board = page.build(db.session, filters, dimension)
+            assert board.funnel == queries.funnel(db.session, filters), filters
+            assert board.rows == queries.by(db.session, dimension, filters, limit=30), filters
+            assert board.completion == queries.completion(db.session, filters), filters
+            assert board.hours_profile == queries.hours_by_profile(db.session, filters), filters
+            assert board.hours_course == queries.lab_hours(db.session, filters, "course"), filters
+
+
 def test_a_regrade_that_takes_the_completion_away_changes_the_figures(app: Flask, small: dict[str, Any]) -> None:
     ids = small
     with app.app_context():
@@ -291,6 +310,11 @@ def test_the_admin_lands_on_the_statistics(app: Flask, small: dict[str, Any], ma
     assert 'data-figure="enrolled">2<' in filtered
     bad = client.get("/admin/?from=2026-12-01&to=2026-01-01")
     assert bad.status_code == 400 and "data-stats-error" in bad.get_data(as_text=True)
+    tampered = client.get("/admin/?by=salary")  # the choices in words, not the codes behind them
+    text = tampered.get_data(as_text=True)
+    assert tampered.status_code == 400 and "지역" in text and "job_role" not in text.split("data-stats-error")[1][:400]
+    by_company = client.get("/admin/?by=company").get_data(as_text=True)
+    assert "회사 정보 없음" in by_company and "(none)" not in by_company  # L3 has no company
     csv = client.get("/admin/stats/export/funnel.csv?region=gumi")
     assert csv.status_code == 200 and csv.data.startswith("\ufeff".encode())
     xlsx = client.get("/admin/stats/export/by.xlsx?by=company")
