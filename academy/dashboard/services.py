@@ -151,3 +151,26 @@ def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None =
             row.courses.append(course_row)
         rows.append(row)
     return rows
+
+
+#: While a lab-hours condition is still counting, the hours shown grow with an open lab.
+COUNTING = dt.timedelta(minutes=1)
+
+
+def fresh_until(rows: Sequence[TrackRow], now: dt.datetime) -> dt.datetime | None:
+    """Until when the dashboard built from ``rows`` at ``now`` stays true without any data change.
+
+    The earliest moment ahead that its facts depend on: a deadline (status, overdue, held
+    results), a cohort's start or end; a minute ahead while a lab-hours condition is unmet.
+    None when the page must not be kept at all (a waitlist position, which others move).
+    """
+    moments: list[dt.datetime] = []
+    for row in rows:
+        if row.waitlist_position is not None:
+            return None
+        moments += [row.cohort.starts_at, row.cohort.ends_at]
+        for course in row.courses:
+            moments += [a.due_at for a in course.assignments if a.due_at is not None]
+            if any(c.kind == "lab_hours" for c in course.missing):
+                moments.append(now + COUNTING)
+    return min((m for m in moments if m is not None and m > now), default=now + dt.timedelta(days=3650))
