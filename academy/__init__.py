@@ -32,7 +32,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     overrides = dict(config or {})
     for key in ("env", "secret_key", "database_url", "broker_url", "base_url", "hub_url", "hub_public_url",
                 "hub_api_token", "hub_client_secret", "gpu_devices", "lab_spawn_timeout", "lab_queue_ttl_seconds",
-                "lab_quota_warning_minutes", "oidc_access_token_seconds", "trusted_proxies"):
+                "lab_quota_warning_minutes", "oidc_access_token_seconds", "trusted_proxies",
+                "at_risk_margin_percent"):
         if key in overrides:
             setattr(settings, key, overrides.pop(key))
     for key in ("data_dir", "courses_dir", "lab_profiles_file"):
@@ -114,12 +115,14 @@ def _register_blueprints(app: Flask) -> None:
     from academy.dashboard.views import bp as dashboard_bp
     from academy.enrollment.views import bp as enrollment_bp
     from academy.grading.views import bp as grading_bp
+    from academy.inbox.views import bp as inbox_bp
     from academy.labs.views import bp as labs_bp
     from academy.oidc.views import bp as oidc_bp
     from academy.stats.views import bp as stats_bp
+    from academy.teaching.views import bp as teaching_bp
     from academy.users.views import bp as auth_bp
     from academy.web.views import bp as web_bp
 
     for bp in (web_bp, auth_bp, catalog_bp, enrollment_bp, dashboard_bp, grading_bp, admin_bp, api_bp,
-               oidc_bp, labs_bp, certificates_bp, stats_bp, companies_bp):
+               oidc_bp, labs_bp, certificates_bp, stats_bp, companies_bp, teaching_bp, inbox_bp):
         app.register_blueprint(bp)

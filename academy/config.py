@@ -93,6 +93,7 @@ class Settings:
     lab_spawn_timeout: int = 120
     lab_queue_ttl_seconds: int = 600
     lab_quota_warning_minutes: int = 10
+    at_risk_margin_percent: int = 25  # how far below the cohort's median progress a learner counts as behind
     oidc_access_token_seconds: int = 600
     #: reverse proxies in front of the portal whose X-Forwarded-For/-Proto/-Host headers are trusted
     trusted_proxies: int = 0
@@ -139,6 +140,7 @@ class Settings:
             lab_spawn_timeout=_env_int("ACADEMY_LAB_SPAWN_TIMEOUT", 120),
             lab_queue_ttl_seconds=_env_int("ACADEMY_LAB_QUEUE_TTL_SECONDS", 600),
             lab_quota_warning_minutes=_env_int("ACADEMY_LAB_QUOTA_WARNING_MINUTES", 10),
+            at_risk_margin_percent=_env_int("ACADEMY_AT_RISK_MARGIN_PERCENT", 25),
             oidc_access_token_seconds=_env_int("ACADEMY_OIDC_ACCESS_TOKEN_SECONDS", 600),
             trusted_proxies=_env_int("ACADEMY_TRUSTED_PROXIES", 0),
         )

@@ -42,6 +42,7 @@ from bisect import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -245,6 +246,19 @@ class _Pick:
 
 
 @dataclass(frozen=True)
+class _CellSpec:
+    """A graded cell of an assignment's release, with how hard it is and how it tends to fail."""
+
+    notebook: str  # the notebook's stem, as the grader names it
+    grade_id: str
+    points: float
+    manual: bool
+    hidden: bool
+    difficulty: float  # added to the learner's miss chance
+    errors: tuple[str, ...]  # its failure messages, the most common first
+
+
+@dataclass(frozen=True)
 class _Assignment:
     id: int
     slug: str
@@ -253,6 +267,7 @@ class _Assignment:
     release_id: int
     notebook: str
     difficulty: float
+    cells: tuple[_CellSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -315,7 +330,7 @@ def synthesize(session: Session, *, learners: int, seed: int = 1, companies: int
     there.  Idempotent: learners already there are neither repeated nor changed, and a run
     stopped half-way is finished by running it again.  ``progress`` is told after each chunk.
     """
-    from sqlalchemy import func, select
+    from sqlalchemy import func, select, text
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     from academy.catalog.models import Course
@@ -371,6 +386,10 @@ def synthesize(session: Session, *, learners: int, seed: int = 1, companies: int
             progress(f"{last}/{learners} learners, {counts['submissions']} submissions "
                      f"({time.perf_counter() - started:.0f} s)")
     _settle_cohorts(session, world)
+    session.commit()
+    # Millions of rows just loaded: refresh the planner's statistics, as after any bulk load (pg_restore's advice),
+    # rather than leave the portal's and the statistics' queries planned for empty tables until autovacuum runs.
+    session.execute(text("ANALYZE"))
     session.commit()
     report.seconds = time.perf_counter() - started
     return report
@@ -513,8 +532,10 @@ def _build_world(session: Session, *, seed: int, now: dt.datetime, companies: in
     from academy.grading.models import AssignmentRelease
 
     releases: dict[int, tuple[int, int]] = {}
+    paths: dict[int, str] = {}
     for release in session.execute(select(AssignmentRelease.assignment_id, AssignmentRelease.version,
-                                          AssignmentRelease.id)):
+                                          AssignmentRelease.id, AssignmentRelease.path)):
+        paths[release.id] = release.path
         if release.assignment_id not in releases or releases[release.assignment_id][0] < release.version:
             releases[release.assignment_id] = (release.version, release.id)
     track_rows = session.scalars(select(Track).where(Track.active.is_(True)).order_by(Track.position, Track.slug)
@@ -538,9 +559,12 @@ def _build_world(session: Session, *, seed: int, now: dt.datetime, companies: in
                     releases[assignment.id] = (1, release.id)
                     counts["releases"] += 1
                 policy = {**GRADING_DEFAULTS, **(assignment.grading or {})}
+                own = random.Random(f"{seed}/{course.slug}/{assignment.slug}")
+                notebook = (assignment.notebooks or ["lab.ipynb"])[0]
                 infos.append(_Assignment(assignment.id, assignment.slug, float(assignment.max_score or 0.0), policy,
-                                         releases[assignment.id][1], (assignment.notebooks or ["lab.ipynb"])[0],
-                                         random.Random(f"{seed}/{course.slug}/{assignment.slug}").uniform(-0.1, 0.12)))
+                                         releases[assignment.id][1], notebook, own.uniform(-0.1, 0.12),
+                                         _graded_cells(paths.get(releases[assignment.id][1], ""), assignment.slug,
+                                                       notebook, float(assignment.max_score or 0.0), own)))
             rule = PassingRule.from_manifest(course.passing_rule, [a.slug for a in active])
             mark = rule.min_score_percent
             courses.append(_Course(course.id, course.slug, track.id, course.lab_profile,
@@ -689,6 +713,7 @@ def _make_cohorts(session: Session, tracks: list[_Track], weights: list[float], 
 class _Attempt:
     row: dict[str, Any]
     graded_at: dt.datetime | None
+    visible: float = 0.0  # points of the cells without hidden tests, after the late penalty
 
 
 @dataclass
@@ -700,6 +725,7 @@ class _Story:
     enrollments: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
     labs: list[tuple[dict[str, Any], dt.datetime]] = field(default_factory=list)  # row, latest stop allowed
     submissions: list[dict[str, Any]] = field(default_factory=list)
+    cells: list[list[dict[str, Any]]] = field(default_factory=list)  # each submission's cell scores
     completions: list[tuple[dict[str, Any], tuple[Any, ...]]] = field(default_factory=list)  # row, subject
 
 
@@ -894,17 +920,22 @@ def _attempts(rng: random.Random, story: _Story, course: _Course, assignment: _A
     for number in (1, 2, 3):
         late = lateness(moment, due, assignment.policy)
         status, problems = "graded", []
-        raw: float | None = _points(share, assignment.max_score)
+        worked = share
         r = rng.random()
         if r < 0.006:
-            status, raw, problems = "grader_error", None, ["grader error"]
+            status, problems = "grader_error", ["grader error"]
         elif r < 0.035:
             status = "learner_code_failed"
-            raw = _points(share * rng.uniform(0.0, 0.6), assignment.max_score)
+            worked = share * rng.uniform(0.0, 0.6)
             problems = [f"time limit for the submission reached in {assignment.notebook}: cell {rng.randint(3, 12)}; "
                         "later cells were not run"]
         graded = moment + dt.timedelta(seconds=rng.uniform(20, 600))
-        row = {"public_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "assignment_id": assignment.id,
+        public_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        # Cells drawn from their own generator: the rest of the academy does not depend on how many there are.
+        cells, raw = ([], None) if status == "grader_error" else \
+            _cell_scores(random.Random(public_id), worked, assignment)
+        visible = sum(c["score"] for c in cells if not c["hidden"])
+        row = {"public_id": public_id, "assignment_id": assignment.id,
                "release_id": assignment.release_id, "attempt": number,
                "origin": "lab" if lab and rng.random() < 0.8 else "upload", "submitted_at": moment, "due_at": due,
                "late_days": late.late_days, "penalty_percent": late.penalty_percent, "status": status,
@@ -912,7 +943,8 @@ def _attempts(rng: random.Random, story: _Story, course: _Course, assignment: _A
                "max_score": assignment.max_score, "problems": problems, "flagged": False, "flag_reasons": [],
                "feedback_sha256": None, "graded_at": graded}
         story.submissions.append(row)
-        done.append(_Attempt(row, graded))
+        story.cells.append(cells)
+        done.append(_Attempt(row, graded, apply_penalty(visible, late.penalty_percent)))
         passed = row["score"] is not None and assignment.max_score > 0 \
             and 100 * row["score"] / assignment.max_score >= course.mark
         # Autograded work invites another try: to pass, and often to do better.
@@ -930,6 +962,70 @@ def _attempts(rng: random.Random, story: _Story, course: _Course, assignment: _A
 def _points(share: float, maximum: float) -> float:
     step = 0.5 if maximum >= 10 else 0.1
     return round(round(share * maximum / step) * step, 2)
+
+
+#: What failing learner code says, most common first: each cell draws its own order.
+_FAILURES = (
+    "AssertionError: 결과가 기대한 값과 다릅니다",
+    "NameError: name 'df' is not defined",
+    "KeyError: 'defect_rate'",
+    "TypeError: unsupported operand type(s) for /: 'str' and 'int'",
+    "NotImplementedError",
+    "ValueError: could not convert string to float: ''",
+)
+
+
+def _graded_cells(release_path: str, slug: str, notebook: str, max_score: float,
+                  rng: random.Random) -> tuple[_CellSpec, ...]:
+    """The release's graded cells (from its source notebooks), or four equal made-up ones without a release."""
+    import json
+
+    found: list[tuple[str, str, float, bool, bool]] = []
+    source = Path(release_path) / "source" / slug if release_path else None
+    for path in sorted(source.glob("*.ipynb")) if source is not None and source.is_dir() else []:
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        for cell in cells:
+            meta = (cell.get("metadata") or {}).get("nbgrader") or {}
+            if not (meta.get("grade") and meta.get("grade_id")):
+                continue
+            text = cell.get("source", "")
+            text = "".join(text) if isinstance(text, list) else text
+            found.append((path.stem, meta["grade_id"], float(meta.get("points") or 0.0),
+                          bool(meta.get("solution")), "BEGIN HIDDEN TESTS" in text))
+    total = sum(points for _stem, _grade_id, points, _manual, _hidden in found)
+    if not found or total <= 0:
+        stem = notebook.removesuffix(".ipynb")
+        found = [(stem, f"q{i}", 1.0, False, False) for i in range(1, 5)]
+        total = 4.0
+    scale = max_score / total if max_score > 0 else 1.0
+    specs = []
+    for stem, grade_id, points, manual, hidden in found:
+        errors = list(_FAILURES)
+        rng.shuffle(errors)
+        specs.append(_CellSpec(stem, grade_id, round(points * scale, 4), manual, hidden,
+                               rng.uniform(-0.15, 0.25), tuple(errors[:4])))
+    return tuple(specs)
+
+
+def _cell_scores(rng: random.Random, share: float, assignment: _Assignment) -> tuple[list[dict[str, Any]], float]:
+    """Each graded cell's points for a learner doing ``share`` of the work: tests pass or fail whole,
+    written answers get part marks.  Returns the cell rows (without their submission) and their sum."""
+    rows: list[dict[str, Any]] = []
+    for cell in assignment.cells:
+        chance = min(0.98, max(0.02, share - cell.difficulty + 0.1))
+        if cell.manual:
+            score = _points(min(1.0, max(0.0, chance + rng.gauss(0, 0.15))), cell.points)
+            error = None
+        else:
+            passed = rng.random() < chance
+            score = cell.points if passed else 0.0
+            error = None if passed else cell.errors[min(int(rng.expovariate(1.2)), len(cell.errors) - 1)]
+        rows.append({"notebook": cell.notebook, "grade_id": cell.grade_id, "score": score,
+                     "max_score": cell.points, "hidden": cell.hidden, "manual": cell.manual, "error": error})
+    return rows, round(sum(r["score"] for r in rows), 4)
 
 
 def _labs(rng: random.Random, story: _Story, course: _Course, cohort: _Cohort, seat_end: dt.datetime) -> None:
@@ -1001,8 +1097,9 @@ def _standing(assignment: _Assignment, attempts: list[_Attempt], due: dt.datetim
               mark: float) -> tuple[str, float | None, float, dt.datetime | None]:
     """(status, final score, max score, when final) as ``grading.standing.standing_from`` decides them.
 
-    The same rules for attempts without cell scores, which is all this module writes: the held
-    check, the attempt that counts under ``score_policy``, grader errors, the pass mark.
+    The same rules: the held check (while held, "best" is judged on the points of cells without
+    hidden tests), the attempt that counts under ``score_policy``, grader errors, the pass mark.
+    Every cell this module writes is graded, so nothing waits for an instructor.
     """
     from academy.grading.deadlines import counting_score
 
@@ -1016,7 +1113,7 @@ def _standing(assignment: _Assignment, attempts: list[_Attempt], due: dt.datetim
         if assignment.policy.get("score_policy") == "last":
             counted = max(scored, key=lambda a: a.row["attempt"])
         else:
-            values = [0.0 if held else a.row["score"] for a in scored]
+            values = [a.visible if held else a.row["score"] for a in scored]
             best = counting_score(list(zip([a.row["attempt"] for a in scored], values, strict=True)), "best")
             counted = min((a for a, v in zip(scored, values, strict=True) if v == best),
                           key=lambda a: a.row["attempt"])
@@ -1140,12 +1237,13 @@ def _write(session: Session, stories: list[_Story], world: _World, signer: _Sign
     from academy.certificates.models import Certificate
     from academy.completion.models import Completion
     from academy.enrollment.models import Enrollment, EnrollmentEvent
-    from academy.grading.models import Submission
+    from academy.grading.models import CellScore, Submission
     from academy.labs.models import LabSession
     from academy.users.models import User
 
     user_ids = _insert(session, User.__table__, [s.user for s in stories], returning=True)
     enrollments, events, labs, submissions, completions = [], [], [], [], []
+    cells: list[list[dict[str, Any]]] = []
     for story, uid in zip(stories, user_ids, strict=True):
         for row, history in story.enrollments:
             row["user_id"] = uid
@@ -1156,6 +1254,7 @@ def _write(session: Session, stories: list[_Story], world: _World, signer: _Sign
         for row in story.submissions:
             row["user_id"] = uid
             submissions.append(row)
+        cells.extend(story.cells)
         for row, subject in story.completions:
             row["user_id"] = uid
             completions.append((row, subject, story))
@@ -1166,7 +1265,9 @@ def _write(session: Session, stories: list[_Story], world: _World, signer: _Sign
             events.append(event)
     _insert(session, EnrollmentEvent.__table__, events)
     _insert(session, LabSession.__table__, labs)
-    _insert(session, Submission.__table__, submissions)
+    submission_ids = _insert(session, Submission.__table__, submissions, returning=True)
+    _insert(session, CellScore.__table__, [{**cell, "submission_id": sid}
+                                           for sid, own in zip(submission_ids, cells, strict=True) for cell in own])
     completion_ids = _insert(session, Completion.__table__, [row for row, _s, _story in completions], returning=True)
     certificates = _certificates(world, completions, completion_ids, signer)
     _insert(session, Certificate.__table__, certificates)

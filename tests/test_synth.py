@@ -217,6 +217,11 @@ def test_the_academy_is_consistent_with_the_portals_own_rules(app: Flask) -> Non
             assert submission.status.value in ("graded", "learner_code_failed", "grader_error")
             assert (submission.score is None) == (submission.status.value == "grader_error")
             assert 1 <= submission.attempt <= 3 and submission.release_id is not None
+            # Cell scores add up to the raw score, as the grader's do; a grader error has none.
+            assert (submission.raw_score is None) == (not submission.cells)
+            if submission.cells:
+                assert sum(c.score for c in submission.cells) == pytest.approx(submission.raw_score)
+                assert all(c.score is not None and 0 <= c.score <= c.max_score for c in submission.cells)
 
         # People: valid reference codes, employees where their company is, valid business numbers.
         companies = {c.id: c for c in session.scalars(select(Company))}

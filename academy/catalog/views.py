@@ -9,9 +9,10 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from academy.catalog.services import list_tracks
-from academy.enrollment.models import Enrollment
-from academy.enrollment.services import open_cohorts
+from academy.enrollment.models import Enrollment, EnrollmentStatus
+from academy.enrollment.services import active_enrollment_in_track, open_cohorts
 from academy.extensions import db
+from academy.permissions import can_manage_course
 from academy.web.access import public
 from academy.web.loaders import get_course_or_404, get_track_or_404
 
@@ -46,5 +47,10 @@ def track(slug: str) -> Any:
 @bp.route("/courses/<slug>")
 @public
 def course(slug: str) -> Any:
-    """A course: description, hours, lab profile and its assignments."""
-    return render_template("catalog/course.html", course=get_course_or_404(slug))
+    """A course: description, hours, lab profile and its assignments (links for its staff and learners)."""
+    course = get_course_or_404(slug)
+    staff = can_manage_course(current_user, course) if current_user.is_authenticated else False
+    held = active_enrollment_in_track(db.session, current_user.id, course.track_id) \
+        if current_user.is_authenticated and not staff else None
+    enrolled = held is not None and held.status is EnrollmentStatus.enrolled
+    return render_template("catalog/course.html", course=course, staff=staff, linked=staff or enrolled)

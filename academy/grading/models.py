@@ -98,13 +98,19 @@ class Submission(db.Model):
     problems: Mapped[list[str]] = mapped_column(JSON, default=list)
     flagged: Mapped[bool] = mapped_column(default=False)
     flag_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Staff's decision on a flagged attempt: "confirmed" (the score stands) or "rejected" (it counts as 0).
+    # Until then a flagged attempt waits for them and counts towards nothing.  Kept across regrades.
+    flag_review: Mapped[str | None] = mapped_column(String(12))
+    flag_review_reason: Mapped[str | None] = mapped_column(Text)
+    flag_reviewed_at: Mapped[dt.datetime | None]
+    flag_reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     feedback_sha256: Mapped[str | None] = mapped_column(String(64))  # nbgrader's feedback file (for staff)
     # The notebooks as the grader ran them, by notebook name: SHA-256 in the graded store.
     graded_notebooks: Mapped[dict[str, str] | None] = mapped_column(JSON)
     graded_at: Mapped[dt.datetime | None]
 
     assignment: Mapped[Assignment] = relationship()
-    user: Mapped[User] = relationship()
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
     release: Mapped[AssignmentRelease] = relationship()
     files: Mapped[list[SubmissionFile]] = relationship(
         back_populates="submission", order_by="SubmissionFile.name", cascade="all, delete-orphan"
@@ -112,6 +118,7 @@ class Submission(db.Model):
     cells: Mapped[list[CellScore]] = relationship(
         back_populates="submission", order_by="CellScore.id", cascade="all, delete-orphan"
     )
+    overrides: Mapped[list[ScoreOverride]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
 
 class SubmissionFile(db.Model):
@@ -149,8 +156,27 @@ class CellScore(db.Model):
     visible_passed: Mapped[bool | None]
     visible_error: Mapped[str | None] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(Text)  # the instructor's comment, shown with the feedback
+    # An override of an autograded cell: what the grader gave (``score`` holds the override's points).
+    auto_score: Mapped[float | None] = mapped_column(Float)
+    overridden: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     submission: Mapped[Submission] = relationship(back_populates="cells")
+
+
+class ScoreOverride(db.Model):
+    """Staff's points for one autograded cell of one attempt, with their reason; applied again after a regrade."""
+
+    __tablename__ = "score_override"
+    __table_args__ = (UniqueConstraint("submission_id", "notebook", "grade_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"), index=True)
+    notebook: Mapped[str] = mapped_column(String(200))
+    grade_id: Mapped[str] = mapped_column(String(200))
+    points: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class GradingJob(db.Model):

@@ -32,6 +32,7 @@ from academy.grading.models import (
     Extension,
     GradingJob,
     JobState,
+    ScoreOverride,
     Submission,
     SubmissionFile,
     SubmissionStatus,
@@ -329,6 +330,8 @@ def grant_extension(session: Session, assignment: Assignment, learner: User, due
 
 
 MAX_COMMENT = 5000  # characters of an instructor's comment on one question
+MAX_REASON = 500  # characters of the reason for an override or a flag decision
+CONFIRMED, REJECTED = "confirmed", "rejected"
 
 
 def record_result(session: Session, submission: Submission, result: dict[str, Any],
@@ -349,9 +352,12 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
     session.execute(delete(CellScore).where(CellScore.submission_id == submission.id))
     session.expire(submission, ["cells"])
     manual_points = 0.0
+    overridden_delta = 0.0
     if status.has_score:
         from academy.grading.releases import hidden_test_cells
 
+        overrides = {(o.notebook, o.grade_id): o for o in session.scalars(
+            select(ScoreOverride).where(ScoreOverride.submission_id == submission.id))}
         hidden = hidden_test_cells(submission.release)
         for notebook in result.get("notebooks", []):
             stem = notebook["name"].removesuffix(".ipynb")
@@ -363,6 +369,13 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
                 if manual and score is None and kept is not None and kept[1] == max_score:
                     score = kept[0]
                     manual_points += kept[0]
+                # Staff's override of an autograded cell outlives the regrade (capped by a lower new maximum).
+                override = None if manual else overrides.get((notebook["name"], cell["grade_id"]))
+                auto_score = None
+                if override is not None:
+                    auto_score = score
+                    score = min(max(override.points, 0.0), max_score)
+                    overridden_delta += score - float(auto_score or 0.0)
                 session.add(CellScore(
                     submission_id=submission.id,
                     notebook=notebook["name"],
@@ -375,8 +388,10 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
                     visible_passed=cell.get("visible_passed"),
                     visible_error=cell.get("visible_error"),
                     comment=comments.get((notebook["name"], cell["grade_id"])),
+                    auto_score=auto_score,
+                    overridden=override is not None,
                 ))
-        raw = float(result.get("score") or 0.0) + manual_points
+        raw = float(result.get("score") or 0.0) + manual_points + overridden_delta
         submission.raw_score = raw
         submission.score = deadlines.apply_penalty(raw, submission.penalty_percent)
     else:
@@ -388,6 +403,8 @@ def record_result(session: Session, submission: Submission, result: dict[str, An
     flags = list(result.get("flags", []))
     submission.flagged = bool(flags)
     submission.flag_reasons = flags
+    if submission.flagged and submission.flag_review == REJECTED and submission.score is not None:
+        submission.score = 0.0  # staff rejected this answer's score; a regrade does not bring it back
     submission.feedback_sha256 = feedback_sha256
     submission.graded_notebooks = dict(graded_notebooks) if graded_notebooks else None
     submission.graded_at = utcnow()
@@ -431,16 +448,122 @@ def grade_by_hand(session: Session, submission: Submission, points: dict[int, fl
         cells[cell_id].score = float(value)
     for cell_id, text in changed.items():
         every[cell_id].comment = text
-    submission.raw_score = round(sum(c.score or 0.0 for c in submission.cells), 4)
-    submission.score = deadlines.apply_penalty(submission.raw_score, submission.penalty_percent)
+    _rescore(submission)
     if points:
         submission.graded_at = utcnow()  # the score as it stands now was decided now
     record(session, "submission.grade_by_hand", actor=actor, target_type="submission", target_id=submission.id,
            points={cells[i].grade_id: v for i, v in points.items()},
            comments={every[i].grade_id: bool(t) for i, t in changed.items()},
            previous_score=before, score=submission.score)
+    if points and submission.score != before:
+        _tell_score_changed(session, submission, before)
     session.flush()
     return submission
+
+
+def _reason(reason: str | None) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise ValidationFailed(_("Give a reason: the learner reads it, and it is kept in the audit log."))
+    if len(text) > MAX_REASON:
+        raise ValidationFailed(_("A reason can be at most %(n)d characters long.", n=MAX_REASON))
+    return text
+
+
+def _rescore(submission: Submission) -> None:
+    """The attempt's total from its cells, after its late penalty (and 0 when staff rejected a flagged score)."""
+    submission.raw_score = round(sum(c.score or 0.0 for c in submission.cells), 4)
+    submission.score = deadlines.apply_penalty(submission.raw_score, submission.penalty_percent)
+    if submission.flagged and submission.flag_review == REJECTED:
+        submission.score = 0.0
+
+
+def override_score(session: Session, submission: Submission, cell_id: int, points: float, *, reason: str | None,
+                   actor: User, name: str | None = None) -> Submission:
+    """Set an autograded cell's points by hand, with a reason: kept across regrades, audited, the learner told.
+
+    Raises ValidationFailed (changing nothing) without a reason, for a written answer (those are graded
+    by hand), a cell of another submission, or points outside 0..the cell's maximum.
+    """
+    if not submission.status.has_score:
+        raise ValidationFailed(_("Only a graded submission can be graded by hand."))
+    cell = next((c for c in submission.cells if c.id == cell_id), None)
+    if cell is None:
+        raise ValidationFailed(_("That question is not part of this submission."))
+    if cell.manual:
+        raise ValidationFailed(_("A written answer is graded by hand, not overridden."))
+    if not 0 <= points <= cell.max_score:
+        raise ValidationFailed(_("Give %(cell)s between 0 and %(max)s points.",
+                                 cell=name or _("this question"), max=f"{cell.max_score:g}"))
+    text = _reason(reason)
+    before, cell_before = submission.score, cell.score
+    row = session.scalar(select(ScoreOverride).where(
+        ScoreOverride.submission_id == submission.id, ScoreOverride.notebook == cell.notebook,
+        ScoreOverride.grade_id == cell.grade_id))
+    if row is None:
+        row = ScoreOverride(submission_id=submission.id, notebook=cell.notebook, grade_id=cell.grade_id)
+        session.add(row)
+    row.points, row.reason, row.actor_id, row.created_at = float(points), text, actor.id, utcnow()
+    if not cell.overridden:
+        cell.auto_score, cell.overridden = cell.score, True
+    cell.score = float(points)
+    _rescore(submission)
+    submission.graded_at = utcnow()
+    record(session, "submission.override", actor=actor, target_type="submission", target_id=submission.id,
+           cell=cell.grade_id, notebook=cell.notebook, grader=cell.auto_score, previous=cell_before,
+           points=float(points), reason=text, previous_score=before, score=submission.score)
+    _tell_score_changed(session, submission, before, reason=text)
+    session.flush()
+    return submission
+
+
+def review_flag(session: Session, submission: Submission, decision: str, *, reason: str | None,
+                actor: User) -> Submission:
+    """Confirm (the score stands) or reject (it counts as 0) an attempt the grader flagged, with a reason."""
+    if decision not in (CONFIRMED, REJECTED):
+        raise ValidationFailed(_("Choose whether the score stands or not."))
+    if not submission.flagged:
+        raise ValidationFailed(_("The grader did not flag this submission."))
+    text = _reason(reason)
+    before = submission.score
+    submission.flag_review, submission.flag_review_reason = decision, text
+    submission.flag_reviewed_at, submission.flag_reviewed_by_id = utcnow(), actor.id
+    if submission.status.has_score:
+        _rescore(submission)
+    record(session, "submission.flag_review", actor=actor, target_type="submission", target_id=submission.id,
+           decision=decision, reason=text, flags=list(submission.flag_reasons or []), previous_score=before,
+           score=submission.score)
+    _tell_score_changed(session, submission, before, reason=text, decision=decision)
+    session.flush()
+    return submission
+
+
+def _tell_score_changed(session: Session, submission: Submission, before: float | None, *,
+                        reason: str | None = None, decision: str | None = None) -> None:
+    """The learner's inbox (and mail) says that staff changed the attempt's score, to what, and why."""
+    from flask_babel import force_locale
+
+    from academy.inbox.services import tell
+
+    learner = submission.user
+    locale = learner.locale or "ko"
+    with force_locale(locale):
+        title = submission.assignment.title(locale)
+        old = "—" if before is None else f"{before:g}"
+        new = "—" if submission.score is None else f"{submission.score:g}"
+        if decision == CONFIRMED:
+            body = _("Your instructor checked attempt %(n)d at %(title)s and its score of %(new)s stands.",
+                     n=submission.attempt, title=title, new=new)
+        elif decision == REJECTED:
+            body = _("Your instructor checked attempt %(n)d at %(title)s and did not accept its score: it counts "
+                     "as 0. Score before: %(old)s.", n=submission.attempt, title=title, old=old)
+        else:
+            body = _("Your instructor graded attempt %(n)d at %(title)s. Score before: %(old)s. Score now: %(new)s.",
+                     n=submission.attempt, title=title, old=old, new=new)
+        if reason:
+            body += "\n\n" + _("Reason: %(reason)s", reason=reason)
+        tell(session, learner, "score_changed", _("Your score for %(title)s was updated", title=title), body,
+             link=f"/submissions/{submission.public_id}")
 
 
 def regrade(session: Session, submissions: list[Submission], *, actor: User) -> list[GradingJob]:

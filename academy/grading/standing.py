@@ -21,7 +21,8 @@ asks this module, so they cannot disagree.  The rules:
   ``grading``                 the newest attempt is queued or being graded;
   ``grader_error``            grading failed on our side and no attempt has a score;
   ``held``                    an attempt counts, but its result waits for the deadline;
-  ``waiting_for_instructor``  the counted attempt has written answers not yet graded by hand;
+  ``waiting_for_instructor``  the counted attempt has written answers not yet graded by hand, or
+                              the grader flagged it and staff have not confirmed or rejected it;
   ``passed`` / ``not_passed`` the counted attempt's final score against the course's pass
                               mark (``passing_rule.min_score_percent``, 60 by default).
 
@@ -35,7 +36,7 @@ assignments in three queries.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,6 +93,7 @@ class CellView:
     waiting: bool  # a written answer the instructor has not graded yet
     held: bool  # hidden-test results that wait for the deadline
     message: str | None  # the failure message the viewer may read
+    override_reason: str | None = None  # staff set this autograded cell's points by hand, and why
 
     @property
     def visible_passed(self) -> bool | None:
@@ -177,10 +179,17 @@ class Standing:
 
 
 def _waiting(submission: Submission) -> bool:
-    return submission.status.has_score and any(c.manual and c.score is None for c in submission.cells)
+    return submission.status.has_score and (flag_unreviewed(submission)
+                                             or any(c.manual and c.score is None for c in submission.cells))
 
 
-def _attempt(submission: Submission, *, held: bool, counts: bool) -> AttemptStanding:
+def flag_unreviewed(submission: Submission) -> bool:
+    """The grader flagged the attempt and staff have not confirmed or rejected its score yet."""
+    return bool(submission.flagged) and submission.flag_review is None
+
+
+def _attempt(submission: Submission, *, held: bool, counts: bool,
+             waiting: Callable[[Submission], bool] = _waiting) -> AttemptStanding:
     maximum = float(submission.max_score or submission.assignment.max_score or 0.0)
     if not submission.status.has_score:
         return AttemptStanding(submission, held, counts, None, 0.0, None, maximum, False)
@@ -192,7 +201,7 @@ def _attempt(submission: Submission, *, held: bool, counts: bool) -> AttemptStan
     else:
         visible, visible_max = submission.score, maximum
     final = None if held else submission.score
-    return AttemptStanding(submission, held, counts, visible, visible_max, final, maximum, _waiting(submission))
+    return AttemptStanding(submission, held, counts, visible, visible_max, final, maximum, waiting(submission))
 
 
 def _counted(rows: Sequence[AttemptStanding], score_policy: str) -> AttemptStanding | None:
@@ -212,14 +221,20 @@ def _counted(rows: Sequence[AttemptStanding], score_policy: str) -> AttemptStand
 
 
 def standing_from(assignment: Assignment, submissions: Iterable[Submission], *, due: dt.datetime | None,
-                  extended: bool = False, now: dt.datetime, staff: bool = False) -> Standing:
+                  extended: bool = False, now: dt.datetime, staff: bool = False,
+                  waiting: Callable[[Submission], bool] | None = None) -> Standing:
     """The standing from already loaded attempts (with their cells) and the effective deadline.
 
     ``staff``: the viewer is the course's staff, who see hidden results before the deadline.
+    ``waiting``: whether an attempt has written answers not yet graded by hand, for a caller that
+    found out in one query for many learners instead of loading every attempt's cells (only
+    when nothing is held: held figures need the cells themselves).
     """
     attempts = sorted(submissions, key=lambda s: s.attempt, reverse=True)
     held = hidden_results_held(assignment, due, now, staff=staff)
-    rows = [_attempt(s, held=held, counts=False) for s in attempts]
+    if waiting is None or held:
+        waiting = _waiting
+    rows = [_attempt(s, held=held, counts=False, waiting=waiting) for s in attempts]
     chosen = _counted(rows, assignment.policy("score_policy"))
     rows = [replace(r, counts=True) if r is chosen else r for r in rows]
     counted = chosen.submission if chosen is not None else None
@@ -232,7 +247,7 @@ def standing_from(assignment: Assignment, submissions: Iterable[Submission], *, 
         status = "grader_error" if attempts[0].status is SubmissionStatus.grader_error else "not_passed"
     elif held:
         status = "held"
-    elif _waiting(counted):
+    elif waiting(counted):
         status = "waiting_for_instructor"
     else:
         maximum = float(counted.max_score or assignment.max_score or 0.0)
@@ -306,6 +321,8 @@ def cell_views(submission: Submission, *, held: bool) -> list[CellView]:
 
     release = submission.release
     names = question_names(release, [c.notebook for c in submission.cells]) if release is not None else {}
+    reasons = {(o.notebook, o.grade_id): o.reason for o in submission.overrides} \
+        if any(c.overridden for c in submission.cells) else {}
     views = []
     for number, cell in enumerate(submission.cells, start=1):
         name = names.get((cell.notebook, cell.grade_id)) or _("Question %(n)d", n=number)
@@ -317,5 +334,6 @@ def cell_views(submission: Submission, *, held: bool) -> list[CellView]:
         elif not cell_held and not waiting:
             message = cell.error
         views.append(CellView(cell, name, shown=not cell_held and not waiting, waiting=waiting,
-                              held=cell_held, message=message))
+                              held=cell_held, message=message,
+                              override_reason=reasons.get((cell.notebook, cell.grade_id)) if cell.overridden else None))
     return views

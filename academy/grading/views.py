@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from academy.grading.storage import feedback_store
 from academy.permissions import can_manage_course
 from academy.web.access import login_required, staff_required
 from academy.web.loaders import get_assignment_or_404
+from academy.web.security import safe_next_path
 
 bp = Blueprint("grading", __name__)
 
@@ -147,9 +149,7 @@ def submission(public_id: str) -> Any:
 @staff_required
 def grade_by_hand(public_id: str) -> Any:
     """Instructors give points to written answers and comment on any question."""
-    row = services.get_submission_for(db.session, public_id, current_user)
-    if not can_manage_course(current_user, row.assignment.course):
-        abort(403)
+    row = _staff_submission(public_id)
     back = "grading.feedback" if request.form.get("back") == "feedback" else "grading.submission"
     points: dict[int, float] = {}
     comments: dict[int, str] = {}
@@ -160,18 +160,67 @@ def grade_by_hand(public_id: str) -> Any:
                 points[int(key[7:])] = float(value.replace(",", "."))
             elif key.startswith("comment-") and key[8:].isdigit():
                 comments[int(key[8:])] = value
-        services.grade_by_hand(db.session, row, points, actor=current_user, comments=comments, names=names)
-        refresh_safely(db.session, row.user, row.assignment.course)
     except ValueError:
-        db.session.rollback()
         flash(_("Points must be numbers."), "danger")
+    else:
+        _save(row, lambda: services.grade_by_hand(db.session, row, points, actor=current_user, comments=comments,
+                                                  names=names),
+              _("Saved. The learner sees the new points and comments now."))
+    return redirect(safe_next_path(request.form.get("next")) or url_for(back, public_id=row.public_id), 303)
+
+
+def _staff_submission(public_id: str) -> Submission:
+    row = services.get_submission_for(db.session, public_id, current_user)
+    if not can_manage_course(current_user, row.assignment.course):
+        abort(403)
+    return row
+
+
+def _save(row: Submission, change: Callable[[], object], done: str) -> None:
+    """Apply a staff change to a submission, refresh the learner's completion and commit; on refusal roll back."""
+    try:
+        change()
+        refresh_safely(db.session, row.user, row.assignment.course)
     except AcademyError as exc:
         db.session.rollback()
         flash(str(exc), "danger")
     else:
         db.session.commit()
-        flash(_("Saved. The learner sees the new points and comments now."), "success")
-    return redirect(url_for(back, public_id=row.public_id), 303)
+        flash(done, "success")
+
+
+def _back(row: Submission) -> str:
+    """Where a staff action on a submission returns: the grading queue it came from, else the submission."""
+    return safe_next_path(request.form.get("next")) or url_for("grading.submission", public_id=row.public_id)
+
+
+@bp.route("/submissions/<public_id>/override", methods=["POST"])
+@staff_required
+def override(public_id: str) -> Any:
+    """Set an autograded question's points by hand, with a reason the learner reads."""
+    row = _staff_submission(public_id)
+    names = {v.cell.id: v.name for v in cell_views(row, held=False)}
+    try:
+        cell_id = int(request.form.get("cell", ""))
+        points = float(request.form.get("points", "").replace(",", "."))
+    except ValueError:
+        flash(_("Points must be numbers."), "danger")
+        return redirect(_back(row), 303)
+    _save(row, lambda: services.override_score(db.session, row, cell_id, points, reason=request.form.get("reason"),
+                                               actor=current_user, name=names.get(cell_id)),
+          _("Saved. The learner was told the new points and your reason."))
+    return redirect(_back(row), 303)
+
+
+@bp.route("/submissions/<public_id>/flag", methods=["POST"])
+@staff_required
+def review_flag(public_id: str) -> Any:
+    """Confirm or reject the score of an attempt the grader flagged, with a reason."""
+    row = _staff_submission(public_id)
+    _save(row, lambda: services.review_flag(db.session, row, request.form.get("decision", ""),
+                                            reason=request.form.get("reason"), actor=current_user),
+          _("Decided. The learner was told."))
+    return redirect(_back(row), 303)
 
 
 @bp.route("/submissions/<public_id>/status")

@@ -184,6 +184,8 @@ def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedbac
         record_result(db.session, submission, result, feedback_sha256=digest, graded_notebooks=graded)
         if job.reason == "regrade":
             _tell_learner_about_regrade(submission, previous_score)
+        else:
+            _tell_learner_graded(submission)
         from academy.completion.services import refresh_safely
 
         refresh_safely(db.session, submission.user, submission.assignment.course)
@@ -196,13 +198,42 @@ def _finish(job_id: int, worker: str, attempt: int, result: dict | None, feedbac
     return target.value
 
 
+def _tell_learner_graded(submission: Submission) -> None:
+    """A new attempt was graded: the learner's inbox says so, with the score once it may be shown."""
+    from flask_babel import force_locale
+    from flask_babel import gettext as _
+
+    from academy.grading.standing import learner_standing
+    from academy.inbox.services import tell
+
+    learner = submission.user
+    locale = learner.locale or "ko"
+    standing = learner_standing(db.session, submission.assignment, learner)
+    shown = standing.attempt(submission)
+    with force_locale(locale):
+        title = submission.assignment.title(locale)
+        if not submission.status.has_score:
+            body = _("Your attempt %(n)d at %(title)s could not be graded because of a problem on our side. "
+                     "Nothing counts against you; your instructor can grade it again.", n=submission.attempt,
+                     title=title)
+        elif shown.held:
+            body = _("Your attempt %(n)d at %(title)s was graded. The visible tests' results are on the page; "
+                     "your total appears after the deadline.", n=submission.attempt, title=title)
+        else:
+            body = _("Your attempt %(n)d at %(title)s was graded: %(score)s of %(max)s points.",
+                     n=submission.attempt, title=title, score=f"{shown.final_score or 0:g}",
+                     max=f"{shown.max_score:g}")
+        tell(db.session, learner, "score", _("%(title)s: your attempt was graded", title=title), body,
+             link=f"/submissions/{submission.public_id}")
+
+
 def _tell_learner_about_regrade(submission: Submission, previous_score: float | None) -> None:
     """A regrade changes a learner's score: tell them, with an audit entry."""
     from flask_babel import force_locale
     from flask_babel import gettext as _
 
     from academy.audit.services import record
-    from academy.mail.services import queue_mail
+    from academy.inbox.services import tell
 
     record(db.session, "submission.regraded", actor=None, target_type="submission", target_id=submission.id,
            previous_score=previous_score, score=submission.score, status=submission.status.value)
@@ -210,15 +241,17 @@ def _tell_learner_about_regrade(submission: Submission, previous_score: float | 
         return
     with force_locale(submission.user.locale or "ko"):
         title = submission.assignment.title(submission.user.locale or "ko")
-        queue_mail(
+        tell(
             db.session,
-            submission.user.email,
+            submission.user,
+            "score_changed",
             _("Your score for %(title)s was updated", title=title),
             _("Your attempt %(n)d at %(title)s was graded again after a correction. "
               "Score before: %(old)s. Score now: %(new)s.",
               n=submission.attempt, title=title,
               old="—" if previous_score is None else f"{previous_score:g}",
               new="—" if submission.score is None else f"{submission.score:g}"),
+            link=f"/submissions/{submission.public_id}",
         )
 
 

@@ -56,6 +56,8 @@ def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float =
             "refresh-completions": {"task": "academy.refresh_completions", "schedule": 600.0},
             # Statistics: rebuild the summary tables the admin's charts read.
             "refresh-stats": {"task": "academy.refresh_stats", "schedule": 600.0},
+            # Inbox: remind learners of deadlines in the next 48 hours they have not met.
+            "remind-deadlines": {"task": "academy.remind_deadlines", "schedule": 600.0},
         },
     }
     config["beat_schedule_filename"] = str(Path(data_dir) / "celerybeat-schedule")

@@ -143,6 +143,17 @@ def register(celery: Celery) -> None:
             db.session.commit()
             return report.rows
 
+    @celery.task(name="academy.remind_deadlines", shared=False)
+    def remind_deadlines() -> int:
+        """Tell learners of deadlines in the next 48 hours they have not met (academy.inbox); returns how many."""
+        from academy.extensions import db
+        from academy.inbox.reminders import remind_deadlines as remind
+
+        with flask_app().app_context():
+            told = remind(db.session)
+            db.session.commit()
+            return told
+
     @celery.task(name="academy.start_lab", shared=False, acks_late=True, reject_on_worker_lost=True)
     def start_lab(lab_id: int) -> str:
         """Start a lab's server and follow it until ready (academy.labs.launch.run_start)."""

@@ -107,7 +107,7 @@ def sweep(session: Session, client: HubClient, settings: Settings, *, now: dt.da
 
 def _enforce_quotas(session: Session, client: HubClient, settings: Settings, now: dt.datetime,
                     report: SweepReport) -> None:
-    from academy.mail.services import queue_mail
+    from academy.inbox.services import tell
 
     for lab in session.scalars(select(LabSession).where(LabSession.state == LabState.running, LabSession.gpus > 0)):
         course = session.get(Course, lab.course_id)
@@ -123,11 +123,11 @@ def _enforce_quotas(session: Session, client: HubClient, settings: Settings, now
             user = session.get(User, lab.user_id)
             if user is not None:
                 with force_locale(user.locale or "ko"):  # the learner's language
-                    queue_mail(session, user.email, _("Your GPU time is almost used up"),
-                               _("Your lab for %(course)s will be stopped in about %(minutes)d minutes, when your "
-                                 "GPU hours for the course are used up. Save your work now.",
-                                 course=course.title(user.locale or "ko"),
-                                 minutes=max(int(left_minutes), 1)))
+                    tell(session, user, "lab_quota", _("Your GPU time is almost used up"),
+                         _("Your lab for %(course)s will be stopped in about %(minutes)d minutes, when your "
+                           "GPU hours for the course are used up. Save your work now.",
+                           course=course.title(user.locale or "ko"), minutes=max(int(left_minutes), 1)),
+                         link=f"/courses/{course.slug}")
             report.warned += 1
 
 

@@ -79,8 +79,11 @@ def consent() -> Any:
 
 
 def landing(user: User) -> str:
-    """Where ``user`` lands after signing in: admins on the statistics, everyone else on their learning."""
-    return url_for("admin.home") if user.is_admin else url_for("dashboard.index")
+    """Where ``user`` lands after signing in: admins on the statistics, instructors on their teaching,
+    learners on their learning."""
+    if user.is_admin:
+        return url_for("admin.home")
+    return url_for("teaching.home") if user.is_instructor else url_for("dashboard.index")
 
 
 def _signed_in(user: User, remember: bool = False) -> None:

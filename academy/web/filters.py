@@ -49,13 +49,14 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:
-        from academy.web.labels import enrollment_status_label, label_for
+        from academy.web.labels import enrollment_status_label, label_for, message_kind_label
 
         return {
             "current_locale": current_locale(),
             "supported_locales": SUPPORTED_LOCALES,
             "status_label": enrollment_status_label,
             "label_for": label_for,
+            "message_kind_label": message_kind_label,
             "is_company_contact": _is_company_contact,
         }
 

@@ -36,3 +36,30 @@ def label_for(kind: str, code: str | None) -> str:
     table = {"region": reference.REGIONS, "industry": reference.INDUSTRIES, "job_role": reference.JOB_ROLES}[kind]
     label = table.get(code)
     return str(label) if label is not None else code
+
+
+def staff_standing_label(status: str) -> str:
+    """A learner's standing on an assignment as course staff read it (the gradebook and its exports)."""
+    labels = {
+        "not_started": _("Not submitted"),
+        "grading": _("Grading"),
+        "grader_error": _("Grader error"),
+        "held": _("Submitted"),
+        "waiting_for_instructor": _("Written answers to grade"),
+        "passed": _("Passed"),
+        "not_passed": _("Not passed yet"),
+    }
+    return labels.get(status, status)
+
+
+def message_kind_label(kind: str) -> str:
+    """What a kind of inbox message is about, as its reader names it."""
+    labels = {
+        "score": _("Scores"),
+        "score_changed": _("Changed scores"),
+        "nudge": _("Messages from your instructor"),
+        "announcement": _("Announcements to your cohort"),
+        "deadline": _("Deadlines in the next 48 hours"),
+        "lab_quota": _("Lab GPU time running out"),
+    }
+    return labels.get(kind, kind)

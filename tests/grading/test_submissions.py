@@ -20,7 +20,7 @@ from academy.catalog.models import Assignment, Track
 from academy.extensions import db
 from academy.grading.models import GradingJob, JobState, Submission, SubmissionStatus
 from academy.grading.storage import submission_store
-from tests.conftest import csrf_token
+from tests.conftest import csrf_token, login
 from tests.support import ROOT
 
 SOURCE = ROOT / "courses" / "python-data" / "source" / "01-pandas-basics" / "production_log.ipynb"
@@ -341,6 +341,12 @@ def test_run_job_grades_in_process_and_a_second_run_is_a_no_op(
         assert all(c.hidden for c in autograded), "the sample's test cells all hold hidden tests"
         assert submission.feedback_sha256
         total = f"{submission.score:.1f}"
+        # The learner's inbox says it was graded, without the total held until the deadline.
+        from academy.inbox.models import InboxMessage
+
+        [told] = db.session.scalars(db.select(InboxMessage).where(InboxMessage.user_id == learner)).all()
+        assert told.kind == "score" and told.link == f"/submissions/{public_id}" and total not in told.body
+    assert 'data-unread-count>1<' in client.get("/dashboard").get_data(as_text=True)
     page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
     assert "status-graded" in page
     assert "<code>test_add_defect_rate</code>" not in page, "hidden-test results wait for the deadline"
@@ -375,6 +381,10 @@ def test_a_regrade_that_changes_the_score_tells_the_learner(
         mail = db.session.scalars(db.select(OutboxMessage).where(
             OutboxMessage.recipient == submission.user.email)).all()
         assert any("9" in m.body and "4" in m.body for m in mail)
+        from academy.inbox.models import InboxMessage
+
+        kinds = set(db.session.scalars(db.select(InboxMessage.kind).where(InboxMessage.user_id == learner)))
+        assert kinds == {"score_changed"}
 
 
 def test_only_the_course_staff_see_the_gradebook(
@@ -529,8 +539,185 @@ def test_instructor_grades_written_answers_by_hand_and_a_regrade_keeps_them(
         submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
         assert submission.score == 6.5
         assert db.session.scalar(db.select(AuditEntry).where(AuditEntry.action == "submission.grade_by_hand"))
+        from academy.inbox.models import InboxMessage
+
+        [told] = db.session.scalars(db.select(InboxMessage).where(InboxMessage.user_id == learner)).all()
+        assert told.kind == "score_changed" and "6.5" in told.body and "4" in told.body
         # Grading again (a fixed test) keeps the points read by hand.
         record_result(db.session, submission, copy.deepcopy(result))
         db.session.commit()
         assert submission.score == 6.5
         assert db.session.scalar(db.select(CellScore.score).where(CellScore.grade_id == "essay")) == 2.5
+
+
+def test_instructor_overrides_an_autograded_question_with_a_reason_and_a_regrade_keeps_it(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, login_as: Any
+) -> None:
+    from academy.audit.models import AuditEntry
+    from academy.grading.models import CellScore
+    from academy.grading.services import record_result
+    from academy.inbox.models import InboxMessage
+
+    response = upload(client, course["assignment_id"], {NAME: SOURCE.read_bytes()})
+    public_id = response.headers["Location"].rsplit("/", 1)[-1]
+    result = {"status": "graded", "score": 1.0, "max_score": 7.0, "problems": [], "notebooks": [
+        {"name": NAME, "score": 1.0, "max_score": 7.0, "cells": [
+            {"grade_id": "auto_one", "score": 1.0, "max_score": 4.0, "error": None},
+            {"grade_id": "auto_two", "score": 0.0, "max_score": 3.0, "error": None},
+        ]}]}
+    with app.app_context():
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        record_result(db.session, submission, result)
+        db.session.commit()
+        auto = db.session.scalar(db.select(CellScore.id).where(CellScore.grade_id == "auto_one"))
+    # A learner cannot override their own score.
+    url = f"/submissions/{public_id}/override"
+    assert client.post(url, data={"csrf_token": csrf_token(client, "/dashboard"), "cell": auto, "points": "4",
+                                  "reason": "x"}).status_code == 403
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+    login_as("instructor", email="instructor@demo.academy.kr")
+    page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
+    assert f'action="{url}"' in page
+    token = csrf_token(client, f"/submissions/{public_id}")
+    # No reason, blank reason, above the maximum, below zero, not a number: refused, nothing changes.
+    for bad in ({"points": "3"}, {"points": "3", "reason": "   "}, {"points": "5", "reason": "r"},
+                {"points": "-1", "reason": "r"}, {"points": "three", "reason": "r"},
+                {"points": "3", "reason": "r" * 501}):
+        assert client.post(url, data={"csrf_token": token, "cell": auto, **bad}).status_code == 303
+        with app.app_context():
+            assert db.session.scalar(db.select(Submission.score).where(Submission.public_id == public_id)) == 1.0
+    saved = client.post(url, data={"csrf_token": token, "cell": auto, "points": "3.5",
+                                   "reason": "파일 경로만 달랐고 답은 맞습니다"})
+    assert saved.status_code == 303
+    with app.app_context():
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        assert submission.score == 3.5
+        cell = db.session.get(CellScore, auto)
+        assert cell.overridden and cell.auto_score == 1.0 and cell.score == 3.5
+        entry = db.session.scalar(db.select(AuditEntry).where(AuditEntry.action == "submission.override"))
+        assert entry is not None and entry.data["reason"] == "파일 경로만 달랐고 답은 맞습니다"
+        [told] = db.session.scalars(db.select(InboxMessage).where(InboxMessage.user_id == learner)).all()
+        assert told.kind == "score_changed" and "파일 경로만 달랐고" in told.body and "3.5" in told.body
+        # The grader runs again (a fixed test): the override holds, the rest follows the new result.
+        again = copy.deepcopy(result)
+        again["score"] = 3.0
+        again["notebooks"][0]["cells"][1]["score"] = 2.0
+        record_result(db.session, submission, again)
+        db.session.commit()
+        assert submission.score == 5.5
+        cell = db.session.scalar(db.select(CellScore).where(CellScore.grade_id == "auto_one"))
+        assert cell.overridden and cell.score == 3.5 and cell.auto_score == 1.0
+    # The learner sees that the instructor changed it, and why.
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+    with app.app_context():
+        from academy.users.models import User
+
+        email = db.session.get(User, learner).email
+    assert login(client, email).status_code == 302
+    page = client.get(f"/submissions/{public_id}").get_data(as_text=True)
+    assert "파일 경로만 달랐고" in page
+
+
+def test_a_flagged_score_is_confirmed_or_rejected_with_a_reason_and_a_regrade_keeps_the_decision(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, login_as: Any
+) -> None:
+    from academy.grading.services import record_result
+    from academy.grading.standing import flag_unreviewed
+    from academy.inbox.models import InboxMessage
+
+    response = upload(client, course["assignment_id"], {NAME: SOURCE.read_bytes()})
+    public_id = response.headers["Location"].rsplit("/", 1)[-1]
+    result = {"status": "graded", "score": 4.0, "max_score": 4.0, "problems": [],
+              "flags": ["The notebook reads the hidden tests."], "notebooks": [
+                  {"name": NAME, "score": 4.0, "max_score": 4.0, "cells": [
+                      {"grade_id": "auto_one", "score": 4.0, "max_score": 4.0, "error": None}]}]}
+    with app.app_context():
+        submission = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        record_result(db.session, submission, result)
+        db.session.commit()
+        assert submission.flagged and flag_unreviewed(submission)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+    login_as("instructor", email="instructor@demo.academy.kr")
+    url = f"/submissions/{public_id}/flag"
+    token = csrf_token(client, f"/submissions/{public_id}")
+    for bad in ({"decision": "rejected"}, {"decision": "maybe", "reason": "r"}):
+        client.post(url, data={"csrf_token": token, **bad})
+        with app.app_context():
+            row = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+            assert row.flag_review is None and row.score == 4.0
+    assert client.post(url, data={"csrf_token": token, "decision": "rejected",
+                                  "reason": "숨은 테스트 파일을 읽었습니다"}).status_code == 303
+    with app.app_context():
+        row = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        assert row.flag_review == "rejected" and row.score == 0.0 and not flag_unreviewed(row)
+        [told] = db.session.scalars(db.select(InboxMessage).where(InboxMessage.user_id == learner)).all()
+        assert "숨은 테스트 파일을 읽었습니다" in told.body
+        record_result(db.session, row, copy.deepcopy(result))  # a regrade does not bring the score back
+        db.session.commit()
+        assert row.score == 0.0 and row.flag_review == "rejected"
+    assert client.post(url, data={"csrf_token": token, "decision": "confirmed",
+                                  "reason": "다시 보니 정상 풀이입니다"}).status_code == 303
+    with app.app_context():
+        row = db.session.scalar(db.select(Submission).where(Submission.public_id == public_id))
+        assert row.flag_review == "confirmed" and row.score == 4.0
+
+
+def test_the_grading_queue_shows_the_answer_beside_the_model_and_moves_on_after_each_decision(
+    app: Flask, client: FlaskClient, course: dict[str, Any], learner: int, login_as: Any, make_user: Any
+) -> None:
+    from academy.grading.services import record_result
+
+    notebook = json.loads(SOURCE.read_bytes())
+    for cell in notebook["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "priority_answer":
+            cell["source"] = "라인 C를 먼저 개선하겠습니다. <script>alert(1)</script>"
+    written = upload(client, course["assignment_id"], {NAME: json.dumps(notebook).encode()})
+    flagged = upload(client, course["assignment_id"], {NAME: SOURCE.read_bytes()})
+    ids = [r.headers["Location"].rsplit("/", 1)[-1] for r in (written, flagged)]
+    cells = [{"grade_id": "test_add_defect_rate", "score": 2.0, "max_score": 2.0, "error": None}]
+    with app.app_context():
+        first, second = (db.session.scalar(db.select(Submission).where(Submission.public_id == i)) for i in ids)
+        record_result(db.session, first, {"status": "graded", "score": 2.0, "max_score": 5.0, "problems": [],
+                                          "notebooks": [{"name": NAME, "score": 2.0, "max_score": 5.0, "cells": [
+                                              *cells, {"grade_id": "priority_answer", "score": None,
+                                                       "max_score": 3.0, "error": None,
+                                                       "needs_manual_grading": True}]}]})
+        record_result(db.session, second, {"status": "graded", "score": 2.0, "max_score": 2.0, "problems": [],
+                                           "flags": ["The notebook reads the hidden tests."],
+                                           "notebooks": [{"name": NAME, "score": 2.0, "max_score": 2.0,
+                                                          "cells": cells}]})
+        db.session.commit()
+        essay = next(c.id for c in first.cells if c.grade_id == "priority_answer")
+    assert client.get("/teach/queue").status_code == 403  # a learner has no queue
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/dashboard")})
+    login_as("instructor", email="instructor@demo.academy.kr")
+    assert "/teach/queue" in client.get("/teach").get_data(as_text=True)
+
+    page = client.get("/teach/queue").get_data(as_text=True)
+    assert 'data-queue="2"' in page and f'data-queue-item="{ids[0]}"' in page and 'data-queue-kind="written"' in page
+    assert "라인 C를 먼저 개선하겠습니다" in page and "<script>alert(1)" not in page  # the answer, sanitised
+    assert "(예시 답안)" in page and "문제 4" in page  # the model answer and the question beside it
+    assert f'name="points-{essay}"' in page and "autofocus" in page and "data-queue-next" in page
+    token = csrf_token(client, "/teach/queue")
+    here = re.search(r'name="next" value="([^"]+)"', page).group(1)
+    for bad in ("4", "-1", "three"):  # refused, and the same answer is shown again
+        answer = client.post(f"/submissions/{ids[0]}/grade", data={"csrf_token": token, "next": html.unescape(here),
+                                                                   f"points-{essay}": bad}, follow_redirects=True)
+        assert f'data-queue-item="{ids[0]}"' in answer.get_data(as_text=True)
+    saved = client.post(f"/submissions/{ids[0]}/grade", data={"csrf_token": token, "next": html.unescape(here),
+                                                              f"points-{essay}": "2.5", f"comment-{essay}": "좋아요"})
+    assert saved.status_code == 303 and "/teach/queue" in saved.headers["Location"]
+    page = client.get(saved.headers["Location"]).get_data(as_text=True)
+    assert 'data-queue="1"' in page and 'data-queue-kind="flagged"' in page and f'data-queue-item="{ids[1]}"' in page
+    assert "The notebook reads the hidden tests." in page
+    decided = client.post(f"/submissions/{ids[1]}/flag", data={"csrf_token": token, "next": html.unescape(here),
+                                                                "decision": "confirmed", "reason": "정상 풀이"})
+    assert 'data-queue="0"' in client.get(decided.headers["Location"]).get_data(as_text=True)
+    with app.app_context():
+        first, second = (db.session.scalar(db.select(Submission).where(Submission.public_id == i)) for i in ids)
+        assert first.score == 4.5 and second.flag_review == "confirmed"
+        course_id = first.assignment.course_id
+    other = app.test_client()
+    make_user("instructor", email="stranger-teacher@example.kr")
+    assert login(other, "stranger-teacher@example.kr").status_code == 302
+    assert other.get(f"/teach/queue?course={course_id}").status_code == 404

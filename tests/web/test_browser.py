@@ -12,6 +12,7 @@ import datetime as dt
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,29 @@ class Problems:
         }
 
 
+@contextmanager
+def _served(app: Any) -> Iterator[str]:
+    """``app`` served on a free port by a thread; yields its base URL, then stops it and closes its database."""
+    from werkzeug.serving import make_server
+
+    from academy.extensions import db
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="academy-e2e-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
+
+
 @pytest.fixture
 def portal(tmp_path: Path) -> Iterator[Portal]:
     """The real portal served over HTTP on 127.0.0.1:<free port>, with courses and one open cohort."""
-    from werkzeug.serving import make_server
 
     from academy import create_app
     from academy.bootstrap import run_init
@@ -116,17 +136,8 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
         info = (track.slug, cohort.id)
         db.session.remove()
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="academy-e2e-server", daemon=True)
-    thread.start()
-    try:
-        yield Portal(base_url=f"http://127.0.0.1:{server.server_port}", track_slug=info[0], cohort_id=info[1])
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            db.engine.dispose()
+    with _served(app) as base:
+        yield Portal(base_url=base, track_slug=info[0], cohort_id=info[1])
 
 
 @pytest.fixture
@@ -288,7 +299,6 @@ def test_learner_submits_sees_what_to_fix_and_the_instructors_grading(tmp_path: 
     ``production_log (1).ipynb``.  The deadline passing is the cohort's dates moving into the past.
     """
     from playwright.sync_api import expect
-    from werkzeug.serving import make_server
 
     from academy import create_app
     from academy.bootstrap import run_init
@@ -324,112 +334,105 @@ def test_learner_submits_sees_what_to_fix_and_the_instructors_grading(tmp_path: 
         db.session.remove()
     attempt = tmp_path / "production_log (1).ipynb"
     attempt.write_bytes(pandas_attempt())
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    worker = start_worker(app)
-    base = f"http://127.0.0.1:{server.server_port}"
-    problems = Problems()
-    problems.attach(page)
+    with _served(app) as base:
+        worker = start_worker(app)
+        problems = Problems()
+        problems.attach(page)
 
-    def sign_in(tab: Any, email: str, password: str) -> None:
-        tab.goto(f"{base}/login")
-        tab.fill("#email", email)
-        tab.fill("#password", password)
-        with tab.expect_navigation():
-            tab.locator("main form button[type=submit]").click()
+        def sign_in(tab: Any, email: str, password: str) -> None:
+            tab.goto(f"{base}/login")
+            tab.fill("#email", email)
+            tab.fill("#password", password)
+            with tab.expect_navigation():
+                tab.locator("main form button[type=submit]").click()
 
-    def card(tab: Any, question: str) -> Any:
-        return tab.locator("article.fb-question", has=tab.locator("h3", has_text=question))
+        def card(tab: Any, question: str) -> Any:
+            return tab.locator("article.fb-question", has=tab.locator("h3", has_text=question))
 
-    try:
-        sign_in(page, "submitter@example.kr", "submit-pass-123")
-        page.goto(f"{base}/dashboard")
-        with page.expect_navigation():
-            page.locator(f"a[href='/assignments/{assignment_id}']").click()
-        expect(page.locator("main h1")).to_contain_text("pandas")
-        page.set_input_files("#notebooks", str(attempt))
-        with page.expect_navigation():
-            page.locator("form.dropzone-form button[type=submit]").click()
-        assert "/submissions/" in page.url
-        expect(page.locator("main .alert-success")).to_contain_text("채점을 시작했습니다")
-        _shot(page, "04-submitted.png", full_page=True)
-        # The page reloads itself when grading finishes; no action from the learner.
-        expect(page.locator("main h1 .status-graded")).to_be_visible(timeout=120_000)
-        table = page.locator("main table")
-        expect(table.locator("tr", has_text="문제 1. 불량률 열 추가하기")).to_contain_text("통과")
-        expect(table.locator("tr", has_text="문제 2. 라인별 요약")).to_contain_text("정렬되어 있어야 합니다")
-        expect(table).to_contain_text("강사가 채점")
-        expect(page.locator("#score-held")).to_contain_text("마감")  # hidden results and the total wait
-        _shot(page, "05-graded.png", full_page=True)
-
-        # The detailed feedback: their code, what it printed, each visible test's result; nothing hidden.
-        with page.expect_navigation():
-            page.locator("#open-feedback").click()
-        expect(page.locator("main h1")).to_contain_text("자세한 피드백")
-        expect(card(page, "문제 1. 불량률 열 추가하기").locator("[data-result=visible-passed]")).to_be_visible()
-        expect(card(page, "문제 2. 라인별 요약").locator("[data-message]")).to_contain_text("정렬되어 있어야 합니다")
-        not_written = card(page, "문제 3. 불량률이 높은 날 찾기").locator("[data-message]")
-        expect(not_written).to_contain_text("NotImplementedError")
-        expect(card(page, "문제 4. 개선 우선순위 정하기").locator("[data-result=waiting]")).to_be_visible()
-        expect(page.locator("main")).to_contain_text("문제 1 함수 준비 완료")
-        expect(page.locator("main")).not_to_contain_text(HIDDEN_LINE)
-        expect(page.locator("[data-score=final]")).to_have_count(0)
-        _shot(page, "06-feedback-before-deadline.png", full_page=True)
-
-        # The instructor reads the written answer on the same page, gives points and a comment.
-        staff = page.context.browser.new_context(locale="ko-KR", timezone_id="Asia/Seoul",
-                                                 viewport={"width": 1280, "height": 900})
-        teacher_page = staff.new_page()
-        problems.attach(teacher_page)
         try:
-            sign_in(teacher_page, "instructor@demo.academy.kr", "teach-pass-123")
-            teacher_page.goto(f"{base}/assignments/{assignment_id}/gradebook")
-            with teacher_page.expect_navigation():
-                teacher_page.locator("main table a[href^='/submissions/']").first.click()
-            with teacher_page.expect_navigation():
-                teacher_page.locator("#open-feedback").click()
-            essay = card(teacher_page, "문제 4. 개선 우선순위 정하기")
-            essay.locator("input[type=number]").fill("2.5")
-            card(teacher_page, "문제 2. 라인별 요약").locator("textarea").fill(
-                "groupby는 기본으로 정렬합니다. sort 인자를 다시 확인해 보세요.")
-            with teacher_page.expect_navigation():
-                teacher_page.locator(".fb-save button[type=submit]").click()
-            expect(teacher_page.locator(".alert-success")).to_contain_text("저장했습니다")
-            _shot(teacher_page, "07-instructor-grades.png", full_page=True)
+            sign_in(page, "submitter@example.kr", "submit-pass-123")
+            page.goto(f"{base}/dashboard")
+            with page.expect_navigation():
+                page.locator(f"a[href='/assignments/{assignment_id}']").click()
+            expect(page.locator("main h1")).to_contain_text("pandas")
+            page.set_input_files("#notebooks", str(attempt))
+            with page.expect_navigation():
+                page.locator("form.dropzone-form button[type=submit]").click()
+            assert "/submissions/" in page.url
+            expect(page.locator("main .alert-success")).to_contain_text("채점을 시작했습니다")
+            _shot(page, "04-submitted.png", full_page=True)
+            # The page reloads itself when grading finishes; no action from the learner.
+            expect(page.locator("main h1 .status-graded")).to_be_visible(timeout=120_000)
+            table = page.locator("main table")
+            expect(table.locator("tr", has_text="문제 1. 불량률 열 추가하기")).to_contain_text("통과")
+            expect(table.locator("tr", has_text="문제 2. 라인별 요약")).to_contain_text("정렬되어 있어야 합니다")
+            expect(table).to_contain_text("강사가 채점")
+            expect(page.locator("#score-held")).to_contain_text("마감")  # hidden results and the total wait
+            _shot(page, "05-graded.png", full_page=True)
+
+            # The detailed feedback: their code, what it printed, each visible test's result; nothing hidden.
+            with page.expect_navigation():
+                page.locator("#open-feedback").click()
+            expect(page.locator("main h1")).to_contain_text("자세한 피드백")
+            expect(card(page, "문제 1. 불량률 열 추가하기").locator("[data-result=visible-passed]")).to_be_visible()
+            expect(card(page, "문제 2. 라인별 요약").locator("[data-message]")).to_contain_text(
+                "정렬되어 있어야 합니다")
+            not_written = card(page, "문제 3. 불량률이 높은 날 찾기").locator("[data-message]")
+            expect(not_written).to_contain_text("NotImplementedError")
+            expect(card(page, "문제 4. 개선 우선순위 정하기").locator("[data-result=waiting]")).to_be_visible()
+            expect(page.locator("main")).to_contain_text("문제 1 함수 준비 완료")
+            expect(page.locator("main")).not_to_contain_text(HIDDEN_LINE)
+            expect(page.locator("[data-score=final]")).to_have_count(0)
+            _shot(page, "06-feedback-before-deadline.png", full_page=True)
+
+            # The instructor reads the written answer on the same page, gives points and a comment.
+            staff = page.context.browser.new_context(locale="ko-KR", timezone_id="Asia/Seoul",
+                                                     viewport={"width": 1280, "height": 900})
+            teacher_page = staff.new_page()
+            problems.attach(teacher_page)
+            try:
+                sign_in(teacher_page, "instructor@demo.academy.kr", "teach-pass-123")
+                teacher_page.goto(f"{base}/assignments/{assignment_id}/gradebook")
+                with teacher_page.expect_navigation():
+                    teacher_page.locator("main table a[href^='/submissions/']").first.click()
+                with teacher_page.expect_navigation():
+                    teacher_page.locator("#open-feedback").click()
+                essay = card(teacher_page, "문제 4. 개선 우선순위 정하기")
+                essay.locator("input[type=number]").fill("2.5")
+                card(teacher_page, "문제 2. 라인별 요약").locator("textarea").fill(
+                    "groupby는 기본으로 정렬합니다. sort 인자를 다시 확인해 보세요.")
+                with teacher_page.expect_navigation():
+                    teacher_page.locator(".fb-save button[type=submit]").click()
+                expect(teacher_page.locator(".alert-success")).to_contain_text("저장했습니다")
+                _shot(teacher_page, "07-instructor-grades.png", full_page=True)
+            finally:
+                staff.close()
+
+            # The learner's feedback page changes with it.
+            page.reload()
+            essay = card(page, "문제 4. 개선 우선순위 정하기")
+            expect(essay.locator("[data-points]")).to_contain_text("2.5 / 3.0")
+            expect(essay.locator("[data-result=waiting]")).to_have_count(0)
+            expect(card(page, "문제 2. 라인별 요약").locator("[data-comment]")).to_contain_text("sort 인자를")
+            _shot(page, "08-feedback-after-grading.png", full_page=True)
+
+            # The deadline passes: the total and the hidden tests appear.
+            with app.app_context():
+                row = db.session.get(Cohort, cohort_id)
+                row.starts_at = utcnow() - dt.timedelta(days=30)
+                db.session.get(Assignment, assignment_id).due_days = 1
+                db.session.commit()
+                db.session.remove()
+            page.reload()
+            expect(page.locator("[data-score=final]")).to_be_visible()
+            expect(page.locator("#score-held")).to_have_count(0)
+            expect(card(page, "문제 1. 불량률 열 추가하기").locator("[data-result=passed]")).to_be_visible()
+            expect(card(page, "문제 2. 라인별 요약").locator("[data-result=failed]")).to_be_visible()
+            expect(page.locator("main")).to_contain_text(HIDDEN_LINE)
+            _shot(page, "09-feedback-after-deadline.png", full_page=True)
+            assert not any(problems.as_dict().values()), problems.as_dict()
         finally:
-            staff.close()
-
-        # The learner's feedback page changes with it.
-        page.reload()
-        essay = card(page, "문제 4. 개선 우선순위 정하기")
-        expect(essay.locator("[data-points]")).to_contain_text("2.5 / 3.0")
-        expect(essay.locator("[data-result=waiting]")).to_have_count(0)
-        expect(card(page, "문제 2. 라인별 요약").locator("[data-comment]")).to_contain_text("sort 인자를")
-        _shot(page, "08-feedback-after-grading.png", full_page=True)
-
-        # The deadline passes: the total and the hidden tests appear.
-        with app.app_context():
-            row = db.session.get(Cohort, cohort_id)
-            row.starts_at = utcnow() - dt.timedelta(days=30)
-            db.session.get(Assignment, assignment_id).due_days = 1
-            db.session.commit()
-            db.session.remove()
-        page.reload()
-        expect(page.locator("[data-score=final]")).to_be_visible()
-        expect(page.locator("#score-held")).to_have_count(0)
-        expect(card(page, "문제 1. 불량률 열 추가하기").locator("[data-result=passed]")).to_be_visible()
-        expect(card(page, "문제 2. 라인별 요약").locator("[data-result=failed]")).to_be_visible()
-        expect(page.locator("main")).to_contain_text(HIDDEN_LINE)
-        _shot(page, "09-feedback-after-deadline.png", full_page=True)
-        assert not any(problems.as_dict().values()), problems.as_dict()
-    finally:
-        stop_process(worker)
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            db.engine.dispose()
+            stop_process(worker)
 
 
 def test_open_lab_lands_in_jupyterlab_with_the_notebook_open(tmp_path: Path, page: Any) -> None:
@@ -478,7 +481,6 @@ def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path,
     certificate and anyone verifies it.  A small synthetic academy (``academy synth``) provides the figures."""
     from playwright.sync_api import expect
     from sqlalchemy import func, select
-    from werkzeug.serving import make_server
 
     from academy import create_app
     from academy.bootstrap import run_init
@@ -516,22 +518,18 @@ def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path,
         rebuild(db.session)
         db.session.commit()
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{server.server_port}"
-    problems = Problems()
-    problems.attach(page)
+    with _served(app) as base:
+        problems = Problems()
+        problems.attach(page)
 
-    def sign_in(email: str, password: str) -> None:
-        page.context.clear_cookies()
-        page.goto(f"{base}/login")
-        page.fill("#email", email)
-        page.fill("#password", password)
-        with page.expect_navigation():
-            page.locator("main form button[type=submit]").click()
+        def sign_in(email: str, password: str) -> None:
+            page.context.clear_cookies()
+            page.goto(f"{base}/login")
+            page.fill("#email", email)
+            page.fill("#password", password)
+            with page.expect_navigation():
+                page.locator("main form button[type=submit]").click()
 
-    try:
         sign_in("stats-admin@example.kr", "Admin-pass-2026")
         assert _path(page) == "/admin/"  # admins land on the statistics
         expect(page.locator("main h1")).to_have_text("통계")
@@ -584,9 +582,3 @@ def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path,
         expect(page.locator("main")).to_contain_text(holder_name)
         _shot(page, "15-certificate-verified.png")
         assert not problems.console_errors and not problems.csp_violations, problems.as_dict()
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-        with app.app_context():
-            db.engine.dispose()

@@ -70,6 +70,8 @@ def page_paths(app: Flask, make_cohort: Any) -> list[str]:
     with app.app_context():
         slug = db.session.scalar(db.select(Track.slug))
         assignment_id = db.session.scalar(db.select(Assignment.id))
+        course_id = db.session.scalar(db.select(Assignment.course_id).where(Assignment.id == assignment_id))
+        learner_id = db.session.scalar(db.select(User.id)) or 999999
     unknown_submission = "00000000-0000-0000-0000-000000000000"
     arguments = {
         ("grading.assignment", "assignment_id"): assignment_id,
@@ -95,6 +97,16 @@ def page_paths(app: Flask, make_cohort: Any) -> list[str]:
         ("stats.export_table", "fmt"): "csv",
         ("api.stats_by", "dimension"): "region",
         ("companies.export_report", "fmt"): "csv",
+        ("teaching.gradebook", "course_id"): course_id,
+        ("teaching.export_gradebook", "course_id"): course_id,
+        ("teaching.export_gradebook", "fmt"): "xlsx",
+        ("teaching.learner", "course_id"): course_id,
+        ("teaching.learner", "user_id"): learner_id,
+        ("teaching.at_risk", "course_id"): course_id,
+        ("teaching.question_statistics", "assignment_id"): assignment_id,
+        ("teaching.export_questions", "assignment_id"): assignment_id,
+        ("teaching.export_questions", "fmt"): "csv",
+        ("inbox.message", "message_id"): 999999,
     }
     paths = []
     with app.test_request_context():

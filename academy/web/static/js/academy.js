@@ -268,3 +268,29 @@
     start();
   }
 })();
+
+/*
+ * The grading queue ([data-grading-queue]): "j" goes to the next item and "k" to the previous
+ * one (the links [data-queue-next] / [data-queue-prev]), unless a text box, a select or a
+ * button has the keyboard (Escape leaves it) or a modifier key is held.
+ */
+(function () {
+  "use strict";
+  var TYPING = /^(INPUT|TEXTAREA|SELECT|BUTTON)$/;
+  document.addEventListener("keydown", function (event) {
+    if (!document.querySelector("[data-grading-queue]")) { return; }
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) { return; }
+    var target = event.target;
+    if (target && (TYPING.test(target.tagName) || target.isContentEditable)) {
+      if (event.key === "Escape" && target.blur) { target.blur(); }  // then j and k work again
+      return;
+    }
+    var link = null;
+    if (event.key === "j") { link = document.querySelector("[data-queue-next]"); }
+    if (event.key === "k") { link = document.querySelector("[data-queue-prev]"); }
+    if (link) {
+      event.preventDefault();
+      window.location.assign(link.href);
+    }
+  });
+})();

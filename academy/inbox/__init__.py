@@ -1,0 +1,1 @@
+"""Learners' inbox: what the portal tells them (scores, nudges, announcements, deadlines, lab quota), also by mail."""

@@ -1,0 +1,1 @@
+"""Course staff's workspace: their home, the course gradebook and rosters, question statistics."""
