@@ -36,66 +36,33 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import requests
+from harness import (
+    BIN,
+    PG_ADMIN_URL,
+    academy,
+    cold_and_warm,
+    gunicorn,
+    in_the_app,
+    log,
+    pg_execute,
+    pg_url,
+    signed_in,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / ".venv" / "bin"
-PG_ADMIN_URL = os.environ.get("ACADEMY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_DB = "academy_bench_stats"
 ADMIN = ("bench-admin@example.kr", "Gyeongbuk-stats-2026!")
 LEARNER_PASSWORD = "Pohang-learner-2026!"
 TRIVIAL = "/verify"
 TARGETS = {"dashboard_ms": 300.0, "filter_ms": 150.0, "learner_ms": 50.0, "rps_share": 0.40}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def academy(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[float, str]:
-    """Run ``academy ARGS``; returns (seconds, standard output)."""
-    started = time.perf_counter()
-    done = subprocess.run([str(BIN / "academy"), *args], env=env, input=stdin, capture_output=True, text=True,
-                          cwd=ROOT, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"academy {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.perf_counter() - started, done.stdout
-
-
-# --- building the academy -----------------------------------------------------------------------------------------
-
-
-def _pg_url(name: str) -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
-def _pg_execute(sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(sql))
-    engine.dispose()
 
 
 def _pg_size(url: str) -> int | None:
@@ -168,15 +135,6 @@ def build(env: dict[str, str], *, learners: int, companies: int, courses: int, r
     if not reuse:
         academy(env, "create-user", ADMIN[0], "--role", "admin", stdin=f"{ADMIN[1]}\n{ADMIN[1]}\n")
     return figures
-
-
-def in_the_app(env: dict[str, str], code: str, what: str) -> Any:
-    """Run ``code`` with the portal's Python in ``env``; returns the JSON its last line prints."""
-    done = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, cwd=ROOT,
-                          check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{what}:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def prepare_people(env: dict[str, str]) -> dict[str, str]:
@@ -263,60 +221,6 @@ with app.app_context():
 
 
 # --- the web server -------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def gunicorn(env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([str(BIN / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level",
-                                "warning", "wsgi:app"], env=env, cwd=ROOT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            if process.poll() is not None:
-                raise SystemExit("gunicorn exited")
-            time.sleep(0.2)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def signed_in(base: str, email: str, password: str) -> requests.Session:
-    browser = requests.Session()
-    form = browser.get(base + "/login").text
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form) or re.search(
-        r'id="csrf_token" name="csrf_token" type="hidden" value="([^"]+)"', form)
-    assert token, "no CSRF token on the login form"
-    answer = browser.post(base + "/login", data={"email": email, "password": password, "csrf_token": token.group(1)},
-                          allow_redirects=False)
-    if answer.status_code != 302:
-        raise SystemExit(f"could not sign in as {email}: {answer.status_code}")
-    return browser
-
-
-def timed(browser: requests.Session, url: str) -> float:
-    started = time.perf_counter()
-    answer = browser.get(url, allow_redirects=False)  # a redirect (to sign in, to consent) is not the page
-    elapsed = (time.perf_counter() - started) * 1000
-    if answer.status_code != 200:
-        raise SystemExit(f"GET {url} answered {answer.status_code} {answer.headers.get('Location', '')}")
-    return elapsed
-
-
-def cold_and_warm(browser: requests.Session, url: str, repeat: int) -> dict[str, float]:
-    cold = timed(browser, url)
-    warm = [timed(browser, url) for _ in range(repeat)]
-    return {"cold_ms": round(cold, 1), "warm_ms": round(statistics.median(warm), 1)}
 
 
 def throughput(make_session: Any, url: str, *, threads: int = 8, seconds: float = 5.0) -> float:
@@ -434,12 +338,12 @@ def main() -> None:
     base_env.pop("ACADEMY_BROKER_URL", None)  # the embedded queue: nothing is graded here
     try:
         if not args.skip_postgresql:
-            url = _pg_url(PG_DB)
+            url = pg_url(PG_DB)
             size = _pg_size(url) if args.keep else None
             reuse = size == args.learners
             if not reuse:
-                _pg_execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
-                _pg_execute(f'CREATE DATABASE "{PG_DB}"')
+                pg_execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+                pg_execute(f'CREATE DATABASE "{PG_DB}"')
             data = workdir / "pg"
             if args.keep:
                 data = Path(tempfile.gettempdir()) / "academy-bench-stats-pg"
@@ -448,7 +352,7 @@ def main() -> None:
             results["postgresql"] = run_backend("postgresql", env, args, args.learners, reuse)
             report("PostgreSQL", results["postgresql"])
             if not args.keep:
-                _pg_execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+                pg_execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
         if not args.skip_sqlite:
             data = workdir / "sqlite"
             data.mkdir()

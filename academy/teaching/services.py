@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, raiseload
+from sqlalchemy.orm import Session, load_only, raiseload
 
 from academy.catalog.models import Assignment, Course, CourseInstructor
 from academy.completion.models import Completion
@@ -33,6 +33,11 @@ SEOUL = ZoneInfo("Asia/Seoul")
 SCORED = (SubmissionStatus.graded, SubmissionStatus.learner_code_failed)
 #: Cohorts that ended longer ago than this drop off the staff home (their gradebooks stay reachable).
 RECENT_COHORTS = dt.timedelta(days=60)
+_STANDING_COLUMNS = (Submission.id, Submission.public_id, Submission.assignment_id, Submission.user_id,
+                     Submission.release_id, Submission.attempt, Submission.origin, Submission.submitted_at,
+                     Submission.due_at, Submission.late_days, Submission.penalty_percent, Submission.status,
+                     Submission.raw_score, Submission.score, Submission.max_score, Submission.flagged,
+                     Submission.flag_review, Submission.graded_at)
 SORTS = ("name", "progress", "activity", "cohort")
 SHOWS = ("all", "missing", "waiting", "flagged", "completed", "not_completed")
 
@@ -207,8 +212,11 @@ def build_gradebook(session: Session, course: Course, *, cohort_id: int | None =
         if cohort_id is not None:
             learner_ids = learner_ids.where(Cohort.id == cohort_id)
         theirs = (Submission.assignment_id.in_(ids), Submission.user_id.in_(learner_ids))
+        # The columns a standing reads, no more: the JSON columns (problems, flag reasons, graded
+        # notebooks) cost more to decode than everything else at 100,000 attempts.
         for submission in session.scalars(select(Submission).where(*theirs).options(
-                raiseload(Submission.cells), raiseload(Submission.files))):
+                load_only(*_STANDING_COLUMNS, raiseload=True), raiseload(Submission.cells),
+                raiseload(Submission.files))):
             by_learner[(submission.user_id, submission.assignment_id)].append(submission)
         waiting_ids = set(session.scalars(
             select(CellScore.submission_id).join(Submission, Submission.id == CellScore.submission_id)

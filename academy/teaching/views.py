@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 from typing import Any
 
@@ -44,7 +45,7 @@ def _course_or_404(course_id: int) -> Course:
 def home() -> Any:
     """Course staff's home: their courses and cohorts, what waits for them, links to every gradebook."""
     courses = services.courses_taught(db.session, current_user)
-    at_risk = {c.id: len(_risk_rows(c)) for c in courses}
+    at_risk = _risk_counts(courses)
     return render_template("teaching/home.html", courses=courses, at_risk=at_risk,
                            risky=[c for c in courses if at_risk[c.id]],
                            cohorts=services.cohorts_of(db.session, courses),
@@ -102,6 +103,24 @@ def at_risk(course_id: int) -> Any:
 def _risk_rows(course: Course, cohort_id: int | None = None) -> list[risk.RiskRow]:
     return risk.at_risk(db.session, course, cohort_id=cohort_id,
                         margin=current_app.config["ACADEMY_SETTINGS"].at_risk_margin_percent / 100)
+
+
+#: How long the staff home reuses a course's count of learners at risk: building it reads the whole
+#: gradebook (seconds for a course of thousands of learners), and the count only points to the list.
+RISK_COUNT_SECONDS = 600.0
+
+
+def _risk_counts(courses: list[Course]) -> dict[int, int]:
+    """Course id → learners at risk, counted at most ``RISK_COUNT_SECONDS`` ago (per process)."""
+    kept: dict[int, tuple[float, int]] = current_app.extensions.setdefault("academy.at_risk_counts", {})
+    now = time.monotonic()
+    counts = {}
+    for course in courses:
+        hit = kept.get(course.id)
+        if hit is None or now - hit[0] > RISK_COUNT_SECONDS:
+            hit = kept[course.id] = (now, len(_risk_rows(course)))
+        counts[course.id] = hit[1]
+    return counts
 
 
 def _nudge_text(course: Course) -> dict[str, str]:
