@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 _apps: dict[tuple[str | None, str, float], Celery] = {}
 
 SWEEP_SECONDS = 15.0
+
+
+# The embedded broker: kombu's filesystem transport with whole messages (see academy.jobs.fstransport).
+TRANSPORT_ALIASES.setdefault("academyfs", "academy.jobs.fstransport:Transport")
 
 
 def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float = SWEEP_SECONDS) -> dict[str, Any]:
@@ -69,7 +74,8 @@ def celery_config(broker_url: str | None, data_dir: Path, sweep_seconds: float =
         queue_dir = Path(data_dir) / "queue"
         for sub in ("messages", "processed", "control"):
             (queue_dir / sub).mkdir(parents=True, exist_ok=True)
-        config["broker_url"] = "filesystem://"
+        # kombu's filesystem transport, with messages written whole (academy.jobs.fstransport)
+        config["broker_url"] = "academyfs://"
         config["broker_transport_options"] = {
             "data_folder_in": str(queue_dir / "messages"),
             "data_folder_out": str(queue_dir / "messages"),
