@@ -22,17 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from academy.catalog.models import Assignment
 from academy.grading.feedback import Block, plain_text, render_markdown, submission_feedback
-from academy.grading.models import CellScore, Submission, SubmissionStatus
+from academy.grading.models import Submission
 from academy.grading.standing import CellView, cell_views
+from academy.teaching.services import waiting_queries
 
 WRITTEN = "written"
 FLAGGED = "flagged"
-_SCORED = tuple(s for s in SubmissionStatus if s.has_score)
 
 
 @dataclass(frozen=True)
@@ -68,16 +66,10 @@ def entries(session: Session, course_ids: Sequence[int]) -> list[Entry]:
     """The queue of ``course_ids``: written answers to grade (oldest first), then flags to decide (oldest first)."""
     if not course_ids:
         return []
-    in_courses = Submission.assignment_id.in_(select(Assignment.id).where(Assignment.course_id.in_(course_ids)))
-    open_cells = (select(CellScore.submission_id).where(CellScore.manual.is_(True), CellScore.score.is_(None))
-                  .group_by(CellScore.submission_id).subquery())
-    written = session.scalars(
-        select(Submission.id).join(open_cells, open_cells.c.submission_id == Submission.id)
-        .where(in_courses, Submission.status.in_(_SCORED))
-        .order_by(Submission.submitted_at, Submission.id)).all()
-    flagged = session.scalars(
-        select(Submission.id).where(in_courses, Submission.flagged.is_(True), Submission.flag_review.is_(None))
-        .order_by(Submission.submitted_at, Submission.id)).all()
+    graded, flagged_query = waiting_queries(course_ids)
+    oldest = (Submission.submitted_at, Submission.id)
+    written = session.scalars(graded.with_only_columns(Submission.id).order_by(*oldest)).all()
+    flagged = session.scalars(flagged_query.with_only_columns(Submission.id).order_by(*oldest)).all()
     found = [Entry(i, WRITTEN) for i in written]
     seen = set(written)
     found.extend(Entry(i, FLAGGED) for i in flagged if i not in seen)  # one place: its answers come first

@@ -14,9 +14,10 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, load_only, raiseload
 
 from academy.catalog.models import Assignment, Course, CourseInstructor
@@ -105,21 +106,28 @@ class Waiting:
         return not (self.to_grade_count or self.flagged_count)
 
 
-def waiting_work(session: Session, course_ids: Sequence[int], *, limit: int = 20) -> Waiting:
-    """Submissions of the courses with written answers not yet graded, and those the grader flagged."""
-    if not course_ids:
-        return Waiting([], 0, [], 0)
+def waiting_queries(course_ids: Sequence[int]) -> tuple[Select[Any], Select[Any]]:
+    """What waits for staff in ``course_ids``, unordered: (scored attempts with the number of their written
+    answers not yet graded, attempts the grader flagged that nobody has reviewed).  Shared by the staff
+    home and the grading queue (:mod:`academy.teaching.queue`) so the two never disagree."""
     in_courses = Submission.assignment_id.in_(select(Assignment.id).where(Assignment.course_id.in_(course_ids)))
     open_cells = (select(CellScore.submission_id, func.count().label("cells"))
                   .where(CellScore.manual.is_(True), CellScore.score.is_(None))
                   .group_by(CellScore.submission_id).subquery())
     graded = (select(Submission, open_cells.c.cells).join(open_cells, open_cells.c.submission_id == Submission.id)
               .where(in_courses, Submission.status.in_(SCORED)))
+    flagged = select(Submission).where(in_courses, Submission.flagged.is_(True), Submission.flag_review.is_(None))
+    return graded, flagged
+
+
+def waiting_work(session: Session, course_ids: Sequence[int], *, limit: int = 20) -> Waiting:
+    """Submissions of the courses with written answers not yet graded, and those the grader flagged."""
+    if not course_ids:
+        return Waiting([], 0, [], 0)
+    graded, flagged_query = waiting_queries(course_ids)
     to_grade_count = session.scalar(select(func.count()).select_from(graded.subquery())) or 0
     to_grade = [WaitingItem(s, n) for s, n in session.execute(
         graded.order_by(Submission.submitted_at, Submission.id).limit(limit))]
-    flagged_query = select(Submission).where(in_courses, Submission.flagged.is_(True),
-                                             Submission.flag_review.is_(None))
     flagged_count = session.scalar(select(func.count()).select_from(flagged_query.subquery())) or 0
     flagged = [WaitingItem(s, 0) for s in session.scalars(
         flagged_query.order_by(Submission.submitted_at.desc(), Submission.id.desc()).limit(limit))]
