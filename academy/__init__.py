@@ -107,6 +107,7 @@ def _configure_login(login_manager: Any) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    import academy.teaching.publish_views  # noqa: F401 - its routes are on the teaching blueprint
     from academy.admin.views import bp as admin_bp
     from academy.api.views import bp as api_bp
     from academy.catalog.views import bp as catalog_bp

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
@@ -323,29 +322,13 @@ def grant_extension(assignment_id: int) -> Any:
 @bp.route("/assignments/<id:assignment_id>/versions", methods=["POST"])
 @staff_required
 def upload_version(assignment_id: int) -> Any:
-    """Upload new source notebooks; they are checked now and released by a job."""
-    import tempfile
-
-    from academy.grading.releases import check_uploaded_source
-    from academy.grading.storage import BlobStore
-    from academy.jobs import enqueue_after_commit
+    """Upload new source notebooks: they go through the publish checks, and staff confirm before release."""
+    from academy.teaching.publish_views import send_for_checking
 
     row = get_assignment_or_404(assignment_id)
     if not can_manage_course(current_user, row.course):
         abort(403)
-    files = _uploaded_files()
-    try:
-        with tempfile.TemporaryDirectory() as work:
-            check_uploaded_source(row, files, Path(work))
-    except AcademyError as exc:
-        flash(str(exc), "danger")
-        return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
-    store = BlobStore(Path(current_app.config["ACADEMY_DATA_DIR"]) / "sources")
-    digests = {name: store.put(data) for name, data in files.items()}
-    enqueue_after_commit(db.session, "academy.release_upload", row.id, digests, current_user.id)
-    db.session.commit()
-    flash(_("The new version is being released; learners get it in a moment."), "info")
-    return redirect(url_for("grading.gradebook", assignment_id=row.id), 303)
+    return send_for_checking(row, _uploaded_files(), "upload")
 
 
 @bp.route("/assignments/<id:assignment_id>/regrade", methods=["POST"])

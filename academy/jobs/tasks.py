@@ -1,4 +1,4 @@
-"""Celery tasks: grade a submission, release an upload, deliver mail, and the periodic sweeps.
+"""Celery tasks: grade a submission, check and release a new assignment version, deliver mail, and the periodic sweeps.
 
 The worker's side of the queue: ``academy worker`` (and tests that run jobs) call
 :func:`worker_celery`; senders never import this module (``academy.jobs`` sends by task name).
@@ -90,6 +90,28 @@ def register(celery: Celery) -> None:
                                               actor=db.session.get(User, actor_id) if actor_id else None)
             db.session.commit()
             return release.version
+
+    @celery.task(name="academy.check_version", shared=False, acks_late=True, reject_on_worker_lost=True)
+    def check_version(token: str) -> str:
+        """Check a new assignment version before staff confirm it (academy.teaching.drafts)."""
+        from pathlib import Path
+
+        from academy.extensions import db
+        from academy.teaching import drafts
+
+        with flask_app().app_context():
+            return drafts.run_check(db.session, Path(flask_app().config["ACADEMY_DATA_DIR"]), token)
+
+    @celery.task(name="academy.publish_version", shared=False, acks_late=True, reject_on_worker_lost=True)
+    def publish_version(token: str) -> str:
+        """Release a checked and confirmed assignment version, regrading if staff chose so."""
+        from pathlib import Path
+
+        from academy.extensions import db
+        from academy.teaching import drafts
+
+        with flask_app().app_context():
+            return drafts.run_publish(db.session, Path(flask_app().config["ACADEMY_DATA_DIR"]), token)
 
     @celery.task(name="academy.requeue_stale_jobs", shared=False)
     def requeue_stale_jobs() -> int:

@@ -424,15 +424,13 @@ def test_an_invalid_new_source_version_is_refused_naming_notebook_and_cell(
         assert db.session.scalar(db.select(db.func.count()).select_from(AssignmentRelease)) == 1
 
 
-def test_an_uploaded_version_is_released_by_the_job_queued_after_the_commit(
+def test_an_uploaded_version_goes_to_the_publish_checks_and_is_not_released_yet(
     app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from academy.grading.services import current_release
-    from academy.jobs import tasks
-
+    """The assignment page's upload is the second way in to publishing: same checks, same confirmation
+    (tests/grading/test_publish_flow.py follows a version through them)."""
     sent: list[Any] = []
     monkeypatch.setattr("academy.jobs._send", lambda task, args: sent.append((task, args)))
-    monkeypatch.setattr(tasks, "_flask_app", app)
     _as_course_instructor(client, login_as)
     nb = json.loads(SOURCE.read_bytes())
     nb["cells"].insert(0, {"cell_type": "markdown", "id": "v2note", "metadata": {}, "source": "## 2판"})
@@ -440,13 +438,13 @@ def test_an_uploaded_version_is_released_by_the_job_queued_after_the_commit(
     response = client.post(f"/assignments/{course['assignment_id']}/versions", content_type="multipart/form-data",
                            data={"csrf_token": token, "notebooks": [(io.BytesIO(json.dumps(nb).encode()), NAME)]})
     assert response.status_code == 303
-    [(task, (assignment_id, digests, actor_id))] = sent
-    assert task == "academy.release_upload" and assignment_id == course["assignment_id"] and list(digests) == [NAME]
+    assert f"/teach/assignments/{course['assignment_id']}/publish/" in response.headers["Location"]
+    [(task, [draft_token])] = sent
+    assert task == "academy.check_version" and draft_token in response.headers["Location"]
     with app.app_context():
-        celery = tasks.worker_celery(lambda: app)
-    assert celery.tasks[task](assignment_id, digests, actor_id) == 2  # what the worker runs
-    with app.app_context():
-        assert current_release(db.session, db.session.get(Assignment, assignment_id)).version == 2
+        from academy.grading.services import current_release
+
+        assert current_release(db.session, db.session.get(Assignment, course["assignment_id"])).version == 1
 
 
 def test_a_new_source_version_becomes_what_learners_download(

@@ -117,6 +117,11 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "teaching.announce": ("roles", "admin", "instructor"),
     "teaching.nudge": ("roles", "admin", "instructor"),
     "teaching.grading_queue": ("roles", "admin", "instructor"),
+    "teaching.publish": ("roles", "admin", "instructor"),
+    "teaching.start_publish": ("roles", "admin", "instructor"),
+    "teaching.publish_draft": ("roles", "admin", "instructor"),
+    "teaching.publish_status": ("roles", "admin", "instructor"),
+    "teaching.confirm_publish": ("roles", "admin", "instructor"),
     "inbox.index": ("roles", "admin", "instructor", "learner"),
     "inbox.message": ("roles", "admin", "instructor", "learner"),
     "inbox.read_all": ("roles", "admin", "instructor", "learner"),
@@ -195,6 +200,11 @@ def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "teaching.export_questions": {"assignment_id": ids["assignment_id"], "fmt": "xlsx"},
         "teaching.announce": {"course_id": ids["course_id"], "cohort_id": ids["cohort_id"]},
         "teaching.nudge": {"course_id": ids["course_id"]},
+        "teaching.publish": {"assignment_id": ids["assignment_id"]},
+        "teaching.start_publish": {"assignment_id": ids["assignment_id"]},
+        "teaching.publish_draft": {"assignment_id": ids["assignment_id"], "token": "A" * 24},
+        "teaching.publish_status": {"assignment_id": ids["assignment_id"], "token": "A" * 24},
+        "teaching.confirm_publish": {"assignment_id": ids["assignment_id"], "token": "A" * 24},
         "inbox.message": {"message_id": 999999},
     }
 

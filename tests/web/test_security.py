@@ -106,6 +106,11 @@ def page_paths(app: Flask, make_cohort: Any) -> list[str]:
         ("teaching.question_statistics", "assignment_id"): assignment_id,
         ("teaching.export_questions", "assignment_id"): assignment_id,
         ("teaching.export_questions", "fmt"): "csv",
+        ("teaching.publish", "assignment_id"): assignment_id,
+        ("teaching.publish_draft", "assignment_id"): assignment_id,
+        ("teaching.publish_draft", "token"): "A" * 24,
+        ("teaching.publish_status", "assignment_id"): assignment_id,
+        ("teaching.publish_status", "token"): "A" * 24,
         ("inbox.message", "message_id"): 999999,
     }
     paths = []
