@@ -12,6 +12,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from academy.engine.grade import WORKERS_PER_CPU
 from academy.stats.cli import stats_command
 from academy.synth import synth_command
+from academy.teaching.cli import gradebook_group
 
 
 def main() -> None:
@@ -271,7 +272,7 @@ def demo_command(host: str, port: int) -> None:
 
 #: Every ``academy`` command (also registered as ``flask.commands`` entry points).
 COMMANDS = (init_command, create_user_command, token_group, completion_group, certificate_group, stats_command,
-            demo_command, worker_command, grade_command, synth_command)
+            demo_command, worker_command, grade_command, synth_command, gradebook_group)
 
 
 if __name__ == "__main__":

@@ -387,6 +387,11 @@ def synthesize(session: Session, *, learners: int, seed: int = 1, companies: int
                      f"({time.perf_counter() - started:.0f} s)")
     _settle_cohorts(session, world)
     session.commit()
+    # COPY (PostgreSQL) goes around the session events that keep the gradebook's cells: compute them all.
+    from academy.teaching.cells import rebuild
+
+    rebuild(session)
+    session.commit()
     # Millions of rows just loaded: refresh the planner's statistics, as after any bulk load (pg_restore's advice),
     # rather than leave the portal's and the statistics' queries planned for empty tables until autovacuum runs.
     session.execute(text("ANALYZE"))

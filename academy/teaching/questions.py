@@ -15,18 +15,20 @@ to be graded), and for the autograded tests, which failed most often and with wh
   (``grading.questions.question_names``); ``name`` is None where the release has none (or there
   is no release), and the caller shows "Question ``number``" in the viewer's language.
 
-Two queries, of columns only: the attempts, and their cells.  Plain functions of a Session and
-plain values; the caller owns the transaction (nothing is written).
+The counted attempts are the gradebook's kept cells' (:mod:`academy.teaching.cells`, computed by
+``grading.standing``); the figures are summed by the database, a row per question, never an attempt
+per learner.  Plain functions of a Session and plain values; the caller owns the transaction
+(nothing is written but this transaction's own cells, when it changed attempts or a policy).
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment
@@ -36,6 +38,8 @@ from academy.grading.models import CellScore, Submission, SubmissionStatus
 from academy.grading.questions import question_names
 from academy.grading.services import current_release
 from academy.stats.export import Table
+from academy.teaching import cells
+from academy.teaching.models import GradebookCell
 
 MAX_ERRORS = 5  # distinct error messages kept per failing question
 _EPSILON = 1e-9  # scores are floats: 1.9999999999 of 2 points is full marks
@@ -94,28 +98,6 @@ class QuestionReport:
     counted_attempts: Mapping[int, int]  # user id → the attempt number that counts
 
 
-class _Attempt(NamedTuple):
-    submission_id: int
-    user_id: int
-    attempt: int
-    score: float | None
-
-
-class _Cell(NamedTuple):
-    submission_id: int
-    notebook: str
-    grade_id: str
-    score: float | None
-    max_score: float
-    manual: bool
-    hidden: bool
-    error: str | None
-
-    @property
-    def key(self) -> Key:
-        return self.notebook, self.grade_id
-
-
 def counted_attempt(attempts: Iterable[tuple[int, float | None]], score_policy: str) -> int | None:
     """The attempt number that counts among one learner's ``(attempt, score)`` of scored submissions.
 
@@ -137,65 +119,135 @@ def question_report(session: Session, assignment: Assignment,
     """Question statistics of ``assignment`` over ``learners`` (user ids; None: everyone who submitted).
 
     Counts only attempts whose status carries a score.  An assignment nobody submitted gives a
-    report with no learners and no questions.
+    report with no learners and no questions.  Four queries, whatever the number of learners: the
+    counted attempts (the gradebook's kept cells), the figures per question summed by the database
+    in one pass over the attempts' cells, the questions' order, and the release for their names.
     """
     policy = str(assignment.policy("score_policy"))
-    attempts, cells = _load(session, assignment, learners)
+    if learners is not None and not learners:
+        return QuestionReport(assignment.id, assignment.slug, policy, 0, (), (), {})
+    cells.settle(session)  # this transaction's own changes (a policy just set) count
+    users = sorted(set(learners)) if learners is not None else None
+    kept = [GradebookCell.assignment_id == assignment.id, GradebookCell.counted_submission_id.is_not(None)]
+    if users is not None:
+        kept.append(GradebookCell.user_id.in_(users))
+    counted = dict(session.execute(select(GradebookCell.user_id, GradebookCell.counted_attempt).where(*kept)).all())
 
-    by_learner: dict[int, list[_Attempt]] = defaultdict(list)
-    for row in attempts:
-        by_learner[row.user_id].append(row)
-    counted: dict[int, int] = {}
-    counted_ids: set[int] = set()
-    for user_id, own in by_learner.items():
-        number = counted_attempt([(a.attempt, a.score) for a in own], policy)
-        if number is not None:
-            counted[user_id] = number
-            counted_ids.update(a.submission_id for a in own if a.attempt == number)
-
-    # The grader reports each attempt's cells in the release's notebook and cell order
-    # (engine.scores), and they arrive newest release first: so its questions lead, in its order,
-    # and a question that only an older release had follows them.
-    keys = list(dict.fromkeys(cell.key for cell in cells))
+    where = [Submission.assignment_id == assignment.id, Submission.status.in_(_SCORED)]
+    if users is not None:
+        where.append(Submission.user_id.in_(users))
+    figures: dict[Key, _Figures] = {}
+    for row in session.execute(_figures_query(assignment.id, where)):
+        figures.setdefault((row.notebook, row.grade_id), _Figures()).add(row)
+    if not figures:
+        return QuestionReport(assignment.id, assignment.slug, policy, len(counted), (), (), counted)
+    keys = _ordered_keys(session, where, set(figures))
     names = _names(session, assignment, keys)
-    user_of = {a.submission_id: a.user_id for a in attempts}
-    by_key: dict[Key, list[_Cell]] = defaultdict(list)
-    for cell in cells:
-        by_key[cell.key].append(cell)
 
     questions = []
     failures = []
     for number, key in enumerate(keys, start=1):
-        own = by_key[key]
-        stat = _stat(key, number, names.get(key), own, counted_ids)
+        mine = figures[key]
+        stat = mine.stat(key, number, names.get(key))
         questions.append(stat)
-        if not stat.manual:
-            failed = [c for c in own if c.score is not None and c.score < c.max_score - _EPSILON]
-            if failed:
-                failures.append(FailedQuestion(stat, len({user_of[c.submission_id] for c in failed}),
-                                               len(failed), _errors(c.error for c in failed)))
+        if not stat.manual and mine.failed_attempts:
+            failures.append(FailedQuestion(stat, len(mine.failed_learners), mine.failed_attempts,
+                                           _errors(mine.errors.items())))
     failures.sort(key=lambda f: (-f.learners, -f.attempts, f.question.number))
     return QuestionReport(assignment.id, assignment.slug, policy, len(counted), tuple(questions),
                           tuple(failures), counted)
 
 
-def _load(session: Session, assignment: Assignment,
-          learners: Collection[int] | None) -> tuple[list[_Attempt], list[_Cell]]:
-    """The scored attempts of ``learners`` at ``assignment`` and their cells: two queries of columns."""
-    if learners is not None and not learners:
-        return [], []
-    where = [Submission.assignment_id == assignment.id, Submission.status.in_(_SCORED)]
-    if learners is not None:
-        where.append(Submission.user_id.in_(sorted(set(learners))))
-    attempts = list(map(_Attempt._make, session.execute(
-        select(Submission.id, Submission.user_id, Submission.attempt, Submission.score).where(*where))))
-    cells = list(map(_Cell._make, session.execute(
-        select(CellScore.submission_id, CellScore.notebook, CellScore.grade_id, CellScore.score,
-               CellScore.max_score, CellScore.manual, CellScore.hidden, CellScore.error)
-        .join(Submission, Submission.id == CellScore.submission_id)
-        .where(*where)
-        .order_by(Submission.release_id.desc(), Submission.id.desc(), CellScore.id))))
-    return attempts, cells
+class _Figures:
+    """One question's figures, summed from its groups of ``_figures_query`` rows."""
+
+    def __init__(self) -> None:
+        self.max_all = 0.0
+        self.max_counted: float | None = None
+        self.manual = self.hidden = False
+        self.learners = self.graded = self.full = self.zero = self.failed_attempts = 0
+        self.total = 0.0
+        self.failed_learners: set[int] = set()
+        self.errors: Counter[str | None] = Counter()
+
+    def add(self, row: Any) -> None:
+        self.max_all = max(self.max_all, float(row.max_all or 0.0))
+        if row.max_counted is not None:
+            self.max_counted = max(self.max_counted or 0.0, float(row.max_counted))
+        self.manual = self.manual or bool(row.manual)
+        self.hidden = self.hidden or bool(row.hidden)
+        self.learners += int(row.learners or 0)
+        self.graded += int(row.graded or 0)
+        self.total += float(row.total or 0.0)
+        self.full += int(row.full or 0)
+        self.zero += int(row.zero or 0)
+        if row.failed_by is not None:  # a group of failing attempts: one learner, one error
+            self.failed_learners.add(row.failed_by)
+            self.failed_attempts += int(row.attempts)
+            self.errors[row.error] += int(row.attempts)
+
+    def stat(self, key: Key, number: int, name: str | None) -> QuestionStat:
+        maximum = self.max_counted if self.max_counted is not None else self.max_all
+        mean = self.total / self.graded if self.graded else None
+        percent = 100.0 * mean / maximum if mean is not None and maximum > 0 else None
+        return QuestionStat(
+            notebook=key[0], grade_id=key[1], number=number, name=name, max_score=maximum,
+            manual=self.manual, hidden=self.hidden, learners=self.learners, mean=mean, mean_percent=percent,
+            zero=self.zero, partial=self.graded - self.full - self.zero, full=self.full,
+            waiting=self.learners - self.graded,
+        )
+
+
+def _figures_query(assignment_id: int, where: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """Per question, the figures over every scored attempt and over the counted ones (the kept cells').
+
+    Failing autograded cells are grouped apart, by learner and error, so that one pass over the cells
+    (no distinct count, no second scan) also gives who failed and why: a row per question with
+    ``failed_by`` None, and a row per (question, learner who failed it, error).
+    """
+    counted = GradebookCell.user_id.is_not(None)
+    graded = and_(counted, CellScore.score.is_not(None))
+    full = CellScore.score >= CellScore.max_score - _EPSILON
+    failing = and_(CellScore.manual.is_(False), CellScore.score.is_not(None),
+                   CellScore.score < CellScore.max_score - _EPSILON)
+    failed_by = case((failing, Submission.user_id)).label("failed_by")
+    error = case((failing, CellScore.error)).label("error")
+
+    def number(condition: ColumnElement[bool]) -> Any:
+        return func.sum(case((condition, 1), else_=0))
+
+    return (select(CellScore.notebook, CellScore.grade_id, failed_by, error,
+                   func.max(CellScore.max_score).label("max_all"),
+                   func.max(case((counted, CellScore.max_score))).label("max_counted"),
+                   func.max(case((CellScore.manual.is_(True), 1), else_=0)).label("manual"),
+                   func.max(case((CellScore.hidden.is_(True), 1), else_=0)).label("hidden"),
+                   number(counted).label("learners"),
+                   number(graded).label("graded"),
+                   func.sum(case((graded, CellScore.score))).label("total"),
+                   number(and_(graded, full)).label("full"),
+                   number(and_(graded, ~full, CellScore.score <= _EPSILON)).label("zero"),
+                   func.count().label("attempts"))
+            .join(Submission, Submission.id == CellScore.submission_id)
+            .outerjoin(GradebookCell, and_(GradebookCell.assignment_id == assignment_id,
+                                           GradebookCell.counted_submission_id == Submission.id))
+            .where(*where)
+            .group_by(CellScore.notebook, CellScore.grade_id, failed_by, error))
+
+
+def _ordered_keys(session: Session, where: Sequence[ColumnElement[bool]], wanted: set[Key]) -> list[Key]:
+    """The questions in the order the grader reports them, newest release first.
+
+    The grader reports each attempt's cells in the release's notebook and cell order
+    (engine.scores): read newest release and attempt first, its questions lead, in its order, and a
+    question that only an older release had follows them.  The newest attempts nearly always name
+    every question, so only a few of their cells are read.
+    """
+    query = (select(CellScore.notebook, CellScore.grade_id).join(Submission, Submission.id == CellScore.submission_id)
+             .where(*where).order_by(Submission.release_id.desc(), Submission.id.desc(), CellScore.id))
+    keys: list[Key] = list(dict.fromkeys((n, g) for n, g in session.execute(query.limit(20 * len(wanted) + 20))))
+    if set(keys) != wanted:
+        keys = list(dict.fromkeys((n, g) for n, g in session.execute(query)))
+    return keys
 
 
 def _names(session: Session, assignment: Assignment, keys: Sequence[Key]) -> dict[Key, str]:
@@ -207,33 +259,12 @@ def _names(session: Session, assignment: Assignment, keys: Sequence[Key]) -> dic
     return question_names(release, [notebook for notebook, _grade_id in keys])
 
 
-def _stat(key: Key, number: int, name: str | None, cells: Sequence[_Cell], counted_ids: set[int]) -> QuestionStat:
-    """One question's figures over the counted attempts' cells."""
-    mine = [c for c in cells if c.submission_id in counted_ids]
-    graded = [c for c in mine if c.score is not None]
-    maximum = max((c.max_score for c in mine or cells), default=0.0)
-    zero = partial = full = 0
-    for cell in graded:
-        score = float(cell.score or 0.0)
-        if score >= cell.max_score - _EPSILON:
-            full += 1
-        elif score <= _EPSILON:
-            zero += 1
-        else:
-            partial += 1
-    mean = sum(float(c.score or 0.0) for c in graded) / len(graded) if graded else None
-    percent = 100.0 * mean / maximum if mean is not None and maximum > 0 else None
-    return QuestionStat(
-        notebook=key[0], grade_id=key[1], number=number, name=name, max_score=maximum,
-        manual=any(c.manual for c in cells), hidden=any(c.hidden for c in cells),
-        learners=len(mine), mean=mean, mean_percent=percent,
-        zero=zero, partial=partial, full=full, waiting=len(mine) - len(graded),
-    )
-
-
-def _errors(errors: Iterable[str | None]) -> tuple[ErrorGroup, ...]:
-    """Failing attempts grouped by their error, whitespace normalised; most frequent first."""
-    counts = Counter((" ".join(e.split()) or None) if e else None for e in errors)
+def _errors(errors: Iterable[tuple[str | None, int]]) -> tuple[ErrorGroup, ...]:
+    """Failing attempts grouped by their error (``(message, attempts)`` pairs), whitespace normalised;
+    most frequent first."""
+    counts: Counter[str | None] = Counter()
+    for error, n in errors:
+        counts[(" ".join(error.split()) or None) if error else None] += n
     ranked = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0] is None, pair[0] or ""))
     return tuple(ErrorGroup(message, n) for message, n in ranked[:MAX_ERRORS])
 

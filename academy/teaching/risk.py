@@ -1,9 +1,9 @@
 """Learners at risk of not finishing a course, for its instructor.
 
 The learners are those holding a seat in a cohort of the course's track that is running now
-(``starts_at <= now < ends_at``), taken from the course's gradebook
-(:func:`academy.teaching.services.build_gradebook`) so that this list and the gradebook never
-disagree on a learner's standing, progress or last activity.  A learner who completed the course
+(``starts_at <= now < ends_at``), taken from the gradebook's learner summaries
+(:func:`academy.teaching.services.learner_summaries`, read from the kept cells) so that this list
+and the gradebook never disagree on a learner's standing, progress or last activity.  A learner who completed the course
 is never at risk.  Three rules, each giving a :class:`Reason`:
 
 * **idle** — no lab session and no attempt in the course for ``idle_days`` days.  The clock starts
@@ -13,7 +13,8 @@ is never at risk.  Three rules, each giving a :class:`Reason`:
   ``ever_active`` (whether they ever did anything in the course).
 * **stuck** — an autograded cell (not a written answer) scored below its maximum in
   ``failing_attempts`` or more scored attempts at one assignment since the learner last passed it
-  (so failures followed by a pass are not stuck).  One reason per such cell.  Detail:
+  (so failures followed by a pass are not stuck), as each learner's kept cell counts them
+  (:func:`academy.teaching.cells.failing_streaks`).  One reason per such cell.  Detail:
   ``assignment_id``, ``notebook``, ``grade_id``, ``attempts`` (the failing attempts) and ``name``
   (the question as the current release names it; None without a release or a name).
 * **behind** — the learner's progress (share of the course's active assignments passed) is below
@@ -21,7 +22,7 @@ is never at risk.  Three rules, each giving a :class:`Reason`:
   ``progress`` and ``median``, both fractions of 1.
 
 No translation here: the caller words the reasons.  Plain functions of a Session and plain values;
-nothing is written.
+nothing is written (but this transaction's own kept cells, when it changed attempts).
 """
 
 from __future__ import annotations
@@ -33,24 +34,23 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course
 from academy.db import utcnow
-from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
+from academy.enrollment.models import Cohort
 from academy.errors import NotFound
-from academy.grading.models import CellScore, Submission, SubmissionStatus
 from academy.grading.questions import question_names
 from academy.grading.services import current_release
-from academy.teaching.services import LearnerRow, build_gradebook
-from academy.users.models import User
+from academy.teaching import cells
+from academy.teaching.models import GradebookCell
+from academy.teaching.services import LearnerSummary, learner_summaries
 
 IDLE = "idle"
 STUCK = "stuck"
 BEHIND = "behind"
 _EPSILON = 1e-9  # scores and fractions are floats: 1.9999999999 of 2 points is full marks
-_SCORED = tuple(s for s in SubmissionStatus if s.has_score)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Reason:
 class RiskRow:
     """A learner at risk in one course, with every reason found (at least one)."""
 
-    user: User
+    user: LearnerSummary  # who (``id``, ``name``, ``email``), as the gradebook sums them up
     cohort: Cohort
     reasons: tuple[Reason, ...]
     last_activity: dt.datetime | None  # newest attempt or lab session in the course, as the gradebook has it
@@ -88,81 +88,78 @@ def at_risk(session: Session, course: Course, *, cohort_id: int | None = None, n
     and ``margin`` (a fraction: 0.25 is 25 percentage points) tune the rules described in the
     module's docstring.  A few queries for the whole course, never one per learner.
     """
+    found = _assess(session, course, cohort_id=cohort_id, now=now, idle_days=idle_days,
+                    failing_attempts=failing_attempts, margin=margin, named=True)
+    return [RiskRow(row, row.cohort, reasons, row.last_activity) for row, reasons in found]
+
+
+def count_at_risk(session: Session, course: Course, *, now: dt.datetime | None = None, idle_days: int = 7,
+                  failing_attempts: int = 3, margin: float = 0.25) -> int:
+    """How many learners of ``course`` ``at_risk`` lists (the same rules, without naming anything)."""
+    return len(_assess(session, course, cohort_id=None, now=now, idle_days=idle_days,
+                       failing_attempts=failing_attempts, margin=margin, named=False))
+
+
+def _assess(session: Session, course: Course, *, cohort_id: int | None, now: dt.datetime | None, idle_days: int,
+            failing_attempts: int, margin: float, named: bool) -> list[tuple[LearnerSummary, tuple[Reason, ...]]]:
+    """The learners at risk with their reasons, in ``at_risk``'s order (``named``: stuck cells get their names)."""
     now = now or utcnow()
-    book = build_gradebook(session, course, cohort_id=cohort_id, now=now)
-    running = [r for r in book.rows if r.cohort.starts_at <= now < r.cohort.ends_at]
+    cells.settle(session)
+    assignments = [a for a in course.assignments if a.active]
+    learners = learner_summaries(session, course, cohort_id=cohort_id, assignments=assignments)
+    running = [r for r in learners if r.cohort.starts_at <= now < r.cohort.ends_at]
     candidates = [r for r in running if r.completed_at is None]
     if not candidates:
         return []
 
-    seats = _seat_times(session, {r.cohort.id for r in candidates})
-    stuck = _stuck_cells(session, [a.id for a in book.assignments], [r.user.id for r in candidates],
-                         failing_attempts)
-    names = _question_names(session, book.assignments, stuck)
+    stuck = _stuck_cells(session, [a.id for a in assignments], {r.user_id for r in candidates}, failing_attempts)
+    names = _question_names(session, assignments, stuck) if named else {}
     stuck_of: dict[int, list[_StuckCell]] = defaultdict(list)
     for cell in stuck:
         stuck_of[cell.user_id].append(cell)
-    medians = _median_progress(running, len(book.assignments))
-    position = {a.id: (a.position, a.id) for a in book.assignments}
+    medians = _median_progress(running, len(assignments))
+    position = {a.id: (a.position, a.id) for a in assignments}
 
-    found = []
+    found: list[tuple[LearnerSummary, tuple[Reason, ...]]] = []
     for row in candidates:
         reasons: list[Reason] = []
-        start = max(t for t in (row.last_activity, row.cohort.starts_at, seats.get((row.user.id, row.cohort.id)))
-                    if t is not None)
+        start = max(t for t in (row.last_activity, row.cohort.starts_at, row.requested_at) if t is not None)
         if now - start >= dt.timedelta(days=idle_days):
             reasons.append(Reason(IDLE, {"days": (now - start).days, "ever_active": row.last_activity is not None}))
-        for cell in sorted(stuck_of[row.user.id], key=lambda c: (position[c.assignment_id], c.notebook, c.grade_id)):
+        for cell in sorted(stuck_of[row.user_id], key=lambda c: (position[c.assignment_id], c.notebook, c.grade_id)):
             reasons.append(Reason(STUCK, {
                 "assignment_id": cell.assignment_id, "notebook": cell.notebook, "grade_id": cell.grade_id,
                 "attempts": cell.attempts, "name": names.get((cell.assignment_id, cell.notebook, cell.grade_id)),
             }))
-        if book.assignments:
-            progress = row.passed / len(book.assignments)
+        if assignments:
+            progress = row.passed / len(assignments)
             median = medians[row.cohort.id]
             if median - progress > margin + _EPSILON:
                 reasons.append(Reason(BEHIND, {"progress": progress, "median": median}))
         if reasons:
-            found.append(RiskRow(row.user, row.cohort, tuple(reasons), row.last_activity))
-    found.sort(key=lambda r: (-len(r.reasons), r.user.name.lower(), r.user.email))
+            found.append((row, tuple(reasons)))
+    found.sort(key=lambda pair: (-len(pair[1]), pair[0].name.lower(), pair[0].email))
     return found
 
 
-def _seat_times(session: Session, cohort_ids: Collection[int]) -> dict[tuple[int, int], dt.datetime]:
-    """(user id, cohort id) → when the learner asked for the seat they hold, for the cohorts' enrolled learners."""
-    return {(user_id, cohort_id): at for user_id, cohort_id, at in session.execute(
-        select(Enrollment.user_id, Enrollment.cohort_id, Enrollment.requested_at).where(
-            Enrollment.cohort_id.in_(sorted(cohort_ids)), Enrollment.status == EnrollmentStatus.enrolled))}
-
-
-def _stuck_cells(session: Session, assignment_ids: Sequence[int], user_ids: Sequence[int],
+def _stuck_cells(session: Session, assignment_ids: Sequence[int], user_ids: Collection[int],
                  failing_attempts: int) -> list[_StuckCell]:
     """The autograded cells each learner failed in ``failing_attempts`` or more attempts since last passing them.
 
-    One query of columns for all learners: the failing cells of scored attempts later than the
-    learner's last passing attempt at that cell (if any), counted per learner, assignment and cell.
+    Read from the kept cells of ``assignment_ids``, which count each cell's failures since the last
+    pass (``cells.failing_streaks``): one query, only the cells failed that often.
     """
     if not assignment_ids or not user_ids:
         return []
-    scope = (Submission.assignment_id.in_(assignment_ids), Submission.user_id.in_(sorted(set(user_ids))),
-             Submission.status.in_(_SCORED), CellScore.manual.is_(False), CellScore.score.is_not(None))
-    key = (Submission.user_id, Submission.assignment_id, CellScore.notebook, CellScore.grade_id)
-    last_pass = (select(*key, func.max(Submission.attempt).label("attempt"))
-                 .join(CellScore, CellScore.submission_id == Submission.id)
-                 .where(*scope, CellScore.score >= CellScore.max_score - _EPSILON)
-                 .group_by(*key).subquery())
-    failures = func.count().label("failures")
-    query = (select(*key, failures)
-             .join(CellScore, CellScore.submission_id == Submission.id)
-             .outerjoin(last_pass, and_(last_pass.c.user_id == Submission.user_id,
-                                        last_pass.c.assignment_id == Submission.assignment_id,
-                                        last_pass.c.notebook == CellScore.notebook,
-                                        last_pass.c.grade_id == CellScore.grade_id))
-             .where(*scope, CellScore.score < CellScore.max_score - _EPSILON,
-                    or_(last_pass.c.attempt.is_(None), Submission.attempt > last_pass.c.attempt))
-             .group_by(*key)
-             .having(func.count() >= failing_attempts))
-    return [_StuckCell(*row) for row in session.execute(query)]
+    found = []
+    for user_id, assignment_id, failing in session.execute(
+            select(GradebookCell.user_id, GradebookCell.assignment_id, GradebookCell.failing).where(
+                GradebookCell.assignment_id.in_(assignment_ids), GradebookCell.most_failing >= failing_attempts)):
+        if user_id not in user_ids:
+            continue
+        found.extend(_StuckCell(user_id, assignment_id, notebook, grade_id, n)
+                     for notebook, grade_id, n in failing or () if n >= failing_attempts)
+    return found
 
 
 def _question_names(session: Session, assignments: Sequence[Assignment],
@@ -184,7 +181,7 @@ def _question_names(session: Session, assignments: Sequence[Assignment],
     return names
 
 
-def _median_progress(rows: Sequence[LearnerRow], assignments: int) -> dict[int, float]:
+def _median_progress(rows: Sequence[LearnerSummary], assignments: int) -> dict[int, float]:
     """Cohort id → the median share of the assignments passed by the cohort's learners (completed ones included)."""
     if not assignments:
         return {}

@@ -1,11 +1,11 @@
 """What course staff see: the courses they teach, what waits for them, and a course's gradebook.
 
 The gradebook is one row per learner enrolled in a cohort of the course's track and one cell per
-assignment.  Each cell is the learner's :class:`~academy.grading.standing.Standing`, built by the
+assignment.  Each cell is the learner's kept cell (:mod:`academy.teaching.cells`), computed by the
 same ``standing_from`` the learner's own pages use, so the gradebook and the dashboard never
-disagree on a score, a deadline or a status.  It is built in a handful of queries for the whole
-course (enrollments, attempts, the attempts waiting for hand grading, extensions, completions,
-last lab sessions), never one per learner.
+disagree on a score or a status; the deadline is the one that applies to the learner.  Filters,
+sorts and counts read one summary per learner (one query over the kept cells, completions and lab
+sessions); only the page's learners have their cells read, and no attempt is read at all.
 """
 
 from __future__ import annotations
@@ -17,28 +17,25 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, load_only, raiseload
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import Session, selectinload
 
 from academy.catalog.models import Assignment, Course, CourseInstructor
 from academy.completion.models import Completion
 from academy.db import utcnow
 from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
 from academy.grading.models import CellScore, Extension, Submission, SubmissionStatus
-from academy.grading.standing import Standing, effective_deadline, flag_unreviewed, standing_from
+from academy.grading.standing import STATUSES, effective_deadline
 from academy.labs.models import LabSession
 from academy.stats.export import Table
+from academy.teaching import cells
+from academy.teaching.models import GradebookCell
 from academy.users.models import User
 
 SEOUL = ZoneInfo("Asia/Seoul")
 SCORED = (SubmissionStatus.graded, SubmissionStatus.learner_code_failed)
 #: Cohorts that ended longer ago than this drop off the staff home (their gradebooks stay reachable).
 RECENT_COHORTS = dt.timedelta(days=60)
-_STANDING_COLUMNS = (Submission.id, Submission.public_id, Submission.assignment_id, Submission.user_id,
-                     Submission.release_id, Submission.attempt, Submission.origin, Submission.submitted_at,
-                     Submission.due_at, Submission.late_days, Submission.penalty_percent, Submission.status,
-                     Submission.raw_score, Submission.score, Submission.max_score, Submission.flagged,
-                     Submission.flag_review, Submission.graded_at)
 SORTS = ("name", "progress", "activity", "cohort")
 SHOWS = ("all", "missing", "waiting", "flagged", "completed", "not_completed")
 
@@ -134,23 +131,62 @@ def waiting_work(session: Session, course_ids: Sequence[int], *, limit: int = 20
     return Waiting(to_grade, to_grade_count, flagged, flagged_count)
 
 
+#: Learners shown per page of the gradebook.
+PER_PAGE = 100
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One learner's standing on one assignment, with what the gradebook adds to it."""
+    """One learner's standing on one assignment, as the gradebook shows it (from the kept cell).
 
-    standing: Standing
+    The same figures as the learner's staff standing (``grading.standing.standing_from(...,
+    staff=True)``), which computed the kept cell; ``due_at`` is the deadline that applies to them.
+    """
+
+    status: str
+    score: float | None  # the final score of the attempt that counts
+    max_score: float  # of the attempt that counts, else the assignment's
     attempts: int
     late_days: int  # of the attempt that counts
     flagged: bool  # some attempt was flagged by the grader and waits for staff to decide
+    due_at: dt.datetime | None
+    now: dt.datetime
 
     @property
     def submitted(self) -> bool:
         return self.attempts > 0
 
+    @property
+    def overdue(self) -> bool:
+        """The deadline passed without any attempt."""
+        return self.status == "not_started" and self.due_at is not None and self.due_at < self.now
+
+
+@dataclass(frozen=True)
+class LearnerSummary:
+    """A learner of the course over all its active assignments: what the filters, sorts and counts read."""
+
+    user_id: int
+    name: str
+    email: str
+    cohort: Cohort
+    requested_at: dt.datetime  # when they asked for the seat they hold
+    completed_at: dt.datetime | None
+    last_activity: dt.datetime | None  # newest attempt or lab session in the course
+    passed: int  # assignments passed
+    submitted: int  # assignments with at least one attempt
+    waiting: bool  # some counted attempt waits for staff (written answers, or a flag)
+    flagged: bool  # some attempt's flag waits for staff
+
+    @property
+    def id(self) -> int:
+        """The learner's user id: a summary reads like the user where ``id``, ``name`` and ``email`` are all needed."""
+        return self.user_id
+
 
 @dataclass(frozen=True)
 class LearnerRow:
-    """A learner of the course: who, in which cohort, and a cell per assignment."""
+    """A learner of the course as a gradebook row: who, in which cohort, and a cell per assignment."""
 
     user: User
     cohort: Cohort
@@ -160,7 +196,7 @@ class LearnerRow:
 
     @property
     def passed(self) -> int:
-        return sum(1 for c in self.cells.values() if c.standing.status == "passed")
+        return sum(1 for c in self.cells.values() if c.status == "passed")
 
     @property
     def missing(self) -> list[int]:
@@ -169,7 +205,7 @@ class LearnerRow:
 
     @property
     def waiting(self) -> bool:
-        return any(c.standing.status == "waiting_for_instructor" for c in self.cells.values())
+        return any(c.status == "waiting_for_instructor" for c in self.cells.values())
 
     @property
     def flagged(self) -> bool:
@@ -178,101 +214,142 @@ class LearnerRow:
 
 @dataclass(frozen=True)
 class Gradebook:
-    """A course's learners × assignments, as filtered and sorted for the page."""
+    """A course's learners × assignments, filtered and sorted over every learner; ``rows`` is one page of them."""
 
     course: Course
     assignments: list[Assignment]
     rows: list[LearnerRow]
     total: int  # learners before the filter
+    shown: int = 0  # learners the filter keeps (every page together)
+    page: int = 1
+    pages: int = 1
     cohort: Cohort | None = None
     counts: dict[str, int] = field(default_factory=dict)  # per ``SHOWS`` entry, before the filter
 
 
-def _learners(session: Session, course: Course, cohort_id: int | None) -> list[tuple[User, Cohort]]:
-    query = (select(User, Cohort).join(Enrollment, Enrollment.user_id == User.id)
+def learner_summaries(session: Session, course: Course, *, cohort_id: int | None = None,
+                      assignments: Sequence[Assignment] | None = None) -> list[LearnerSummary]:
+    """Every learner enrolled in a cohort of the course's track (or in cohort ``cohort_id``), summed up.
+
+    One query over the kept cells (:mod:`academy.teaching.cells`) of the course's active
+    assignments (or ``assignments``), the learners' completions and their lab sessions; no attempt is read.
+    """
+    if assignments is None:
+        assignments = [a for a in course.assignments if a.active]
+    ids = [a.id for a in assignments] or [-1]
+    summed = (select(GradebookCell.user_id,
+                     func.sum(case((GradebookCell.status == "passed", 1), else_=0)).label("passed"),
+                     func.count().label("submitted"),
+                     func.max(case((GradebookCell.status == "waiting_for_instructor", 1), else_=0)).label("waiting"),
+                     func.max(case((GradebookCell.flag_unreviewed.is_(True), 1), else_=0)).label("flagged"),
+                     func.max(GradebookCell.last_submitted_at).label("last_submitted_at"))
+              .where(GradebookCell.assignment_id.in_(ids)).group_by(GradebookCell.user_id).subquery())
+    labs = (select(LabSession.user_id, func.max(LabSession.queued_at).label("at"))
+            .where(LabSession.course_id == course.id).group_by(LabSession.user_id).subquery())
+    completions = (select(Completion.user_id, Completion.completed_at)
+                   .where(Completion.course_id == course.id, Completion.withdrawn_at.is_(None)).subquery())
+    query = (select(User.id, User.name, User.email, Enrollment.cohort_id, Enrollment.requested_at,
+                    completions.c.completed_at, summed.c.passed, summed.c.submitted, summed.c.waiting, summed.c.flagged,
+                    summed.c.last_submitted_at, labs.c.at)
+             .join(Enrollment, Enrollment.user_id == User.id)
              .join(Cohort, Cohort.id == Enrollment.cohort_id)
+             .outerjoin(summed, summed.c.user_id == User.id)
+             .outerjoin(labs, labs.c.user_id == User.id)
+             .outerjoin(completions, completions.c.user_id == User.id)
              .where(Cohort.track_id == course.track_id, Enrollment.status == EnrollmentStatus.enrolled))
     if cohort_id is not None:
         query = query.where(Cohort.id == cohort_id)
-    return list(session.execute(query))
+    rows = session.execute(query).all()
+    cohorts = {c.id: c for c in session.scalars(select(Cohort).where(
+        Cohort.id.in_(sorted({r.cohort_id for r in rows}))))} if rows else {}
+    return [LearnerSummary(r.id, r.name, r.email, cohorts[r.cohort_id], r.requested_at, r.completed_at,
+                           max((t for t in (r.last_submitted_at, r.at) if t is not None), default=None),
+                           int(r.passed or 0), int(r.submitted or 0), bool(r.waiting), bool(r.flagged))
+            for r in rows]
 
 
 def build_gradebook(session: Session, course: Course, *, cohort_id: int | None = None, show: str = "all",
-                    search: str = "", sort: str = "name", descending: bool = False,
-                    now: dt.datetime | None = None) -> Gradebook:
-    """The course's gradebook, optionally for one cohort, filtered by ``show`` and ``search``.
+                    search: str = "", sort: str = "name", descending: bool = False, page: int = 1,
+                    per_page: int | None = PER_PAGE, now: dt.datetime | None = None) -> Gradebook:
+    """The course's gradebook, optionally for one cohort, filtered by ``show`` and ``search``, one page of it.
 
-    ``sort``: one of ``SORTS`` or ``a<assignment id>`` (that assignment's score).
+    ``sort``: one of ``SORTS`` or ``a<assignment id>`` (that assignment's score).  The filter, the
+    order and the counts cover every learner (from their summaries); cells are read for the page's
+    learners only (``per_page`` None: every learner the filter keeps, as the exports want).
+    ``page`` out of range shows the last page.
     """
     now = now or utcnow()
+    cells.settle(session)
     assignments = [a for a in course.assignments if a.active]
-    ids = [a.id for a in assignments]
-    learners = _learners(session, course, cohort_id)
-    user_ids = [u.id for u, _ in learners]
-    by_learner: dict[tuple[int, int], list[Submission]] = defaultdict(list)
-    waiting_ids: set[int] = set()
-    extensions: dict[tuple[int, int], Extension] = {}
-    completed: dict[int, dt.datetime] = {}
-    lab_last: dict[int, dt.datetime] = {}
-    if user_ids and ids:
-        learner_ids = select(Enrollment.user_id).join(Cohort, Cohort.id == Enrollment.cohort_id).where(
-            Cohort.track_id == course.track_id, Enrollment.status == EnrollmentStatus.enrolled)
-        if cohort_id is not None:
-            learner_ids = learner_ids.where(Cohort.id == cohort_id)
-        theirs = (Submission.assignment_id.in_(ids), Submission.user_id.in_(learner_ids))
-        # The columns a standing reads, no more: the JSON columns (problems, flag reasons, graded
-        # notebooks) cost more to decode than everything else at 100,000 attempts.
-        for submission in session.scalars(select(Submission).where(*theirs).options(
-                load_only(*_STANDING_COLUMNS, raiseload=True), raiseload(Submission.cells),
-                raiseload(Submission.files))):
-            by_learner[(submission.user_id, submission.assignment_id)].append(submission)
-        waiting_ids = set(session.scalars(
-            select(CellScore.submission_id).join(Submission, Submission.id == CellScore.submission_id)
-            .where(*theirs, CellScore.manual.is_(True), CellScore.score.is_(None)).distinct()))
-        for extension in session.scalars(select(Extension).where(
-                Extension.assignment_id.in_(ids), Extension.user_id.in_(learner_ids))):
-            extensions[(extension.user_id, extension.assignment_id)] = extension
-        completed = dict(session.execute(select(Completion.user_id, Completion.completed_at).where(
-            Completion.course_id == course.id, Completion.withdrawn_at.is_(None),
-            Completion.user_id.in_(learner_ids))).all())
-        lab_last = dict(session.execute(select(LabSession.user_id, func.max(LabSession.queued_at)).where(
-            LabSession.course_id == course.id, LabSession.user_id.in_(learner_ids))
-            .group_by(LabSession.user_id)).all())
-
-    def waiting(submission: Submission) -> bool:
-        return submission.id in waiting_ids or flag_unreviewed(submission)
-
-    rows = []
-    for user, cohort in learners:
-        cells = {}
-        for assignment in assignments:
-            own = by_learner.get((user.id, assignment.id), [])
-            extension = extensions.get((user.id, assignment.id))
-            latest = max(own, key=lambda s: s.attempt).due_at if own else None
-            due = effective_deadline(assignment, cohort, extension, fallback=latest)
-            standing = standing_from(assignment, own, due=due, extended=extension is not None, now=now,
-                                     staff=True, waiting=waiting)
-            counted = standing.counted
-            cells[assignment.id] = Cell(standing, len(own), counted.submission.late_days if counted else 0,
-                                        any(flag_unreviewed(s) for s in own))
-        times = [s.submitted_at for a in assignments for s in by_learner.get((user.id, a.id), [])]
-        if user.id in lab_last:
-            times.append(lab_last[user.id])
-        rows.append(LearnerRow(user, cohort, cells, completed.get(user.id), max(times, default=None)))
-    counts = {name: sum(1 for r in rows if _shown(r, name)) for name in SHOWS}
+    learners = learner_summaries(session, course, cohort_id=cohort_id, assignments=assignments)
+    counts = {name: sum(1 for r in learners if _shown(r, name, len(assignments))) for name in SHOWS}
     needle = search.strip().lower()
-    shown = [r for r in rows if _shown(r, show)
-             and (not needle or needle in r.user.name.lower() or needle in r.user.email.lower())]
-    shown.sort(key=_sort_key(sort), reverse=descending)
-    cohort = next((c for _, c in learners if c.id == cohort_id), None) if cohort_id is not None else None
-    if cohort_id is not None and cohort is None:
-        cohort = session.get(Cohort, cohort_id)
-    return Gradebook(course, assignments, shown, len(rows), cohort, counts)
+    chosen = [r for r in learners if _shown(r, show, len(assignments))
+              and (not needle or needle in r.name.lower() or needle in r.email.lower())]
+    scores: dict[int, float | None] = {}
+    if sort.startswith("a") and sort[1:].isdigit():
+        scores = dict(session.execute(select(GradebookCell.user_id, GradebookCell.score).where(
+            GradebookCell.assignment_id == int(sort[1:]))).all())
+    chosen.sort(key=_sort_key(sort, len(assignments), scores), reverse=descending)
+    pages = max(1, -(-len(chosen) // per_page)) if per_page else 1
+    page = min(max(page, 1), pages)
+    window = chosen[(page - 1) * per_page:page * per_page] if per_page else chosen
+    rows = _rows(session, assignments, window, now)
+    cohort = None
+    if cohort_id is not None:
+        cohort = next((r.cohort for r in learners if r.cohort.id == cohort_id), None) or session.get(Cohort, cohort_id)
+    return Gradebook(course, assignments, rows, len(learners), len(chosen), page, pages, cohort, counts)
 
 
-def _shown(row: LearnerRow, show: str) -> bool:
+def _rows(session: Session, assignments: Sequence[Assignment], learners: Sequence[LearnerSummary],
+          now: dt.datetime) -> list[LearnerRow]:
+    """The gradebook rows of ``learners``, in their order: their kept cells, deadlines and extensions."""
+    if not learners:
+        return []
+    user_ids = [r.user_id for r in learners]
+    ids = [a.id for a in assignments] or [-1]
+    users: dict[int, User] = {}
+    kept: dict[tuple[int, int], Any] = {}  # rows of the kept cells' columns, not objects: thousands of them
+    extensions: dict[tuple[int, int], dt.datetime] = {}
+    for start in range(0, len(user_ids), 1000):
+        chunk = user_ids[start:start + 1000]
+        users.update((u.id, u) for u in session.scalars(
+            select(User).where(User.id.in_(chunk)).options(selectinload(User.company))))
+        kept.update(((c.user_id, c.assignment_id), c) for c in session.execute(select(
+            GradebookCell.user_id, GradebookCell.assignment_id, GradebookCell.status, GradebookCell.score,
+            GradebookCell.max_score, GradebookCell.attempts, GradebookCell.late_days, GradebookCell.flag_unreviewed)
+            .where(GradebookCell.user_id.in_(chunk), GradebookCell.assignment_id.in_(ids))))
+        extensions.update(((u, a), due) for u, a, due in session.execute(
+            select(Extension.user_id, Extension.assignment_id, Extension.due_at).where(
+                Extension.user_id.in_(chunk), Extension.assignment_id.in_(ids))))
+    deadlines: dict[tuple[int, int], dt.datetime | None] = {}
+    rows = []
+    for learner in learners:
+        row_cells = {}
+        for assignment in assignments:
+            key = (learner.user_id, assignment.id)
+            due = extensions.get(key)
+            if due is None:
+                at = (assignment.id, learner.cohort.id)
+                if at not in deadlines:
+                    deadlines[at] = effective_deadline(assignment, learner.cohort, None)
+                due = deadlines[at]
+            cell = kept.get(key)
+            if cell is None:
+                row_cells[assignment.id] = Cell("not_started", None, float(assignment.max_score or 0.0), 0, 0,
+                                                False, due, now)
+            else:
+                maximum = cell.max_score if cell.max_score is not None else float(assignment.max_score or 0.0)
+                row_cells[assignment.id] = Cell(cell.status, cell.score, maximum, cell.attempts, cell.late_days,
+                                                cell.flag_unreviewed, due, now)
+        rows.append(LearnerRow(users[learner.user_id], learner.cohort, row_cells, learner.completed_at,
+                               learner.last_activity))
+    return rows
+
+
+def _shown(row: LearnerSummary, show: str, assignments: int) -> bool:
     if show == "missing":
-        return bool(row.missing)
+        return row.submitted < assignments
     if show == "waiting":
         return row.waiting
     if show == "flagged":
@@ -284,23 +361,20 @@ def _shown(row: LearnerRow, show: str) -> bool:
     return True
 
 
-def _sort_key(sort: str):  # noqa: ANN202 - a key function for list.sort
+def _sort_key(sort: str, assignments: int, scores: dict[int, float | None]):  # noqa: ANN202 - a key for list.sort
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     if sort.startswith("a") and sort[1:].isdigit():
-        assignment_id = int(sort[1:])
-
-        def by_score(row: LearnerRow) -> tuple[float, str]:
-            cell = row.cells.get(assignment_id)
-            score = cell.standing.score if cell is not None else None
-            return (-1.0 if score is None else score, row.user.name)
+        def by_score(row: LearnerSummary) -> tuple[float, str]:
+            score = scores.get(row.user_id)
+            return (-1.0 if score is None else score, row.name)
         return by_score
     if sort == "progress":
-        return lambda row: (row.passed, len(row.cells) - len(row.missing), row.user.name)
+        return lambda row: (row.passed, row.submitted, row.name)
     if sort == "activity":
-        return lambda row: (row.last_activity or epoch, row.user.name)
+        return lambda row: (row.last_activity or epoch, row.name)
     if sort == "cohort":
-        return lambda row: (row.cohort.starts_at, row.cohort.name, row.user.name)
-    return lambda row: (row.user.name.lower(), row.user.email)
+        return lambda row: (row.cohort.starts_at, row.cohort.name, row.name)
+    return lambda row: (row.name.lower(), row.email)
 
 
 def gradebook_table(book: Gradebook, *, locale: str, header: dict[str, str], title: str,
@@ -309,21 +383,22 @@ def gradebook_table(book: Gradebook, *, locale: str, header: dict[str, str], tit
 
     ``header`` holds the translated column names (keys ``learner``, ``email``, ``company``, ``cohort``,
     ``score``, ``status``, ``attempts``, ``late_days``, ``passed``, ``completed``); ``status_label``
-    names a standing.  Scores are numbers (empty when there is none), dates are Seoul dates.
+    names a standing.  Scores are numbers (empty when there is none), dates are Seoul dates.  Every
+    row of ``book`` (build it with ``per_page=None`` for the whole gradebook).
     """
     columns = [header["learner"], header["email"], header["company"], header["cohort"]]
     for assignment in book.assignments:
         name = assignment.title(locale)
         columns += [f"{name} · {header[key]}" for key in ("score", "status", "attempts", "late_days")]
     columns += [header["passed"], header["completed"]]
+    labels = {status: status_label(status) for status in STATUSES}
     rows = []
     for row in book.rows:
         values: list[object] = [row.user.name, row.user.email, row.user.company.name if row.user.company else "",
                                 row.cohort.name]
         for assignment in book.assignments:
             cell = row.cells[assignment.id]
-            score = cell.standing.score
-            values += [None if score is None else round(score, 2), status_label(cell.standing.status),
+            values += [None if cell.score is None else round(cell.score, 2), labels[cell.status],
                        cell.attempts, cell.late_days]
         values += [row.passed, row.completed_at.astimezone(SEOUL).date().isoformat() if row.completed_at else ""]
         rows.append(values)

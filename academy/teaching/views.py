@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy import select
 from academy.catalog.models import Assignment, Course
 from academy.enrollment.models import Cohort
 from academy.extensions import db
-from academy.grading.standing import learner_standings
+from academy.grading.standing import STATUSES, learner_standings
 from academy.permissions import can_manage_course
 from academy.stats import export
 from academy.teaching import nudges, questions, queue, risk, services
@@ -52,14 +51,16 @@ def home() -> Any:
                            waiting=services.waiting_work(db.session, [c.id for c in courses]))
 
 
-def _gradebook(course: Course) -> services.Gradebook:
+def _gradebook(course: Course, *, whole: bool = False) -> services.Gradebook:
+    """The gradebook as the query string asks: one page of it, or every learner the filter keeps (``whole``)."""
     show = request.args.get("show", "all")
     sort = request.args.get("sort", "name")
     return services.build_gradebook(
         db.session, course, cohort_id=request.args.get("cohort", type=int),
         show=show if show in services.SHOWS else "all", search=request.args.get("q", "")[:100],
         sort=sort if sort in services.SORTS or (sort[:1] == "a" and sort[1:].isdigit()) else "name",
-        descending=request.args.get("desc") == "1")
+        descending=request.args.get("desc") == "1", page=request.args.get("page", 1, type=int),
+        per_page=None if whole else services.PER_PAGE)
 
 
 @bp.route("/courses/<id:course_id>/gradebook")
@@ -69,14 +70,15 @@ def gradebook(course_id: int) -> Any:
     course = _course_or_404(course_id)
     book = _gradebook(course)
     cohorts = services.cohorts_of(db.session, [course], recent_only=False).get(course.track_id, [])
-    return render_template("teaching/gradebook.html", book=book, cohorts=cohorts, args=request.args)
+    return render_template("teaching/gradebook.html", book=book, cohorts=cohorts, args=request.args,
+                           status_labels={status: staff_standing_label(status) for status in STATUSES})
 
 
 @bp.route("/courses/<id:course_id>/gradebook.<any(csv, xlsx):fmt>")
 @staff_required
 def export_gradebook(course_id: int, fmt: str) -> Any:
-    """The gradebook as shown (same cohort, filter and order) as CSV or XLSX."""
-    book = _gradebook(_course_or_404(course_id))
+    """The gradebook as shown (same cohort, filter and order), every page of it, as CSV or XLSX."""
+    book = _gradebook(_course_or_404(course_id), whole=True)
     table = services.gradebook_table(book, locale=_locale(), status_label=staff_standing_label, header={
         "learner": _("Learner"), "email": _("Email"), "company": _("Company"), "cohort": _("Cohort"),
         "score": _("score"), "status": _("status"), "attempts": _("attempts"), "late_days": _("days late"),
@@ -88,13 +90,19 @@ def export_gradebook(course_id: int, fmt: str) -> Any:
 @bp.route("/courses/<id:course_id>/at-risk")
 @staff_required
 def at_risk(course_id: int) -> Any:
-    """Learners of the course's running cohorts who may not finish it, each with the reasons in words."""
+    """Learners of the course's running cohorts who may not finish it, each with the reasons in words.
+
+    Listed ``services.PER_PAGE`` at a time (``?page=``); the nudge to all of them goes to every page's learners.
+    """
     course = _course_or_404(course_id)
     cohort_id = request.args.get("cohort", type=int)
     rows = _risk_rows(course, cohort_id)
+    pages = max(1, -(-len(rows) // services.PER_PAGE))
+    page = min(max(request.args.get("page", 1, type=int), 1), pages)
     cohorts = services.cohorts_of(db.session, [course], recent_only=False).get(course.track_id, [])
     sent = nudges.outcomes(db.session, course, cohort_id=cohort_id)
     return render_template("teaching/at_risk.html", course=course, rows=rows, cohorts=cohorts, cohort_id=cohort_id,
+                           shown=rows[(page - 1) * services.PER_PAGE:page * services.PER_PAGE], page=page, pages=pages,
                            names={a.id: a.title(_locale()) for a in course.assignments},
                            nudged=nudges.latest_by_learner(sent), sent=sent[:50], sent_total=len(sent),
                            shares=nudges.shares(sent), nudge_text=_nudge_text(course))
@@ -105,22 +113,10 @@ def _risk_rows(course: Course, cohort_id: int | None = None) -> list[risk.RiskRo
                         margin=current_app.config["ACADEMY_SETTINGS"].at_risk_margin_percent / 100)
 
 
-#: How long the staff home reuses a course's count of learners at risk: building it reads the whole
-#: gradebook (seconds for a course of thousands of learners), and the count only points to the list.
-RISK_COUNT_SECONDS = 600.0
-
-
 def _risk_counts(courses: list[Course]) -> dict[int, int]:
-    """Course id → learners at risk, counted at most ``RISK_COUNT_SECONDS`` ago (per process)."""
-    kept: dict[int, tuple[float, int]] = current_app.extensions.setdefault("academy.at_risk_counts", {})
-    now = time.monotonic()
-    counts = {}
-    for course in courses:
-        hit = kept.get(course.id)
-        if hit is None or now - hit[0] > RISK_COUNT_SECONDS:
-            hit = kept[course.id] = (now, len(_risk_rows(course)))
-        counts[course.id] = hit[1]
-    return counts
+    """Course id → learners at risk now, by the at-risk list's own rules (read from the gradebook's kept cells)."""
+    margin = current_app.config["ACADEMY_SETTINGS"].at_risk_margin_percent / 100
+    return {course.id: risk.count_at_risk(db.session, course, margin=margin) for course in courses}
 
 
 def _nudge_text(course: Course) -> dict[str, str]:

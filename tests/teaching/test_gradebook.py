@@ -123,23 +123,23 @@ def test_the_gradebook_agrees_with_each_learner_s_own_standing(app: Flask, acade
         assert book.total == 4 and [r.user.name for r in book.rows][0] == "=HYPERLINK(\"http://x\")"
         rows = {r.user.email.split("@")[0]: r for r in book.rows}
         first, second = academy["first"], academy["second"]
-        assert rows["minsu"].cells[first].standing.score == 8.0  # best of 3 and 8
+        assert rows["minsu"].cells[first].score == 8.0  # best of 3 and 8
         assert rows["minsu"].cells[first].attempts == 2
-        assert rows["minsu"].cells[second].standing.status == "not_started"
-        assert rows["seoyeon"].cells[second].standing.score == 9.0  # the last attempt counts
+        assert rows["minsu"].cells[second].status == "not_started"
+        assert rows["seoyeon"].cells[second].score == 9.0  # the last attempt counts
         assert rows["seoyeon"].cells[first].flagged
         # Flagged and not reviewed yet: it waits for staff and counts for nothing.
-        assert rows["seoyeon"].cells[first].standing.status == "waiting_for_instructor"
+        assert rows["seoyeon"].cells[first].status == "waiting_for_instructor"
         assert rows["formula"].cells[first].late_days == 2
-        assert rows["formula"].cells[second].standing.status == "waiting_for_instructor"
+        assert rows["formula"].cells[second].status == "waiting_for_instructor"
         assert rows["seoyeon"].passed == 1 and rows["minsu"].passed == 1 and rows["doyun"].passed == 0
         assert rows["doyun"].missing == [first, second] and rows["doyun"].last_activity is None
         for key, row in rows.items():
             user = db.session.get(User, academy["people"][key])
             for assignment_id, cell in row.cells.items():
                 own = learner_standing(db.session, db.session.get(Assignment, assignment_id), user, staff=True)
-                assert (cell.standing.status, cell.standing.score, cell.standing.due_at) == \
-                    (own.status, own.score, own.due_at), (key, assignment_id)
+                assert (cell.status, cell.score, cell.max_score, cell.due_at, cell.overdue) == \
+                    (own.status, own.score, own.max_score, own.due_at, own.overdue), (key, assignment_id)
 
 
 def test_filters_sorting_and_the_cohort_roster(app: Flask, academy: dict[str, Any]) -> None:
