@@ -22,12 +22,17 @@ whose rows they were before writing (see ``_statement``).  Tokens are random, no
 page kept from one database never matches another one that happens to count the same (tests, a
 restored backup).  Raw SQL bypasses the events: kept
 pages also expire (see :mod:`academy.dashboard.kept`).
+
+Other rows kept up to date the same way (the gradebook's cells, :mod:`academy.teaching.cells`) are
+computed by hooks registered with ``on_commit``: they run first in the same pass, after the last
+flush and before the stamps are touched, so every transaction takes its commit-time locks in one
+order (theirs, then the stamps').
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import BigInteger, String, event, select
@@ -44,6 +49,7 @@ CATALOG_TABLES = {"track": frozenset(), "course": frozenset(), "assignment": fro
                   "assignment_release": frozenset(), "cohort": frozenset({"seats_taken", "capacity"})}
 
 _PENDING = "academy.stamps.pending"  # session.info: scopes (and graded cells' submissions) to touch
+_COMMIT_HOOKS: list[Callable[[Session], None]] = []
 
 
 class ViewStamp(db.Model):
@@ -87,6 +93,13 @@ def note(session: Session | scoped_session, *, users: Iterable[int | None] = (),
     scopes.update(user_scope(u) for u in users if u is not None)
     if catalog:
         scopes.add(CATALOG)
+
+
+def on_commit(hook: Callable[[Session], None]) -> None:
+    """Run ``hook(session)`` as each transaction is about to commit, after its last flush, before the stamps are
+    touched (a savepoint released does not run it).  What it writes must not be rows the stamps watch."""
+    if hook not in _COMMIT_HOOKS:
+        _COMMIT_HOOKS.append(hook)
 
 
 def _pending(session: Session) -> tuple[set[str], set[int]]:
@@ -174,6 +187,8 @@ def _commit(session: Session) -> None:
     if session.in_nested_transaction():  # a savepoint released: the outer commit touches
         return
     session.flush()  # the last changes' scopes
+    for hook in _COMMIT_HOOKS:
+        hook(session)
     scopes, cells = session.info.pop(_PENDING, (set(), set()))
     if cells:
         submissions = db.metadata.tables["submission"]

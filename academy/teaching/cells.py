@@ -7,8 +7,11 @@ summary is kept in :class:`~academy.teaching.models.GradebookCell` and computed 
 from staff, so no value of a cell depends on the clock.
 
 Nothing has to remember to keep them: as :mod:`academy.stamps` does for view stamps, session events
-note which pairs changed and their cells are computed again just before the transaction commits,
-so a cell is committed with the data it sums up (and rolled back with it).  What is noted:
+note which pairs changed and their cells are computed again just before the transaction commits
+(``stamps.on_commit``), so a cell is committed with the data it sums up (and rolled back with it).
+On PostgreSQL the computing transaction first holds an advisory lock per assignment (see ``_lock``),
+so two transactions committing attempts of one learner at once never leave a stale cell.  What is
+noted:
 
 * attempts (``submission``) added, changed or deleted, and their graded cells (``cell_score``:
   grading, hand grading and overrides write them), as objects or as ``insert()`` statements with
@@ -33,9 +36,10 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import ORMExecuteState, Session, scoped_session
 
+from academy import stamps
 from academy.catalog.models import Assignment, Course
 from academy.db import utcnow
 from academy.extensions import db
@@ -251,11 +255,13 @@ def settle(session: Session | scoped_session) -> None:
     _apply(session)
 
 
-def _apply(session: Session) -> None:
+def _apply(session: Session, *, lock: bool = False) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
     if pending.everything:
+        if lock:
+            _lock(session, session.scalars(select(Assignment.id)))
         rebuild(session)
         return
     assignment_ids = set(pending.assignments)
@@ -276,8 +282,27 @@ def _apply(session: Session) -> None:
                 Submission.user_id.in_(chunk)).distinct()))
             pairs.update(session.execute(select(GradebookCell.user_id, GradebookCell.assignment_id).where(
                 GradebookCell.user_id.in_(chunk))))
+    if lock:
+        _lock(session, assignment_ids | {a for _u, a in pairs})
     refresh(session, pairs=pairs, assignment_ids=assignment_ids)
     session.info.pop(_PENDING, None)  # writing cells is no change of its own
+
+
+_LOCKS = 0x6762  # "gb": the advisory locks' first key; the second is an assignment id
+
+
+def _lock(session: Session, assignment_ids: Iterable[int]) -> None:
+    """On PostgreSQL, wait until no other transaction is computing cells of these assignments, then hold them.
+
+    Held until the commit, so that cells computed from one snapshot are never written over those of a
+    transaction that committed newer attempts in between: under READ COMMITTED the reads that follow
+    see whatever committed before the lock was granted.  Taken in order (no deadlock between two
+    committers); SQLite lets one writer at a time anyway.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for assignment_id in sorted(set(assignment_ids)):
+        session.execute(select(func.pg_advisory_xact_lock(_LOCKS, assignment_id)))
 
 
 def _loaded(instance: Any, column: str) -> Any:
@@ -372,14 +397,12 @@ def _writing(session: Session) -> bool:
     return bool(getattr(connection, "in_transaction", False))
 
 
-@event.listens_for(Session, "before_commit")
 def _commit(session: Session) -> None:
-    if session.in_nested_transaction():  # a savepoint released: the outer commit computes
-        return
-    session.flush()
-    _apply(session)
-    if session.info.get(_PENDING):  # writing cells changed nothing that cells depend on
-        session.info.pop(_PENDING, None)
+    """Just before the transaction commits (``stamps.on_commit``: after its last flush)."""
+    _apply(session, lock=True)
+
+
+stamps.on_commit(_commit)
 
 
 @event.listens_for(Session, "after_transaction_end")
