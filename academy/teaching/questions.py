@@ -170,21 +170,26 @@ class _Figures:
         self.failed_learners: set[int] = set()
         self.errors: Counter[str | None] = Counter()
 
-    def add(self, row: Any) -> None:
-        self.max_all = max(self.max_all, float(row.max_all or 0.0))
-        if row.max_counted is not None:
-            self.max_counted = max(self.max_counted or 0.0, float(row.max_counted))
-        self.manual = self.manual or bool(row.manual)
-        self.hidden = self.hidden or bool(row.hidden)
-        self.learners += int(row.learners or 0)
-        self.graded += int(row.graded or 0)
-        self.total += float(row.total or 0.0)
-        self.full += int(row.full or 0)
-        self.zero += int(row.zero or 0)
-        if row.failed_by is not None:  # a group of failing attempts: one learner, one error
-            self.failed_learners.add(row.failed_by)
-            self.failed_attempts += int(row.attempts)
-            self.errors[row.error] += int(row.attempts)
+    def add(self, row: Sequence[Any]) -> None:
+        """One row of ``_figures_query`` (in its column order: thousands of them, so by position)."""
+        (_notebook, _grade_id, failed_by, error, max_all, max_counted, manual, hidden, learners, graded, total,
+         full, zero, attempts) = row
+        if max_all is not None and max_all > self.max_all:
+            self.max_all = float(max_all)
+        if max_counted is not None and (self.max_counted is None or max_counted > self.max_counted):
+            self.max_counted = float(max_counted)
+        self.manual = self.manual or bool(manual)
+        self.hidden = self.hidden or bool(hidden)
+        if learners:
+            self.learners += int(learners)
+            self.graded += int(graded or 0)
+            self.total += float(total or 0.0)
+            self.full += int(full or 0)
+            self.zero += int(zero or 0)
+        if failed_by is not None:  # a group of failing attempts: one learner, one error
+            self.failed_learners.add(failed_by)
+            self.failed_attempts += int(attempts)
+            self.errors[error] += int(attempts)
 
     def stat(self, key: Key, number: int, name: str | None) -> QuestionStat:
         maximum = self.max_counted if self.max_counted is not None else self.max_all
@@ -240,14 +245,17 @@ def _ordered_keys(session: Session, where: Sequence[ColumnElement[bool]], wanted
     The grader reports each attempt's cells in the release's notebook and cell order
     (engine.scores): read newest release and attempt first, its questions lead, in its order, and a
     question that only an older release had follows them.  The newest attempts nearly always name
-    every question, so only a few of their cells are read.
+    every question, so only the cells of the newest twenty are read (all of them otherwise).
     """
+    newest = (select(Submission.id).where(*where)
+              .order_by(Submission.release_id.desc(), Submission.id.desc()).limit(20).scalar_subquery())
     query = (select(CellScore.notebook, CellScore.grade_id).join(Submission, Submission.id == CellScore.submission_id)
-             .where(*where).order_by(Submission.release_id.desc(), Submission.id.desc(), CellScore.id))
-    keys: list[Key] = list(dict.fromkeys((n, g) for n, g in session.execute(query.limit(20 * len(wanted) + 20))))
+             .order_by(Submission.release_id.desc(), Submission.id.desc(), CellScore.id))
+    keys: list[Key] = list(dict.fromkeys(
+        (n, g) for n, g in session.execute(query.where(CellScore.submission_id.in_(newest)))))
     if set(keys) != wanted:
-        keys = list(dict.fromkeys((n, g) for n, g in session.execute(query)))
-    return keys
+        keys = list(dict.fromkeys((n, g) for n, g in session.execute(query.where(*where))))
+    return [key for key in keys if key in wanted]
 
 
 def _names(session: Session, assignment: Assignment, keys: Sequence[Key]) -> dict[Key, str]:

@@ -102,7 +102,11 @@ def count_at_risk(session: Session, course: Course, *, now: dt.datetime | None =
 
 def _assess(session: Session, course: Course, *, cohort_id: int | None, now: dt.datetime | None, idle_days: int,
             failing_attempts: int, margin: float, named: bool) -> list[tuple[LearnerSummary, tuple[Reason, ...]]]:
-    """The learners at risk with their reasons, in ``at_risk``'s order (``named``: stuck cells get their names)."""
+    """The learners at risk with their reasons, in ``at_risk``'s order.
+
+    ``named``: stuck cells are read one by one and named; otherwise each stuck learner has one stand-in
+    stuck reason (enough to count them).
+    """
     now = now or utcnow()
     cells.settle(session)
     assignments = [a for a in course.assignments if a.active]
@@ -112,11 +116,18 @@ def _assess(session: Session, course: Course, *, cohort_id: int | None, now: dt.
     if not candidates:
         return []
 
-    stuck = _stuck_cells(session, [a.id for a in assignments], {r.user_id for r in candidates}, failing_attempts)
-    names = _question_names(session, assignments, stuck) if named else {}
+    ids = [a.id for a in assignments]
     stuck_of: dict[int, list[_StuckCell]] = defaultdict(list)
-    for cell in stuck:
-        stuck_of[cell.user_id].append(cell)
+    names: dict[tuple[int, str, str], str] = {}
+    if named:
+        stuck = _stuck_cells(session, ids, {r.user_id for r in candidates}, failing_attempts)
+        names = _question_names(session, assignments, stuck)
+        for cell in stuck:
+            stuck_of[cell.user_id].append(cell)
+    else:  # counting only: whether a learner is stuck at all, without reading which cells
+        stuck_of.update((user_id, [_StuckCell(user_id, 0, "", "", failing_attempts)]) for user_id in session.scalars(
+            select(GradebookCell.user_id).where(GradebookCell.assignment_id.in_(ids),
+                                                GradebookCell.most_failing >= failing_attempts).distinct()))
     medians = _median_progress(running, len(assignments))
     position = {a.id: (a.position, a.id) for a in assignments}
 
@@ -126,7 +137,8 @@ def _assess(session: Session, course: Course, *, cohort_id: int | None, now: dt.
         start = max(t for t in (row.last_activity, row.cohort.starts_at, row.requested_at) if t is not None)
         if now - start >= dt.timedelta(days=idle_days):
             reasons.append(Reason(IDLE, {"days": (now - start).days, "ever_active": row.last_activity is not None}))
-        for cell in sorted(stuck_of[row.user_id], key=lambda c: (position[c.assignment_id], c.notebook, c.grade_id)):
+        for cell in sorted(stuck_of.get(row.user_id, ()),
+                           key=lambda c: (position.get(c.assignment_id, (0, 0)), c.notebook, c.grade_id)):
             reasons.append(Reason(STUCK, {
                 "assignment_id": cell.assignment_id, "notebook": cell.notebook, "grade_id": cell.grade_id,
                 "attempts": cell.attempts, "name": names.get((cell.assignment_id, cell.notebook, cell.grade_id)),

@@ -123,11 +123,12 @@ def waiting_work(session: Session, course_ids: Sequence[int], *, limit: int = 20
         return Waiting([], 0, [], 0)
     graded, flagged_query = waiting_queries(course_ids)
     to_grade_count = session.scalar(select(func.count()).select_from(graded.subquery())) or 0
+    listed = (selectinload(Submission.user), selectinload(Submission.assignment))  # the home names both
     to_grade = [WaitingItem(s, n) for s, n in session.execute(
-        graded.order_by(Submission.submitted_at, Submission.id).limit(limit))]
+        graded.order_by(Submission.submitted_at, Submission.id).limit(limit).options(*listed))]
     flagged_count = session.scalar(select(func.count()).select_from(flagged_query.subquery())) or 0
     flagged = [WaitingItem(s, 0) for s in session.scalars(
-        flagged_query.order_by(Submission.submitted_at.desc(), Submission.id.desc()).limit(limit))]
+        flagged_query.order_by(Submission.submitted_at.desc(), Submission.id.desc()).limit(limit).options(*listed))]
     return Waiting(to_grade, to_grade_count, flagged, flagged_count)
 
 
