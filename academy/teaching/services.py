@@ -14,7 +14,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, case, func, select
@@ -163,9 +163,11 @@ class Cell:
         return self.status == "not_started" and self.due_at is not None and self.due_at < self.now
 
 
-@dataclass(frozen=True)
-class LearnerSummary:
-    """A learner of the course over all its active assignments: what the filters, sorts and counts read."""
+class LearnerSummary(NamedTuple):
+    """A learner of the course over all its active assignments: what the filters, sorts and counts read.
+
+    A tuple, not a dataclass: one per learner of the course on every request.
+    """
 
     user_id: int
     name: str
@@ -263,10 +265,13 @@ def learner_summaries(session: Session, course: Course, *, cohort_id: int | None
     rows = session.execute(query).all()
     cohorts = {c.id: c for c in session.scalars(select(Cohort).where(
         Cohort.id.in_(sorted({r.cohort_id for r in rows}))))} if rows else {}
-    return [LearnerSummary(r.id, r.name, r.email, cohorts[r.cohort_id], r.requested_at, r.completed_at,
-                           max((t for t in (r.last_submitted_at, r.at) if t is not None), default=None),
-                           int(r.passed or 0), int(r.submitted or 0), bool(r.waiting), bool(r.flagged))
-            for r in rows]
+    found = []
+    for (user_id, name, email, cohort_id, requested_at, completed_at, passed, submitted, waiting, flagged,
+         submitted_at, lab_at) in rows:
+        last = submitted_at if lab_at is None or (submitted_at is not None and submitted_at > lab_at) else lab_at
+        found.append(LearnerSummary(user_id, name, email, cohorts[cohort_id], requested_at, completed_at, last,
+                                    int(passed or 0), int(submitted or 0), bool(waiting), bool(flagged)))
+    return found
 
 
 def build_gradebook(session: Session, course: Course, *, cohort_id: int | None = None, show: str = "all",

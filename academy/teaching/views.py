@@ -105,7 +105,9 @@ def at_risk(course_id: int) -> Any:
                            shown=rows[(page - 1) * services.PER_PAGE:page * services.PER_PAGE], page=page, pages=pages,
                            names={a.id: a.title(_locale()) for a in course.assignments},
                            nudged=nudges.latest_by_learner(sent), sent=sent[:50], sent_total=len(sent),
-                           shares=nudges.shares(sent), nudge_text=_nudge_text(course))
+                           shares=nudges.shares(sent), nudge_text=_nudge_text(course),
+                           # Translated once, filled in for each of the page's (many) stuck questions.
+                           stuck_text=_("Failed %(question)s in %(assignment)s in %(n)d attempts in a row"))
 
 
 def _risk_rows(course: Course, cohort_id: int | None = None) -> list[risk.RiskRow]:
