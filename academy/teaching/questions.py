@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment
 from academy.errors import NotFound
-from academy.grading import deadlines
 from academy.grading.models import CellScore, Submission, SubmissionStatus
 from academy.grading.questions import question_names
 from academy.grading.services import current_release
@@ -96,22 +95,6 @@ class QuestionReport:
     questions: tuple[QuestionStat, ...]  # in the release's notebook and cell order
     failed_most: tuple[FailedQuestion, ...]  # most learners failing first; only questions failed at least once
     counted_attempts: Mapping[int, int]  # user id → the attempt number that counts
-
-
-def counted_attempt(attempts: Iterable[tuple[int, float | None]], score_policy: str) -> int | None:
-    """The attempt number that counts among one learner's ``(attempt, score)`` of scored submissions.
-
-    The same choice as ``grading.standing`` makes for staff (nothing held): ``last`` the newest
-    attempt with a score, ``best`` the earliest attempt with the best score
-    (``deadlines.counting_score``).  None when no attempt has a score.
-    """
-    scored = [(attempt, score) for attempt, score in attempts if score is not None]
-    if not scored:
-        return None
-    if score_policy == "last":
-        return max(attempt for attempt, _score in scored)
-    best = deadlines.counting_score(scored, "best")
-    return min(attempt for attempt, score in scored if score == best)
 
 
 def question_report(session: Session, assignment: Assignment,
