@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,20 +125,57 @@ def failing_streaks(attempts: Sequence[Any], scores: Iterable[tuple[int, str, st
     return found
 
 
-def cell_values(assignment: Assignment, attempts: Sequence[Any], waiting: Collection[int],
-                scores: Iterable[tuple[int, str, str, float, float]] = ()) -> dict[str, Any] | None:
+#: One graded cell of a scored attempt: (submission id, notebook, grade_id, score, max_score, manual, hidden, error).
+CellRow = tuple[int, str, str, float | None, float, bool, bool, str | None]
+
+
+def question_facts(counted_id: int | None, cells: Sequence[CellRow]) -> dict[str, list[Any]] | None:
+    """What the question statistics need of one learner's scored attempts at an assignment, as JSON.
+
+    ``q``: each question seen, ``[notebook, grade_id, max_score, manual, hidden]`` (the largest
+    maximum; whether any of its cells is a written answer, holds hidden tests); ``c``: the counted
+    attempt's cells, ``[notebook, grade_id, score, max_score]``; ``f``: each autograded question
+    failed (scored below its maximum) in some attempt, ``[notebook, grade_id, attempts, [[error,
+    attempts], ...]]`` with the errors as recorded.  The statistics sum these per question
+    (:mod:`academy.teaching.questions`).  None without any cell.
+    """
+    if not cells:
+        return None
+    seen: dict[tuple[str, str], list[Any]] = {}
+    failed: dict[tuple[str, str], dict[str | None, int]] = {}
+    counted = []
+    for submission_id, notebook, grade_id, score, maximum, manual, hidden, error in cells:
+        key = (notebook, grade_id)
+        facts = seen.get(key)
+        if facts is None:
+            seen[key] = [notebook, grade_id, maximum, bool(manual), bool(hidden)]
+        else:
+            facts[2] = max(facts[2], maximum)
+            facts[3] = facts[3] or bool(manual)
+            facts[4] = facts[4] or bool(hidden)
+        if submission_id == counted_id:
+            counted.append([notebook, grade_id, score, maximum])
+        if not manual and score is not None and score < maximum - _EPSILON:
+            errors = failed.setdefault(key, {})
+            errors[error] = errors.get(error, 0) + 1
+    return {"q": list(seen.values()), "c": counted,
+            "f": [[notebook, grade_id, sum(errors.values()), [[e, n] for e, n in errors.items()]]
+                  for (notebook, grade_id), errors in failed.items()]}
+
+
+def cell_values(assignment: Assignment, attempts: Sequence[Any], cells: Sequence[CellRow]) -> dict[str, Any] | None:
     """The cell of one learner's ``attempts`` (Submissions, or anything with their columns) at ``assignment``.
 
-    ``waiting``: ids of attempts with written answers not graded yet; ``scores``: their autograded
-    cells' scores (see ``failing_streaks``).  None when there is no attempt.
+    ``cells``: the graded cells of those attempts whose status carries a score.  None when there is no attempt.
     """
     if not attempts:
         return None
+    waiting = {c[0] for c in cells if c[5] and c[3] is None}  # written answers not graded yet
     standing = standing_from(
         assignment, attempts, due=None, now=utcnow(), staff=True,
         waiting=lambda s: s.status.has_score and (s.id in waiting or flag_unreviewed(s)))
     counted = standing.counted
-    failing = failing_streaks(attempts, scores)
+    failing = failing_streaks(attempts, [c[:5] for c in cells if not c[5] and c[3] is not None])
     return {
         "attempts": len(attempts),
         "status": standing.status,
@@ -151,6 +188,7 @@ def cell_values(assignment: Assignment, attempts: Sequence[Any], waiting: Collec
         "last_submitted_at": max(s.submitted_at for s in attempts),
         "failing": failing or None,
         "most_failing": max((n for _notebook, _grade_id, n in failing), default=0),
+        "questions": question_facts(counted.submission.id if counted else None, cells),
     }
 
 
@@ -190,29 +228,25 @@ def _refresh_users(session: Session, assignment: Assignment, user_ids: Sequence[
     by_user: dict[int, list[_Attempt]] = defaultdict(list)
     for row in session.execute(select(*_ATTEMPT_COLUMNS).where(*where)):
         by_user[row.user_id].append(_Attempt(*row, assignment=assignment))
-    waiting = set(session.scalars(
-        select(CellScore.submission_id).join(Submission, Submission.id == CellScore.submission_id)
-        .where(*where, CellScore.manual.is_(True), CellScore.score.is_(None))))
-    scores: dict[int, list[tuple[int, str, str, float, float]]] = defaultdict(list)
-    for row in session.execute(
+    cells: dict[int, list[CellRow]] = defaultdict(list)
+    for user_id, *cell in session.execute(
             select(Submission.user_id, CellScore.submission_id, CellScore.notebook, CellScore.grade_id,
-                   CellScore.score, CellScore.max_score)
+                   CellScore.score, CellScore.max_score, CellScore.manual, CellScore.hidden, CellScore.error)
             .join(Submission, Submission.id == CellScore.submission_id)
-            .where(*where, Submission.status.in_(_SCORED), CellScore.manual.is_(False),
-                   CellScore.score.is_not(None))):
-        scores[row[0]].append(tuple(row[1:]))
+            .where(*where, Submission.status.in_(_SCORED))):
+        cells[user_id].append(tuple(cell))  # type: ignore[arg-type]
     rows = []
     for user_id, attempts in by_user.items():
-        values = cell_values(assignment, attempts, waiting, scores.get(user_id, ()))
+        values = cell_values(assignment, attempts, cells.get(user_id, []))
         if values is not None:
             rows.append({"assignment_id": assignment.id, "user_id": user_id, **values})
     table = GradebookCell.__table__
-    stale = delete(table).where(table.c.assignment_id == assignment.id)
-    if user_ids is not None:
-        stale = stale.where(table.c.user_id.in_(user_ids))
-    if rows:
-        stale = stale.where(table.c.user_id.not_in(sorted(by_user)))
-    session.execute(stale)
+    if user_ids is None:
+        session.execute(delete(table).where(table.c.assignment_id == assignment.id))
+    else:
+        gone = [u for u in user_ids if u not in by_user]
+        if gone:
+            session.execute(delete(table).where(table.c.assignment_id == assignment.id, table.c.user_id.in_(gone)))
     if rows:
         _upsert(session, rows)
     return len(rows)

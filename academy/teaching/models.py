@@ -67,8 +67,10 @@ class GradebookCell(db.Model):
     # Autograded cells failed in scored attempts since the learner last passed them, as
     # [notebook, grade_id, attempts] (None: none), and the most such attempts of one cell: what the
     # at-risk list's "stuck" rule reads (``cells.failing_streaks``).
-    failing: Mapped[list[list[Any]] | None] = mapped_column(JSON)
+    failing: Mapped[list[list[Any]] | None] = mapped_column(JSON(none_as_null=True))
     most_failing: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the question statistics sum per question (``cells.question_facts``); None: no graded cell.
+    questions: Mapped[dict[str, list[Any]] | None] = mapped_column(JSON(none_as_null=True))
 
 
 # What waits for staff (the staff home's counts and the grading queue, ``services.waiting_queries``) is

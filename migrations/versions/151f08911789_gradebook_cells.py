@@ -6,8 +6,8 @@ Create Date: 2026-12-06 21:26:49.915245
 
 The gradebook's kept cells (``gradebook_cell``): per learner and assignment attempted, the attempts,
 the staff standing, the attempt that counts with its score, maximum and days late, whether a flag
-waits for staff, the newest attempt's time, and the autograded cells failed since last passed
-(``academy.teaching.cells`` keeps them).  A database that already holds attempts gets its cells
+waits for staff, the newest attempt's time, the autograded cells failed since last passed, and
+what the question statistics sum (``academy.teaching.cells`` keeps them).  A database that already holds attempts gets its cells
 computed here, by the portal's own rules.  And two partial indexes for what waits for staff: the
 written answers not graded yet, and the flagged attempts nobody reviewed.
 
@@ -40,6 +40,7 @@ def upgrade():
     sa.Column('last_submitted_at', academy.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('failing', sa.JSON(), nullable=True),
     sa.Column('most_failing', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('questions', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['assignment_id'], ['assignment.id'], name=op.f('fk_gradebook_cell_assignment_id_assignment'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['counted_submission_id'], ['submission.id'], name=op.f('fk_gradebook_cell_counted_submission_id_submission'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['user_id'], ['user.id'], name=op.f('fk_gradebook_cell_user_id_user'), ondelete='CASCADE'),
