@@ -4,7 +4,10 @@ Building a course's gradebook from its attempts reads every attempt of every lea
 2,000 learners × 10 assignments × 5 attempts: seconds).  Instead each (learner, assignment) pair's
 summary is kept in :class:`~academy.teaching.models.GradebookCell` and computed by the one truth,
 ``grading.standing.standing_from(..., staff=True)``, never by a copy of its rules: nothing is held
-from staff, so no value of a cell depends on the clock.
+from staff, so no value of a cell depends on the clock.  Beside the standing a cell keeps what the
+other instructor pages would otherwise read every attempt for: the autograded questions failed since
+last passed (``failing_streaks``, the at-risk list's "stuck" rule) and the learner's facts per
+question (``question_facts``, summed by the question statistics).
 
 Nothing has to remember to keep them: as :mod:`academy.stamps` does for view stamps, session events
 note which pairs changed and their cells are computed again just before the transaction commits
@@ -59,20 +62,18 @@ class _Pending:
 
     pairs: set[tuple[int, int]]  # (user id, assignment id)
     submissions: set[int]  # attempts whose graded cells changed
-    users: set[int]  # learners with attempts changed by a statement whose assignments are unknown
     assignments: set[int]  # every cell of these
     courses: set[int]  # every cell of these courses' assignments
     everything: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.pairs or self.submissions or self.users or self.assignments or self.courses
-                    or self.everything)
+        return bool(self.pairs or self.submissions or self.assignments or self.courses or self.everything)
 
 
 def _pending(session: Session) -> _Pending:
     found = session.info.get(_PENDING)
     if found is None:
-        found = session.info[_PENDING] = _Pending(set(), set(), set(), set(), set())
+        found = session.info[_PENDING] = _Pending(set(), set(), set(), set())
     return found
 
 
@@ -308,14 +309,6 @@ def _apply(session: Session, *, lock: bool = False) -> None:
         for start in range(0, len(ordered), 5000):
             pairs.update(session.execute(select(Submission.user_id, Submission.assignment_id).where(
                 Submission.id.in_(ordered[start:start + 5000]))))
-    if pending.users:
-        ordered = sorted(pending.users)
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start:start + _CHUNK]
-            pairs.update(session.execute(select(Submission.user_id, Submission.assignment_id).where(
-                Submission.user_id.in_(chunk)).distinct()))
-            pairs.update(session.execute(select(GradebookCell.user_id, GradebookCell.assignment_id).where(
-                GradebookCell.user_id.in_(chunk))))
     if lock:
         _lock(session, assignment_ids | {a for _u, a in pairs})
     refresh(session, pairs=pairs, assignment_ids=assignment_ids)
