@@ -251,3 +251,27 @@ def test_the_question_statistics_page_and_its_export(app: Flask, academy: dict[s
         client.get(f"/teach/assignments/{first}/questions.csv").data.decode("utf-8-sig"))))
     assert len(rows) == 2 and rows[1][5] == "3"  # one question, three learners
     assert _teacher(app, OTHER_TEACHER).get(f"/teach/assignments/{first}/questions").status_code == 404
+
+
+def test_pages_cover_every_learner_and_keep_the_filter(app: Flask, academy: dict[str, Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from academy.catalog.models import Course
+    from academy.teaching.services import build_gradebook
+
+    with app.app_context():
+        course = db.session.get(Course, academy["course_id"])
+        whole = [r.user.email for r in build_gradebook(db.session, course, per_page=None).rows]
+        pages = [build_gradebook(db.session, course, page=n, per_page=3) for n in (1, 2, 3)]
+        assert [p.pages for p in pages] == [2, 2, 2] and pages[2].page == 2  # past the end: the last page
+        assert [r.user.email for p in pages[:2] for r in p.rows] == whole
+        assert all(p.total == 4 and p.shown == 4 and p.counts == pages[0].counts for p in pages)
+        waiting = build_gradebook(db.session, course, show="waiting", page=1, per_page=1)
+        assert (waiting.shown, waiting.pages, waiting.counts["waiting"]) == (2, 2, 2)
+    client = _teacher(app)
+    monkeypatch.setattr("academy.teaching.services.PER_PAGE", 1)
+    page = client.get(f"/teach/courses/{academy['course_id']}/gradebook?show=waiting&sort=progress&page=2")
+    text = page.get_data(as_text=True)
+    assert text.count("data-learner=") == 1 and 'data-pages="2"' in text
+    assert "show=waiting" in text and "sort=progress" in text and "page=1" in text  # the page links keep the filter
+    export = client.get(f"/teach/courses/{academy['course_id']}/gradebook.csv?show=waiting&page=2")
+    assert len(list(csv.reader(io.StringIO(export.data.decode("utf-8-sig"))))) == 3  # the whole filter, not a page
