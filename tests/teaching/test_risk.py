@@ -241,7 +241,8 @@ def test_the_cohort_filter(app: Flask, course_of: Any, make_cohort: Any, learner
 
 
 def test_the_instructor_s_page_words_every_reason_and_hides_the_list_from_others(
-        app: Flask, client: Any, make_track: Any, make_cohort: Any, make_user: Any, learner: Any) -> None:
+        app: Flask, client: Any, make_track: Any, make_cohort: Any, make_user: Any, learner: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from academy.catalog.models import Course
     from tests.conftest import login
 
@@ -276,3 +277,10 @@ def test_the_instructor_s_page_words_every_reason_and_hides_the_list_from_others
     assert title in page and "3" in page and 'data-reason="stuck"' in page and 'data-reason="behind"' in page
     assert "중앙값 50%" in page and "통과율 0%" in page
     assert ">q1<" not in page and "q1 " not in page  # grade ids are never shown
+    # A page at a time; the home counts the same learners; the nudge to all goes to every page's learners.
+    assert 'data-count="at-risk">2<' in client2.get("/teach").get_data(as_text=True)
+    monkeypatch.setattr("academy.teaching.services.PER_PAGE", 1)
+    second = client2.get(f"/teach/courses/{course_id}/at-risk?page=2").get_data(as_text=True)
+    assert second.count("data-learner=") == 1 and 'data-pages="2"' in second and 'data-at-risk="2"' in second
+    everyone = second.split('data-nudge-form="all"', 1)[1].split("</form>", 1)[0]
+    assert everyone.count('name="user"') == 2
