@@ -293,7 +293,7 @@ def build_gradebook(session: Session, course: Course, *, cohort_id: int | None =
     chosen = [r for r in learners if _shown(r, show, len(assignments))
               and (not needle or needle in r.name.lower() or needle in r.email.lower())]
     scores: dict[int, float | None] = {}
-    if sort.startswith("a") and sort[1:].isdigit():
+    if sort.startswith("a") and sort[1:].isdigit() and int(sort[1:]) in {a.id for a in assignments}:
         scores = dict(session.execute(select(GradebookCell.user_id, GradebookCell.score).where(
             GradebookCell.assignment_id == int(sort[1:]))).all())
     chosen.sort(key=_sort_key(sort, len(assignments), scores), reverse=descending)
