@@ -500,10 +500,11 @@ def override_score(session: Session, submission: Submission, cell_id: int, point
     row = session.scalar(select(ScoreOverride).where(
         ScoreOverride.submission_id == submission.id, ScoreOverride.notebook == cell.notebook,
         ScoreOverride.grade_id == cell.grade_id))
+    actor_id = actor.id  # read before the new row is pending: an expired actor would flush it half-filled
     if row is None:
         row = ScoreOverride(submission_id=submission.id, notebook=cell.notebook, grade_id=cell.grade_id)
         session.add(row)
-    row.points, row.reason, row.actor_id, row.created_at = float(points), text, actor.id, utcnow()
+    row.points, row.reason, row.actor_id, row.created_at = float(points), text, actor_id, utcnow()
     if not cell.overridden:
         cell.auto_score, cell.overridden = cell.score, True
     cell.score = float(points)
