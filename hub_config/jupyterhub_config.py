@@ -198,6 +198,8 @@ class AcademySpawner(SimpleLocalProcessSpawner):
         # No device granted (CPU profile, or no GPU on this machine): hide every GPU from CUDA.
         environment["CUDA_VISIBLE_DEVICES"] = device if gpus and device else ""
         environment["ACADEMY_LAB_PROFILE"] = profile
+        # Course staff's authoring lab shows nbgrader's authoring tools (singleuser/jupyter_server_config.py).
+        environment["ACADEMY_LAB_ROLE"] = "authoring" if profile == "authoring" else "learner"
         environment["JUPYTER_CONFIG_PATH"] = str(HERE / "singleuser")
         environment["PYTHONPATH"] = str(HERE / "singleuser")
         environment["JUPYTERHUB_ACTIVITY_INTERVAL"] = env("ACADEMY_LAB_ACTIVITY_INTERVAL", "60")

@@ -33,7 +33,7 @@ from academy.labs.hub import HubClient, HubError, HubUnavailable, StartResult, c
 from academy.labs.labels import profile_title
 from academy.labs.models import LabSession, LabState
 from academy.labs.notebooks import open_notebooks
-from academy.labs.profiles import Profile, configured_profiles
+from academy.labs.profiles import AUTHORING, Profile, configured_profiles
 from academy.labs.queue import (
     active_session,
     close_lab,
@@ -46,6 +46,7 @@ from academy.labs.queue import (
     serve_queue,
 )
 from academy.oidc.server import hub_username, revoke_all
+from academy.permissions import can_manage_course
 from academy.users.models import User
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
     cohort, profile = _admitted(session, settings, user, course, profile_name)
     current = active_session(session, user.id)
     if current is not None:
-        if current.profile == profile.name and (current.course_id == course.id or not profile.uses_gpu):
+        if current.profile == profile.name and (current.course_id == course.id
+                                                or not (profile.uses_gpu or profile.authoring)):
             current.assignment_id = assignment.id if assignment is not None else current.assignment_id
             current.last_seen_at = utcnow()
             if current.state == LabState.running:
@@ -108,6 +110,12 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
 def _admitted(session: Session, settings: Settings, user: User, course: Course,
               profile_name: str | None) -> tuple[Cohort | None, Profile]:
     """The cohort and profile of a launch ``user`` may make; LabRefused with the reason otherwise."""
+    if profile_name == AUTHORING:
+        profile = configured_profiles(settings).get(AUTHORING)
+        if profile is None or not can_manage_course(user, course):
+            log.warning("lab refused: user %s asked for the authoring lab of course %s", user.id, course.slug)
+            raise LabRefused(_("Only the course's instructors can open its authoring lab."))
+        return None, profile
     try:
         cohort = lab_cohort(session, user, course)
     except PermissionDenied as exc:

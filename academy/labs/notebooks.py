@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import posixpath
+from pathlib import Path
 
 from flask_babel import gettext as _
 from sqlalchemy.orm import Session
 
 from academy.audit.services import record as audit
-from academy.catalog.models import Assignment
+from academy.catalog.models import Assignment, Course
 from academy.db import utcnow
 from academy.labs import LabRefused
 from academy.labs.hub import HubClient
@@ -34,12 +35,88 @@ def workspace_path(assignment: Assignment, name: str) -> str:
     return path
 
 
+def source_path(assignment: Assignment, name: str) -> str:
+    """Where a source file of ``assignment`` lives in the authoring lab: ``<course>/source/<assignment>/<name>``
+    (nbgrader's own layout).  Raises LabRefused for a name that would leave that folder."""
+    workspace_path(assignment, name)  # the same rules for the name
+    return posixpath.join(assignment.course.slug, "source", assignment.slug, name)
+
+
 def open_notebooks(session: Session, client: HubClient, lab: LabSession) -> str:
-    """Copy the notebooks of the lab's assignment into its workspace; the path the lab opens ("" for none)."""
+    """Copy the notebooks of the lab's assignment into its workspace; the path the lab opens ("" for none).
+
+    Course staff's authoring lab gets the source notebooks of every assignment of the course instead.
+    """
+    from academy.labs.profiles import AUTHORING
+
+    if lab.profile == AUTHORING:
+        course = session.get(Course, lab.course_id)
+        return copy_sources(session, client, lab.hub_user, course, lab.assignment_id) if course else ""
     assignment = session.get(Assignment, lab.assignment_id) if lab.assignment_id else None
     if assignment is None:
         return ""
     return copy_notebooks(session, client, lab.hub_user, assignment)
+
+
+def current_sources(session: Session, assignment: Assignment) -> dict[str, bytes]:
+    """The assignment's source files as its current release has them (the course folder's before the first
+    release): the notebooks with solutions and hidden tests, and the files beside them."""
+    from academy.grading import services as grading
+
+    release = grading.current_release(session, assignment)
+    folder = (Path(release.path) if release is not None else Path(assignment.course.source_path)) \
+        / "source" / assignment.slug
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def copy_sources(session: Session, client: HubClient, hub_user: str, course: Course,
+                 assignment_id: int | None) -> str:
+    """Put the source files of the course's active assignments into the authoring lab, never over a file already
+    there (the instructor's edits stay).  Returns the path of the first notebook of ``assignment_id`` (or of the
+    course's first assignment), the one the lab opens."""
+    chosen = fallback = ""
+    for assignment in [a for a in course.assignments if a.active]:
+        files = current_sources(session, assignment)
+        if not files:
+            continue
+        folder = posixpath.dirname(source_path(assignment, next(iter(files))))
+        client.make_dirs(hub_user, folder)
+        for name, data in files.items():
+            path = source_path(assignment, name)
+            if client.get_file(hub_user, path, content=False) is not None:
+                continue
+            if name.endswith(".ipynb"):
+                client.put_notebook(hub_user, path, json.loads(data))
+            else:
+                client.put_file(hub_user, path, data)
+        first = next((source_path(assignment, n) for n in assignment.notebooks if n in files), "")
+        if assignment.id == assignment_id:
+            chosen = first
+        fallback = fallback or first
+    return chosen or fallback
+
+
+def pull_sources(client: HubClient, user: User, assignment: Assignment) -> dict[str, bytes]:
+    """The source notebooks of ``assignment`` as they are now in ``user``'s running authoring lab (read through
+    the contents API, as JupyterLab saved them).
+
+    Raises LabRefused when the lab is not running or holds none of them.
+    """
+    hub_user = hub_username(user)
+    if not client.server(hub_user).ready:
+        raise LabRefused(_("Your authoring lab is not running. Open it first, or upload the notebooks instead."))
+    files: dict[str, bytes] = {}
+    for name in assignment.notebooks:
+        model = client.get_file(hub_user, source_path(assignment, name))
+        if model is not None and model.get("type") == "notebook":
+            files[name] = json.dumps(model["content"], ensure_ascii=False, indent=1).encode("utf-8")
+    if not files:
+        raise LabRefused(_("Your authoring lab has no source notebook of this assignment. Open the authoring lab "
+                           "from this page first."))
+    return files
 
 
 def copy_notebooks(session: Session, client: HubClient, hub_user: str, assignment: Assignment) -> str:

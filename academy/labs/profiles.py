@@ -12,6 +12,9 @@ from academy.errors import AcademyError
 if TYPE_CHECKING:
     from academy.config import Settings
 
+#: Course staff's lab: the course's source notebooks and nbgrader's authoring tools; never offered to learners.
+AUTHORING = "authoring"
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -26,6 +29,11 @@ class Profile:
     @property
     def uses_gpu(self) -> bool:
         return self.gpus > 0
+
+    @property
+    def authoring(self) -> bool:
+        """Course staff's authoring lab (see ``AUTHORING``)."""
+        return self.name == AUTHORING
 
     def title_for(self, locale: str) -> str:
         return self.title.get(locale) or self.title.get("ko") or self.name
@@ -52,6 +60,8 @@ def load_profiles(path: Path) -> dict[str, Profile]:
                                  mem_limit=raw.get("mem_limit"), cpu_limit=raw.get("cpu_limit"))
     if "cpu" not in profiles or profiles["cpu"].uses_gpu:
         raise AcademyError(f"{path}: a CPU-only profile named 'cpu' is required (the fallback when GPUs are busy)")
+    if AUTHORING in profiles and profiles[AUTHORING].uses_gpu:
+        raise AcademyError(f"{path}: the '{AUTHORING}' profile (course staff's authoring lab) must be CPU-only")
     return profiles
 
 

@@ -16,6 +16,7 @@ from academy.labs import LabRefused, labels, notebooks, reports
 from academy.labs.hub import HubClient, HubError, HubUnavailable, client_for
 from academy.labs.launch import launch, stop_lab
 from academy.labs.models import LabSession, LabState
+from academy.labs.profiles import AUTHORING
 from academy.labs.queue import place_in_line
 from academy.labs.running import RunningLab, running_lab
 from academy.labs.usage import quota_warning, record_hub_event
@@ -64,6 +65,8 @@ def open_lab(course_id: int) -> Any:
             abort(404)
     back = url_for("grading.assignment", assignment_id=assignment.id) if assignment else url_for(
         "catalog.course", slug=course.slug)
+    if request.form.get("profile") == AUTHORING and assignment is not None:
+        back = url_for("teaching.publish", assignment_id=assignment.id)
     client = _client()
     try:
         lab = launch(db.session, client, _settings(), user=current_user, course=course,

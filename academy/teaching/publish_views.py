@@ -60,16 +60,49 @@ def publish(assignment_id: int) -> Any:
         .order_by(AssignmentRelease.version.desc())).all()
     store, _blobs = drafts.stores(_data_dir())
     return render_template("teaching/publish.html", assignment=assignment, versions=versions,
-                           recent=store.recent(assignment.id))
+                           recent=store.recent(assignment.id), authoring=_authoring_lab(assignment))
+
+
+def _authoring_lab(assignment: Assignment) -> dict[str, Any] | None:
+    """The signed-in user's authoring lab for the assignment's course: offered (labs configured with an authoring
+    profile) and, when open, the lab session; None when this portal has no authoring lab."""
+    from academy.labs.models import LabSession
+    from academy.labs.profiles import AUTHORING, configured_profiles
+    from academy.labs.queue import active_session
+
+    settings = current_app.config["ACADEMY_SETTINGS"]
+    if not settings.labs_enabled or AUTHORING not in configured_profiles(settings):
+        return None
+    lab: LabSession | None = active_session(db.session, current_user.id)
+    if lab is not None and (lab.profile != AUTHORING or lab.course_id != assignment.course_id):
+        lab = None
+    return {"lab": lab, "profile": AUTHORING}
 
 
 @bp.route("/assignments/<id:assignment_id>/publish", methods=["POST"])
 @staff_required
 def start_publish(assignment_id: int) -> Any:
-    """Uploaded source notebooks go to the checks (nothing is released yet)."""
+    """Source notebooks go to the checks (nothing is released yet): uploaded, or (``source=lab``) read from the
+    signed-in instructor's authoring lab through the contents API."""
     from academy.grading.views import _uploaded_files
 
-    return send_for_checking(_managed(assignment_id), _uploaded_files(), "upload")
+    assignment = _managed(assignment_id)
+    if request.form.get("source") != "lab":
+        return send_for_checking(assignment, _uploaded_files(), "upload")
+    from academy.labs import LabRefused
+    from academy.labs.hub import HubError, client_for
+    from academy.labs.notebooks import pull_sources
+
+    try:
+        files = pull_sources(client_for(current_app.config["ACADEMY_SETTINGS"]), current_user, assignment)
+    except LabRefused as exc:
+        flash(str(exc), "danger")
+        return redirect(url_for("teaching.publish", assignment_id=assignment.id), 303)
+    except HubError:
+        flash(_("The lab server is not reachable right now, so your notebooks could not be read. Try again in a "
+                "few minutes, or upload them instead."), "danger")
+        return redirect(url_for("teaching.publish", assignment_id=assignment.id), 303)
+    return send_for_checking(assignment, files, "lab")
 
 
 def _draft_or_404(assignment: Assignment, token: str) -> drafts.Draft:
@@ -87,6 +120,7 @@ def publish_draft(assignment_id: int, token: str) -> Any:
     assignment = _managed(assignment_id)
     draft = _draft_or_404(assignment, token)
     return render_template("teaching/publish_draft.html", assignment=assignment, draft=draft,
+                           stalled=drafts.stalled(draft),
                            current=drafts.current_version(db.session, assignment),
                            attempts=db.session.scalar(select(func.count()).select_from(Submission).where(
                                Submission.assignment_id == assignment.id)) or 0)
@@ -107,6 +141,23 @@ def confirm_publish(assignment_id: int, token: str) -> Any:
         enqueue_after_commit(db.session, "academy.publish_version", draft.token)
         db.session.commit()
         flash(_("The new version is being released; learners get it in a moment."), "info")
+    return redirect(url_for("teaching.publish_draft", assignment_id=assignment.id, token=token), 303)
+
+
+@bp.route("/assignments/<id:assignment_id>/publish/<token>/retry", methods=["POST"])
+@staff_required
+def retry_publish(assignment_id: int, token: str) -> Any:
+    """Send a stalled or failed check or release again."""
+    assignment = _managed(assignment_id)
+    draft = _draft_or_404(assignment, token)
+    try:
+        task = drafts.retry(db.session, _data_dir(), draft, actor=current_user)
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        enqueue_after_commit(db.session, task, draft.token)
+        db.session.commit()
     return redirect(url_for("teaching.publish_draft", assignment_id=assignment.id, token=token), 303)
 
 

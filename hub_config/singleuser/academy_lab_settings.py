@@ -39,6 +39,13 @@ BACK_CAPTION = "AI 새마을 아카데미 포털을 새 탭에서 엽니다 · O
 OPEN_COMMAND = "help:open"
 TOP_BAR_ITEM = "academy-portal"
 
+#: nbgrader's JupyterLab plugins. Learners' labs have none (the portal hands out, collects and grades);
+#: course staff's authoring lab has the "Create Assignment" cell toolbar and the validate button.
+NBGRADER_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:assignment-list",
+                    "@jupyter/nbgrader:course-list", "@jupyter/nbgrader:create-assignment",
+                    "@jupyter/nbgrader:validate-assignment")
+AUTHORING_PLUGINS = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:validate-assignment")
+
 log = logging.getLogger("academy.lab_settings")
 
 
@@ -76,21 +83,29 @@ def _read_static() -> dict[str, Any]:
     return json.loads((STATIC_SETTINGS / "overrides.json").read_text(encoding="utf-8"))
 
 
-def lab_settings_dir(portal_url: str | None, runtime_dir: Path) -> Path:
-    """The folder for ``LabApp.app_settings_dir``: the fixed one, or (with a portal) one written under ``runtime_dir``.
+def lab_settings_dir(portal_url: str | None, runtime_dir: Path, *, authoring: bool = False) -> Path:
+    """The folder for ``LabApp.app_settings_dir``, written under ``runtime_dir``: the overrides (with the way
+    back to the portal when there is one) and the page config (which of nbgrader's plugins the lab has).
 
     Written at every server start (the portal's address may have changed since the last one), through
     a temporary file renamed into place. A portal address that is not http(s) is logged and left out.
     """
-    if portal_dashboard_url(portal_url) is None:
-        if portal_url:
-            log.warning("academy: ACADEMY_PORTAL_URL %r is not an http(s) address; no way back to the portal",
-                        portal_url)
-        return STATIC_SETTINGS
+    if portal_dashboard_url(portal_url) is None and portal_url:
+        log.warning("academy: ACADEMY_PORTAL_URL %r is not an http(s) address; no way back to the portal",
+                    portal_url)
     target = runtime_dir / "academy-lab-settings"
     target.mkdir(parents=True, exist_ok=True)
-    path = target / "overrides.json"
-    temporary = target / f".overrides.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(overrides(portal_url), ensure_ascii=False, indent=2), encoding="utf-8")
-    temporary.replace(path)
+    _write(target / "overrides.json", overrides(portal_url))
+    _write(target / "page_config.json", page_config(authoring=authoring))
     return target
+
+
+def page_config(*, authoring: bool) -> dict[str, Any]:
+    """JupyterLab's page config: nbgrader's lab plugins switched off, but for the authoring lab's tools."""
+    return {"disabledExtensions": [p for p in NBGRADER_PLUGINS if not (authoring and p in AUTHORING_PLUGINS)]}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    temporary.replace(path)

@@ -22,11 +22,21 @@ def _beside(name):
 # JupyterLab in Korean by default (jupyterlab-language-pack-ko-KR); learners may switch in Settings > Language.
 # A "back to the academy" entry (File menu and top bar) opens the portal the hub names in ACADEMY_PORTAL_URL;
 # the File menu keeps one sign-out, the hub's (it ends at the portal). See academy_lab_settings.py.
+# Course staff's authoring lab (the hub sets ACADEMY_LAB_ROLE=authoring for the "authoring" profile) also has
+# nbgrader's "Create Assignment" cell toolbar and validate button; no lab has nbgrader's exchange, formgrader,
+# assignment or course lists: the portal releases, collects and grades.
+AUTHORING = os.environ.get("ACADEMY_LAB_ROLE") == "authoring"
 c.LabApp.app_settings_dir = str(_beside("academy_lab_settings").lab_settings_dir(
-    os.environ.get("ACADEMY_PORTAL_URL"), Path(jupyter_runtime_dir())))
+    os.environ.get("ACADEMY_PORTAL_URL"), Path(jupyter_runtime_dir()), authoring=AUTHORING))
 
 # Idle culling follows kernels, not browsers: see academy_lab_activity.
-c.ServerApp.jpserver_extensions = {"academy_lab_activity": True}
+c.ServerApp.jpserver_extensions = {
+    "academy_lab_activity": True,
+    "nbgrader.server_extensions.formgrader": False,
+    "nbgrader.server_extensions.assignment_list": False,
+    "nbgrader.server_extensions.course_list": False,
+    "nbgrader.server_extensions.validate_assignment": AUTHORING,
+}
 # Never cull a busy kernel (a training cell that prints nothing for an hour is still working).
 c.MappingKernelManager.cull_busy = False
 c.ServerApp.terminals_enabled = True

@@ -71,6 +71,7 @@ SLURM = {
     "cpu": {"partition": "cpu", "gres": ""},
     "gpu": {"partition": "gpu", "gres": "gpu:1"},
     "gpu-shared": {"partition": "gpu", "gres": "shard:1"},
+    "authoring": {"partition": "cpu", "gres": ""},
 }
 
 # -- network: the proxy faces the learners, the hub's API faces the compute nodes ---------------------------------
@@ -184,7 +185,8 @@ def academy_prepare_job(spawner):
     spawner.req_nprocs = str(math.ceil(float(limits["cpu_limit"])))
     spawner.mem_limit = str(limits["mem_limit"])
     spawner.cpu_limit = float(limits["cpu_limit"])
-    spawner.environment = {**spawner.environment, "ACADEMY_LAB_PROFILE": profile}
+    spawner.environment = {**spawner.environment, "ACADEMY_LAB_PROFILE": profile,
+                           "ACADEMY_LAB_ROLE": "authoring" if profile == "authoring" else "learner"}
     spawner.user_options = {"profile": profile}
 
 

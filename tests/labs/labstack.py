@@ -133,7 +133,7 @@ def _stop_servers(hub_url: str, api_token: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
+def job_worker(app: Any, *, concurrency: int = 4, jobs: tuple[str, ...] = ("academy.start_lab",)) -> Iterator[Any]:
     """A Celery worker in a thread running the portal's ``academy.start_lab`` jobs with ``app`` as its portal
     app, the way ``academy worker`` runs them in production.
 
@@ -148,9 +148,10 @@ def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
     with app.app_context():
         celery = tasks.worker_celery(lambda: app)
     setup_app_for_worker(celery, "WARNING", None)
-    # Only the lab job: a submission from the lab is queued for grading as in production, but grading it
-    # here would run nbclient in this process (its tests run a real `academy worker`, tests/web/test_browser.py).
-    for name in [n for n in celery.tasks if n.startswith("academy.") and n != "academy.start_lab"]:
+    # Only ``jobs`` (the lab job by default): a submission from the lab is queued for grading as in production,
+    # but grading it here would run nbclient in this process (its tests run a real `academy worker`,
+    # tests/web/test_browser.py).  The publish checks grade in a subprocess of their own.
+    for name in [n for n in celery.tasks if n.startswith("academy.") and n not in jobs]:
         celery.tasks.unregister(name)
     worker = TestWorkController(app=celery, concurrency=concurrency, hostname=anon_nodename(), pool="threads",
                                 loglevel="WARNING", logfile=None, ready_callback=None, without_heartbeat=True,
@@ -169,8 +170,10 @@ def job_worker(app: Any, *, concurrency: int = 4) -> Iterator[Any]:
 
 @contextmanager
 def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env: dict[str, str] | None = None,
-              gpu_course: str | None = "python-data", gpu_quota: float = 2.0) -> Iterator[LabStack]:
-    """Portal + hub. ``gpu_course``: a sample course switched to the ``gpu`` profile for the test."""
+              gpu_course: str | None = "python-data", gpu_quota: float = 2.0,
+              jobs: tuple[str, ...] = ("academy.start_lab",)) -> Iterator[LabStack]:
+    """Portal + hub. ``gpu_course``: a sample course switched to the ``gpu`` profile for the test; ``jobs``: the
+    portal's jobs the stack's worker runs."""
     from werkzeug.serving import make_server
 
     from academy import create_app
@@ -213,7 +216,7 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
     try:
         hub = start_hub(data_dir=tmp_path, hub_url=hub_url, portal_url=portal_url, api_token=api_token,
                         client_secret=client_secret, extra_env=hub_extra_env)
-        with job_worker(app):
+        with job_worker(app, jobs=jobs):
             yield LabStack(app=app, portal_url=portal_url, hub_url=hub_url, api_token=api_token, hub=hub,
                            cohort_id=cohort_id, course_ids=course_ids, assignment_ids=assignment_ids)
     finally:
@@ -225,3 +228,28 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
         server.server_close()
         with app.app_context():
             db.engine.dispose()
+
+
+def course_instructor(stack: LabStack) -> tuple[int, requests.Session]:
+    """The instructor the sample courses' manifests name (course.toml), signed in to the portal."""
+    email = "instructor@demo.academy.kr"
+    user_id = stack.users.get(email) or stack.make_learner(email, enroll=False, role="instructor")
+    return user_id, stack.portal_session(email)
+
+
+def process_env(hub_user: str) -> dict[str, str]:
+    """The environment of a learner's running jupyterhub-singleuser process, read from /proc."""
+    import os
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"jupyterhub-singleuser" not in cmdline:
+            continue
+        env = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+        if env.get("JUPYTERHUB_USER") == hub_user:
+            return env
+    raise AssertionError(f"no running server process for {hub_user}")

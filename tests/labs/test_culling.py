@@ -220,5 +220,7 @@ def test_the_singleuser_config_loads_the_extension_and_never_culls_busy_kernels(
     path = ROOT / "hub_config" / "singleuser" / "jupyter_server_config.py"
     namespace = {"get_config": lambda: config, "__file__": str(path)}  # what traitlets' config loader provides
     exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
-    assert config.ServerApp.jpserver_extensions == {"academy_lab_activity": True}
+    assert config.ServerApp.jpserver_extensions["academy_lab_activity"] is True
+    # nbgrader is in the lab environment for the authoring lab; none of its server parts runs in a learner's lab.
+    assert not any(on for name, on in config.ServerApp.jpserver_extensions.items() if name.startswith("nbgrader"))
     assert config.MappingKernelManager.cull_busy is False

@@ -443,6 +443,7 @@ def test_slurm_profiles_become_job_requests(slurm_config: Config) -> None:
         "cpu": ["#SBATCH --partition=cpu", "#SBATCH --mem=2G", "#SBATCH --cpus-per-task=1"],
         "gpu": ["#SBATCH --partition=gpu", "#SBATCH --mem=8G", "#SBATCH --cpus-per-task=2", "#SBATCH --gres=gpu:1"],
         "gpu-shared": ["#SBATCH --partition=gpu", "#SBATCH --mem=4G", "#SBATCH --gres=shard:1"],
+        "authoring": ["#SBATCH --partition=cpu", "#SBATCH --mem=2G", "#SBATCH --cpus-per-task=1"],
     }
     assert set(expected) == set(PROFILES)
     for slug, lines in expected.items():

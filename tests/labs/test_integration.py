@@ -18,7 +18,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from tests.labs.labstack import LabStack, lab_stack, missing_parts
+from tests.labs.labstack import LabStack, course_instructor, lab_stack, missing_parts, process_env
 from tests.support import COURSES
 
 pytestmark = pytest.mark.slow
@@ -36,6 +36,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
         yield running
 
 
+def _course_instructor(stack: LabStack) -> tuple[int, requests.Session]:
+    """The instructor the sample courses' manifests name (course.toml), signed in to the portal."""
+    return course_instructor(stack)
+
+
 def _lab_rows(stack: LabStack, user_id: int) -> list[Any]:
     from academy.extensions import db
     from academy.labs.models import LabSession
@@ -49,19 +54,7 @@ def _lab_rows(stack: LabStack, user_id: int) -> list[Any]:
 
 
 def _process_env(hub_user: str) -> dict[str, str]:
-    """The environment of a learner's running jupyterhub-singleuser process, read from /proc."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            raw = Path(f"/proc/{pid}/environ").read_bytes()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"jupyterhub-singleuser" not in cmdline:
-            continue
-        env = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
-        if env.get("JUPYTERHUB_USER") == hub_user:
-            return env
-    raise AssertionError(f"no running server process for {hub_user}")
+    return process_env(hub_user)
 
 
 def _flash(session: requests.Session, stack: LabStack, path: str) -> str:
@@ -421,8 +414,7 @@ def test_a_spawn_that_fails_is_reported_and_leaves_nothing_running(tmp_path: Pat
 def test_files_released_beside_the_notebook_reach_the_lab(stack: LabStack) -> None:
     """dl-vision's test cells import academy_checks.py, released next to the notebook: the lab gets it too."""
     # The course's instructor (course.toml) may open its lab; the stack's cohort is of another track.
-    user_id = stack.make_learner("instructor@demo.academy.kr", enroll=False, role="instructor")
-    session = stack.portal_session("instructor@demo.academy.kr")
+    user_id, session = _course_instructor(stack)
     response = stack.open_lab(session, "dl-vision", "01-defect-cnn", profile="cpu")
     assert response.status_code == 303
     body = stack.wait_lab(session, response.headers["Location"])

@@ -33,9 +33,14 @@ def _file_items(overrides: dict[str, Any]) -> list[dict[str, Any]]:
     return next(m for m in menus if m["id"] == "jp-mainmenu-file")["items"]
 
 
-def _server_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, portal: str | None) -> Any:
+def _server_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, portal: str | None,
+                   role: str | None = None) -> Any:
     """hub_config/singleuser/jupyter_server_config.py as jupyterhub-singleuser loads it, in a server's environment."""
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    if role is None:
+        monkeypatch.delenv("ACADEMY_LAB_ROLE", raising=False)
+    else:
+        monkeypatch.setenv("ACADEMY_LAB_ROLE", role)
     if portal is None:
         monkeypatch.delenv("ACADEMY_PORTAL_URL", raising=False)
     else:
@@ -67,7 +72,8 @@ def test_a_new_start_writes_the_current_address(monkeypatch: pytest.MonkeyPatch,
     config = _server_config(monkeypatch, tmp_path, "https://portal.new.example")
     text = (Path(config.LabApp.app_settings_dir) / "overrides.json").read_text(encoding="utf-8")
     assert "portal.new.example/dashboard" in text and "127.0.0.1:5000" not in text
-    assert [p.name for p in Path(config.LabApp.app_settings_dir).iterdir()] == ["overrides.json"]
+    assert sorted(p.name for p in Path(config.LabApp.app_settings_dir).iterdir()) == ["overrides.json",
+                                                                                      "page_config.json"]
 
 
 @pytest.mark.parametrize("portal", [None, "", "javascript:alert(1)", "portal.academy.example", "ftp://portal.example",
@@ -75,9 +81,9 @@ def test_a_new_start_writes_the_current_address(monkeypatch: pytest.MonkeyPatch,
 def test_without_a_usable_portal_address_there_is_no_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                            portal: str | None) -> None:
     config = _server_config(monkeypatch, tmp_path, portal)
-    assert Path(config.LabApp.app_settings_dir) == SINGLEUSER / "lab-settings"  # the fixed settings, nothing written
-    assert not (tmp_path / "runtime").exists()
-    overrides = json.loads((SINGLEUSER / "lab-settings" / "overrides.json").read_text(encoding="utf-8"))
+    overrides = json.loads((Path(config.LabApp.app_settings_dir) / "overrides.json").read_text(encoding="utf-8"))
+    static = json.loads((SINGLEUSER / "lab-settings" / "overrides.json").read_text(encoding="utf-8"))
+    assert overrides == static  # the fixed settings, nothing added
     assert not [item for item in _file_items(overrides) if item["command"] == "help:open"]
     assert "@jupyterlab/application-extension:top-bar" not in overrides
 
@@ -87,3 +93,23 @@ def test_dashboard_url_is_the_portal_base_plus_dashboard() -> None:
     assert module.portal_dashboard_url("http://127.0.0.1:5000/") == "http://127.0.0.1:5000/dashboard"
     assert module.portal_dashboard_url("  https://academy.example/portal  ") == "https://academy.example/portal/dashboard"
     assert module.portal_dashboard_url("https://a.example/x y") is None
+
+
+@pytest.mark.parametrize("role", [None, "learner", "authoring"])
+def test_only_the_authoring_lab_has_nbgrader_authoring_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                             role: str | None) -> None:
+    """Learners' labs have none of nbgrader's parts (the portal hands out and grades); course staff's authoring
+    lab has the "Create Assignment" toolbar and validate, never the exchange, formgrader or the lists."""
+    config = _server_config(monkeypatch, tmp_path, "http://127.0.0.1:5000", role)
+    disabled = set(json.loads((Path(config.LabApp.app_settings_dir) / "page_config.json")
+                              .read_text(encoding="utf-8"))["disabledExtensions"])
+    servers = config.ServerApp.jpserver_extensions
+    never = {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:course-list"}
+    tools = {"@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:validate-assignment"}
+    assert never <= disabled
+    for part in ("formgrader", "course_list", "assignment_list"):
+        assert not servers[f"nbgrader.server_extensions.{part}"]
+    if role == "authoring":
+        assert not tools & disabled and servers["nbgrader.server_extensions.validate_assignment"]
+    else:
+        assert tools <= disabled and not servers["nbgrader.server_extensions.validate_assignment"]
