@@ -21,6 +21,7 @@ from academy.audit.models import AuditEntry
 ACTION_LABELS: dict[str, Any] = {
     "assignment.publish": _l("Assignment version confirmed for release"),
     "assignment.publish_check": _l("Assignment version sent for checking"),
+    "assignment.publish_retry": _l("Assignment version sent again"),
     "assignment.release": _l("Assignment version released"),
     "catalog.load": _l("Course catalogue loaded"),
     "certificate.issue": _l("Certificate issued"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import re
 import secrets
@@ -48,6 +49,7 @@ from academy.users.models import User
 STATES = ("checking", "ready", "refused", "releasing", "released", "failed")
 ORIGINS = ("upload", "lab")
 REGRADE = ("none", "all")
+log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
@@ -74,6 +76,7 @@ class Draft:
     version: int | None = None  # the released version
     regraded: int = 0
     error: str | None = None
+    moved_at: str | None = None  # ISO, UTC: when it last went to a job (None: when it was created)
 
     @property
     def created(self) -> dt.datetime:
@@ -190,17 +193,18 @@ def run_check(session: Session, data_dir: Path, token: str, *, cache_dir: Path |
     drafts, blobs = stores(data_dir)
     draft = drafts.load(token)
     if draft is None or draft.state != "checking":
+        log.warning("publish check %s: nothing to check (%s)", token, draft.state if draft else f"not in {data_dir}")
         return draft.state if draft is not None else "gone"
     assignment = session.get(Assignment, draft.assignment_id)
     if assignment is None:
         draft.state, draft.error = "failed", "the assignment no longer exists"
         drafts.save(draft)
         return draft.state
-    files = {name: blobs.get(digest) for name, digest in draft.files.items()}
-    release = current_release(session, assignment)
-    current = Path(release.path) / "source" / assignment.slug if release is not None else None
     work = drafts.work_dir(token)
     try:
+        files = {name: blobs.get(digest) for name, digest in draft.files.items()}
+        release = current_release(session, assignment)
+        current = Path(release.path) / "source" / assignment.slug if release is not None else None
         check = check_version(Path(assignment.course.source_path), assignment.slug, files, work,
                               current_source=current, cache_dir=cache_dir or Path(data_dir) / "cache")
     except Exception as exc:  # noqa: BLE001 - recorded for staff; the draft must not stay "checking"
@@ -236,11 +240,46 @@ def confirm(session: Session, data_dir: Path, draft: Draft, *, actor: User, regr
     if assignment is None or current_version(session, assignment) != draft.base_version:
         raise DraftConflict(_("Another version was released after this one was checked. Check it again "
                               "before releasing it."))
-    draft.state, draft.regrade = "releasing", regrade
+    draft.state, draft.regrade, draft.moved_at = "releasing", regrade, utcnow().isoformat()
     DraftStore(Path(data_dir) / "publish").save(draft)
     record(session, "assignment.publish", actor=actor, target_type="assignment", target_id=assignment.id,
            draft=draft.token, regrade=regrade, notebooks=sorted(draft.files))
     return draft
+
+
+#: A job that has not moved a draft on after this long is taken for lost (a broker restarted without its
+#: messages, a worker killed): staff may send it again.
+STALLED_AFTER = dt.timedelta(minutes=5)
+
+
+def stalled(draft: Draft, *, now: dt.datetime | None = None) -> bool:
+    """A job should have finished with the draft by now, or it failed: staff may send it again."""
+    if draft.state == "failed":
+        return True
+    return draft.state in ("checking", "releasing") and (now or utcnow()) - _moved_at(draft) > STALLED_AFTER
+
+
+def _moved_at(draft: Draft) -> dt.datetime:
+    return dt.datetime.fromisoformat(draft.moved_at) if draft.moved_at else draft.created
+
+
+def retry(session: Session, data_dir: Path, draft: Draft, *, actor: User) -> str:
+    """Send a stalled or failed draft's job again; the task the caller queues with the token.
+
+    A release that failed or stalled goes back to ``releasing`` (releasing is idempotent: the same
+    sources make the same release); a check goes back to ``checking``.  Raises DraftConflict otherwise.
+    """
+    from flask_babel import gettext as _
+
+    if not stalled(draft):
+        raise DraftConflict(_("This version is still being worked on. Wait a moment before sending it again."))
+    releasing = draft.regrade is not None and draft.version is None
+    draft.state, draft.error = ("releasing" if releasing else "checking"), None
+    draft.moved_at = utcnow().isoformat()
+    DraftStore(Path(data_dir) / "publish").save(draft)
+    record(session, "assignment.publish_retry", actor=actor, target_type="assignment",
+           target_id=draft.assignment_id, draft=draft.token, state=draft.state)
+    return "academy.publish_version" if releasing else "academy.check_version"
 
 
 def run_publish(session: Session, data_dir: Path, token: str, *, cache_dir: Path | None = None) -> str:

@@ -49,6 +49,12 @@ def _run(app: Flask, sent: list[tuple[str, tuple[Any, ...]]], task: str) -> Any:
     return celery.tasks[name](*args)
 
 
+def _says(response: Any, ko: str, en: str) -> bool:
+    """The page says it, in whichever language the portal answered."""
+    page = response.get_data(as_text=True)
+    return ko in page or en in page
+
+
 def _cell(notebook: dict[str, Any], grade_id: str) -> dict[str, Any]:
     return next(c for c in notebook["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
 
@@ -92,7 +98,7 @@ def test_a_version_is_checked_confirmed_and_released_with_the_regrade_chosen(
     client = instructor  # signed in as the instructor the course manifest names
     aid = course["assignment_id"]
     page = client.get(f"/teach/assignments/{aid}/publish").get_data(as_text=True)
-    assert "Check this version" in page and "Version 1" in page
+    assert "data-drafts" in page and 'data-version="1"' in page
 
     new = copy.deepcopy(SOURCE)
     new["cells"].insert(0, {"cell_type": "markdown", "id": "v2note", "metadata": {}, "source": "## 2판"})
@@ -107,7 +113,7 @@ def test_a_version_is_checked_confirmed_and_released_with_the_regrade_chosen(
     assert _run(app, jobs, "academy.check_version") == "ready"
     page = client.get(draft_url).get_data(as_text=True)
     assert 'data-draft-state="ready"' in page and 'data-change="points"' in page
-    assert "test_find_bad_days" in page and "Release version 2 to learners" in page
+    assert "test_find_bad_days" in page and 'data-release-version="2"' in page
     assert _versions(app, aid) == [1]  # checked, still not released
 
     confirm = client.post(draft_url, data={"csrf_token": csrf_token(client, draft_url), "regrade": "all"})
@@ -115,7 +121,7 @@ def test_a_version_is_checked_confirmed_and_released_with_the_regrade_chosen(
     assert _run(app, jobs, "academy.publish_version") == "released"
     assert _versions(app, aid) == [1, 2]
     page = client.get(draft_url).get_data(as_text=True)
-    assert 'data-draft-state="released"' in page and "Version 2 is released" in page
+    assert 'data-draft-state="released"' in page and 'data-released-version="2"' in page
     with app.app_context():
         submission = db.session.get(Submission, attempt_id)
         assert submission.release.version == 2 and submission.status == SubmissionStatus.queued
@@ -126,7 +132,7 @@ def test_a_version_is_checked_confirmed_and_released_with_the_regrade_chosen(
     # Confirming it again changes nothing.
     again = client.post(draft_url, data={"csrf_token": csrf_token(client, draft_url), "regrade": "none"},
                         follow_redirects=True)
-    assert "cannot be released" in again.get_data(as_text=True)
+    assert _says(again, "배포할 수 없습니다", "cannot be released")
     assert _versions(app, aid) == [1, 2] and jobs == [("academy.grade", jobs[0][1])]
 
 
@@ -144,11 +150,11 @@ def test_a_solution_that_fails_a_hidden_test_is_refused_naming_the_cell_and_noth
     assert _run(app, jobs, "academy.check_version") == "refused"
     page = client.get(draft_url).get_data(as_text=True)
     assert 'data-draft-state="refused"' in page and NAME in page
-    assert 'data-cell="test_add_defect_rate"' in page and "Your solution does not get full marks" in page
-    assert "Release version" not in page
+    assert 'data-cell="test_add_defect_rate"' in page and 'data-problem="solution_not_full"' in page
+    assert "data-release-version" not in page
     refused = client.post(draft_url, data={"csrf_token": csrf_token(client, draft_url), "regrade": "none"},
                           follow_redirects=True)
-    assert "cannot be released" in refused.get_data(as_text=True)
+    assert _says(refused, "배포할 수 없습니다", "cannot be released")
     assert jobs == [] and _versions(app, aid) == [1]
 
 
@@ -171,7 +177,7 @@ def test_a_draft_checked_against_an_older_release_must_be_checked_again(
         db.session.commit()
     answer = client.post(draft_url, data={"csrf_token": csrf_token(client, draft_url), "regrade": "none"},
                          follow_redirects=True)
-    assert "Check it again" in answer.get_data(as_text=True)
+    assert _says(answer, "다시 검사해", "Check it again")
     assert jobs == [] and _versions(app, aid) == [1, 2]
 
 
@@ -196,7 +202,7 @@ def test_a_malformed_source_is_refused_at_once_and_nothing_is_kept(
     response = _send(client, aid, notebook)
     assert response.headers["Location"].endswith(f"/teach/assignments/{aid}/publish")
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert named in page and "Nothing checked yet." in page
+    assert named in page and "data-no-drafts" in page
     assert jobs == [] and _versions(app, aid) == [1]
 
 
@@ -224,3 +230,26 @@ def test_another_courses_instructor_cannot_see_or_publish(
     response = client.post(f"/teach/assignments/{aid}/publish", content_type="multipart/form-data",
                            data={"csrf_token": token, "notebooks": [(io.BytesIO(json.dumps(SOURCE).encode()), NAME)]})
     assert response.status_code == 404 and jobs == []
+
+
+def test_a_check_whose_job_was_lost_can_be_sent_again_but_not_while_it_may_still_run(
+    app: Flask, client: FlaskClient, course: dict[str, Any], login_as: Any, jobs: list[Any],
+) -> None:
+    from academy.teaching import drafts
+
+    login_as("instructor", email="instructor@demo.academy.kr")
+    aid = course["assignment_id"]
+    draft_url = _send(client, aid, copy.deepcopy(SOURCE)).headers["Location"]
+    jobs.clear()  # the broker lost the message
+    token = draft_url.rsplit("/", 1)[1]
+    early = client.post(f"{draft_url}/retry", data={"csrf_token": csrf_token(client, draft_url)},
+                        follow_redirects=True)
+    assert _says(early, "잠시 기다린", "still being worked on") and jobs == []
+    store, _blobs = drafts.stores(Path(app.config["ACADEMY_DATA_DIR"]))
+    draft = store.load(token)
+    draft.created_at = (dt.datetime.now(dt.UTC) - drafts.STALLED_AFTER - dt.timedelta(seconds=1)).isoformat()
+    store.save(draft)
+    assert "data-stalled" in client.get(draft_url).get_data(as_text=True)
+    client.post(f"{draft_url}/retry", data={"csrf_token": csrf_token(client, draft_url)})
+    assert [task for task, _args in jobs] == ["academy.check_version"]
+    assert _run(app, jobs, "academy.check_version") == "ready"

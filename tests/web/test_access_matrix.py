@@ -122,6 +122,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "teaching.publish_draft": ("roles", "admin", "instructor"),
     "teaching.publish_status": ("roles", "admin", "instructor"),
     "teaching.confirm_publish": ("roles", "admin", "instructor"),
+    "teaching.retry_publish": ("roles", "admin", "instructor"),
     "inbox.index": ("roles", "admin", "instructor", "learner"),
     "inbox.message": ("roles", "admin", "instructor", "learner"),
     "inbox.read_all": ("roles", "admin", "instructor", "learner"),
@@ -205,6 +206,7 @@ def _url_args(app: Flask, ids: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "teaching.publish_draft": {"assignment_id": ids["assignment_id"], "token": "A" * 24},
         "teaching.publish_status": {"assignment_id": ids["assignment_id"], "token": "A" * 24},
         "teaching.confirm_publish": {"assignment_id": ids["assignment_id"], "token": "A" * 24},
+        "teaching.retry_publish": {"assignment_id": ids["assignment_id"], "token": "A" * 24},
         "inbox.message": {"message_id": 999999},
     }
 
