@@ -166,10 +166,10 @@ def check_version(course_dir: Path, slug: str, files: Mapping[str, bytes], work_
     ``course_dir``: the course (its ``nbgrader_config.py`` and the assignment's other source
     files); ``current_source``: the current release's ``source/<slug>`` folder to compare with
     (None for a first release).  ``work_dir`` is emptied and used for the staging course.
-    ``grade``: the grading function (``academy.engine.pipeline.grade_in_subprocess``).
+    ``grade``: the grading function (by default ``academy.engine.pipeline``'s, see ``_grader``).
     """
     if grade is None:
-        from academy.engine.pipeline import grade_in_subprocess as grade
+        grade = _grader()
     check = Check()
     parsed: dict[str, dict[str, Any]] = {}
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -215,6 +215,17 @@ def check_version(course_dir: Path, slug: str, files: Mapping[str, bytes], work_
                 current[name] = json.loads(path.read_bytes())
     check.changes = compare(current, parsed) if current_source is not None else []
     return check
+
+
+def _grader() -> Callable[..., Any]:
+    """How to grade from here: in this process when it is a daemonic one (a Celery prefork pool child, as the
+    grading worker's are: a process of its own, which may not start children), else in a fresh child process
+    (threads, a Flask app: nbgrader changes the working directory while it converts)."""
+    import multiprocessing
+
+    from academy.engine.pipeline import grade_in_subprocess, grade_submission
+
+    return grade_submission if multiprocessing.current_process().daemon else grade_in_subprocess
 
 
 def _result_problems(result: Any, *, want_full: bool) -> list[Problem]:
