@@ -25,6 +25,7 @@ from academy.permissions import can_manage_course
 from academy.web.access import login_required, staff_required
 from academy.web.loaders import get_assignment_or_404
 from academy.web.security import safe_next_path
+from academy.web.uploads import uploaded_files
 
 bp = Blueprint("grading", __name__)
 
@@ -88,21 +89,6 @@ def download(assignment_id: int, name: str) -> Any:
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-def _uploaded_files() -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for storage in request.files.getlist("notebooks"):
-        if not storage or not storage.filename:
-            continue
-        name = storage.filename.replace("\\", "/").rsplit("/", 1)[-1]
-        stem, dot, suffix = name.rpartition(".")
-        copy = 2
-        while name in files:  # two files of one name (picked from two folders): keep both, content decides
-            name = f"{stem} ({copy}).{suffix}" if dot else f"{suffix} ({copy})"
-            copy += 1
-        files[name] = storage.read()
-    return files
-
-
 @bp.route("/assignments/<id:assignment_id>/submit", methods=["POST"])
 @login_required
 @limiter.limit("30 per minute")
@@ -123,7 +109,7 @@ def submit(assignment_id: int) -> Any:
         files = {name: submission_files().get(digest) for name, digest in payload["files"].items()}
         origin = "lab" if payload.get("origin") == "lab" else "upload"
     else:
-        files = _uploaded_files()
+        files = uploaded_files()
         origin = "upload"
     return accept_files(row, files, origin=origin)
 
@@ -328,7 +314,7 @@ def upload_version(assignment_id: int) -> Any:
     row = get_assignment_or_404(assignment_id)
     if not can_manage_course(current_user, row.course):
         abort(403)
-    return send_for_checking(row, _uploaded_files(), "upload")
+    return send_for_checking(row, uploaded_files(), "upload")
 
 
 @bp.route("/assignments/<id:assignment_id>/regrade", methods=["POST"])

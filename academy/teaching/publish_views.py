@@ -23,6 +23,7 @@ from academy.teaching import drafts
 from academy.teaching.views import bp
 from academy.web.access import staff_required
 from academy.web.loaders import get_assignment_or_404
+from academy.web.uploads import uploaded_files
 
 
 def _data_dir() -> Path:
@@ -84,11 +85,9 @@ def _authoring_lab(assignment: Assignment) -> dict[str, Any] | None:
 def start_publish(assignment_id: int) -> Any:
     """Source notebooks go to the checks (nothing is released yet): uploaded, or (``source=lab``) read from the
     signed-in instructor's authoring lab through the contents API."""
-    from academy.grading.views import _uploaded_files
-
     assignment = _managed(assignment_id)
     if request.form.get("source") != "lab":
-        return send_for_checking(assignment, _uploaded_files(), "upload")
+        return send_for_checking(assignment, uploaded_files(), "upload")
     from academy.labs import LabRefused
     from academy.labs.hub import HubError, client_for
     from academy.labs.notebooks import pull_sources

@@ -6,6 +6,7 @@ once) and ``academy.deferred_imports`` (rfc3987_syntax imported on first use).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,8 +151,14 @@ def _gradebook_with(path: Path, student: str) -> None:
         gradebook.add_student(student)
 
 
-def test_jobs_share_one_gradebook_engine_and_each_sees_only_its_own_gradebook(tmp_path: Path) -> None:
+def test_jobs_share_one_gradebook_engine_and_each_sees_only_its_own_gradebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from nbgrader import api
+
+    # nbgrader runs `alembic` by name to create a gradebook; a job puts it on PATH (joblog.job_environment),
+    # these gradebooks are made outside one, whatever ran before in this process.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
     original = api.create_engine
     first, second = tmp_path / "a.db", tmp_path / "b.db"
