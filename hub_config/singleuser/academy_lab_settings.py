@@ -40,10 +40,11 @@ OPEN_COMMAND = "help:open"
 TOP_BAR_ITEM = "academy-portal"
 
 #: nbgrader's JupyterLab plugins. Learners' labs have none (the portal hands out, collects and grades);
-#: course staff's authoring lab has the "Create Assignment" cell toolbar and the validate button.
+#: course staff's authoring lab has the "Create Assignment" cell toolbar and the validate button, never the
+#: "Nbgrader" menu (it opens the formgrader, the assignment and course lists).
 NBGRADER_PLUGINS = ("@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:assignment-list",
-                    "@jupyter/nbgrader:course-list", "@jupyter/nbgrader:create-assignment",
-                    "@jupyter/nbgrader:validate-assignment")
+                    "@jupyter/nbgrader:course-list", "@jupyter/nbgrader:menu",
+                    "@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:validate-assignment")
 AUTHORING_PLUGINS = ("@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:validate-assignment")
 
 log = logging.getLogger("academy.lab_settings")

@@ -86,7 +86,8 @@ def test_authoring_lab_edit_publish_and_learners_get_the_new_version(stack: LabS
     config = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
                                   page.text, re.S).group(1))
     assert "@jupyter/nbgrader" in [e["name"] for e in config["federated_extensions"]]
-    assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:assignment-list"} <= set(config["disabledExtensions"])
+    assert {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:assignment-list",
+            "@jupyter/nbgrader:menu"} <= set(config["disabledExtensions"])
     assert "@jupyter/nbgrader:create-assignment" not in config["disabledExtensions"]
     # The source notebook is there with its solutions and hidden tests.
     notebook = stack.contents(hub_user, source, params={"content": 1}).json()["content"]

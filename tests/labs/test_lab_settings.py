@@ -104,7 +104,8 @@ def test_only_the_authoring_lab_has_nbgrader_authoring_tools(monkeypatch: pytest
     disabled = set(json.loads((Path(config.LabApp.app_settings_dir) / "page_config.json")
                               .read_text(encoding="utf-8"))["disabledExtensions"])
     servers = config.ServerApp.jpserver_extensions
-    never = {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:course-list"}
+    never = {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:assignment-list", "@jupyter/nbgrader:course-list",
+             "@jupyter/nbgrader:menu"}
     tools = {"@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:validate-assignment"}
     assert never <= disabled
     for part in ("formgrader", "course_list", "assignment_list"):
