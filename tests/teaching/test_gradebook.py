@@ -87,7 +87,7 @@ def academy(app: Flask, make_track: Any, make_cohort: Any, make_user: Any) -> di
         other_course = db.session.scalar(db.select(Course.id).where(Course.track_id == other_track))
         assert db.session.get(Track, track_id) is not None
         return {"course_id": course.id, "other_course_id": other_course, "first": first.id, "second": second.id,
-                "cohorts": (first_cohort, second_cohort), "people": people}
+                "cohorts": (first_cohort, second_cohort), "people": people, "track_id": track_id}
 
 
 def _teacher(app: Flask, email: str = TEACHER) -> FlaskClient:
@@ -178,7 +178,7 @@ def test_the_gradebook_page_and_its_cohort_roster(app: Flask, academy: dict[str,
     assert learner.count("/submissions/") == 3 and "float subclass" in learner
 
 
-def test_exports_keep_korean_and_never_make_a_formula(app: Flask, academy: dict[str, Any]) -> None:
+def test_exports_keep_korean_and_never_make_a_formula(app: Flask, academy: dict[str, Any], make_cohort: Any) -> None:
     from openpyxl import load_workbook
 
     client = _teacher(app)
@@ -197,10 +197,14 @@ def test_exports_keep_korean_and_never_make_a_formula(app: Flask, academy: dict[
     values = [[c.value for c in row] for row in sheet.iter_rows()]
     assert {v[0] for v in values[1:]} >= {"김민수", "'=HYPERLINK(\"http://x\")"}
     assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
-    # A cohort nobody joined exports its header and nothing else.
-    empty = client.get(f"/teach/courses/{course_id}/gradebook.csv?cohort=999999")
+    # A cohort nobody joined exports its header and nothing else, in both formats.
+    nobody = make_cohort(capacity=5, track_id=academy["track_id"])
+    empty = client.get(f"/teach/courses/{course_id}/gradebook.csv?cohort={nobody}")
     assert empty.status_code == 200
-    assert len(list(csv.reader(io.StringIO(empty.data.decode("utf-8-sig"))))) == 1
+    assert [r[:2] for r in csv.reader(io.StringIO(empty.data.decode("utf-8-sig")))] == [rows[0][:2]]
+    empty = client.get(f"/teach/courses/{course_id}/gradebook.xlsx?cohort={nobody}")
+    assert empty.status_code == 200
+    assert len(list(load_workbook(io.BytesIO(empty.data)).active.iter_rows())) == 1
 
 
 def test_staff_see_only_the_courses_they_teach(app: Flask, academy: dict[str, Any], make_user: Any) -> None:
