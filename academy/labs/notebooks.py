@@ -101,22 +101,14 @@ def copy_sources(session: Session, client: HubClient, hub_user: str, course: Cou
 
 def pull_sources(client: HubClient, user: User, assignment: Assignment) -> dict[str, bytes]:
     """The source notebooks of ``assignment`` as they are now in ``user``'s running authoring lab (read through
-    the contents API, as JupyterLab saved them).
+    the contents API, as JupyterLab saved them; indented as nbformat writes source files).
 
     Raises LabRefused when the lab is not running or holds none of them.
     """
-    hub_user = hub_username(user)
-    if not client.server(hub_user).ready:
-        raise LabRefused(_("Your authoring lab is not running. Open it first, or upload the notebooks instead."))
-    files: dict[str, bytes] = {}
-    for name in assignment.notebooks:
-        model = client.get_file(hub_user, source_path(assignment, name))
-        if model is not None and model.get("type") == "notebook":
-            files[name] = json.dumps(model["content"], ensure_ascii=False, indent=1).encode("utf-8")
-    if not files:
-        raise LabRefused(_("Your authoring lab has no source notebook of this assignment. Open the authoring lab "
-                           "from this page first."))
-    return files
+    return _pull(client, user, {name: source_path(assignment, name) for name in assignment.notebooks},
+                 not_running=_("Your authoring lab is not running. Open it first, or upload the notebooks instead."),
+                 none=_("Your authoring lab has no source notebook of this assignment. Open the authoring lab "
+                        "from this page first."), indent=1)
 
 
 def copy_notebooks(session: Session, client: HubClient, hub_user: str, assignment: Assignment) -> str:
@@ -172,14 +164,22 @@ def pull_notebooks(client: HubClient, user: User, assignment: Assignment) -> dic
 
     Raises LabRefused when the lab is not running or holds none of them.
     """
+    return _pull(client, user, {name: workspace_path(assignment, name) for name in assignment.notebooks},
+                 not_running=_("Your lab is not running. Open the lab first, or upload the notebook instead."),
+                 none=_("Your lab has no notebook of this assignment. Open the assignment in the lab first."))
+
+
+def _pull(client: HubClient, user: User, paths: dict[str, str], *, not_running: str, none: str,
+          indent: int | None = None) -> dict[str, bytes]:
+    """The notebooks at ``paths`` ({name: workspace path}) in ``user``'s running lab, by name, as JSON bytes."""
     hub_user = hub_username(user)
     if not client.server(hub_user).ready:
-        raise LabRefused(_("Your lab is not running. Open the lab first, or upload the notebook instead."))
+        raise LabRefused(not_running)
     files: dict[str, bytes] = {}
-    for name in assignment.notebooks:
-        model = client.get_file(hub_user, workspace_path(assignment, name))
+    for name, path in paths.items():
+        model = client.get_file(hub_user, path)
         if model is not None and model.get("type") == "notebook":
-            files[name] = json.dumps(model["content"], ensure_ascii=False).encode("utf-8")
+            files[name] = json.dumps(model["content"], ensure_ascii=False, indent=indent).encode("utf-8")
     if not files:
-        raise LabRefused(_("Your lab has no notebook of this assignment. Open the assignment in the lab first."))
+        raise LabRefused(none)
     return files

@@ -241,7 +241,7 @@ def confirm(session: Session, data_dir: Path, draft: Draft, *, actor: User, regr
         raise DraftConflict(_("Another version was released after this one was checked. Check it again "
                               "before releasing it."))
     draft.state, draft.regrade, draft.moved_at = "releasing", regrade, utcnow().isoformat()
-    DraftStore(Path(data_dir) / "publish").save(draft)
+    stores(data_dir)[0].save(draft)
     record(session, "assignment.publish", actor=actor, target_type="assignment", target_id=assignment.id,
            draft=draft.token, regrade=regrade, notebooks=sorted(draft.files))
     return draft
@@ -276,7 +276,7 @@ def retry(session: Session, data_dir: Path, draft: Draft, *, actor: User) -> str
     releasing = draft.regrade is not None and draft.version is None
     draft.state, draft.error = ("releasing" if releasing else "checking"), None
     draft.moved_at = utcnow().isoformat()
-    DraftStore(Path(data_dir) / "publish").save(draft)
+    stores(data_dir)[0].save(draft)
     record(session, "assignment.publish_retry", actor=actor, target_type="assignment",
            target_id=draft.assignment_id, draft=draft.token, state=draft.state)
     return "academy.publish_version" if releasing else "academy.check_version"
