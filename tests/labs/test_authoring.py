@@ -8,7 +8,6 @@ the lab job only).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -17,18 +16,16 @@ import pytest
 import requests
 
 from tests.labs.labstack import LabStack, course_instructor, lab_stack, missing_parts, process_env
+from tests.support import skip_or_fail
 
 pytestmark = pytest.mark.slow
-REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
     reason = missing_parts()
     if reason:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason}; ACADEMY_TEST_REQUIRE_SERVICES=1 needs it")
-        pytest.skip(reason)
+        skip_or_fail(reason)
     with lab_stack(tmp_path_factory.mktemp("authoring"), gpu_course=None,
                    jobs=("academy.start_lab", "academy.check_version", "academy.publish_version")) as running:
         yield running

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,16 @@ import requests
 from sqlalchemy import select
 
 from tests.labs.labstack import LabStack, course_instructor, lab_stack, missing_parts, process_env
-from tests.support import COURSES
+from tests.support import COURSES, skip_or_fail
 
 pytestmark = pytest.mark.slow
-REQUIRE_SERVICES = os.environ.get("ACADEMY_TEST_REQUIRE_SERVICES") == "1"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStack]:
     reason = missing_parts()
     if reason:
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason}; ACADEMY_TEST_REQUIRE_SERVICES=1 needs it")
-        pytest.skip(reason)
+        skip_or_fail(reason)
     with lab_stack(tmp_path_factory.mktemp("labs")) as running:
         yield running
 
