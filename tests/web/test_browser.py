@@ -135,6 +135,15 @@ def _shot(page: Any, name: str, *, full_page: bool = False) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
 
 
+def sign_in(tab: Any, base: str, email: str, password: str) -> None:
+    """Sign ``tab`` in to the portal at ``base`` through its sign-in form."""
+    tab.goto(f"{base}/login")
+    tab.fill("#email", email)
+    tab.fill("#password", password)
+    with tab.expect_navigation():
+        tab.locator("main form button[type=submit]").click()
+
+
 def _path(page: Any) -> str:
     from urllib.parse import urlsplit
 
@@ -309,18 +318,11 @@ def test_learner_submits_sees_what_to_fix_and_the_instructors_grading(tmp_path: 
         problems = Problems()
         problems.attach(page)
 
-        def sign_in(tab: Any, email: str, password: str) -> None:
-            tab.goto(f"{base}/login")
-            tab.fill("#email", email)
-            tab.fill("#password", password)
-            with tab.expect_navigation():
-                tab.locator("main form button[type=submit]").click()
-
         def card(tab: Any, question: str) -> Any:
             return tab.locator("article.fb-question", has=tab.locator("h3", has_text=question))
 
         try:
-            sign_in(page, "submitter@example.kr", "submit-pass-123")
+            sign_in(page, base, "submitter@example.kr", "submit-pass-123")
             page.goto(f"{base}/dashboard")
             with page.expect_navigation():
                 page.locator(f"a[href='/assignments/{assignment_id}']").click()
@@ -361,7 +363,7 @@ def test_learner_submits_sees_what_to_fix_and_the_instructors_grading(tmp_path: 
             teacher_page = staff.new_page()
             problems.attach(teacher_page)
             try:
-                sign_in(teacher_page, "instructor@demo.academy.kr", "teach-pass-123")
+                sign_in(teacher_page, base, "instructor@demo.academy.kr", "teach-pass-123")
                 teacher_page.goto(f"{base}/assignments/{assignment_id}/gradebook")
                 with teacher_page.expect_navigation():
                     teacher_page.locator("main table a[href^='/submissions/']").first.click()
@@ -492,15 +494,8 @@ def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path,
         problems = Problems()
         problems.attach(page)
 
-        def sign_in(email: str, password: str) -> None:
-            page.context.clear_cookies()
-            page.goto(f"{base}/login")
-            page.fill("#email", email)
-            page.fill("#password", password)
-            with page.expect_navigation():
-                page.locator("main form button[type=submit]").click()
-
-        sign_in("stats-admin@example.kr", "Admin-pass-2026")
+        page.context.clear_cookies()
+        sign_in(page, base, "stats-admin@example.kr", "Admin-pass-2026")
         assert _path(page) == "/admin/"  # admins land on the statistics
         expect(page.locator("main h1")).to_have_text("통계")
         expect(page.locator("html[data-charts-drawn=yes]")).to_have_count(1)
@@ -529,14 +524,16 @@ def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path,
         expect(page.locator("main")).to_contain_text(holder_name)
         _shot(page, "12-admin-certificates.png")
 
-        sign_in("hr@example.kr", "Contact-pass-2026")
+        page.context.clear_cookies()
+        sign_in(page, base, "hr@example.kr", "Contact-pass-2026")
         with page.expect_navigation():
             page.get_by_role("link", name="우리 회사").click()
         expect(page.locator("main h1")).to_have_text(company_name)
         assert page.locator("[data-company-report] tbody tr[data-employee]").count() >= 2
         _shot(page, "13-company-view.png", full_page=True)
 
-        sign_in(holder_email, "Holder-pass-2026")
+        page.context.clear_cookies()
+        sign_in(page, base, holder_email, "Holder-pass-2026")
         page.goto(f"{base}/dashboard")
         expect(page.locator("#my-certificates")).to_have_text("내 수료증")
         with page.expect_download() as download:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support import ROOT
-from tests.web.test_browser import Problems, _path, _served, _shot
+from tests.web.test_browser import Problems, _path, _served, _shot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -89,15 +89,8 @@ def test_instructor_publishes_reads_the_gradebook_overrides_and_the_learner_is_t
         problems = Problems()
         problems.attach(page)
 
-        def sign_in(tab: Any, email: str, password: str) -> None:
-            tab.goto(f"{base}/login")
-            tab.fill("#email", email)
-            tab.fill("#password", password)
-            with tab.expect_navigation():
-                tab.locator("main form button[type=submit]").click()
-
         try:
-            sign_in(page, "instructor@demo.academy.kr", "teach-pass-123")
+            sign_in(page, base, "instructor@demo.academy.kr", "teach-pass-123")
             assert _path(page) == "/teach", page.url  # staff land on their own home
             _shot(page, "10-staff-home.png", full_page=True)
 
@@ -148,7 +141,7 @@ def test_instructor_publishes_reads_the_gradebook_overrides_and_the_learner_is_t
             learner_page = other.new_page()
             problems.attach(learner_page)
             try:
-                sign_in(learner_page, "gradebook@example.kr", "learn-pass-123")
+                sign_in(learner_page, base, "gradebook@example.kr", "learn-pass-123")
                 link = learner_page.locator("[data-inbox-link]")
                 expect(link).to_contain_text("1")
                 with learner_page.expect_navigation():
