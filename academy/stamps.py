@@ -106,7 +106,7 @@ def _pending(session: Session) -> tuple[set[str], set[int]]:
     return session.info.setdefault(_PENDING, (set(), set()))
 
 
-def _loaded(instance: Any, column: str) -> int | None:
+def loaded_value(instance: Any, column: str) -> Any:
     """A column's value as the object holds it, never loaded from the database (a deleted row's is gone)."""
     from sqlalchemy import inspect
 
@@ -117,7 +117,8 @@ def _loaded(instance: Any, column: str) -> int | None:
     return value
 
 
-def _changed_columns(instance: Any) -> set[str]:
+def changed_columns(instance: Any) -> set[str]:
+    """The columns of ``instance`` changed in this session (unflushed history)."""
     from sqlalchemy import inspect
 
     state = inspect(instance)
@@ -134,17 +135,17 @@ def _flushed(session: Session, _context: Any) -> None:
             continue  # an attribute set to the value it had: nothing was written
         table = instance.__table__.name
         if table in LEARNER_TABLES:
-            owner = _loaded(instance, "user_id")
+            owner = loaded_value(instance, "user_id")
             scopes.add(user_scope(owner) if owner is not None else CATALOG)
         elif table == "cell_score":
-            submission = _loaded(instance, "submission_id")
+            submission = loaded_value(instance, "submission_id")
             if submission is not None:
                 cells.add(submission)
             else:
                 scopes.add(CATALOG)
         elif table in CATALOG_TABLES:
             ignored = CATALOG_TABLES[table]
-            if not ignored or instance not in session.dirty or _changed_columns(instance) - ignored:
+            if not ignored or instance not in session.dirty or changed_columns(instance) - ignored:
                 scopes.add(CATALOG)
 
 

@@ -332,43 +332,28 @@ def _lock(session: Session, assignment_ids: Iterable[int]) -> None:
         session.execute(select(func.pg_advisory_xact_lock(_LOCKS, assignment_id)))
 
 
-def _loaded(instance: Any, column: str) -> Any:
-    """A column's value as the object holds it, never loaded from the database (a deleted row's is gone)."""
-    from sqlalchemy import inspect
-
-    state = inspect(instance)
-    value = state.dict.get(column)
-    if value is None and column in state.committed_state:
-        value = state.committed_state[column]
-    return value
-
-
-def _changed(instance: Any) -> set[str]:
-    from sqlalchemy import inspect
-
-    return {attr.key for attr in inspect(instance).attrs if attr.history.has_changes()}
-
-
 @event.listens_for(Session, "after_flush")
 def _flushed(session: Session, _context: Any) -> None:
     pending = _pending(session)
     for instance in (*session.new, *session.dirty, *session.deleted):
         if isinstance(instance, Submission):
-            user_id, assignment_id = _loaded(instance, "user_id"), _loaded(instance, "assignment_id")
+            user_id = stamps.loaded_value(instance, "user_id")
+            assignment_id = stamps.loaded_value(instance, "assignment_id")
             if user_id is None or assignment_id is None:
                 pending.everything = True
             else:
                 pending.pairs.add((user_id, assignment_id))
         elif isinstance(instance, CellScore):
-            submission_id = _loaded(instance, "submission_id")
+            submission_id = stamps.loaded_value(instance, "submission_id")
             if submission_id is None:
                 pending.everything = True
             else:
                 pending.submissions.add(submission_id)
         elif isinstance(instance, Assignment) and instance in session.dirty \
-                and _changed(instance) & ASSIGNMENT_COLUMNS:
+                and stamps.changed_columns(instance) & ASSIGNMENT_COLUMNS:
             pending.assignments.add(instance.id)
-        elif isinstance(instance, Course) and instance in session.dirty and _changed(instance) & COURSE_COLUMNS:
+        elif isinstance(instance, Course) and instance in session.dirty \
+                and stamps.changed_columns(instance) & COURSE_COLUMNS:
             pending.courses.add(instance.id)
 
 
