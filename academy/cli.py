@@ -51,18 +51,28 @@ def grade_command(course_dir: Path | None, assignment: str | None, student: str,
 
 
 @click.command("init")
+@click.option("--skip-solution-check", is_flag=True,
+              help="Do not grade each assignment's solution and learner version before loading it.")
 @with_appcontext
-def init_command() -> None:
-    """Create or upgrade the database and load courses/ (idempotent)."""
+def init_command(skip_solution_check: bool) -> None:
+    """Create or upgrade the database and load courses/ (idempotent).
+
+    Each course is checked before it is loaded; a course that fails is named with its notebook and cell,
+    and the others load. Exit status 1 when a course was refused, 2 when nothing could be loaded.
+    """
     from academy.bootstrap import run_init
     from academy.errors import AcademyError
 
     try:
-        summary = run_init()
+        summary = run_init(check_solutions=not skip_solution_check)
     except AcademyError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    for line in summary.problems():
+        click.echo(f"warning: {line}" if line in summary.notes else f"error: {line}", err=True)
     click.echo(f"database is at the latest migration; courses: {summary}")
+    if summary.refused:
+        sys.exit(1)
 
 
 @click.command("create-user")

@@ -223,6 +223,8 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     serving: threading.Thread | None = None
     try:
         with app.app_context():
+            click.echo("Checking and loading the courses (grading each assignment's solution the first time; "
+                       "a minute or two) ...")
             summary = run_init()
         accounts = seed_demo(app)
         synthetic = seed_synthetic(app)
@@ -235,6 +237,8 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
         click.echo("")
         click.echo("AI 새마을 아카데미 demo / AI Saemaul Academy demo")
         click.echo(f"  courses: {summary}")
+        for line in summary.problems():
+            click.echo(f"    ! {line}")
         click.echo(f"  statistics: {synthetic}")
         click.echo(f"  portal:  {url}")
         click.echo("  accounts (email / password):")

@@ -37,7 +37,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 def _initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ``academy init`` (migrations, courses, releases: the slow part) for the module."""
     data = tmp_path_factory.mktemp("cli") / "data"
-    done = run(["init"], _env(data))
+    done = run(["init", "--skip-solution-check"], _env(data))  # solutions: tests/catalog/test_init_checks.py
     assert done.returncode == 0, done.stderr
     return data
 
@@ -52,7 +52,7 @@ def initialised_env(_initialised: Path, tmp_path: Path) -> dict[str, str]:
 def test_init_is_idempotent_and_loads_courses(initialised_env: dict[str, str]) -> None:
     """A second ``init`` over the first one's data directory changes nothing."""
     cli_env = initialised_env
-    second = run(["init"], cli_env)
+    second = run(["init", "--skip-solution-check"], cli_env)
     assert second.returncode == 0, second.stderr
     assert "created 0" in second.stdout or "0 created" in second.stdout, second.stdout
     import sqlite3

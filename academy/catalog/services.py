@@ -1,14 +1,17 @@
 """Catalog operations: loading ``courses/`` into the database, and the queries views use.
 
 ``load_catalog`` is what ``academy init`` runs.  It reads and checks every manifest
-first (:mod:`academy.catalog.manifest`), so an invalid catalog changes nothing; then it
-upserts tracks, courses, instructors and assignments by slug.  Rows whose manifest
-disappeared are marked inactive, never deleted: enrollments and submissions refer to
-them.  Like every service it only flushes; the caller commits.
+first (:mod:`academy.catalog.manifest`, and the caller's further checks such as
+:mod:`academy.catalog.checks`); a course that fails is refused by name and left in the
+database as it was, and the others are loaded: tracks, courses, instructors and
+assignments upserted by slug.  Rows whose manifest disappeared are marked inactive,
+never deleted: enrollments and submissions refer to them.  Like every service it only
+flushes; the caller commits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from academy.audit.services import record
-from academy.catalog.manifest import AssignmentManifest, CourseManifest, TrackManifest, read_catalog
+from academy.catalog.manifest import (
+    AssignmentManifest,
+    Catalog,
+    CourseManifest,
+    RefusedCourse,
+    TrackManifest,
+    read_catalog,
+)
 from academy.catalog.models import Assignment, Course, CourseInstructor, Track
 from academy.errors import NotFound
 from academy.users.models import User
@@ -39,6 +49,7 @@ class LoadReport:
     unchanged: int = 0
     deactivated: int = 0
     changes: list[str] = field(default_factory=list)
+    refused: list[RefusedCourse] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -47,10 +58,13 @@ class LoadReport:
 
     def summary(self) -> str:
         """One line for the command line and the audit log."""
-        return (
+        line = (
             f"catalog: {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.deactivated} deactivated"
         )
+        if self.refused:
+            line += f"; {len(self.refused)} course(s) refused: {', '.join(r.slug for r in self.refused)}"
+        return line
 
     def note(self, outcome: str, kind: str, slug: str) -> None:
         """Count one row as "created", "updated", "unchanged" or "deactivated"."""
@@ -59,21 +73,29 @@ class LoadReport:
             self.changes.append(f"{kind} {slug} {outcome}")
 
 
-def load_catalog(session: Session, courses_dir: Path, *, actor: User | None = None) -> LoadReport:
+def load_catalog(session: Session, courses_dir: Path, *, actor: User | None = None,
+                 checks: Callable[[Catalog], Sequence[RefusedCourse]] | None = None) -> LoadReport:
     """Bring the catalog rows in step with ``courses_dir``; idempotent.
 
-    Reads the whole catalog before touching the database, so a
-    :class:`~academy.catalog.manifest.ManifestError` (raised as is) leaves every row as
-    it was.  Creates missing rows, updates changed ones, reactivates rows that came
-    back, and deactivates tracks, courses and assignments no longer on disk.  A course
-    whose ``manifest_hash``, directory and track are unchanged is skipped.  Writes a
-    ``catalog.load`` audit entry by ``actor`` (``None`` for the command line) when
-    something changed, in ``session``; it is flushed, not committed.
+    Reads the whole catalog, and runs ``checks`` on it, before touching the database.
+    A malformed ``tracks.toml`` raises :class:`~academy.catalog.manifest.ManifestError`
+    and leaves every row as it was; a course that cannot be read or that ``checks``
+    refuses is listed in ``LoadReport.refused`` and its rows stay as they were (not
+    created, updated nor deactivated).  Of the rest: creates missing rows, updates
+    changed ones, reactivates rows that came back, and deactivates tracks, courses and
+    assignments no longer on disk.  A course whose ``manifest_hash``, directory and
+    track are unchanged is skipped.  Writes a ``catalog.load`` audit entry by ``actor``
+    (``None`` for the command line) when something changed, in ``session``; it is
+    flushed, not committed.
     """
     catalog = read_catalog(courses_dir)
-    report = LoadReport()
+    report = LoadReport(refused=list(catalog.refused))
+    if checks is not None:
+        report.refused += checks(catalog)
+    refused = {course.slug for course in report.refused}
     tracks = _sync_tracks(session, catalog.tracks, report)
-    _sync_courses(session, catalog.courses, tracks, report)
+    _sync_courses(session, tuple(c for c in catalog.courses if c.slug not in refused), tracks, report,
+                  keep=refused)
     if report.changed:
         record(
             session,
@@ -86,6 +108,7 @@ def load_catalog(session: Session, courses_dir: Path, *, actor: User | None = No
             unchanged=report.unchanged,
             deactivated=report.deactivated,
             changes=report.changes,
+            refused={course.slug: list(course.problems) for course in report.refused},
         )
     session.flush()
     return report
@@ -200,7 +223,10 @@ def _sync_courses(
     manifests: tuple[CourseManifest, ...],
     tracks: dict[str, Track],
     report: LoadReport,
+    *,
+    keep: set[str],
 ) -> None:
+    """Upsert ``manifests``; deactivate the courses that are neither among them nor in ``keep`` (refused ones)."""
     stmt = select(Course).options(selectinload(Course.assignments), selectinload(Course.instructors))
     existing = {course.slug: course for course in session.scalars(stmt)}
     seen: set[str] = set()
@@ -234,7 +260,7 @@ def _sync_courses(
         _sync_assignments(course, manifest, report)
 
     for slug, course in existing.items():
-        if slug in seen:
+        if slug in seen or slug in keep:
             continue
         if course.active:
             course.active = False

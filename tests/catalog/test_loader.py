@@ -1,4 +1,4 @@
-"""Loading courses/ into the database: idempotent upserts, deactivation, audit, all-or-nothing."""
+"""Loading courses/ into the database: idempotent upserts, deactivation, audit, a broken course refused by name."""
 
 from __future__ import annotations
 
@@ -282,28 +282,51 @@ BROKEN = [
 ]
 
 
+def _rows_of(snap: dict[str, list[tuple[Any, ...]]], course_id: int) -> dict[str, list[tuple[Any, ...]]]:
+    """The course's own rows of a snapshot: the course, its instructors and its assignments."""
+    return {"course": [r for r in snap["course"] if r[0] == course_id],
+            "instructor": [r for r in snap["instructor"] if r[1] == course_id],
+            "assignment": [r for r in snap["assignment"] if r[1] == course_id]}
+
+
 @pytest.mark.parametrize(("rel", "old", "new", "words"), [pytest.param(*c[1:], id=c[0]) for c in BROKEN])
-def test_invalid_catalog_changes_nothing(
+def test_an_invalid_course_is_refused_by_name_and_the_rest_load(
     app: Flask, tmp_path: Path, rel: str, old: str, new: str, words: str
 ) -> None:
     courses = copy_courses(tmp_path)
     edit(courses / rel, old, new)
 
-    # On an empty database: nothing is created.
-    with pytest.raises(ManifestError) as caught:
-        load(app, courses)
-    assert str(caught.value).startswith(f"courses/{rel}, line "), caught.value
-    assert words in str(caught.value)
-    assert snapshot(app) == {"track": [], "course": [], "instructor": [], "assignment": []}
+    # On an empty database: the broken course is not created, the others are.
+    report = load(app, courses)
+    assert [course.slug for course in report.refused] == ["python-data"]
+    (problem,) = report.refused[0].problems
+    assert problem.startswith(f"courses/{rel}, line "), problem
+    assert words in problem
+    assert "python-data" not in [row[1] for row in snapshot(app)["course"]]
+    assert "ml-quality" in [row[1] for row in snapshot(app)["course"]]
 
-    # On a loaded database: a valid change in another course is not applied either.
+    # On a loaded database: the broken course stays exactly as it was (not deactivated), while a valid
+    # change in another course is applied.
     shutil.rmtree(courses)
     load(app, copy_courses(tmp_path))
     before = snapshot(app)
+    with app.app_context():
+        python_data = db.session.scalar(select(Course.id).where(Course.slug == "python-data"))
     edit(courses / "ml-quality/course.toml", "hours = 16.0", "hours = 20.0")
     edit(courses / rel, old, new)
+    report = load(app, courses)
+    assert [course.slug for course in report.refused] == ["python-data"]
+    after = snapshot(app)
+    assert _rows_of(after, python_data) == _rows_of(before, python_data)
+    assert [row[4] for row in after["course"] if row[1] == "ml-quality"] == [20.0]
+    assert audit_entries(app)[-1].data["refused"] == {"python-data": [problem]}
+
+
+def test_a_broken_tracks_file_changes_nothing(app: Flask, tmp_path: Path) -> None:
+    """Without a readable tracks.toml no course can be placed: the load stops and nothing changes."""
+    courses = copy_courses(tmp_path)
+    edit(courses / "tracks.toml", 'id = "ai-basics"', 'id = "ai basics"')
     with pytest.raises(ManifestError) as caught:
         load(app, courses)
-    assert words in str(caught.value)
-    assert snapshot(app) == before
-    assert len(audit_entries(app)) == 1
+    assert str(caught.value).startswith("courses/tracks.toml, line "), caught.value
+    assert snapshot(app) == {"track": [], "course": [], "instructor": [], "assignment": []}

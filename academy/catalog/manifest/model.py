@@ -31,6 +31,7 @@ class AssignmentManifest:
     max_score: float  # sum of nbgrader points over graded and task cells
     notebooks: tuple[str, ...]  # file names in source/<slug>/, sorted
     grading: dict[str, Any] = field(default_factory=dict)  # the [assignments.grading] policy, defaults filled
+    imports: tuple[tuple[str, str, str], ...] = ()  # (notebook, cell, top-level module) of every import
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,18 @@ class CourseManifest:
 
 
 @dataclass(frozen=True)
+class RefusedCourse:
+    """A course directory that cannot be loaded as it is, and why (each problem names the file and the cell)."""
+
+    slug: str  # the directory name
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Catalog:
-    """Everything under ``courses/``: the tracks and the courses."""
+    """Everything under ``courses/``: the tracks, the courses that read cleanly, and those refused."""
 
     courses_dir: Path
     tracks: tuple[TrackManifest, ...]
     courses: tuple[CourseManifest, ...]
+    refused: tuple[RefusedCourse, ...] = ()

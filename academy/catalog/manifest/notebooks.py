@@ -1,16 +1,34 @@
-"""Reading an nbgrader source notebook: its total points, and the checks nbgrader makes only at release."""
+"""Reading an nbgrader source notebook: its points, graded cells and imports, and the checks nbgrader makes only
+at release."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from academy.catalog.manifest.errors import ManifestError
 from academy.catalog.manifest.toml_source import show_value
 
 
+@dataclass(frozen=True)
+class SourceNotebook:
+    """What the loader reads from a source notebook: total points, graded cells, and the modules it imports."""
+
+    points: float  # nbgrader points of graded and task cells
+    graded: int  # cells with nbgrader ``grade: true`` (autograded tests and written answers)
+    imports: tuple[tuple[str, str], ...]  # (cell: its grade_id or "cell N", top-level module), in order
+
+
 def source_notebook_points(path: Path, display: str) -> float:
-    """Total nbgrader points of a source notebook (graded cells and task cells).
+    """Total nbgrader points of a source notebook (graded cells and task cells); see :func:`read_source_notebook`."""
+    return read_source_notebook(path, display).points
+
+
+def read_source_notebook(path: Path, display: str) -> SourceNotebook:
+    """Points, graded cells and imports of a source notebook.
 
     Checks what the loader relies on and what nbgrader would otherwise reject only at
     release time: JSON, nbformat 4, a ``points`` value on every graded cell, and unique
@@ -39,12 +57,19 @@ def source_notebook_points(path: Path, display: str) -> float:
         raise ManifestError(display, "must be a list of cells", line=_json_line(text, '"cells"'), field="cells")
 
     total = 0.0
+    graded = 0
+    imports: list[tuple[str, str]] = []
     grade_ids: set[str] = set()
     for index, cell in enumerate(cells):
         metadata = cell.get("metadata") if isinstance(cell, dict) else None
         nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            name = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+            label = name if isinstance(name, str) and name else f"cell {index + 1}"
+            imports.extend((label, module) for module in _imported_modules(cell.get("source", "")))
         if not isinstance(nbgrader, dict):
             continue
+        graded += bool(nbgrader.get("grade"))
         grade_id = nbgrader.get("grade_id")
         field = f"cells[{index}].metadata.nbgrader"
         if nbgrader.get("grade") or nbgrader.get("solution") or nbgrader.get("locked"):
@@ -72,7 +97,43 @@ def source_notebook_points(path: Path, display: str) -> float:
                     field=f"{field}.points",
                 )
             total += value
-    return total
+    return SourceNotebook(points=total, graded=graded, imports=tuple(imports))
+
+
+_MAGIC = re.compile(r"^\s*[%!?]")
+
+
+def _imported_modules(source: object) -> list[str]:
+    """Top-level modules a code cell imports (absolute imports; IPython magics and shell lines skipped).
+
+    A cell that does not parse (learner stubs, IPython syntax) yields what the lines that do parse import.
+    """
+    text = "".join(source) if isinstance(source, list) else str(source or "")
+    lines = ["" if _MAGIC.match(line) else line for line in text.splitlines()]
+    try:
+        trees = [ast.parse("\n".join(lines))]
+    except SyntaxError:
+        trees = []
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith(("import ", "from ")):
+                try:
+                    trees.append(ast.parse(stripped))
+                except SyntaxError:
+                    continue
+    found: list[str] = []
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] not in found:
+                    found.append(name.split(".")[0])
+    return found
 
 
 def _json_line(text: str, needle: str, *, last: bool = False) -> int:

@@ -17,8 +17,14 @@ from typing import Any
 
 from academy.catalog.manifest.errors import ManifestError
 from academy.catalog.manifest.grading_policy import read_grading_policy
-from academy.catalog.manifest.model import AssignmentManifest, Catalog, CourseManifest, TrackManifest
-from academy.catalog.manifest.notebooks import source_notebook_points
+from academy.catalog.manifest.model import (
+    AssignmentManifest,
+    Catalog,
+    CourseManifest,
+    RefusedCourse,
+    TrackManifest,
+)
+from academy.catalog.manifest.notebooks import read_source_notebook
 from academy.catalog.manifest.toml_source import TomlSource, TomlTable
 
 TRACKS_FILE = "tracks.toml"
@@ -148,20 +154,24 @@ def read_catalog(courses_dir: Path) -> Catalog:
     """Read ``courses_dir/tracks.toml`` and every course directory beside it.
 
     Every directory under ``courses_dir`` is a course, except those whose name starts
-    with ``.`` or ``_`` (drafts, checkpoints).  Raises :class:`ManifestError` at the
-    first problem found, so a catalog is either wholly valid or not read at all.
+    with ``.`` or ``_`` (drafts, checkpoints).  A malformed ``tracks.toml`` raises
+    :class:`ManifestError` (no course can be placed without it); a malformed course is
+    set aside in ``Catalog.refused`` with the first problem found in it, and the other
+    courses are read.
     """
     courses_dir = Path(courses_dir).resolve()
     if not courses_dir.is_dir():
         raise ManifestError(str(courses_dir), "the courses directory does not exist")
     tracks = read_tracks(courses_dir / TRACKS_FILE)
     known = {track.slug for track in tracks}
-    courses = [
-        read_course(child, known)
-        for child in sorted(courses_dir.iterdir())
-        if child.is_dir() and not child.name.startswith((".", "_"))
-    ]
-    return Catalog(courses_dir=courses_dir, tracks=tuple(tracks), courses=tuple(courses))
+    courses, refused = [], []
+    for child in sorted(courses_dir.iterdir()):
+        if child.is_dir() and not child.name.startswith((".", "_")):
+            try:
+                courses.append(read_course(child, known))
+            except ManifestError as exc:
+                refused.append(RefusedCourse(child.name, (str(exc),)))
+    return Catalog(courses_dir=courses_dir, tracks=tuple(tracks), courses=tuple(courses), refused=tuple(refused))
 
 
 def _titles(table: TomlTable) -> tuple[str, str]:
@@ -238,9 +248,12 @@ def _assignments(root: TomlTable, course_dir: Path) -> tuple[AssignmentManifest,
         notebooks = sorted(p.name for p in directory.glob("*.ipynb") if p.is_file())
         if not notebooks:
             raise entry.error("id", f"{display_dir}/{SOURCE_DIR}/{slug}/ holds no .ipynb notebook")
-        max_score = sum(
-            source_notebook_points(directory / name, f"{display_dir}/{SOURCE_DIR}/{slug}/{name}") for name in notebooks
-        )
+        read = {name: read_source_notebook(directory / name, f"{display_dir}/{SOURCE_DIR}/{slug}/{name}")
+                for name in notebooks}
+        if not any(notebook.graded for notebook in read.values()):
+            raise entry.error("id", f"{display_dir}/{SOURCE_DIR}/{slug}/ has no graded cell (nbgrader 'grade': true) "
+                                    f"in {', '.join(notebooks)}: nothing to score")
+        max_score = sum(notebook.points for notebook in read.values())
         result.append(
             AssignmentManifest(
                 slug=slug,
@@ -251,6 +264,8 @@ def _assignments(root: TomlTable, course_dir: Path) -> tuple[AssignmentManifest,
                 max_score=max_score,
                 notebooks=tuple(notebooks),
                 grading=grading,
+                imports=tuple((name, cell, module) for name, notebook in read.items()
+                              for cell, module in notebook.imports),
             )
         )
     return tuple(result)
