@@ -114,7 +114,7 @@ def portal(tmp_path: Path) -> Iterator[Portal]:
         "RATELIMIT_ENABLED": False,
     })
     with app.app_context():
-        run_init()
+        run_init(check_solutions=False)  # the solutions: tests/curriculum
         tracks = list_tracks(db.session)
         assert tracks, "courses/ should define at least one track"
         track = tracks[0]
@@ -296,7 +296,7 @@ def test_learner_submits_sees_what_to_fix_and_the_instructors_grading(tmp_path: 
     app = create_app({"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
                       "secret_key": "x" * 40, "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False})
     with app.app_context():
-        run_init()
+        run_init(check_solutions=False)  # the solutions: tests/curriculum
         track = list_tracks(db.session)[0]
         start = utcnow().replace(microsecond=0)
         cohort = create_cohort(db.session, track, name="2026년 1기", starts_at=start,
@@ -470,7 +470,7 @@ def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path,
     app = create_app({"data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path}/academy.sqlite3",
                       "secret_key": "x" * 40, "courses_dir": ROOT / "courses", "RATELIMIT_ENABLED": False})
     with app.app_context():
-        run_init()
+        run_init(check_solutions=False)  # the solutions: tests/curriculum
         synthesize(db.session, learners=150, seed=1, issuer=Issuer.from_app())
         admin = create_user(db.session, "stats-admin@example.kr", "Admin-pass-2026", Role.admin, name="박관리")
         admin.consent_at = utcnow()
