@@ -30,6 +30,7 @@ Run one assignment by hand (prints each cell's points and the time taken)::
 from __future__ import annotations
 
 import json
+import os
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -42,15 +43,21 @@ WRONG = Path(__file__).resolve().parent / "wrong"
 _EPSILON = 1e-9
 
 
-def assignments(courses: Path = COURSES) -> list[tuple[str, str]]:
-    """(course id, assignment id) of every assignment listed in a course.toml under ``courses``."""
+def assignments(courses: Path = COURSES, *, track: str | None = None) -> list[tuple[str, str]]:
+    """(course id, assignment id) of every assignment listed in a course.toml under ``courses`` (of ``track``)."""
     found = []
     for manifest in sorted(courses.glob("*/course.toml")):
         if manifest.parent.name.startswith((".", "_")):
             continue
         data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-        found.extend((manifest.parent.name, item["id"]) for item in data.get("assignments", []))
+        if track is None or data.get("track") == track:
+            found.extend((manifest.parent.name, item["id"]) for item in data.get("assignments", []))
     return found
+
+
+def tracks(courses: Path = COURSES) -> list[str]:
+    """Track ids of ``tracks.toml``, in its order."""
+    return [t["id"] for t in tomllib.loads((courses / "tracks.toml").read_text(encoding="utf-8")).get("tracks", [])]
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -114,9 +121,16 @@ def _with_wrong_answers(notebooks: dict[str, bytes], wrong: list[dict[str, Any]]
 
 def check_assignment(course: str, assignment: str, work_dir: Path, *, courses: Path = COURSES,
                      cache_dir: Path | None = None) -> Report:
-    """Run the checks of the module docstring on one assignment (in a fresh grading child process each)."""
-    from academy.engine.pipeline import grade_in_subprocess
+    """Run the checks of the module docstring on one assignment, grading in this process (one job at a time)."""
+    from academy.engine.pipeline import grade_submission
     from academy.teaching.publish import check_version
+
+    def grade_in_process(*args: Any, **kwargs: Any) -> Any:
+        here = os.getcwd()  # nbgrader changes the working directory while it converts
+        try:
+            return grade_submission(*args, **kwargs)
+        finally:
+            os.chdir(here)
 
     started = time.monotonic()
     report = Report(course, assignment)
@@ -127,7 +141,7 @@ def check_assignment(course: str, assignment: str, work_dir: Path, *, courses: P
         report.problems.append(f"no notebook in {source}")
         return report
     check = check_version(course_dir, assignment, notebooks, work_dir / "publish", current_source=None,
-                          cache_dir=cache_dir, grade=grade_in_subprocess)
+                          cache_dir=cache_dir, grade=grade_in_process)
     report.problems += [f"{p.notebook} {p.cell}: {p.code}: {p.detail}" for p in check.problems]
     wanted = {(name, gid) for name, data in notebooks.items() for gid in graded_cells(json.loads(data))}
     wrong = wrong_answers(course, assignment)
@@ -138,7 +152,7 @@ def check_assignment(course: str, assignment: str, work_dir: Path, *, courses: P
                         for name, gid in sorted(named - wanted)]
     if wrong and not report.problems:
         spoilt = _with_wrong_answers(notebooks, wrong, report)
-        result = grade_in_subprocess(course_dir, assignment, spoilt, student_id="wrong", feedback=False,
+        result = grade_in_process(course_dir, assignment, spoilt, student_id="wrong", feedback=False,
                                      work_root=work_dir / "wrong", cache_dir=cache_dir).to_json()
         if result.get("status") == "grader_error":
             report.problems.append(f"grader failed on the wrong answers: {result.get('problems')}")
