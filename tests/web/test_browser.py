@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import ROOT, skip_or_fail
+from tests.support import ROOT
 from tests.web.browser import ARTIFACTS
 
 DEADLINE_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2} KST$")
@@ -405,46 +405,6 @@ def test_learner_submits_sees_what_to_fix_and_the_instructors_grading(tmp_path: 
             assert not any(problems.as_dict().values()), problems.as_dict()
         finally:
             stop_process(worker)
-
-
-def test_open_lab_lands_in_jupyterlab_with_the_notebook_open(tmp_path: Path, page: Any) -> None:
-    """Assignment page → "실습 열기" → progress → JupyterLab (in Korean) with the assignment's notebook open.
-
-    Real portal, real JupyterHub + configurable-http-proxy + local spawner; sign-in to the hub goes
-    through the portal's OpenID Connect provider without a second password.
-    """
-    from playwright.sync_api import expect
-
-    from tests.labs.labstack import PASSWORD, lab_stack, missing_parts
-
-    reason = missing_parts()
-    if reason:
-        skip_or_fail(reason)
-    with lab_stack(tmp_path, gpu_course=None) as stack:
-        stack.make_learner("browser-lab@example.kr")
-        assignment_id = stack.assignment_ids["01-linear-regression"]
-        problems = Problems()
-        problems.attach(page)
-        page.goto(f"{stack.portal_url}/login")
-        page.fill("#email", "browser-lab@example.kr")
-        page.fill("#password", PASSWORD)
-        with page.expect_navigation():
-            page.locator("main form button[type=submit]").click()
-        page.goto(f"{stack.portal_url}/assignments/{assignment_id}")
-        open_lab = page.locator("[data-open-lab]")
-        expect(open_lab).to_have_text("실습 열기")
-        _shot(page, "lab-01-assignment.png")
-        open_lab.click()
-        # The launch page shows progress, then the browser goes on to JupyterLab by itself.
-        page.wait_for_url(re.compile(r".*/user/u\d+/lab/tree/ml-quality/01-linear-regression/.*\.ipynb"),
-                          timeout=120_000)
-        tab = page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabLabel, .jp-mod-current .lm-TabBar-tabLabel")
-        expect(tab.first).to_contain_text(".ipynb", timeout=60_000)
-        expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=60_000)
-        expect(page.locator(".lm-MenuBar-itemLabel").first).to_have_text("파일", timeout=30_000)
-        _shot(page, "lab-02-jupyterlab.png")
-        portal_problems = [p for p in problems.csp_violations if stack.portal_url in p]
-        assert not portal_problems, portal_problems
 
 
 def test_admin_statistics_company_view_and_certificate_in_korean(tmp_path: Path, page: Any) -> None:
