@@ -310,7 +310,7 @@ def test_tampered_notebook_is_graded_with_problems(cache_dir: Path, tmp_path: Pa
     assert scores["test_add_defect_rate"] == 2.0
     assert scores["test_summarize_by_line"] == 0.0  # restored test, stub answer
     assert scores["test_find_bad_days"] == 2.0  # its points come from the gradebook, not the file
-    assert result.max_score == 10.0
+    assert result.max_score == 12.0
     problems = "\n".join(result.problems)
     for expected in ("'test_summarize_by_line' was deleted", "'test_add_defect_rate' appears 2 times",
                      "unknown nbgrader cell 'from_another_notebook'", "metadata of cell 'test_find_bad_days'"):

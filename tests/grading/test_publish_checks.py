@@ -36,7 +36,7 @@ def _check(tmp_path: Path, notebook: dict[str, Any] | bytes, grader_cache: Path)
 def test_the_shipped_version_passes_and_changes_nothing(tmp_path: Path, grader_cache: Path) -> None:
     check = _check(tmp_path, SOURCE, grader_cache)
     assert check.ok, check.problems
-    assert check.changes == [] and check.points == 10.0
+    assert check.changes == [] and check.points == 12.0
 
 
 def test_a_solution_that_fails_a_test_is_refused_naming_the_cell(tmp_path: Path, grader_cache: Path) -> None:
