@@ -21,8 +21,9 @@ from tests.support import COURSES
 
 COURSE_TOML = "python-data/course.toml"
 PANDAS_NB = "python-data/source/01-pandas-basics/production_log.ipynb"
-SHIPPED_COURSES = 3
-SHIPPED_ROWS = 2 + SHIPPED_COURSES + 5  # tracks + courses + assignments
+TRACKS = ["ai-basics", "data-analytics", "applied-ml", "ai-advanced"]
+SHIPPED_COURSES = 9
+SHIPPED_ROWS = len(TRACKS) + SHIPPED_COURSES + 27  # tracks + courses + assignments
 
 
 def copy_courses(tmp_path: Path) -> Path:
@@ -90,7 +91,7 @@ def test_shipped_courses_load(app: Flask, make_user: Any) -> None:
     with app.app_context():
         track = db.session.scalars(select(Track).where(Track.slug == "ai-basics")).one()
         assert (track.title_ko, track.title_en, track.active) == (
-            "제조 AI 기초", "AI Fundamentals for Manufacturing", True
+            "제조 AI 기초", "AI Foundations for Manufacturing", True
         )
         course = get_course_by_slug(db.session, "python-data")
         assert course.track is track
@@ -98,21 +99,24 @@ def test_shipped_courses_load(app: Flask, make_user: Any) -> None:
         assert (course.hours, course.lab_profile, course.gpu_hour_quota) == (12.0, "cpu", 0.0)
         assert course.passing_rule == {
             "min_score_percent": 60.0,
-            "required_assignments": ["01-pandas-basics", "02-sensor-cleaning"],
+            "required_assignments": ["01-pandas-basics", "02-sensor-cleaning", "03-shift-charts"],
         }
         assert course.source_path == str(COURSES.resolve() / "python-data")
         assert len(course.manifest_hash) == 64
         assert [i.email for i in course.instructors] == ["instructor@demo.academy.kr"]
         assert [(a.slug, a.position, a.due_days, a.max_score, a.notebooks) for a in course.assignments] == [
-            ("01-pandas-basics", 1, 14, 10.0, ["production_log.ipynb"]),
-            ("02-sensor-cleaning", 2, 28, 11.0, ["sensor_cleaning.ipynb"]),
+            ("01-pandas-basics", 1, 14, 12.0, ["production_log.ipynb"]),
+            ("02-sensor-cleaning", 2, 28, 13.0, ["sensor_cleaning.ipynb"]),
+            ("03-shift-charts", 3, 42, 15.0, ["shift_charts.ipynb"]),
         ]
-        assert [t.slug for t in list_tracks(db.session)] == ["ai-basics", "ai-advanced"]
-        assert [c.slug for c in list_tracks(db.session)[0].courses] == ["python-data", "ml-quality"]
+        assert [t.slug for t in list_tracks(db.session)] == TRACKS
+        assert [c.slug for c in list_tracks(db.session)[0].courses] == ["python-basics", "python-data", "ml-quality"]
         gpu = get_course_by_slug(db.session, "dl-vision")
         assert (gpu.track.slug, gpu.lab_profile, gpu.gpu_hour_quota) == ("ai-advanced", "gpu", 10.0)
         assert [(a.slug, a.max_score, a.notebooks) for a in gpu.assignments] == [
-            ("01-defect-cnn", 9.0, ["surface_scratch_cnn.ipynb"]),
+            ("01-defect-cnn", 12.0, ["surface_scratch_cnn.ipynb"]),
+            ("02-transfer-learning", 12.0, ["crack_transfer.ipynb"]),
+            ("03-final-project", 16.0, ["part_inspection.ipynb"]),
         ]
 
     entries = audit_entries(app)
@@ -138,7 +142,7 @@ def test_loading_twice_in_one_transaction(app: Flask) -> None:
         first = load_catalog(db.session, COURSES)
         second = load_catalog(db.session, COURSES)
         db.session.commit()
-        assert db.session.scalar(select(func.count()).select_from(Assignment)) == 5
+        assert db.session.scalar(select(func.count()).select_from(Assignment)) == 27
     assert first.created == SHIPPED_ROWS
     assert (second.created, second.updated, second.unchanged) == (0, 0, SHIPPED_ROWS)
 
@@ -165,7 +169,7 @@ def test_edited_manifest_and_notebook_are_updated(app: Flask, tmp_path: Path) ->
         course = get_course_by_slug(db.session, "python-data")
         assert course.hours == 14.5
         assert [i.email for i in course.instructors] == ["lee@demo.academy.kr"]
-        assert course.assignments[0].max_score == 12.0
+        assert course.assignments[0].max_score == 14.0
         assert db.session.scalar(select(func.count()).select_from(CourseInstructor)) == SHIPPED_COURSES
     assert len(audit_entries(app)) == 2
 
@@ -189,16 +193,17 @@ def test_removed_course_is_deactivated_not_deleted(app: Flask, tmp_path: Path) -
 
     report = load(app, courses)
 
-    assert report.deactivated == 3
+    assert report.deactivated == 4
     assert sorted(report.changes) == [
         "assignment ml-quality/01-linear-regression deactivated",
         "assignment ml-quality/02-logistic-defect deactivated",
+        "assignment ml-quality/03-final-project deactivated",
         "course ml-quality deactivated",
     ]
     with app.app_context():
         course = db.session.scalars(select(Course).where(Course.slug == "ml-quality")).one()
         assert not course.active
-        assert [a.active for a in course.assignments] == [False, False]
+        assert [a.active for a in course.assignments] == [False, False, False]
         assert db.session.scalar(select(func.count()).select_from(Course)) == SHIPPED_COURSES
         with pytest.raises(NotFound):
             get_course_by_slug(db.session, "ml-quality")
@@ -209,7 +214,7 @@ def test_removed_course_is_deactivated_not_deleted(app: Flask, tmp_path: Path) -
 
     shutil.copytree(COURSES / "ml-quality", courses / "ml-quality")
     back = load(app, courses)
-    assert (back.created, back.updated) == (0, 3)
+    assert (back.created, back.updated) == (0, 4)
     with app.app_context():
         assert get_course_by_slug(db.session, "ml-quality").active
 
@@ -221,20 +226,21 @@ def test_removed_assignment_is_deactivated(app: Flask, tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     second = text.rindex("[[assignments]]")
     path.write_text(
-        text[:second].replace(', "02-sensor-cleaning"]', "]"), encoding="utf-8"
+        text[:second].replace(', "03-shift-charts"]', "]"), encoding="utf-8"
     )
 
     report = load(app, courses)
 
     assert sorted(report.changes) == [
-        "assignment python-data/02-sensor-cleaning deactivated",
+        "assignment python-data/03-shift-charts deactivated",
         "course python-data updated",
     ]
     with app.app_context():
         course = get_course_by_slug(db.session, "python-data")
         assert [(a.slug, a.active) for a in course.assignments] == [
             ("01-pandas-basics", True),
-            ("02-sensor-cleaning", False),
+            ("02-sensor-cleaning", True),
+            ("03-shift-charts", False),
         ]
 
 
@@ -248,15 +254,15 @@ def test_removed_track_is_deactivated(app: Flask, tmp_path: Path) -> None:
     )
     load(app, courses)
     with app.app_context():
-        assert [t.slug for t in list_tracks(db.session)] == ["vision", "ai-basics", "ai-advanced"]
+        assert [t.slug for t in list_tracks(db.session)] == ["vision", *TRACKS]
 
     tracks.write_text(original, encoding="utf-8")
     report = load(app, courses)
 
     assert report.changes == ["track vision deactivated"]
     with app.app_context():
-        assert [t.slug for t in list_tracks(db.session)] == ["ai-basics", "ai-advanced"]
-        assert [t.slug for t in list_tracks(db.session, active_only=False)] == ["vision", "ai-basics", "ai-advanced"]
+        assert [t.slug for t in list_tracks(db.session)] == TRACKS
+        assert [t.slug for t in list_tracks(db.session, active_only=False)] == ["vision", *TRACKS]
 
 
 def test_unknown_course_is_not_found(app: Flask) -> None:

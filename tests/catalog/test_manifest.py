@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from academy.catalog.manifest import ManifestError, locate_line, read_catalog, read_course, read_tracks
+from academy.catalog.manifest import Catalog, ManifestError, locate_line, read_catalog, read_course, read_tracks
 from academy.errors import ValidationFailed
 from tests.support import COURSES
 
 PANDAS_NB = "python-data/source/01-pandas-basics/production_log.ipynb"
+
+
+def read_strictly(courses: Path) -> Catalog:
+    """``read_catalog``, raising the problem of the first course it refused (``read_course``'s ManifestError)."""
+    catalog = read_catalog(courses)
+    for refused in catalog.refused:
+        read_course(courses / refused.slug, {t.slug for t in catalog.tracks})
+    return catalog
 
 
 def copy_courses(tmp_path: Path) -> Path:
@@ -41,14 +49,18 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
 def test_shipped_catalog_reads() -> None:
     catalog = read_catalog(COURSES)
 
-    assert [t.slug for t in catalog.tracks] == ["ai-basics", "ai-advanced"]
+    assert [t.slug for t in catalog.tracks] == ["ai-basics", "data-analytics", "applied-ml", "ai-advanced"]
     track = catalog.tracks[0]
-    assert track.title_ko == "제조 AI 기초" and track.title_en == "AI Fundamentals for Manufacturing"
+    assert track.title_ko == "제조 AI 기초" and track.title_en == "AI Foundations for Manufacturing"
     assert all(t.description_ko and t.description_en for t in catalog.tracks)
+    assert catalog.refused == ()
 
     courses = {c.slug: c for c in catalog.courses}
     assert {slug: c.track for slug, c in courses.items()} == {
-        "python-data": "ai-basics", "ml-quality": "ai-basics", "dl-vision": "ai-advanced",
+        "python-basics": "ai-basics", "python-data": "ai-basics", "ml-quality": "ai-basics",
+        "process-spc": "data-analytics", "anomaly-maintenance": "data-analytics",
+        "ml-practice": "applied-ml", "ml-pitfalls": "applied-ml",
+        "pytorch-basics": "ai-advanced", "dl-vision": "ai-advanced",
     }
     for course in courses.values():
         assert course.instructors == ("instructor@demo.academy.kr",)
@@ -56,16 +68,40 @@ def test_shipped_catalog_reads() -> None:
         assert course.directory == COURSES.resolve() / course.slug
         assert len(course.manifest_hash) == 64
         assert set(course.passing_rule) == {"min_score_percent", "required_assignments"}
-    assert (courses["dl-vision"].lab_profile, courses["dl-vision"].gpu_hour_quota) == ("gpu", 10.0)
-    assert {c.lab_profile for c in courses.values() if c.slug != "dl-vision"} == {"cpu"}
+        assert course.passing_rule["required_assignments"] == [a.slug for a in course.assignments]
+    # The deep-learning track runs in the GPU lab (and on the CPU where there is none); the others on the CPU.
+    assert {(c.lab_profile, c.gpu_hour_quota) for c in courses.values() if c.track == "ai-advanced"} == {("gpu", 10.0)}
+    assert {c.lab_profile for c in courses.values() if c.track != "ai-advanced"} == {"cpu"}
 
     scores = {(c.slug, a.slug): (a.max_score, a.notebooks) for c in catalog.courses for a in c.assignments}
     assert scores == {
-        ("python-data", "01-pandas-basics"): (10.0, ("production_log.ipynb",)),
-        ("python-data", "02-sensor-cleaning"): (11.0, ("sensor_cleaning.ipynb",)),
-        ("ml-quality", "01-linear-regression"): (11.0, ("defect_regression.ipynb",)),
-        ("ml-quality", "02-logistic-defect"): (11.0, ("defect_classifier.ipynb",)),
-        ("dl-vision", "01-defect-cnn"): (9.0, ("surface_scratch_cnn.ipynb",)),
+        ("python-basics", "01-values-and-lists"): (12.0, ("shift_report.ipynb",)),
+        ("python-basics", "02-functions-and-loops"): (12.0, ("defect_counts.ipynb",)),
+        ("python-basics", "03-numpy-arrays"): (12.0, ("sensor_readings.ipynb",)),
+        ("python-data", "01-pandas-basics"): (12.0, ("production_log.ipynb",)),
+        ("python-data", "02-sensor-cleaning"): (13.0, ("sensor_cleaning.ipynb",)),
+        ("python-data", "03-shift-charts"): (15.0, ("shift_charts.ipynb",)),
+        ("ml-quality", "01-linear-regression"): (13.0, ("defect_regression.ipynb",)),
+        ("ml-quality", "02-logistic-defect"): (13.0, ("defect_classifier.ipynb",)),
+        ("ml-quality", "03-final-project"): (17.0, ("final_project.ipynb",)),
+        ("process-spc", "01-cleaning-process-data"): (17.0, ("process_data_cleaning.ipynb",)),
+        ("process-spc", "02-control-charts"): (15.0, ("xbar_r_charts.ipynb",)),
+        ("process-spc", "03-process-capability"): (15.0, ("process_capability.ipynb",)),
+        ("anomaly-maintenance", "01-anomaly-detection"): (16.0, ("anomaly_detection.ipynb",)),
+        ("anomaly-maintenance", "02-maintenance-features"): (15.0, ("maintenance_features.ipynb",)),
+        ("anomaly-maintenance", "03-final-project"): (17.0, ("predictive_maintenance_project.ipynb",)),
+        ("ml-practice", "01-first-classifier"): (13.0, ("brake_disc_inspection.ipynb",)),
+        ("ml-practice", "02-regression"): (15.0, ("coating_thickness.ipynb",)),
+        ("ml-practice", "03-validation"): (14.0, ("validation.ipynb",)),
+        ("ml-pitfalls", "01-feature-engineering"): (14.0, ("press_features.ipynb",)),
+        ("ml-pitfalls", "02-leakage-and-imbalance"): (14.0, ("leakage_imbalance.ipynb",)),
+        ("ml-pitfalls", "03-final-project"): (17.0, ("cost_aware_classifier.ipynb",)),
+        ("pytorch-basics", "01-tensors"): (13.0, ("sensor_tensors.ipynb",)),
+        ("pytorch-basics", "02-training-loop"): (15.0, ("quality_regression.ipynb",)),
+        ("pytorch-basics", "03-why-gpu"): (14.0, ("why_gpu.ipynb",)),
+        ("dl-vision", "01-defect-cnn"): (12.0, ("surface_scratch_cnn.ipynb",)),
+        ("dl-vision", "02-transfer-learning"): (12.0, ("crack_transfer.ipynb",)),
+        ("dl-vision", "03-final-project"): (16.0, ("part_inspection.ipynb",)),
     }
 
 
@@ -156,7 +192,7 @@ MALFORMED = [
      "assignments[0].title.en", "[assignments.title]", "required field is missing"),
     ("wrong-type", COURSE_TOML, "hours = 12.0", 'hours = "twelve"', "hours", "hours =", "non-negative number"),
     ("negative-number", COURSE_TOML, "hours = 12.0", "hours = -3", "hours", "hours =", "non-negative number"),
-    ("wrong-type-position", COURSE_TOML, "position = 1", "position = 1.5", "position", "position = 1.5",
+    ("wrong-type-position", COURSE_TOML, "position = 2", "position = 2.5", "position", "position = 2.5",
      "whole number"),
     ("unknown-key", COURSE_TOML, "hours = 12.0", "hour = 12.0", "hour", "hour =", "did you mean 'hours'"),
     ("unknown-nested-key", COURSE_TOML, "due_days = 28", "due_date = 28", "assignments[1].due_date",
@@ -175,8 +211,8 @@ MALFORMED = [
      "assignments[1].id", '"02-sensor-cleanup"', "no assignment directory source/02-sensor-cleanup/"),
     ("duplicate-assignment-id", COURSE_TOML, 'id = "02-sensor-cleaning"', 'id = "01-pandas-basics"',
      "assignments[1].id", 'id = "01-pandas-basics"|2', "duplicate assignment id '01-pandas-basics'"),
-    ("unknown-required-assignment", COURSE_TOML, '"02-sensor-cleaning"]', '"02-sensor"]',
-     "passing.required_assignments[1]", "required_assignments", "'02-sensor' is not one of"),
+    ("unknown-required-assignment", COURSE_TOML, '"03-shift-charts"]', '"03-shift"]',
+     "passing.required_assignments[2]", "required_assignments", "'03-shift' is not one of"),
     ("passing-over-100", COURSE_TOML, "min_score_percent = 60", "min_score_percent = 120",
      "passing.min_score_percent", "min_score_percent", "at most 100"),
     ("competency-without-english", COURSE_TOML, 'en = "Read production logs with pandas and summarise them per line"',
@@ -185,7 +221,7 @@ MALFORMED = [
      "did you mean 'description'"),
     ("track-unknown-key", "tracks.toml", "position = 1", "positon = 1", "tracks[0].positon", "positon",
      "did you mean 'position'"),
-    ("track-title-type", "tracks.toml", 'en = "AI Fundamentals for Manufacturing"', "en = 3",
+    ("track-title-type", "tracks.toml", 'en = "AI Foundations for Manufacturing"', "en = 3",
      "tracks[0].title.en", "en = 3", "must be a string"),
     ("broken-notebook", PANDAS_NB, '"cells": [', '"cells": [,', None, '"cells": [,', "not valid JSON"),
     ("notebook-not-v4", PANDAS_NB, '"nbformat": 4', '"nbformat": 3', "nbformat", '"nbformat": 3', "must be 4"),
@@ -208,7 +244,7 @@ def test_malformed_manifest_names_file_line_and_field(
     text = edit(courses / rel, old, new)
 
     with pytest.raises(ManifestError) as caught:
-        read_catalog(courses)
+        read_strictly(courses)
 
     error = caught.value
     message = str(error)
@@ -229,7 +265,7 @@ def test_syntax_error_keeps_tomllib_position(tmp_path: Path) -> None:
     courses = copy_courses(tmp_path)
     edit(courses / COURSE_TOML, "[title]", "[title")
     with pytest.raises(ManifestError, match=r"course\.toml, line \d+: .*TOML syntax error: .*\(at line \d+, column"):
-        read_catalog(courses)
+        read_strictly(courses)
 
 
 def test_missing_tracks_file(tmp_path: Path) -> None:
@@ -243,10 +279,10 @@ def test_directory_without_course_toml_is_an_error_unless_hidden(tmp_path: Path)
     courses = copy_courses(tmp_path)
     (courses / "draft").mkdir()
     with pytest.raises(ManifestError, match=r"^courses/draft/course\.toml: file is missing$"):
-        read_catalog(courses)
+        read_strictly(courses)
     (courses / "draft").rename(courses / "_draft")
     (courses / ".ipynb_checkpoints").mkdir()
-    assert len(read_catalog(courses).courses) == 3
+    assert len(read_catalog(courses).courses) == 9
 
 
 def test_assignment_dir_without_notebook(tmp_path: Path) -> None:
@@ -255,7 +291,7 @@ def test_assignment_dir_without_notebook(tmp_path: Path) -> None:
     nb.rename(nb.with_suffix(".txt"))
     line = line_of((courses / COURSE_TOML).read_text(encoding="utf-8"), 'id = "01-pandas-basics"')
     with pytest.raises(ManifestError) as caught:
-        read_catalog(courses)
+        read_strictly(courses)
     assert str(caught.value) == (
         f"courses/{COURSE_TOML}, line {line}: field 'assignments[0].id': "
         "courses/python-data/source/01-pandas-basics/ holds no .ipynb notebook"
@@ -269,7 +305,7 @@ def test_duplicate_track_id(tmp_path: Path) -> None:
     first = original.index("[[tracks]]")
     first_track = original[first : original.find("[[tracks]]", first + 1)]  # ai-basics again
     path.write_text(original + "\n" + first_track, encoding="utf-8")
-    with pytest.raises(ManifestError, match=r"line \d+: field 'tracks\[2\]\.id': duplicate track id 'ai-basics'"):
+    with pytest.raises(ManifestError, match=r"line \d+: field 'tracks\[4\]\.id': duplicate track id 'ai-basics'"):
         read_tracks(path)
 
 
@@ -279,7 +315,7 @@ def test_unlisted_assignment_dirs_are_not_published(tmp_path: Path) -> None:
     draft.mkdir()
     (draft / "draft.ipynb").write_text("not json", encoding="utf-8")
     course = read_course(courses / "python-data", {"ai-basics"})
-    assert [a.slug for a in course.assignments] == ["01-pandas-basics", "02-sensor-cleaning"]
+    assert [a.slug for a in course.assignments] == ["01-pandas-basics", "02-sensor-cleaning", "03-shift-charts"]
 
 
 def test_points_count_graded_and_task_cells(tmp_path: Path) -> None:
@@ -299,4 +335,4 @@ def test_points_count_graded_and_task_cells(tmp_path: Path) -> None:
     )
     nb_path.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     course = read_course(courses / "python-data", {"ai-basics"})
-    assert course.assignments[0].max_score == 11.5
+    assert course.assignments[0].max_score == 13.5
