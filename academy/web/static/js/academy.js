@@ -12,6 +12,8 @@
  *    <button data-confirm="..."> on a submit button overrides the form's message.
  *  - <select class="js-autosubmit"> -> submits its form on change.
  *  - <html> gets the class "js" so CSS can hide no-JS fallbacks (.js-hide).
+ *  - Escape closes the navigation menu of a narrow window (Bootstrap's collapse)
+ *    and gives the focus back to the button that opened it.
  *
  * Setting element.style.width through the CSSOM is allowed by
  * style-src 'self'; only style="" attributes in markup are blocked.
@@ -139,6 +141,22 @@
     var form = el.form || (el.closest ? el.closest("form") : null);
     if (form) {
       submitForm(form);
+    }
+  });
+
+  // ------------------------------------------------------------ menu: Escape closes it
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !window.bootstrap) {
+      return;
+    }
+    var menu = document.querySelector(".navbar-collapse.show");
+    if (!menu) {
+      return;
+    }
+    window.bootstrap.Collapse.getOrCreateInstance(menu, { toggle: false }).hide();
+    var toggler = document.querySelector('[data-bs-target="#' + menu.id + '"]');
+    if (toggler) {
+      toggler.focus();
     }
   });
 
