@@ -48,7 +48,8 @@ $(LAB_STAMP): hub_config/lab-requirements.txt
 	rm -f $(LAB)/.installed-*
 	touch $@
 
-## configurable-http-proxy for the local JupyterHub, from the npm registry into ./node_modules (pinned by the lock file)
+## configurable-http-proxy for the local JupyterHub and axe-core for tests/web/test_accessibility.py, from the npm
+## registry into ./node_modules (pinned by the lock file)
 proxy: node_modules/.bin/configurable-http-proxy
 
 node_modules/.bin/configurable-http-proxy: package.json package-lock.json
