@@ -16,6 +16,7 @@ Cache
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import logging
 import os
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nbgrader.api as nbgrader_api
 from nbgrader.converters import GenerateAssignment
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
@@ -41,6 +43,12 @@ CACHE_DIR_ENV = "ACADEMY_GRADING_CACHE_DIR"
 """Environment variable naming the generate_assignment cache directory."""
 
 _CACHE_FORMAT = "1"
+
+# nbgrader asks the `alembic` command for its schema's head every time it creates a gradebook: a process of its
+# own, about a second (far more on a busy machine), once per assignment released.  The answer is fixed for the
+# installed nbgrader, so each process asks once.
+if not hasattr(nbgrader_api.get_alembic_version, "cache_info"):
+    nbgrader_api.get_alembic_version = functools.cache(nbgrader_api.get_alembic_version)
 _DEFAULT_IGNORE = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 
