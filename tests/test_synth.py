@@ -156,7 +156,7 @@ def test_the_academy_is_consistent_with_the_portals_own_rules(app: Flask) -> Non
     from academy.users.reference import INDUSTRIES, JOB_ROLES, REGIONS, normalize_business_number
 
     _load_catalogue(app)
-    report = _synth(app, learners=60, courses=6)  # the three catalogue courses and three synthetic ones
+    report = _synth(app, learners=60, courses=12)  # the nine catalogue courses and three synthetic ones
     assert report.counts["courses"] == 3 and report.counts["assignments"] == 30
     assert report.counts["completions"] > 0 and report.counts["track_completions"] > 0
     with app.app_context():
@@ -292,6 +292,6 @@ def test_the_demo_loads_a_small_synthetic_academy_once(app: Flask) -> None:
         assert learners == DEMO_SYNTH_LEARNERS
         demo = db.session.scalar(select(User).where(User.email == "learner@demo.academy.kr"))
         rows = db.session.scalars(select(Enrollment).where(Enrollment.user_id == demo.id)).all()
-        assert len(rows) == len({r.track_id for r in rows}) == 2
+        assert len(rows) == len({r.track_id for r in rows}) == 4  # one open cohort of each of the four tracks
         assert db.session.scalar(select(func.count()).select_from(Completion)) > 0
         assert db.session.scalar(select(func.count()).select_from(Course).where(Course.slug.like("synth-%"))) == 0

@@ -85,7 +85,8 @@ def download(assignment_id: int, name: str) -> Any:
     if name not in row.notebooks:
         abort(404)
     data = services.released_notebook(release, name)
-    return Response(data, mimetype="application/x-ipynb+json",
+    # A notebook is UTF-8 JSON (nbformat): saying so keeps Korean text intact in whatever opens the download.
+    return Response(data, content_type="application/x-ipynb+json; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

@@ -195,9 +195,20 @@ if pid == 0:
     os._exit(0)
 os.waitpid(pid, 0)
 """
+    # Polled: on a busy machine the grandchild may not have reached its execv yet when the cell returns.
     check = (
-        "import os\n"
-        "any(b'sleep\\x00313' in open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') if p.isdigit())"
+        "import os, time\n"
+        "def _cmdline(p):\n"
+        "    try:\n"
+        "        return open(f'/proc/{p}/cmdline', 'rb').read()\n"
+        "    except OSError:\n"
+        "        return b''\n"
+        "def _seen():\n"
+        "    return any(b'sleep\\x00313' in _cmdline(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "_until = time.monotonic() + 10\n"
+        "while not _seen() and time.monotonic() < _until:\n"
+        "    time.sleep(0.05)\n"
+        "_seen()"
     )
     km = SandboxedKernelManager(policy=policy, workdir=str(workdir))
     km.start_kernel()

@@ -82,6 +82,7 @@ def test_enrolled_learner_downloads_the_student_version(client: FlaskClient, cou
     assert page.status_code == 200 and NAME in page.get_data(as_text=True)
     download = client.get(f"/assignments/{course['assignment_id']}/notebooks/{NAME}")
     assert download.status_code == 200
+    assert download.headers["Content-Type"] == "application/x-ipynb+json; charset=utf-8"
     body = download.get_data(as_text=True)
     assert "BEGIN SOLUTION" not in body and "BEGIN HIDDEN TESTS" not in body
     assert client.get(f"/assignments/{course['assignment_id']}/notebooks/..%2Fsecret.ipynb").status_code == 404

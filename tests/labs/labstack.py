@@ -7,6 +7,7 @@ HTTP because the hub talks to it (OpenID Connect token and userinfo, start/stop 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import threading
@@ -173,7 +174,7 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
               gpu_course: str | None = "python-data", gpu_quota: float = 2.0,
               jobs: tuple[str, ...] = ("academy.start_lab",)) -> Iterator[LabStack]:
     """Portal + hub. ``gpu_course``: a sample course switched to the ``gpu`` profile for the test; ``jobs``: the
-    portal's jobs the stack's worker runs."""
+    portal's jobs the stack's worker runs (none: no worker in the stack; the test runs a real `academy worker`)."""
     from werkzeug.serving import make_server
 
     from academy import create_app
@@ -216,7 +217,7 @@ def lab_stack(tmp_path: Path, *, gpu_devices: str | None = "0,1", hub_extra_env:
     try:
         hub = start_hub(data_dir=tmp_path, hub_url=hub_url, portal_url=portal_url, api_token=api_token,
                         client_secret=client_secret, extra_env=hub_extra_env)
-        with job_worker(app, jobs=jobs):
+        with job_worker(app, jobs=jobs) if jobs else contextlib.nullcontext():
             yield LabStack(app=app, portal_url=portal_url, hub_url=hub_url, api_token=api_token, hub=hub,
                            cohort_id=cohort_id, course_ids=course_ids, assignment_ids=assignment_ids)
     finally:

@@ -107,7 +107,8 @@ def test_authoring_lab_edit_publish_and_learners_get_the_new_version(stack: LabS
     learner = stack.portal_session("authoring-learner@example.kr")
     download = learner.get(f"{stack.portal_url}/assignments/{assignment_id}/notebooks/production_log.ipynb",
                            timeout=30)
-    assert download.status_code == 200 and "2판 안내" in download.text and "BEGIN SOLUTION" not in download.text
+    text = download.content.decode("utf-8")  # the file as saved, not requests' guess at its encoding
+    assert download.status_code == 200 and "2판 안내" in text and "BEGIN SOLUTION" not in text
     with stack.app.app_context():
         release = current_release(db.session, db.session.get(Assignment, assignment_id))
         version = release.version

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support import ROOT, skip_or_fail
+from tests.web.browser import TIMEOUT_MS
 from tests.web.test_browser import Problems, _shot, sign_in
 
 pytestmark = pytest.mark.browser
@@ -41,6 +42,14 @@ def _answered(lab_notebook: dict[str, Any], source: Path) -> dict[str, Any]:
     return notebook
 
 
+def _another_person(page: Any) -> Any:
+    """A new tab in a browser of its own (no shared cookies): another person at another desk, in Korean."""
+    context = page.context.browser.new_context(locale="ko-KR", timezone_id="Asia/Seoul",
+                                               viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    return context.new_page()
+
+
 def test_a_learner_s_first_assignment_seen_by_every_role_in_korean(tmp_path: Path, page: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from playwright.sync_api import expect
@@ -57,7 +66,8 @@ def test_a_learner_s_first_assignment_seen_by_every_role_in_korean(tmp_path: Pat
     reason = missing_parts()
     if reason:
         skip_or_fail(reason)
-    with lab_stack(tmp_path, gpu_course=None) as stack:
+    # Every job (the lab's start and the grading) runs in a real `academy worker`, as in production.
+    with lab_stack(tmp_path, gpu_course=None, jobs=()) as stack:
         app = stack.app
         with app.app_context():
             track = list_tracks(db.session)[0]
@@ -68,7 +78,7 @@ def test_a_learner_s_first_assignment_seen_by_every_role_in_korean(tmp_path: Pat
             db.session.remove()
         stack.make_learner("instructor@demo.academy.kr", enroll=False, role="instructor")  # the manifests name them
         stack.make_learner("admin@example.kr", enroll=False, role="admin")
-        # The grading worker also sees the hub, as `academy worker` does in production.
+        # The worker starts labs on the stack's hub, as `academy worker` does in production.
         monkeypatch.setenv("ACADEMY_HUB_API_TOKEN", stack.api_token)
         monkeypatch.setenv("ACADEMY_HUB_CLIENT_SECRET", "s" * 48)
         worker = start_worker(app)
@@ -121,18 +131,16 @@ def test_a_learner_s_first_assignment_seen_by_every_role_in_korean(tmp_path: Pat
 
             # --- submit from the lab, the feedback ------------------------------------------------------
             page.goto(f"{base}/assignments/{assignment_id}")
-            with page.expect_navigation():
-                page.locator("form[action$='/submit'] button[type=submit]").click()
-            assert "/submissions/" in page.url, page.url
+            page.locator(f"form[action='/labs/assignments/{assignment_id}/submit'] button[type=submit]").click()
+            page.wait_for_url(re.compile(r".*/submissions/[0-9a-f-]+$"), timeout=60_000)
             expect(page.locator("main h1 .status-graded")).to_be_visible(timeout=180_000)
             table = page.locator("main table").first
             expect(table).to_contain_text("통과")
             expect(table).not_to_contain_text("실패")
             _shot(page, "journey-03-feedback.png", full_page=True)
-            with page.expect_navigation():
-                page.locator("form[action='/logout'] button[type=submit]").click()
 
-            # --- the instructor: lands on /teach, opens the course gradebook ----------------------------
+            # --- the instructor, at their own desk: lands on /teach, opens the course gradebook --------
+            page = _another_person(page)
             sign_in(page, base, "instructor@demo.academy.kr", "lab-pass-2026")
             assert page.url.rstrip("/").endswith("/teach"), page.url
             with page.expect_navigation():
@@ -143,10 +151,9 @@ def test_a_learner_s_first_assignment_seen_by_every_role_in_korean(tmp_path: Pat
             expect(score).to_be_visible()
             assert float(score.inner_text()) > 0, score.inner_text()
             _shot(page, "journey-04-gradebook.png", full_page=True)
-            with page.expect_navigation():
-                page.locator("form[action='/logout'] button[type=submit]").click()
 
-            # --- the admin: lands on the statistics, counts again, finds the learner -------------------
+            # --- the admin, at their own desk: lands on the statistics, counts again, finds the learner -
+            page = _another_person(page)
             sign_in(page, base, "admin@example.kr", "lab-pass-2026")
             assert "/admin" in page.url, page.url
             with page.expect_navigation():
