@@ -49,6 +49,7 @@ def _plain(path: Path) -> float:
     import shutil
 
     import nbformat
+    from jupyter_client import KernelManager
     from jupyter_client.kernelspec import KernelSpecManager
     from nbclient import NotebookClient
 
@@ -62,8 +63,8 @@ def _plain(path: Path) -> float:
             "display_name": "lab", "language": "python"}), encoding="utf-8")
         manager = KernelSpecManager(kernel_dirs=[str(spec_dir.parent)])
         notebook = nbformat.read(folder / path.name, as_version=4)
-        client = NotebookClient(notebook, timeout=600, kernel_name="lab", kernel_spec_manager=manager,
-                                resources={"metadata": {"path": str(folder)}})
+        kernel = KernelManager(kernel_name="lab", kernel_spec_manager=manager)
+        client = NotebookClient(notebook, km=kernel, timeout=600, resources={"metadata": {"path": str(folder)}})
         started = time.perf_counter()
         client.execute()
         return time.perf_counter() - started
