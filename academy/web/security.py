@@ -4,24 +4,40 @@ from __future__ import annotations
 
 import re
 import uuid
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
 from werkzeug.routing import BaseConverter, ValidationError
 
-CSP = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+_DIRECTIVES = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "font-src 'self'",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+]
+CSP = "; ".join(_DIRECTIVES)
+
+
+def csp_for(hub_browser_url: str | None) -> str:
+    """The portal's CSP; with labs, forms may also lead to the hub's origin.
+
+    Browsers apply ``form-action`` to the redirects that follow a form's POST: signing out answers
+    with a redirect through the hub's logout page, which ``'self'`` alone would block (the browser
+    would stay on the page, still showing the learner signed in).
+    """
+    if not hub_browser_url:
+        return CSP
+    parts = urlsplit(hub_browser_url)
+    if not parts.scheme or not parts.netloc:
+        return CSP
+    hub = f"{parts.scheme}://{parts.netloc}"
+    return "; ".join(f"form-action 'self' {hub}" if d == "form-action 'self'" else d for d in _DIRECTIVES)
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -61,7 +77,9 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def add_security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
+        settings = app.config.get("ACADEMY_SETTINGS")
+        hub = settings.hub_browser_url if settings is not None and settings.labs_enabled else None
+        headers.setdefault("Content-Security-Policy", csp_for(hub))
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")

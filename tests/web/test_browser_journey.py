@@ -138,6 +138,11 @@ def test_a_learner_s_first_assignment_seen_by_every_role_in_korean(tmp_path: Pat
             expect(table).to_contain_text("통과")
             expect(table).not_to_contain_text("실패")
             _shot(page, "journey-03-feedback.png", full_page=True)
+            # Signing out passes through the hub's logout (the lab is still running) and back to the portal.
+            page.goto(f"{base}/dashboard")
+            page.locator("form[action='/logout'] button[type=submit]").click()
+            expect(page.locator("form[action='/logout']")).to_have_count(0, timeout=30_000)
+            assert page.url.startswith(base), page.url
 
             # --- the instructor, at their own desk: lands on /teach, opens the course gradebook --------
             page = _another_person(page)

@@ -440,3 +440,17 @@ def test_production_cookies_are_secure_and_hsts_is_sent(client: FlaskClient) -> 
     flags = _flags(_set_cookie(response, "session"))
     assert {"secure", "httponly", "samesite=lax"} <= flags
     assert "max-age=" in response.headers.get("Strict-Transport-Security", "")
+
+
+def test_with_labs_forms_may_lead_to_the_hub_and_nowhere_else() -> None:
+    """Signing out answers its form with a redirect through the hub's logout page: the CSP's form-action must
+    allow the hub's origin (browsers apply it to redirects after a POST), and only that one."""
+    from academy.web.security import CSP, csp_for
+
+    def form_action(csp: str) -> list[str]:
+        return next(d.split()[1:] for d in csp.split(";") if d.split() and d.split()[0] == "form-action")
+
+    assert csp_for(None) == CSP and form_action(CSP) == ["'self'"]
+    assert form_action(csp_for("https://lab.academy.example/hub/")) == ["'self'", "https://lab.academy.example"]
+    assert form_action(csp_for("http://127.0.0.1:8081")) == ["'self'", "http://127.0.0.1:8081"]
+    assert csp_for("not a url") == CSP
