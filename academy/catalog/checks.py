@@ -47,11 +47,10 @@ def _display(course: CourseManifest, *parts: str) -> str:
 def missing_imports(courses: Iterable[CourseManifest], python: str) -> tuple[list[RefusedCourse], list[str]]:
     """Courses whose notebooks import a module the lab environment lacks; and notes (the check could not run)."""
     courses = list(courses)
-    wanted: set[str] = set()
-    for course in courses:
-        for assignment in course.assignments:
-            local = _local_modules(course.directory / "source" / assignment.slug)
-            wanted.update(module for _, _, module in assignment.imports if module not in local)
+    local = {(course.slug, a.slug): _local_modules(course.directory / "source" / a.slug)
+             for course in courses for a in course.assignments}
+    wanted = {module for course in courses for a in course.assignments for _, _, module in a.imports
+              if module not in local[course.slug, a.slug]}
     if not wanted:
         return [], []
     if not Path(python).is_file():
@@ -67,9 +66,8 @@ def missing_imports(courses: Iterable[CourseManifest], python: str) -> tuple[lis
     for course in courses:
         problems = []
         for assignment in course.assignments:
-            local = _local_modules(course.directory / "source" / assignment.slug)
             for notebook, cell, module in assignment.imports:
-                if module in absent and module not in local:
+                if module in absent and module not in local[course.slug, assignment.slug]:
                     problems.append(f"{_display(course, 'source', assignment.slug, notebook)}, cell '{cell}': "
                                     f"imports '{module}', which the lab environment does not have "
                                     "(add it to hub_config/lab-requirements.txt, or remove the import)")

@@ -31,3 +31,12 @@ def test_every_course_lists_competencies_and_a_passing_rule() -> None:
         manifest = tomllib.loads((COURSES / course / "course.toml").read_text(encoding="utf-8"))
         assert 3 <= len(manifest.get("competencies", [])) <= 8, course
         assert manifest["passing"]["min_score_percent"] > 0, course
+
+
+def test_every_shipped_copy_of_the_strict_helpers_is_the_engine_s_own() -> None:
+    """nbgrader only copies files that sit beside a notebook, so each assignment that imports ``academy_checks``
+    holds a copy of ``academy/engine/checks.py`` (docs/anticheat.md): none may drift from the original."""
+    original = (COURSES.parent / "academy" / "engine" / "checks.py").read_bytes()
+    copies = sorted(COURSES.glob("*/source/*/academy_checks.py"))
+    assert copies
+    assert [path for path in copies if path.read_bytes() != original] == []
