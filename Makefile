@@ -19,14 +19,15 @@ demo: system-deps
 # Test processes (pytest-xdist): most tests wait on kernels, servers and the browser rather than
 # on a CPU (with three processes on two CPUs the suite kept them three-quarters busy), so two more
 # than the CPUs, at most 6.  Each test file stays in one process (--dist loadfile): a file's
-# expensive module fixtures are built once.  TEST_WORKERS=0: no xdist.
+# expensive module fixtures are built once; files start longest first (tests/conftest.py SLOW_FILES, kept in
+# that order by --no-loadscope-reorder).  TEST_WORKERS=0: no xdist.
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n + 2)); echo $$((n > 6 ? 6 : n)))
 
 ## make test: install what the tests need and run the whole suite
 test: test-deps
 	@$(MAKE) --no-print-directory -j4 install lab-env proxy services  # independent: side by side
 	ACADEMY_TEST_REQUIRE_SERVICES=$${ACADEMY_TEST_REQUIRE_SERVICES:-$${CI:+1}} $(BIN)/python -m pytest \
-		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 install: $(STAMP)
 

@@ -272,12 +272,15 @@ def worker_command(concurrency: int | None, beat: bool | None, loglevel: str) ->
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--skip-solution-check", is_flag=True,
+              help="Load the courses without grading each assignment's solution first (as `academy init` can).")
 @with_appcontext
-def demo_command(host: str, port: int) -> None:
+def demo_command(host: str, port: int, skip_solution_check: bool) -> None:
     """Run the platform on 127.0.0.1 with sample tracks and demo accounts."""
     from academy.demo import run_demo
 
-    run_demo(current_app._get_current_object(), host=host, port=port)  # type: ignore[attr-defined]
+    run_demo(current_app._get_current_object(), host=host, port=port,  # type: ignore[attr-defined]
+             check_solutions=not skip_solution_check)
 
 
 #: Every ``academy`` command (also registered as ``flask.commands`` entry points).

@@ -199,7 +199,7 @@ class DemoStopped(BaseException):
 STOP_GRACE = 5.0
 
 
-def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
+def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000, check_solutions: bool = True) -> None:
     """Initialise the database, seed demo data, start a grading worker and the hub and serve until stopped.
 
     Ctrl-C, SIGTERM or SIGHUP stop everything the demo started (the portal, the worker, the hub with its
@@ -223,9 +223,12 @@ def run_demo(app: Flask, *, host: str = "127.0.0.1", port: int = 5000) -> None:
     serving: threading.Thread | None = None
     try:
         with app.app_context():
-            click.echo("Checking and loading the courses (grading each assignment's solution the first time; "
-                       "a minute or two) ...")
-            summary = run_init()
+            if check_solutions:
+                click.echo("Checking and loading the courses (grading each assignment's solution the first time; "
+                           "a minute or two) ...")
+            else:
+                click.echo("Loading the courses (solutions not checked) ...")
+            summary = run_init(check_solutions=check_solutions)
         accounts = seed_demo(app)
         synthetic = seed_synthetic(app)
         port = free_port(host, port)

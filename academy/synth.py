@@ -39,6 +39,7 @@ import sys
 import time
 import uuid
 from bisect import bisect
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -313,6 +314,7 @@ class _World:
     track_pick: _Pick
     companies: list[tuple[int, str, str]]  # (id, region, industry)
     company_pick: _Pick | None
+    assignments: dict[int, Any]  # assignment id -> its row (for the gradebook's kept cells)
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -386,11 +388,6 @@ def synthesize(session: Session, *, learners: int, seed: int = 1, companies: int
             progress(f"{last}/{learners} learners, {counts['submissions']} submissions "
                      f"({time.perf_counter() - started:.0f} s)")
     _settle_cohorts(session, world)
-    session.commit()
-    # COPY (PostgreSQL) goes around the session events that keep the gradebook's cells: compute them all.
-    from academy.teaching.cells import rebuild
-
-    rebuild(session)
     session.commit()
     # Millions of rows just loaded: refresh the planner's statistics, as after any bulk load (pg_restore's advice),
     # rather than leave the portal's and the statistics' queries planned for empty tables until autovacuum runs.
@@ -588,7 +585,7 @@ def _build_world(session: Session, *, seed: int, now: dt.datetime, companies: in
     company_rows = _make_companies(session, seed=seed, wanted=companies, now=now, counts=counts)
     pick = _Pick(range(len(company_rows)), [1.0 / (j + 1) ** 0.7 for j in range(len(company_rows))]) \
         if company_rows else None
-    return _World(seed, now, tracks, _Pick(tracks, weights), company_rows, pick)
+    return _World(seed, now, tracks, _Pick(tracks, weights), company_rows, pick, loaded)
 
 
 def _make_companies(session: Session, *, seed: int, wanted: int, now: dt.datetime,
@@ -1273,6 +1270,9 @@ def _write(session: Session, stories: list[_Story], world: _World, signer: _Sign
     submission_ids = _insert(session, Submission.__table__, submissions, returning=True)
     _insert(session, CellScore.__table__, [{**cell, "submission_id": sid}
                                            for sid, own in zip(submission_ids, cells, strict=True) for cell in own])
+    if submission_ids and session.get_bind().dialect.driver == "psycopg":
+        # COPY goes around the session events that keep the gradebook's cells (INSERT goes through them)
+        _kept_cells(session, world, submissions, submission_ids, cells)
     completion_ids = _insert(session, Completion.__table__, [row for row, _s, _story in completions], returning=True)
     certificates = _certificates(world, completions, completion_ids, signer)
     _insert(session, Certificate.__table__, certificates)
@@ -1284,6 +1284,22 @@ def _write(session: Session, stories: list[_Story], world: _World, signer: _Sign
     counts["completions"] += len(completions)
     counts["track_completions"] += sum(1 for row, _s, _story in completions if row["course_id"] is None)
     counts["certificates"] += len(certificates)
+
+
+def _kept_cells(session: Session, world: _World, submissions: list[dict[str, Any]], ids: list[int],
+                cells: list[list[dict[str, Any]]]) -> None:
+    """The gradebook's kept cells of the attempts just copied, computed as the session events would."""
+    from academy.teaching.cells import row_of
+    from academy.teaching.models import GradebookCell
+
+    pairs: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    by_submission: dict[int, list[dict[str, Any]]] = {}
+    for row, sid, own in zip(submissions, ids, cells, strict=True):
+        pairs[(row["user_id"], row["assignment_id"])].append({**row, "id": sid})
+        by_submission[sid] = own
+    rows = [row_of(world.assignments[assignment_id], user_id, attempts, by_submission)
+            for (user_id, assignment_id), attempts in pairs.items()]
+    _insert(session, GradebookCell.__table__, [row for row in rows if row is not None])
 
 
 def _certificates(world: _World, completions: list[tuple[dict[str, Any], tuple[Any, ...], _Story]],

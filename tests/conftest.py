@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,8 +76,27 @@ def _throwaway_pg_database(prefix: str) -> Iterator[str]:
             conn.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
             ), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        # DROP DATABASE waits for a checkpoint, which under the suite's writes took a minute: dropped beside
+        # the next tests, and waited for when this test process ends (pytest_sessionfinish).
+        dropping = threading.Thread(target=_drop_database, args=(admin, name), name=f"drop {name}")
+        dropping.start()
+        _DROPPING.append(dropping)
+
+
+_DROPPING: list[threading.Thread] = []
+
+
+def _drop_database(admin: Any, name: str) -> None:
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
         admin.dispose()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for dropping in _DROPPING:
+        dropping.join()
 
 
 @pytest.fixture
@@ -300,3 +320,23 @@ def sent_jobs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...
     messages: list[tuple[str, tuple[Any, ...]]] = []
     monkeypatch.setattr("academy.jobs._send", lambda task, args: messages.append((task, args)))
     return messages
+
+
+#: Test files that take a minute or more (``make test`` prints the slowest tests), longest first.  ``make test``
+#: runs files in this order (``--no-loadscope-reorder``), the rest after them: a long file started last would
+#: keep its process busy after the others had finished.  Update it when a file grows or shrinks.
+SLOW_FILES = (
+    "tests/web/test_browser.py", "tests/grading/test_queue.py", "tests/engine/test_nbgrader_compat.py",
+    "tests/curriculum/test_ai_advanced.py", "tests/engine/test_pipeline.py", "tests/labs/test_authoring.py",
+    "tests/web/test_browser_journey.py", "tests/grading/test_publish_flow.py", "tests/labs/test_culling.py",
+    "tests/curriculum/test_applied_ml.py", "tests/labs/test_integration.py", "tests/curriculum/test_data_analytics.py",
+    "tests/labs/test_demo_stop.py", "tests/web/test_browser_staff.py", "tests/catalog/test_init_checks.py",
+    "tests/web/test_accessibility.py", "tests/grading/test_publish_checks.py", "tests/curriculum/test_ai_basics.py",
+    "tests/labs/test_lab_portal_link.py", "tests/engine/test_anticheat.py", "tests/test_cli.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(SLOW_FILES)}
+    # sorted() is stable: tests keep their order within a file, and the other files theirs.
+    items[:] = sorted(items, key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))

@@ -12,3 +12,11 @@ def test_skip_or_fail_obeys_the_switch(monkeypatch: pytest.MonkeyPatch, required
     monkeypatch.setattr(support, "REQUIRE_SERVICES", required)
     with pytest.raises(outcome, match="no such server"):
         support.skip_or_fail("no such server")
+
+
+def test_every_file_make_test_starts_first_exists() -> None:
+    from tests.conftest import SLOW_FILES
+    from tests.support import ROOT
+
+    assert len(set(SLOW_FILES)) == len(SLOW_FILES)
+    assert [name for name in SLOW_FILES if not (ROOT / name).is_file()] == []

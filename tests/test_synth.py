@@ -22,6 +22,8 @@ from academy.enrollment.models import ACTIVE_STATUSES, Cohort, Enrollment, Enrol
 from academy.extensions import db
 from academy.grading.models import Submission
 from academy.labs.models import LabSession
+from academy.teaching.cells import rebuild
+from academy.teaching.models import GradebookCell
 from academy.users.models import Company, User
 from tests.conftest import _config
 from tests.support import COURSES, ROOT
@@ -90,8 +92,13 @@ def _snapshot(app: Flask) -> dict[str, Any]:
         completions = sorted((emails[c.user_id], c.course_id is None, c.completed_at.isoformat(), c.score_percent)
                              for c in session.scalars(select(Completion)))
         codes = sorted((emails[c.user_id], c.code, c.title_en) for c in session.scalars(select(Certificate)))
+        public = dict(session.execute(select(Submission.id, Submission.public_id)).all())
+        cells = sorted((emails[c.user_id], a.slug, c.attempts, c.status, public.get(c.counted_submission_id),
+                        c.score, c.late_days, c.last_submitted_at.isoformat(), json.dumps(c.failing),
+                        c.most_failing, json.dumps({k: sorted(v, key=repr) for k, v in (c.questions or {}).items()}))
+                       for c, a in session.execute(select(GradebookCell, Assignment).join(Assignment)).all())
     return {"people": people, "scores": scores, "labs": labs, "enrollments": enrollments,
-            "completions": completions, "certificates": codes}
+            "completions": completions, "certificates": codes, "gradebook_cells": cells}
 
 
 def test_the_same_seed_gives_the_same_academy_on_every_database(app: Flask, sqlite_twin: Any) -> None:
@@ -105,6 +112,12 @@ def test_the_same_seed_gives_the_same_academy_on_every_database(app: Flask, sqli
     mine = _snapshot(app)
     assert mine == _snapshot(twin)
     assert all(mine.values()), {k: len(v) for k, v in mine.items()}
+    # The gradebook's kept cells (written with the attempts: by COPY on PostgreSQL, through the session
+    # events on SQLite) are what `academy gradebook rebuild` computes from the attempts.
+    with app.app_context():
+        rebuild(db.session)
+        db.session.commit()
+    assert _snapshot(app)["gradebook_cells"] == mine["gradebook_cells"]
 
     other = sqlite_twin("other-seed")
     _synth(other, seed=8)

@@ -26,9 +26,9 @@ noted:
   course whose ``passing_rule`` (the pass mark) changed: every cell of that assignment or course.
 
 Extensions need nothing: a staff standing does not depend on the deadline.  Raw SQL and PostgreSQL's
-``COPY`` bypass the events: ``rebuild`` (``academy gradebook rebuild``) computes every cell again,
-as ``academy synth`` does after writing.  Readers call ``settle`` first, so that a transaction
-reads its own changes.
+``COPY`` bypass the events: ``rebuild`` (``academy gradebook rebuild``) computes every cell again;
+``academy synth`` computes the rows of what it copies with ``row_of`` and copies them too.
+Readers call ``settle`` first, so that a transaction reads its own changes.
 """
 
 from __future__ import annotations
@@ -191,6 +191,26 @@ def cell_values(assignment: Assignment, attempts: Sequence[Any], cells: Sequence
         "most_failing": max((n for _notebook, _grade_id, n in failing), default=0),
         "questions": question_facts(counted.submission.id if counted else None, cells),
     }
+
+
+def row_of(assignment: Assignment, user_id: int, attempts: Sequence[dict[str, Any]],
+           cells: dict[int, Sequence[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The ``gradebook_cell`` row of ``user_id``'s attempts at ``assignment`` given as column values, for a
+    writer that goes around the session events (``academy synth``'s COPY) and so keeps the cells itself.
+
+    ``attempts``: the attempts' ``submission`` rows (with ``id``; ``status`` a :class:`SubmissionStatus` or its
+    name); ``cells``: their ``cell_score`` rows by submission id.  Computed by :func:`cell_values`, as ever.
+    """
+    found = [_Attempt(a["id"], user_id, assignment.id, a["attempt"],
+                      a["status"] if isinstance(a["status"], SubmissionStatus) else SubmissionStatus[a["status"]],
+                      a.get("score"), a.get("max_score") or 0.0, a.get("penalty_percent") or 0.0,
+                      a.get("late_days") or 0, bool(a.get("flagged")), a.get("flag_review"), a["submitted_at"],
+                      assignment=assignment) for a in attempts]
+    graded: list[CellRow] = [(attempt.id, c["notebook"], c["grade_id"], c["score"], c["max_score"],
+                              bool(c.get("manual")), bool(c.get("hidden")), c.get("error"))
+                             for attempt in found if attempt.status in _SCORED for c in cells.get(attempt.id, ())]
+    values = cell_values(assignment, found, graded)
+    return None if values is None else {"assignment_id": assignment.id, "user_id": user_id, **values}
 
 
 def refresh(session: Session, *, pairs: Iterable[tuple[int, int]] = (), assignment_ids: Iterable[int] = ()) -> int:

@@ -364,7 +364,8 @@ def test_the_preload_list_comes_from_the_environment(monkeypatch: pytest.MonkeyP
     from academy.engine.sandbox.policy import DEFAULT_ZYGOTE_PRELOAD, ZYGOTE_PRELOAD_ENV
 
     monkeypatch.delenv(ZYGOTE_PRELOAD_ENV, raising=False)
-    assert SandboxPolicy().zygote_preload == DEFAULT_ZYGOTE_PRELOAD == ("numpy",)
+    assert SandboxPolicy().zygote_preload == DEFAULT_ZYGOTE_PRELOAD == (
+        "numpy", "pandas", "sklearn.model_selection", "sklearn.linear_model")
     for raw, expected in (("numpy, pandas", ("numpy", "pandas")), ("sklearn.linear_model torch", (
             "sklearn.linear_model", "torch")), ("", ()), ("none", ())):
         monkeypatch.setenv(ZYGOTE_PRELOAD_ENV, raw)

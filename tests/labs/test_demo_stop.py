@@ -1,7 +1,9 @@
 """``academy demo`` stops cleanly: SIGTERM (a service manager, ``kill``) and SIGINT (Ctrl-C) end every process
 it started, a learner's running lab and kernel included, and free its ports.
 
-The real command (the .venv's ``academy`` entry point, as ``make demo`` runs it) with its own data directory;
+The real command (the .venv's ``academy`` entry point, as ``make demo`` runs it) with its own data directory,
+and ``--skip-solution-check``: grading every shipped solution is tests/curriculum's work (a cold cache made the
+start take minutes), stopping is this file's;
 the learner signs in to the portal over HTTP and opens a lab there, a kernel is started in that lab through
 the hub, and then only the demo's own process is signalled, the hardest case: its children run in sessions
 of their own, so nothing but the demo itself can stop them.
@@ -69,8 +71,8 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
                 "ACADEMY_HUB_API_TOKEN": TOKEN, "ACADEMY_HUB_CLIENT_SECRET": CLIENT_SECRET})
     output = tmp_path / "demo.log"
     with open(output, "wb") as log:
-        process = subprocess.Popen([str(ACADEMY), "demo", "--port", str(portal_port)], cwd=ROOT, env=env,
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([str(ACADEMY), "demo", "--port", str(portal_port), "--skip-solution-check"],
+                                   cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     demo = Demo(process=process, output=output, portal_url=f"http://127.0.0.1:{portal_port}")
     try:
         deadline = time.monotonic() + START_TIMEOUT

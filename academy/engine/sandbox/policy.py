@@ -15,8 +15,9 @@ LAB_PYTHON_ENV = "ACADEMY_LAB_PYTHON"
 ALLOW_UNSANDBOXED_ENV = "ACADEMY_GRADER_ALLOW_UNSANDBOXED"
 ZYGOTE_ENV = "ACADEMY_GRADER_ZYGOTE"
 ZYGOTE_PRELOAD_ENV = "ACADEMY_GRADER_ZYGOTE_PRELOAD"
-DEFAULT_ZYGOTE_PRELOAD = ("numpy",)
-"""Modules a kernel zygote imports once for all its kernels (most courses' notebooks import NumPy)."""
+DEFAULT_ZYGOTE_PRELOAD = ("numpy", "pandas", "sklearn.model_selection", "sklearn.linear_model")
+"""Modules a kernel zygote imports once for all its kernels: what most of the shipped curriculum's notebooks
+import (NumPy all 27, pandas 17, scikit-learn 13; its import is 0.6 s, the submodules' a few hundredths more)."""
 
 SANDBOX_HOME = "/home/learner"
 SANDBOX_WORKDIR = SANDBOX_HOME + "/work"

@@ -35,7 +35,7 @@ working directory on another filesystem, or any failure to fork falls back to a 
 kernel.  ``SandboxPolicy.zygote`` (``ACADEMY_GRADER_ZYGOTE=0``) turns zygotes off.
 
 Before its first fork the zygote imports, besides ipykernel, the modules of
-``SandboxPolicy.zygote_preload`` (``ACADEMY_GRADER_ZYGOTE_PRELOAD``, default ``numpy``) and
+``SandboxPolicy.zygote_preload`` (``ACADEMY_GRADER_ZYGOTE_PRELOAD``, default NumPy, pandas, scikit-learn) and
 IPython's traceback formatting, which every kernel would otherwise import again (NumPy's
 import was a quarter of a grading kernel's CPU in the bench course).
 """
