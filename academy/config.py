@@ -46,6 +46,18 @@ def _env_int(name: str, default: int) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {value!r}") from exc
 
 
+def _check_gpu_devices(value: str | None) -> str | None:
+    """``ACADEMY_GPU_DEVICES`` as given, once it parses; ConfigurationError naming the bad entry otherwise."""
+    from academy.labs.gpu import parse_configured
+
+    if value is not None:
+        try:
+            parse_configured(value)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    return value
+
+
 def _secret_file(path: Path) -> str:
     """Read a generated secret, creating it (mode 0600) on first use; safe against a racing creator."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +101,8 @@ class Settings:
     hub_public_url: str | None = None
     hub_client_secret: str | None = None
     lab_profiles_file: Path = field(default_factory=lambda: (_PROJECT_DIR / "hub_config" / "profiles.toml"))
-    gpu_devices: str | None = None  # None: detect through NVML; "0,1" or "0:A100,1:A100": a fixed inventory
+    gpu_devices: str | None = None  # None: detect through NVML; "0,1" or "0:H200:143771,1:H200:143771": a fixed list
+    gpu_reserve_mb: int = 1024  # MiB of each GPU held back from shared seats (the driver's and CUDA's own use)
     lab_spawn_timeout: int = 120
     lab_queue_ttl_seconds: int = 600
     lab_quota_warning_minutes: int = 10
@@ -108,6 +121,9 @@ class Settings:
         if env not in {"development", "production"}:
             raise ConfigurationError(f"ACADEMY_ENV must be 'development' or 'production', got {env!r}")
         data_dir = Path(_env("ACADEMY_DATA_DIR", "instance") or "instance").resolve()
+        gpu_reserve_mb = _env_int("ACADEMY_GPU_RESERVE_MB", 1024)
+        if gpu_reserve_mb < 0:
+            raise ConfigurationError(f"ACADEMY_GPU_RESERVE_MB must be 0 or more (MiB), got {gpu_reserve_mb}")
         return cls(
             env=env,
             secret_key=_env("ACADEMY_SECRET_KEY"),
@@ -136,7 +152,8 @@ class Settings:
             lab_profiles_file=Path(
                 _env("ACADEMY_LAB_PROFILES", str(_PROJECT_DIR / "hub_config" / "profiles.toml")) or ""
             ).resolve(),
-            gpu_devices=_env("ACADEMY_GPU_DEVICES"),
+            gpu_devices=_check_gpu_devices(_env("ACADEMY_GPU_DEVICES")),
+            gpu_reserve_mb=gpu_reserve_mb,
             lab_spawn_timeout=_env_int("ACADEMY_LAB_SPAWN_TIMEOUT", 120),
             lab_queue_ttl_seconds=_env_int("ACADEMY_LAB_QUEUE_TTL_SECONDS", 600),
             lab_quota_warning_minutes=_env_int("ACADEMY_LAB_QUOTA_WARNING_MINUTES", 10),
@@ -207,6 +224,7 @@ class Settings:
     def flask_config(self) -> dict[str, Any]:
         """The Flask configuration mapping derived from these settings."""
         url = self.resolved_database_url()
+        _check_gpu_devices(self.gpu_devices)  # set after from_env by create_app's overrides too
         if self.production and self.hub_url:
             self.resolved_hub_secret("api_token")
             self.resolved_hub_secret("client_secret")

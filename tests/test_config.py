@@ -77,3 +77,35 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
         db.engine.dispose()
+
+
+def test_gpu_inventory_with_memory_and_the_reserve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACADEMY_GPU_RESERVE_MB", raising=False)
+    monkeypatch.setenv("ACADEMY_GPU_DEVICES", "0:NVIDIA H200:143771,1:NVIDIA H200:143771")
+    settings = Settings.from_env()
+    assert settings.gpu_devices == "0:NVIDIA H200:143771,1:NVIDIA H200:143771" and settings.gpu_reserve_mb == 1024
+    monkeypatch.setenv("ACADEMY_GPU_RESERVE_MB", "2048")
+    assert Settings.from_env().gpu_reserve_mb == 2048
+
+
+@pytest.mark.parametrize("value, complaint", [
+    ("0:NVIDIA H200:143771,1:NVIDIA H200:lots", "'1:NVIDIA H200:lots'"),
+    ("0:NVIDIA H200:0", "'0:NVIDIA H200:0'"),
+    ("0,0", "listed twice"),
+])
+def test_malformed_gpu_inventory_stops_the_portal_naming_the_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                   value: str, complaint: str) -> None:
+    monkeypatch.setenv("ACADEMY_GPU_DEVICES", value)
+    with pytest.raises(ConfigurationError, match=complaint) as refused:
+        Settings.from_env()
+    assert "ACADEMY_GPU_DEVICES" in str(refused.value)
+    monkeypatch.delenv("ACADEMY_GPU_DEVICES")
+    with pytest.raises(ConfigurationError, match=complaint):  # handed to the factory (as tests and `demo` do)
+        create_app({"secret_key": "g" * 40, "data_dir": tmp_path, "gpu_devices": value})
+
+
+@pytest.mark.parametrize("value", ["-1", "a lot"])
+def test_gpu_reserve_must_be_a_whole_number_of_mib(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ACADEMY_GPU_RESERVE_MB", value)
+    with pytest.raises(ConfigurationError, match="ACADEMY_GPU_RESERVE_MB"):
+        Settings.from_env()

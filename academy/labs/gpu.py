@@ -1,10 +1,14 @@
 """The local GPU inventory: NVML when present, else the configured list (``ACADEMY_GPU_DEVICES``).
 
 ``ACADEMY_GPU_DEVICES`` is for tests and for machines without GPUs: ``"0,1"`` or
-``"0:NVIDIA A100 80GB,1:NVIDIA A100 80GB"`` (index, then an optional name); ``"none"`` means no
-GPU at all; ``"cluster"`` means the hub's cluster (Kubernetes, Slurm) hands out GPUs.  Unset, the
-NVIDIA Management Library is asked (``pynvml``, from the ``nvidia-ml-py`` package); when it is
-missing or finds no driver, there are no GPUs and every lab runs on the CPU.
+``"0:NVIDIA H200:143771,1:NVIDIA H200:143771"`` (index, then an optional name, then an optional memory
+in MiB; a device without memory gets a shared profile's ``per_device`` seats); ``"none"`` means no GPU
+at all; ``"cluster"`` means the hub's cluster (Kubernetes, Slurm) hands out GPUs.  Unset, the NVIDIA
+Management Library is asked (``pynvml``, from the ``nvidia-ml-py`` package); when it is missing or
+finds no driver, there are no GPUs and every lab runs on the CPU.
+
+A GPU in MIG mode is not handed out itself: each of its MIG instances is a device of its own, named
+by its UUID (``MIG-…``, what ``CUDA_VISIBLE_DEVICES`` takes) with its own memory.
 """
 
 from __future__ import annotations
@@ -12,8 +16,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
+
+#: The longest device index the database keeps (``gpu_device.index``, ``lab_session.device``): a MIG
+#: instance's UUID is "MIG-" and 36 characters.
+MAX_INDEX = 40
+_MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,23 +35,36 @@ class Device:
 
 
 def parse_configured(value: str) -> list[Device]:
-    """Parse ``ACADEMY_GPU_DEVICES``; raises ValueError on a malformed entry."""
+    """Parse ``ACADEMY_GPU_DEVICES`` (``index[:name[:memory_mb]]``, comma-separated).
+
+    Raises ValueError naming the entry: a bad or repeated index, a memory that is not a positive
+    whole number of MiB.
+    """
     if value.strip().lower() in ("", "none", "cluster"):
         return []
     devices: list[Device] = []
     for entry in value.split(","):
-        index, _, name = entry.strip().partition(":")
+        index, _, rest = entry.strip().partition(":")
+        name, has_memory, memory = rest.partition(":")
         index = index.strip()
-        if not index or not all(ch.isalnum() or ch == "-" for ch in index):
-            raise ValueError(f"ACADEMY_GPU_DEVICES: bad device index {entry!r}")
+        if not index or len(index) > MAX_INDEX or not all(ch.isalnum() or ch == "-" for ch in index):
+            raise ValueError(f"ACADEMY_GPU_DEVICES: bad device index in {entry.strip()!r}")
         if any(d.index == index for d in devices):
             raise ValueError(f"ACADEMY_GPU_DEVICES: device {index!r} listed twice")
-        devices.append(Device(index=index, name=name.strip() or f"GPU {index}", memory_mb=None, source="configured"))
+        memory_mb = None
+        if has_memory:
+            memory = memory.strip()
+            if not memory.isascii() or not memory.isdigit() or int(memory) <= 0:
+                raise ValueError(f"ACADEMY_GPU_DEVICES: the memory of {entry.strip()!r} must be a positive whole "
+                                 f"number of MiB (index:name:memory_mb)")
+            memory_mb = int(memory)
+        devices.append(Device(index=index, name=name.strip() or f"GPU {index}", memory_mb=memory_mb,
+                              source="configured"))
     return devices
 
 
 def detect_nvml() -> list[Device]:
-    """GPUs the NVIDIA driver reports; an empty list when there is no library or no driver."""
+    """GPUs the NVIDIA driver reports (a MIG-mode GPU as its MIG instances); empty without library or driver."""
     try:
         import pynvml  # type: ignore[import-not-found]
     except ImportError:
@@ -55,11 +78,10 @@ def detect_nvml() -> list[Device]:
         devices = []
         for i in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            if isinstance(name, bytes):
-                name = name.decode()
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1024 * 1024)
-            devices.append(Device(index=str(i), name=str(name), memory_mb=int(memory), source="nvml"))
+            if _mig_enabled(pynvml, handle):
+                devices.extend(_mig_devices(pynvml, handle, i))
+            else:
+                devices.append(_nvml_device(pynvml, handle, str(i)))
         return devices
     except Exception as exc:
         log.warning("NVML failed while listing GPUs (%s): labs run on the CPU", exc)
@@ -67,6 +89,43 @@ def detect_nvml() -> list[Device]:
     finally:
         with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _nvml_device(pynvml: Any, handle: Any, index: str) -> Device:
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total // _MIB
+    return Device(index=index, name=_text(pynvml.nvmlDeviceGetName(handle)), memory_mb=int(memory), source="nvml")
+
+
+def _mig_enabled(pynvml: Any, handle: Any) -> bool:
+    """True when the GPU runs in MIG mode now (a GPU without MIG support answers NotSupported: False)."""
+    try:
+        current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
+    except Exception:  # NVMLError_NotSupported, or an NVML too old to know MIG
+        return False
+    return bool(current == getattr(pynvml, "NVML_DEVICE_MIG_ENABLE", 1))
+
+
+def _mig_devices(pynvml: Any, handle: Any, gpu: int) -> list[Device]:
+    """The MIG instances of GPU ``gpu`` (empty slots skipped), each indexed by its UUID."""
+    devices = []
+    for slot in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except pynvml.NVMLError:  # NVMLError_NotFound: no instance in this slot
+            continue
+        uuid = _text(pynvml.nvmlDeviceGetUUID(mig))
+        if len(uuid) > MAX_INDEX:  # drivers before R470 named them "MIG-GPU-<uuid>/<gi>/<ci>"
+            log.warning("GPU %s: MIG device %s skipped: its name is longer than %d characters (update the driver)",
+                        gpu, uuid, MAX_INDEX)
+            continue
+        devices.append(_nvml_device(pynvml, mig, uuid))
+    if not devices:
+        log.warning("GPU %s is in MIG mode without MIG instances: no lab can use it", gpu)
+    return devices
 
 
 def inventory(configured: str | None) -> list[Device]:

@@ -38,6 +38,7 @@ from academy.labs.queue import (
     active_session,
     close_lab,
     closing_values,
+    gpu_fits,
     lab_cohort,
     profile_choices,
     quota_for,
@@ -67,22 +68,24 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
            assignment: Assignment | None, profile_name: str | None = None) -> LabSession:
     """Open ``user``'s lab for ``course`` (optionally on ``assignment``): reuse, queue or start a server.
 
-    Raises LabRefused (not enrolled, unknown profile, quota used up) before anything is started.
+    Raises LabRefused (not enrolled, unknown profile, quota used up, a GPU profile no device here can hold)
+    before anything is started.
     Starting is the ``academy.start_lab`` job's, queued for when the caller commits.
     """
     cohort, profile = _admitted(session, settings, user, course, profile_name)
     current = active_session(session, user.id)
+    if current is not None and current.profile == profile.name and (
+            current.course_id == course.id or not (profile.uses_gpu or profile.authoring)):
+        current.assignment_id = assignment.id if assignment is not None else current.assignment_id
+        current.last_seen_at = utcnow()
+        if current.state == LabState.running:
+            current.notebook_path = None  # the job copies this assignment's notebooks
+            current.start_attempts = 0
+            resend_start(session, current)
+        session.flush()
+        return current
+    _refuse_if_no_gpu_fits(session, settings, profile)  # before a lab it would replace is stopped
     if current is not None:
-        if current.profile == profile.name and (current.course_id == course.id
-                                                or not (profile.uses_gpu or profile.authoring)):
-            current.assignment_id = assignment.id if assignment is not None else current.assignment_id
-            current.last_seen_at = utcnow()
-            if current.state == LabState.running:
-                current.notebook_path = None  # the job copies this assignment's notebooks
-                current.start_attempts = 0
-                resend_start(session, current)
-            session.flush()
-            return current
         stop_lab(session, client, settings, current, reason="replaced", actor=user)
 
     lab = LabSession(user_id=user.id, course_id=course.id, assignment_id=assignment.id if assignment else None,
@@ -137,6 +140,21 @@ def _admitted(session: Session, settings: Settings, user: User, course: Course,
             raise LabRefused(_("You have used all %(hours)s GPU hours of this course. You can still open the lab "
                                "on a CPU.", hours=f"{quota.hours:g}"))
     return cohort, profile
+
+
+def _refuse_if_no_gpu_fits(session: Session, settings: Settings, profile: Profile) -> None:
+    """LabRefused, offering the CPU, for a GPU profile that asks more memory than any device here has.
+
+    Such a lab would wait in line for ever; a lab already running is never refused this way.
+    """
+    if gpu_fits(session, settings, profile):
+        return
+    log.warning("lab refused: profile %r needs more GPU memory than any device here has", profile.name)
+    if profile.gpu_memory_mb is None:
+        raise LabRefused(_("No GPU on this server can hold this lab. You can open the lab on a CPU instead."))
+    memory = f"{profile.gpu_memory_mb:,}"
+    raise LabRefused(_("This lab needs %(memory)s MiB of GPU memory, more than any GPU on this server can give. "
+                       "You can open the lab on a CPU instead.", memory=memory))
 
 
 # -- the start_lab job --------------------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ class LabSession(db.Model):
     hub_user: Mapped[str] = mapped_column(String(80))
     profile: Mapped[str] = mapped_column(String(40))
     gpus: Mapped[int] = mapped_column(Integer, default=0)
-    device: Mapped[str | None] = mapped_column(String(40))
+    device: Mapped[str | None] = mapped_column(String(40))  # a GPU index or a MIG device's UUID
+    gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)  # the seat granted on a shared device; None: whole
     state: Mapped[LabState] = mapped_column(
         Enum(LabState, name="lab_state", native_enum=False, validate_strings=True, length=20), default=LabState.queued
     )
@@ -90,7 +91,7 @@ class GpuDevice(db.Model):
     __tablename__ = "gpu_device"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    index: Mapped[str] = mapped_column(String(40), unique=True)  # the CUDA_VISIBLE_DEVICES value
+    index: Mapped[str] = mapped_column(String(40), unique=True)  # the CUDA_VISIBLE_DEVICES value ("0", "MIG-…")
     name: Mapped[str] = mapped_column(String(120))
     memory_mb: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(20))  # "nvml" or "configured"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from academy.errors import AcademyError
 
@@ -18,17 +18,31 @@ AUTHORING = "authoring"
 
 @dataclass(frozen=True)
 class Profile:
+    """One lab profile.  A GPU profile either holds a whole device (``exclusive``) or shares one.
+
+    A shared profile's seat is ``gpu_memory_mb`` MiB of a device (as many seats fit as the device's
+    memory, less ``ACADEMY_GPU_RESERVE_MB``, allows); ``per_device`` is the seat count of a device whose
+    memory is unknown (a configured inventory such as ``"0,1"``), and of a shared profile that states no
+    memory.
+    """
+
     name: str
     title: dict[str, str]
     gpus: int = 0
     shared: bool = False
     per_device: int = 1
+    gpu_memory_mb: int | None = None
     mem_limit: str | None = None
     cpu_limit: float | None = None
 
     @property
     def uses_gpu(self) -> bool:
         return self.gpus > 0
+
+    @property
+    def exclusive(self) -> bool:
+        """A GPU profile whose server holds its device(s) alone."""
+        return self.uses_gpu and not self.shared
 
     @property
     def authoring(self) -> bool:
@@ -49,20 +63,44 @@ def load_profiles(path: Path) -> dict[str, Profile]:
     for name, raw in (data.get("profiles") or {}).items():
         if not isinstance(raw, dict):
             raise AcademyError(f"{path}: profile {name!r} must be a table")
-        gpus = int(raw.get("gpus", 0))
-        shared = bool(raw.get("shared", False))
-        per_device = int(raw.get("per_device", 1 if not shared else 4))
-        if gpus < 0 or per_device < 1 or (shared and gpus != 1):
-            raise AcademyError(f"{path}: profile {name!r}: gpus >= 0, per_device >= 1; a shared profile has gpus = 1")
-        title = raw.get("title") or {}
-        profiles[name] = Profile(name=name, title={str(k): str(v) for k, v in title.items()}, gpus=gpus,
-                                 shared=shared, per_device=per_device if shared else 1,
-                                 mem_limit=raw.get("mem_limit"), cpu_limit=raw.get("cpu_limit"))
+        profiles[name] = _profile(path, name, raw)
     if "cpu" not in profiles or profiles["cpu"].uses_gpu:
         raise AcademyError(f"{path}: a CPU-only profile named 'cpu' is required (the fallback when GPUs are busy)")
     if AUTHORING in profiles and profiles[AUTHORING].uses_gpu:
         raise AcademyError(f"{path}: the '{AUTHORING}' profile (course staff's authoring lab) must be CPU-only")
     return profiles
+
+
+def _profile(path: Path, name: str, raw: dict[str, Any]) -> Profile:
+    """One ``[profiles.NAME]`` table, checked; AcademyError naming the file and the profile otherwise."""
+
+    def refuse(reason: str) -> AcademyError:
+        return AcademyError(f"{path}: profile {name!r}: {reason}")
+
+    gpus = int(raw.get("gpus", 0))
+    exclusive = raw.get("exclusive", False)
+    memory = raw.get("gpu_memory_mb")
+    if not isinstance(exclusive, bool):
+        raise refuse("exclusive is true or false")
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0):
+        raise refuse(f"gpu_memory_mb must be a positive whole number of MiB, not {memory!r}")
+    if gpus == 0 and (exclusive or memory is not None):
+        raise refuse("a CPU profile (gpus = 0) takes neither exclusive nor gpu_memory_mb")
+    if exclusive and memory is not None:
+        raise refuse("either exclusive = true (a whole device) or gpu_memory_mb (a seat on a shared device), "
+                     "not both")
+    shared = bool(raw.get("shared", memory is not None))
+    if exclusive and shared:
+        raise refuse("either exclusive = true or shared = true, not both")
+    if memory is not None and not shared:
+        raise refuse("gpu_memory_mb is a seat on a shared device: it cannot go with shared = false")
+    per_device = int(raw.get("per_device", 1 if not shared else 4))
+    if gpus < 0 or per_device < 1 or (shared and gpus != 1):
+        raise refuse("gpus >= 0, per_device >= 1; a shared profile has gpus = 1")
+    title = raw.get("title") or {}
+    return Profile(name=name, title={str(k): str(v) for k, v in title.items()}, gpus=gpus, shared=shared,
+                   per_device=per_device if shared else 1, gpu_memory_mb=memory,
+                   mem_limit=raw.get("mem_limit"), cpu_limit=raw.get("cpu_limit"))
 
 
 _cache: dict[str, tuple[float, dict[str, Profile]]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from academy.jobs import enqueue_after_commit
 from academy.labs import gpu
 from academy.labs.models import ACTIVE_STATES, GpuDevice, LabSession, LabState
 from academy.labs.profiles import Profile, configured_profiles
+from academy.labs.seats import DeviceSeats, best_fit, fits_somewhere
 from academy.permissions import can_manage_course
 from academy.users.models import User
 
@@ -116,19 +118,17 @@ def sync_inventory(session: Session, settings: Settings) -> list[GpuDevice]:
     return [rows[i] for i in sorted(rows) if rows[i].present]
 
 
-def device_load(session: Session, shared_profiles: set[str]) -> dict[str, tuple[int, int]]:
-    """For each device in use: (exclusive holders, shared holders)."""
-    load: dict[str, tuple[int, int]] = {}
-    holders = session.execute(select(LabSession.device, LabSession.profile).where(
-        LabSession.device.is_not(None), LabSession.state.in_((LabState.starting, LabState.running))))
-    for device, profile in holders:
-        exclusive, shared = load.get(device, (0, 0))
-        if profile in shared_profiles:
-            shared += 1
-        else:
-            exclusive += 1
-        load[device] = (exclusive, shared)
-    return load
+def device_seats(session: Session, settings: Settings, devices: Sequence[GpuDevice]) -> list[DeviceSeats]:
+    """The seats of ``devices`` with their holders (labs starting or running on them), in the order given."""
+    profiles = configured_profiles(settings)
+    seats = {d.index: DeviceSeats(index=d.index, name=d.name, memory_mb=d.memory_mb,
+                                  reserve_mb=settings.gpu_reserve_mb, present=d.present) for d in devices}
+    holders = session.scalars(select(LabSession).where(
+        LabSession.device.in_(list(seats)), LabSession.state.in_((LabState.starting, LabState.running)))
+        .order_by(LabSession.id))
+    for lab in holders:
+        seats[lab.device or ""].add(lab, profiles)
+    return list(seats.values())
 
 
 def cluster_gpus(settings: Settings) -> bool:
@@ -137,7 +137,7 @@ def cluster_gpus(settings: Settings) -> bool:
 
 
 def free_device(session: Session, settings: Settings, profile: Profile) -> str | None:
-    """A device ``profile`` may take now, or None when every device is busy.
+    """A device ``profile`` may take now (``academy.labs.seats.best_fit``), or None when none is free for it.
 
     ``""`` means "start without a local device": the cluster chooses one, or this machine has no GPU
     at all and the lab runs on the CPU.
@@ -147,14 +147,23 @@ def free_device(session: Session, settings: Settings, profile: Profile) -> str |
     devices = sync_inventory(session, settings)
     if not devices:
         return ""
-    load = device_load(session, {p.name for p in configured_profiles(settings).values() if p.shared})
-    if profile.shared:
-        # Fill a device already shared before opening another, so whole GPUs stay free for exclusive use.
-        candidates = [(-load.get(d.index, (0, 0))[1], d.index) for d in devices
-                      if load.get(d.index, (0, 0))[0] == 0 and load.get(d.index, (0, 0))[1] < profile.per_device]
-    else:
-        candidates = [(0, d.index) for d in devices if load.get(d.index, (0, 0)) == (0, 0)]
-    return min(candidates)[1] if candidates else None
+    seat = best_fit(device_seats(session, settings, devices), profile)
+    return seat.index if seat is not None else None
+
+
+def gpu_fits(session: Session, settings: Settings, profile: Profile) -> bool:
+    """False when no GPU here could ever hold a lab of ``profile``: it asks more memory than any device has.
+
+    True for CPU profiles, on a cluster (the cluster decides) and on a machine without GPUs (the lab runs on
+    the CPU).  The launch refuses such a profile instead of queueing the learner for ever.
+    """
+    if not profile.uses_gpu or cluster_gpus(settings):
+        return True
+    devices = sync_inventory(session, settings)
+    if not devices:
+        return True
+    return fits_somewhere((DeviceSeats(index=d.index, name=d.name, memory_mb=d.memory_mb,
+                                       reserve_mb=settings.gpu_reserve_mb) for d in devices), profile)
 
 
 # -- the fair waiting line ----------------------------------------------------------------------------------------
@@ -185,23 +194,44 @@ def place_in_line(session: Session, lab: LabSession) -> int | None:
 
 
 def serve_queue(session: Session, settings: Settings) -> None:
-    """Hand free devices to the people at the head of the line (in line order; no overtaking)."""
+    """Hand free devices and seats to the people in line, in line order.
+
+    The head waits for what it needs.  Behind a waiter who waits for a whole device nobody takes a
+    whole device first; a waiter for a seat may still take one that fits on a device already shared
+    (no device is empty while a whole-device waiter waits).  A waiter whose profile no present device
+    can hold (more memory than any has: a MIG device it fitted on is gone) fails with ``too_big``
+    instead of waiting for ever.
+    """
     known = configured_profiles(settings)
-    for waiting in waiting_line(session):
+    line = waiting_line(session)
+    if not line:
+        return
+    devices = [] if cluster_gpus(settings) else sync_inventory(session, settings)
+    whole_device_waiting = False
+    for waiting in line:
         profile = known.get(waiting.profile)
         if profile is None:
             close_lab(waiting, LabState.failed, "profile_removed")
             continue
-        device = free_device(session, settings, profile)
-        if device is None:
-            if not profile.shared:
-                break  # the head waits for a whole GPU; nobody behind may take one first
+        if not devices:  # the cluster chooses the device, or there is no GPU here
+            waiting.device = None
+            if not cluster_gpus(settings):
+                waiting.gpus = 0  # no GPU on this machine: a CPU lab, not metered as GPU time
+            send_start(session, waiting)
             continue
-        waiting.device = device or None
-        if device == "" and not cluster_gpus(settings):
-            waiting.gpus = 0  # no GPU on this machine: a CPU lab, not metered as GPU time
+        if whole_device_waiting and profile.exclusive:
+            continue  # the whole-device waiter ahead comes first
+        seats = device_seats(session, settings, devices)
+        seat = best_fit(seats, profile)
+        if seat is None:
+            if not fits_somewhere(seats, profile):
+                close_lab(waiting, LabState.failed, "too_big")
+            elif profile.exclusive:
+                whole_device_waiting = True
+            continue
+        waiting.device, waiting.gpu_memory_mb = seat.index, seat.seat_memory_mb(profile)
         send_start(session, waiting)
-        session.flush()  # the next waiter sees this device taken
+        session.flush()  # the next waiter sees this seat taken
 
 
 def send_start(session: Session, lab: LabSession, *, now: dt.datetime | None = None) -> None:

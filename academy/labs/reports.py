@@ -12,35 +12,87 @@ from academy.catalog.models import Course
 from academy.config import Settings
 from academy.db import utcnow
 from academy.labs.models import GpuDevice, LabSession, LabState
-from academy.labs.queue import sync_inventory
+from academy.labs.profiles import Profile, configured_profiles
+from academy.labs.queue import device_seats, sync_inventory
 from academy.users.models import Company, User
 
 
-@dataclass
+@dataclass(frozen=True)
+class ProfileSeats:
+    """Seats of one GPU profile on one device: how many it holds, are taken, are free now."""
+
+    profile: Profile
+    capacity: int  # on the device with nobody on it
+    in_use: int
+    free: int
+
+
+@dataclass(frozen=True)
+class HolderUse:
+    """Who holds (part of) a device: the learner, the course, the profile, the memory counted for them."""
+
+    lab: LabSession
+    learner: str
+    course: Course
+    profile: str  # the profile's key (pages show its title)
+    memory_mb: int | None  # None when the device's memory is unknown
+    exclusive: bool  # holds the whole device
+
+
+@dataclass(frozen=True)
 class DeviceUse:
+    """One device for the admins: memory, reserve and memory in use (MiB; None when unknown), seats per GPU
+    profile, holders, GPU-hours over 30 days.  ``present`` is False for a device gone (a MIG instance
+    removed) whose holders still run."""
+
     device: GpuDevice
-    holders: list[LabSession]
+    present: bool
+    memory_mb: int | None
+    reserve_mb: int
+    used_mb: int | None
+    seats: list[ProfileSeats]
+    holders: list[HolderUse]
     gpu_hours_30d: float
+
+    @property
+    def free_mb(self) -> int | None:
+        """Memory still free for seats (after the reserve); None when unknown."""
+        if self.memory_mb is None or self.used_mb is None:
+            return None
+        return max(self.memory_mb - self.reserve_mb - self.used_mb, 0)
 
 
 def device_report(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> list[DeviceUse]:
-    """Each GPU, who holds it now, and its GPU-hours over the last 30 days."""
+    """Each GPU: its memory and seats per GPU profile, who holds it now, its GPU-hours over the last 30 days.
+
+    Devices no longer present are listed while labs still run on them.
+    """
     now = now or utcnow()
     since = now - dt.timedelta(days=30)
-    devices = sync_inventory(session, settings)
+    present = sync_inventory(session, settings)
+    held = select(LabSession.device).where(LabSession.state.in_((LabState.starting, LabState.running)))
+    gone = list(session.scalars(select(GpuDevice).where(GpuDevice.present.is_(False), GpuDevice.index.in_(held))
+                                .order_by(GpuDevice.index)))
+    devices = present + gone
+    gpu_profiles = [p for p in configured_profiles(settings).values() if p.uses_gpu]
     report = []
-    for device in devices:
-        rows = list(session.scalars(select(LabSession).where(LabSession.device == device.index)))
-        holders = [r for r in rows if r.state in (LabState.starting, LabState.running)]
+    for device, seats in zip(devices, device_seats(session, settings, devices), strict=True):
         hours = 0.0
-        for row in rows:
+        for row in session.scalars(select(LabSession).where(LabSession.device == device.index)):
             if row.started_at is None:
                 continue
             start = max(row.started_at, since)
             end = row.stopped_at or now
             if end > start:
                 hours += (end - start).total_seconds() / 3600 * max(row.gpus, 1)
-        report.append(DeviceUse(device=device, holders=holders, gpu_hours_30d=hours))
+        report.append(DeviceUse(
+            device=device, present=device.present, memory_mb=device.memory_mb, reserve_mb=seats.reserve_mb,
+            used_mb=seats.used_mb,
+            seats=[ProfileSeats(profile=p, capacity=seats.capacity(p), in_use=seats.in_use(p),
+                                free=seats.free_seats(p)) for p in gpu_profiles],
+            holders=[HolderUse(lab=h.lab, learner=h.lab.user.name, course=h.lab.course, profile=h.lab.profile,
+                               memory_mb=h.memory_mb, exclusive=h.exclusive) for h in seats.holders],
+            gpu_hours_30d=hours))
     return report
 
 

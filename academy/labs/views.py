@@ -124,6 +124,8 @@ def _message(lab: LabSession) -> str:
             "hub_down": _("The lab server is not reachable right now. Please try again in a few minutes; your "
                           "files are safe. If it keeps happening, tell your instructor."),
             "timeout": _("Your lab took too long to start and was stopped. Please try again."),
+            "too_big": _("No GPU on this server can hold this lab any more. You can open the lab on a CPU "
+                         "instead."),
         }.get(lab.stop_reason or "", _("Your lab could not be started. Please try again; if it fails again, tell "
                                        "your instructor."))
     if lab.state == LabState.stopped:
