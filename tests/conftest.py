@@ -25,6 +25,11 @@ from sqlalchemy import create_engine, text
 
 from tests.support import ROOT, skip_or_fail
 
+# The kernel zygote's preload (academy.engine.sandbox.policy.DEFAULT_ZYGOTE_PRELOAD) pays off in a grading worker
+# that lives for days; most test modules start a zygote of their own for a few tiny notebooks, so the suite
+# preloads NumPy only.  tests/curriculum grades the shipped notebooks with the default, as production does.
+os.environ.setdefault("ACADEMY_GRADER_ZYGOTE_PRELOAD", "numpy")
+
 PG_ADMIN_URL = os.environ.get("ACADEMY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "correct-horse-42"
 

@@ -38,7 +38,7 @@ SKIPPED_DIRS = {"node_modules", "courses", "tests"}
 
 # Messages whose Korean text may legitimately equal the English (brand names, codes).
 # Keep this short: anything a Korean reader would read as a sentence gets translated.
-IDENTICAL_IN_KOREAN: frozenset[str] = frozenset({"GPU", "GPU %(d)s"})
+IDENTICAL_IN_KOREAN: frozenset[str] = frozenset({"GPU", "GPU %(d)s", "%(mb)s MiB"})
 
 # %(name)s, %(n)d, %(p).1f ...: the name and the conversion must survive translation.
 PLACEHOLDER = re.compile(r"%\((\w+)\)[#0 +-]*\d*(?:\.\d+)?([diouxXeEfFgGcrsa])")
