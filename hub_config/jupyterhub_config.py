@@ -68,6 +68,19 @@ profiles_file = Path(env("ACADEMY_LAB_PROFILES", str(HERE / "profiles.toml")))
 PROFILES = tomllib.loads(profiles_file.read_text(encoding="utf-8"))["profiles"]
 
 
+def _beside(name):
+    """A module of this folder (the hub's configuration is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"academy_hub_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gpu_share = _beside("gpu_share")
+
+
 def secret(name, filename):
     """A secret from the environment, or (embedded mode) the file the portal generated."""
     value = env(name)
@@ -197,6 +210,8 @@ class AcademySpawner(SimpleLocalProcessSpawner):
         gpus = int(PROFILES[profile].get("gpus", 0))
         # No device granted (CPU profile, or no GPU on this machine): hide every GPU from CUDA.
         environment["CUDA_VISIBLE_DEVICES"] = device if gpus and device else ""
+        # A seat on a shared device: its memory (and compute) share, through MPS or PyTorch (gpu_share.py).
+        environment.update(gpu_share.share_environment(PROFILES[profile], device if gpus else "", os.environ))
         environment["ACADEMY_LAB_PROFILE"] = profile
         # Course staff's authoring lab shows nbgrader's authoring tools (singleuser/jupyter_server_config.py).
         environment["ACADEMY_LAB_ROLE"] = "authoring" if profile == "authoring" else "learner"
@@ -220,6 +235,12 @@ class AcademySpawner(SimpleLocalProcessSpawner):
 def validate_launch(spawner):
     spawner._academy_options()
     profile = PROFILES[spawner.user_options["profile"]]
+    problem = gpu_share.mps_problem(profile, os.environ)
+    if problem:  # a seat whose share nothing would enforce: not started
+        spawner.log.error(problem)
+        raise web.HTTPError(503, "The GPU sharing service (MPS) is not running, so a shared GPU lab cannot "
+                                 "open now: tell the academy's administrators. (GPU 공유 서비스(MPS)가 멈춰 있어 "
+                                 "지금은 공유 GPU 실습 환경을 열 수 없습니다. 아카데미 관리자에게 알려 주세요.)")
     if profile.get("mem_limit"):
         spawner.mem_limit = profile["mem_limit"]
     if profile.get("cpu_limit"):

@@ -32,6 +32,7 @@ class Profile:
     shared: bool = False
     per_device: int = 1
     gpu_memory_mb: int | None = None
+    gpu_compute_percent: int | None = None  # a seat's share of the device's compute under MPS (hub_config/gpu_share.py)
     mem_limit: str | None = None
     cpu_limit: float | None = None
 
@@ -95,11 +96,15 @@ def _profile(path: Path, name: str, raw: dict[str, Any]) -> Profile:
     if memory is not None and not shared:
         raise refuse("gpu_memory_mb is a seat on a shared device: it cannot go with shared = false")
     per_device = int(raw.get("per_device", 1 if not shared else 4))
+    compute = raw.get("gpu_compute_percent")
+    if compute is not None and (memory is None or isinstance(compute, bool) or not isinstance(compute, int)
+                                or not 1 <= compute <= 100):
+        raise refuse(f"gpu_compute_percent is a whole number from 1 to 100 for a seat (gpu_memory_mb), not {compute!r}")
     if gpus < 0 or per_device < 1 or (shared and gpus != 1):
         raise refuse("gpus >= 0, per_device >= 1; a shared profile has gpus = 1")
     title = raw.get("title") or {}
     return Profile(name=name, title={str(k): str(v) for k, v in title.items()}, gpus=gpus, shared=shared,
-                   per_device=per_device if shared else 1, gpu_memory_mb=memory,
+                   per_device=per_device if shared else 1, gpu_memory_mb=memory, gpu_compute_percent=compute,
                    mem_limit=raw.get("mem_limit"), cpu_limit=raw.get("cpu_limit"))
 
 

@@ -419,3 +419,29 @@ def test_files_released_beside_the_notebook_reach_the_lab(stack: LabStack) -> No
     assert helper.status_code == 200 and "def check_equal" in helper.json()["content"]
     token = stack.csrf(session, response.headers["Location"])
     session.post(f"{stack.portal_url}{response.headers['Location']}/stop", data={"csrf_token": token}, timeout=60)
+
+
+def test_a_shared_gpu_seat_reaches_the_lab_with_its_share(stack: LabStack) -> None:
+    """A gpu-shared lab gets its seat's device and memory share from the hub (hub_config/gpu_share.py)."""
+    from academy.catalog.models import Course
+    from academy.extensions import db
+
+    with stack.app.app_context():
+        course = db.session.scalar(select(Course).where(Course.slug == "python-basics"))
+        course.lab_profile = "gpu-shared"
+        db.session.commit()
+        db.session.remove()
+    user_id = stack.make_learner("seat@example.kr")
+    session = stack.portal_session("seat@example.kr")
+    response = stack.open_lab(session, "python-basics")
+    assert response.status_code == 303
+    lab_path = response.headers["Location"]
+    assert stack.wait_lab(session, lab_path)["state"] == "running"
+    environment = _process_env(f"u{user_id}")
+    assert environment["CUDA_VISIBLE_DEVICES"] in ("0", "1")
+    assert (environment["ACADEMY_GPU_MEMORY_MB"], environment["ACADEMY_GPU_SHARE_ENFORCED"]) == ("4096", "soft")
+    assert "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" not in environment  # no MPS configured for this hub
+    assert _lab_rows(stack, user_id)[-1].gpu_memory_mb == 4096
+    token = stack.csrf(session, lab_path)
+    session.post(f"{stack.portal_url}{lab_path}/stop", data={"csrf_token": token}, timeout=60)
+    assert _lab_rows(stack, user_id)[-1].state.value == "stopped"
