@@ -68,6 +68,12 @@ def assignment(assignment_id: int) -> Any:
     context["attempts_left"] = None if max_attempts is None else max(max_attempts - attempts, 0)
     context["labs"] = current_app.config["ACADEMY_SETTINGS"].labs_enabled
     context["quota"] = None
+    context["gpu_lab"] = False  # a GPU course: the CPU is offered beside it (the way out of a queue or a refusal)
+    if context["labs"]:
+        from academy.labs.profiles import configured_profiles
+
+        profile = configured_profiles(current_app.config["ACADEMY_SETTINGS"]).get(row.course.lab_profile)
+        context["gpu_lab"] = profile is not None and profile.uses_gpu
     if context["labs"] and row.course.gpu_hour_quota:
         from academy.labs.queue import quota_for
 
