@@ -80,9 +80,10 @@ def mps_problem(profile: Mapping[str, object], environ: Mapping[str, str]) -> st
         return None
     control = Path(mps_pipe_directory(environ)) / "control"
     try:
-        if stat.S_ISSOCK(os.stat(control).st_mode) or stat.S_ISFIFO(os.stat(control).st_mode):
-            return None
+        mode = os.stat(control).st_mode
     except OSError:
-        pass
+        mode = 0
+    if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+        return None
     return (f"ACADEMY_GPU_MPS is set but NVIDIA's MPS daemon is not running (no {control}): start it "
             "(nvidia-cuda-mps-control -d) or unset ACADEMY_GPU_MPS")

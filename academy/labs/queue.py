@@ -121,14 +121,18 @@ def sync_inventory(session: Session, settings: Settings) -> list[GpuDevice]:
 def device_seats(session: Session, settings: Settings, devices: Sequence[GpuDevice]) -> list[DeviceSeats]:
     """The seats of ``devices`` with their holders (labs starting or running on them), in the order given."""
     profiles = configured_profiles(settings)
-    seats = {d.index: DeviceSeats(index=d.index, name=d.name, memory_mb=d.memory_mb,
-                                  reserve_mb=settings.gpu_reserve_mb, present=d.present) for d in devices}
+    seats = {d.index: _no_holders(d, settings) for d in devices}
     holders = session.scalars(select(LabSession).where(
         LabSession.device.in_(list(seats)), LabSession.state.in_((LabState.starting, LabState.running)))
         .order_by(LabSession.id))
     for lab in holders:
         seats[lab.device or ""].add(lab, profiles)
     return list(seats.values())
+
+
+def _no_holders(device: GpuDevice, settings: Settings) -> DeviceSeats:
+    return DeviceSeats(index=device.index, name=device.name, memory_mb=device.memory_mb,
+                       reserve_mb=settings.gpu_reserve_mb, present=device.present)
 
 
 def cluster_gpus(settings: Settings) -> bool:
@@ -162,8 +166,7 @@ def gpu_fits(session: Session, settings: Settings, profile: Profile) -> bool:
     devices = sync_inventory(session, settings)
     if not devices:
         return True
-    return fits_somewhere((DeviceSeats(index=d.index, name=d.name, memory_mb=d.memory_mb,
-                                       reserve_mb=settings.gpu_reserve_mb) for d in devices), profile)
+    return fits_somewhere((_no_holders(d, settings) for d in devices), profile)  # capacity: holders do not count
 
 
 # -- the fair waiting line ----------------------------------------------------------------------------------------
@@ -207,6 +210,7 @@ def serve_queue(session: Session, settings: Settings) -> None:
     if not line:
         return
     devices = [] if cluster_gpus(settings) else sync_inventory(session, settings)
+    seats = device_seats(session, settings, devices) if devices else []  # kept up to date below
     whole_device_waiting = False
     for waiting in line:
         profile = known.get(waiting.profile)
@@ -221,7 +225,6 @@ def serve_queue(session: Session, settings: Settings) -> None:
             continue
         if whole_device_waiting and profile.exclusive:
             continue  # the whole-device waiter ahead comes first
-        seats = device_seats(session, settings, devices)
         seat = best_fit(seats, profile)
         if seat is None:
             if not fits_somewhere(seats, profile):
@@ -231,7 +234,7 @@ def serve_queue(session: Session, settings: Settings) -> None:
             continue
         waiting.device, waiting.gpu_memory_mb = seat.index, seat.seat_memory_mb(profile)
         send_start(session, waiting)
-        session.flush()  # the next waiter sees this seat taken
+        seat.add(waiting, known)  # the next waiter sees this seat taken
 
 
 def send_start(session: Session, lab: LabSession, *, now: dt.datetime | None = None) -> None:

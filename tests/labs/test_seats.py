@@ -125,6 +125,9 @@ def test_shipped_shared_profile_is_a_4096_mib_seat_and_gpu_is_exclusive() -> Non
     ("gpus = 0\ngpu_memory_mb = 4096", "CPU profile"),
     ("gpus = 0\nexclusive = true", "CPU profile"),
     ("gpus = 1\nexclusive = \"yes\"", "exclusive is true or false"),
+    ("gpus = 1\ngpu_memory_mb = 2048\ngpu_compute_percent = 0", "gpu_compute_percent is a whole number from 1"),
+    ("gpus = 1\ngpu_memory_mb = 2048\ngpu_compute_percent = 101", "from 1 to 100"),
+    ("gpus = 1\nexclusive = true\ngpu_compute_percent = 50", "for a seat"),
 ])
 def test_nonsense_gpu_memory_is_refused_naming_file_and_profile(tmp_path: Path, table: str, complaint: str) -> None:
     path = tmp_path / "profiles.toml"
