@@ -103,6 +103,8 @@ class Settings:
     lab_profiles_file: Path = field(default_factory=lambda: (_PROJECT_DIR / "hub_config" / "profiles.toml"))
     gpu_devices: str | None = None  # None: detect through NVML; "0,1" or "0:H200:143771,1:H200:143771": a fixed list
     gpu_reserve_mb: int = 1024  # MiB of each GPU held back from shared seats (the driver's and CUDA's own use)
+    grading_gpu_profile: str = "gpu-shared"  # the lab profile whose seat a GPU course's grading job takes
+    gpu_device_root: str = "/dev"  # where the NVIDIA device files are (another folder only in tests)
     lab_spawn_timeout: int = 120
     lab_queue_ttl_seconds: int = 600
     lab_quota_warning_minutes: int = 10
@@ -154,6 +156,8 @@ class Settings:
             ).resolve(),
             gpu_devices=_check_gpu_devices(_env("ACADEMY_GPU_DEVICES")),
             gpu_reserve_mb=gpu_reserve_mb,
+            grading_gpu_profile=_env("ACADEMY_GRADING_GPU_PROFILE", "gpu-shared") or "gpu-shared",
+            gpu_device_root=_env("ACADEMY_GPU_DEVICE_ROOT", "/dev") or "/dev",
             lab_spawn_timeout=_env_int("ACADEMY_LAB_SPAWN_TIMEOUT", 120),
             lab_queue_ttl_seconds=_env_int("ACADEMY_LAB_QUEUE_TTL_SECONDS", 600),
             lab_quota_warning_minutes=_env_int("ACADEMY_LAB_QUOTA_WARNING_MINUTES", 10),

@@ -59,6 +59,8 @@ class Course(db.Model):
     hours: Mapped[float] = mapped_column(Float, default=0.0)
     lab_profile: Mapped[str] = mapped_column(String(40), default="cpu")
     gpu_hour_quota: Mapped[float] = mapped_column(Float, default=0.0)
+    # "cpu", or "gpu": the grading worker takes a GPU seat for its submissions where one is free (grading.gpu)
+    grading_profile: Mapped[str] = mapped_column(String(20), default="cpu", server_default="cpu")
     passing_rule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # What a learner who completes the course can do, printed on the certificate: [{"ko": ..., "en": ...}]
     competencies: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)

@@ -197,6 +197,7 @@ def _course_values(manifest: CourseManifest) -> dict[str, Any]:
         "hours": manifest.hours,
         "lab_profile": manifest.lab_profile,
         "gpu_hour_quota": manifest.gpu_hour_quota,
+        "grading_profile": manifest.grading_profile,
         "passing_rule": dict(manifest.passing_rule),
         "competencies": [{"ko": ko, "en": en} for ko, en in manifest.competencies],
         "source_path": str(manifest.directory),

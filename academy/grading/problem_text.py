@@ -15,7 +15,7 @@ Where the lines come from (keep these in step when a wording changes;
 * ``pipeline``: a notebook not submitted, ``grader error: ...``; ``scores``: output cut by
   nbgrader; ``execute.GuardedExecute``: time limits, dead kernels and truncated output;
 * ``anticheat.defence.NotebookDefence``: tampering detected, forged partial credit;
-* ``worker``: the grading worker stopped repeatedly.
+* ``worker``: the grading worker stopped repeatedly; ``gpu``: a GPU course's attempt graded on the CPU, and why.
 """
 
 from __future__ import annotations
@@ -221,3 +221,27 @@ def _forged_points(g: dict[str, str]) -> str:
 @_problem(r"the grading worker stopped repeatedly")
 def _worker_stopped(g: dict[str, str]) -> str:
     return _("Grading stopped several times before it could finish.")
+
+
+# --- gpu (a GPU course graded on the CPU) ------------------------------------------------------
+
+
+def _cpu_reason(reason: str) -> str:
+    """Why a GPU course's attempt was graded on the CPU (``academy.grading.gpu``), for a learner."""
+    if reason == "every GPU seat is taken":
+        return _("every GPU was in use")
+    if reason.startswith("learners are waiting for a GPU"):
+        return _("learners were waiting for a GPU, and they come first")
+    if reason.startswith("no GPU on this grader"):
+        return _("the grading server has no GPU")
+    if reason.startswith("no GPU here can hold a seat"):
+        return _("no GPU here has enough memory for a grading seat")
+    if "is no longer present" in reason or "device file" in reason:
+        return _("the GPU it was given is no longer available")
+    return _("the GPU could not be used (%(detail)s)", detail=reason)
+
+
+@_problem(r"graded on the CPU, not a GPU: (?P<reason>.+)")
+def _graded_on_cpu(g: dict[str, str]) -> str:
+    return _("This course is graded with a GPU, but this attempt was graded on the CPU: %(reason)s.",
+             reason=_cpu_reason(g["reason"]))

@@ -7,6 +7,11 @@ same transaction that marks the job done.  A worker killed mid-job simply stops
 renewing its lease: the sweeper re-sends the job, another worker claims it, and the
 result is recorded once.  After ``max_attempts`` the submission shows
 ``grader_error`` — never a zero score.
+
+A job of a GPU course (``grading_profile = "gpu"``) takes a GPU seat first (``academy.grading.gpu``): the
+heartbeat renews the seat with the lease, and the seat is given back when grading ends, whatever happened; a
+worker killed mid-job leaves a seat that lapses as its lease does.  Without a seat the job grades on the CPU and
+its result's ``problems`` say why.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import current_app
 from sqlalchemy import update
@@ -26,6 +32,9 @@ from academy.extensions import db
 from academy.grading.models import GradingJob, JobState, Submission, SubmissionStatus
 from academy.grading.services import pending_jobs, queue_grading, record_result
 from academy.grading.storage import feedback_store, graded_store, submission_store
+
+if TYPE_CHECKING:
+    from academy.grading.gpu import GradingDevice
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +88,7 @@ class _Heartbeat(threading.Thread):
         super().__init__(daemon=True, name=f"heartbeat-{job_id}")
         self.app, self.job_id, self.worker, self.attempt = app, job_id, worker, attempt
         self.stopped = threading.Event()
+        self.gpu_hold: int | None = None  # the job's GPU seat, renewed with the lease (academy.grading.gpu)
 
     def run(self) -> None:
         interval = min(HEARTBEAT_SECONDS, max(lease_seconds(self.app) / 3, 0.5))
@@ -92,6 +102,12 @@ class _Heartbeat(threading.Thread):
                         .values(lease_until=utcnow() + dt.timedelta(seconds=lease_seconds()))
                         .execution_options(synchronize_session=False)
                     )
+                    if self.gpu_hold is not None:
+                        from academy.labs.grading_seats import renew_grading_seat
+
+                        if not renew_grading_seat(db.session, self.gpu_hold, seconds=lease_seconds()):
+                            log.warning("job %s: its GPU seat lapsed while it grades (no beat for a lease)",
+                                        self.job_id)
                     db.session.commit()
                 except Exception:  # noqa: BLE001 - a missed beat only shortens the lease
                     db.session.rollback()
@@ -106,8 +122,8 @@ def lease_seconds(app: object = None) -> float:
     return float(app.config.get("ACADEMY_JOB_LEASE_SECONDS", LEASE_SECONDS))  # type: ignore[attr-defined]
 
 
-def _grade(submission: Submission) -> tuple[dict, bytes | None, dict[str, str]]:
-    """Run the grading pipeline on a stored submission.
+def _grade(submission: Submission, policy: object = None) -> tuple[dict, bytes | None, dict[str, str]]:
+    """Run the grading pipeline on a stored submission, in the sandbox ``policy`` (None: the default, CPU).
 
     Returns the result JSON, nbgrader's feedback HTML and the notebooks as the grader ran them.
     """
@@ -124,8 +140,41 @@ def _grade(submission: Submission) -> tuple[dict, bytes | None, dict[str, str]]:
         feedback=True,
         work_root=data_dir / "work",
         cache_dir=data_dir / "cache",  # shared with releases.ensure_release
+        policy=policy,
     )
     return result.to_json(), result.feedback_html(), result.executed
+
+
+def _take_device(submission: Submission, job_id: int, worker: str) -> GradingDevice:
+    """The device the job grades on (a GPU seat for a GPU course, where one is free), committed at once.
+
+    A failure to take a seat (the database busy, say) grades on the CPU rather than failing the attempt.
+    """
+    from academy.grading.gpu import CPU_FALLBACK, GradingDevice, grading_device
+
+    try:
+        device = grading_device(db.session, current_app.config["ACADEMY_SETTINGS"], submission.assignment.course,
+                                job_id=job_id, worker=worker, hold_seconds=lease_seconds())
+        db.session.commit()
+    except Exception as exc:  # noqa: BLE001 - the CPU grades instead; the job itself is fine
+        db.session.rollback()
+        log.warning("grading job %s: no GPU seat taken", job_id, exc_info=True)
+        return GradingDevice(problem=f"{CPU_FALLBACK}the GPU seat could not be taken ({type(exc).__name__})")
+    return device
+
+
+def _give_back(device: GradingDevice) -> None:
+    """Give the job's GPU seat back (if it cannot be now, it lapses when its lease would have)."""
+    from academy.labs.grading_seats import release_grading_seat
+
+    if device.hold_id is None:
+        return
+    try:
+        release_grading_seat(db.session, device.hold_id)
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - the seat lapses by itself
+        db.session.rollback()
+        log.warning("GPU seat %s not given back now; it lapses", device.hold_id, exc_info=True)
 
 
 def run_job(job_id: int) -> str:
@@ -137,11 +186,16 @@ def run_job(job_id: int) -> str:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     heartbeat = _Heartbeat(app, job_id, worker, attempt)
     heartbeat.start()
+    device: GradingDevice | None = None
     try:
         job = db.session.get(GradingJob, job_id)
         submission = job.submission
         try:
-            result, feedback, executed = _grade(submission)
+            device = _take_device(submission, job_id, worker)
+            heartbeat.gpu_hold = device.hold_id
+            result, feedback, executed = _grade(submission, device.policy)
+            if device.problem:
+                result["problems"] = [device.problem, *result.get("problems", [])]
             error = None
         except Exception as exc:  # noqa: BLE001 - any failure here is the grader's, not the learner's
             log.exception("grading job %s failed", job_id)
@@ -149,6 +203,8 @@ def run_job(job_id: int) -> str:
     finally:
         heartbeat.stopped.set()
         heartbeat.join(timeout=5)
+        if device is not None:
+            _give_back(device)
 
     return _finish(job_id, worker, attempt, result, feedback, error, executed)
 

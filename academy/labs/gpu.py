@@ -9,6 +9,9 @@ finds no driver, there are no GPUs and every lab runs on the CPU.
 
 A GPU in MIG mode is not handed out itself: each of its MIG instances is a device of its own, named
 by its UUID (``MIG-…``, what ``CUDA_VISIBLE_DEVICES`` takes) with its own memory.
+
+``device_nodes`` says which device files under ``/dev`` one device needs, for a sandbox that must see
+that device and no other (GPU grading, ``academy.grading.gpu``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -133,3 +137,106 @@ def inventory(configured: str | None) -> list[Device]:
     if configured is not None:
         return parse_configured(configured)
     return detect_nvml()
+
+
+# -- the device nodes of one device ------------------------------------------------------------------------------
+
+#: Device files every CUDA program needs besides its GPU's own ``nvidia<minor>``; then those bound when present.
+SHARED_NODES = ("nvidiactl", "nvidia-uvm")
+OPTIONAL_NODES = ("nvidia-uvm-tools", "nvidia-modeset")
+#: Where the driver lists the minor numbers of MIG instances' capability files (``/dev/nvidia-caps/nvidia-cap<N>``).
+MIG_MINORS = "/proc/driver/nvidia-caps/mig-minors"
+
+
+class DeviceGone(Exception):
+    """The device cannot be handed to a program now: it is gone (a MIG instance destroyed), or its device files are
+    missing.  The message says which and why, in one line."""
+
+
+@dataclass(frozen=True)
+class DeviceNodes:
+    """What a sandbox needs to see exactly one device: ``visible`` for ``CUDA_VISIBLE_DEVICES`` (the UUID NVML
+    gave, else the index) and the names of its device files below ``/dev``."""
+
+    visible: str
+    names: tuple[str, ...]
+
+
+def device_nodes(index: str, *, dev_root: str = "/dev", use_nvml: bool = True,
+                 mig_minors: str = MIG_MINORS) -> DeviceNodes:
+    """The device files of inventory device ``index`` (a GPU's index, or a MIG instance's UUID).
+
+    With NVML (``use_nvml``, the inventory came from NVML): a GPU's own file is ``nvidia<minor number>`` and
+    ``visible`` its UUID; a MIG instance needs its GPU's file and the two capability files of its GPU and compute
+    instances (``nvidia-caps/nvidia-cap<N>``, numbered in ``mig_minors``).  Without NVML (a configured
+    inventory) a GPU index ``N`` is ``nvidia<N>``; a MIG instance cannot be found without NVML.  Every file must
+    exist under ``dev_root`` (another folder only for tests).  Raises DeviceGone otherwise: a MIG UUID or an
+    index NVML no longer knows, a device file missing.
+    """
+    mig = index.startswith("MIG-")
+    found = _nvml_nodes(index, mig_minors) if use_nvml or mig else None
+    if found is None:
+        if mig:
+            raise DeviceGone(f"MIG device {index}: NVML (nvidia-ml-py) is needed to find its GPU and is not available")
+        if not (index.isascii() and index.isdigit()):
+            raise DeviceGone(f"device {index!r} is not a GPU index")
+        found = DeviceNodes(visible=index, names=(f"nvidia{index}",))
+    root = Path(dev_root)
+    names = (*found.names, *SHARED_NODES)
+    missing = [str(root / name) for name in names if not (root / name).exists()]
+    if missing:
+        raise DeviceGone(f"GPU {index}: device file {', '.join(missing)} missing")
+    optional = tuple(name for name in OPTIONAL_NODES if (root / name).exists())
+    return DeviceNodes(visible=found.visible, names=(*names, *optional))
+
+
+def _nvml_nodes(index: str, mig_minors: str) -> DeviceNodes | None:
+    """``index``'s own device files and CUDA name through NVML; None without NVML (no library or no driver)."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, _DriverNotLoaded...
+        return None
+    try:
+        if index.startswith("MIG-"):
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByUUID(index)
+            except pynvml.NVMLError as exc:  # NVMLError_NotFound: the instance was destroyed
+                raise DeviceGone(f"MIG device {index} is no longer present ({exc})") from None
+            gpu = pynvml.nvmlDeviceGetMinorNumber(pynvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle))
+            caps = _mig_caps(mig_minors, gpu, pynvml.nvmlDeviceGetGpuInstanceId(handle),
+                             pynvml.nvmlDeviceGetComputeInstanceId(handle))
+            return DeviceNodes(visible=index, names=(f"nvidia{gpu}", *caps))
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(int(index))
+        except (ValueError, pynvml.NVMLError) as exc:
+            raise DeviceGone(f"GPU {index} is no longer present ({exc})") from None
+        return DeviceNodes(visible=_text(pynvml.nvmlDeviceGetUUID(handle)),
+                           names=(f"nvidia{pynvml.nvmlDeviceGetMinorNumber(handle)}",))
+    except DeviceGone:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any NVML failure: the device cannot be handed out now
+        raise DeviceGone(f"GPU {index}: NVML failed ({exc})") from None
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def _mig_caps(mig_minors: str, gpu: int, gpu_instance: int, compute_instance: int) -> tuple[str, str]:
+    """The capability files of a MIG instance: ``gpu<G>/gi<I>/access`` and ``gpu<G>/gi<I>/ci<C>/access``."""
+    wanted = (f"gpu{gpu}/gi{gpu_instance}/access", f"gpu{gpu}/gi{gpu_instance}/ci{compute_instance}/access")
+    minors: dict[str, str] = {}
+    try:
+        for line in Path(mig_minors).read_text().splitlines():
+            name, _, minor = line.strip().rpartition(" ")
+            minors[name] = minor
+    except OSError as exc:
+        raise DeviceGone(f"MIG instance gi{gpu_instance}/ci{compute_instance} of GPU {gpu}: {exc}") from None
+    missing = [name for name in wanted if not minors.get(name, "").isdigit()]
+    if missing:
+        raise DeviceGone(f"MIG instance gi{gpu_instance}/ci{compute_instance} of GPU {gpu} is no longer present "
+                         f"(not in {mig_minors})")
+    return (f"nvidia-caps/nvidia-cap{minors[wanted[0]]}", f"nvidia-caps/nvidia-cap{minors[wanted[1]]}")

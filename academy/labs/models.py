@@ -1,8 +1,11 @@
-"""Lab sessions (one learner's JupyterHub server, from queue to stop) and the GPU inventory.
+"""Lab sessions (one learner's JupyterHub server, from queue to stop), the GPU inventory and grading's GPU seats.
 
 A session row is the unit of everything labs: the fair GPU queue (rows in ``queued``), device
 hand-out (``device`` of rows in ``starting``/``running``), GPU-hour metering (``started_at`` to
 ``stopped_at`` as the hub reported them) and the admin reports.  Rows are never deleted.
+
+A grading job of a GPU course holds its seat in a ``GpuGradingHold`` row (``academy.labs.grading_seats``),
+counted with the labs' holders so that labs and grading never oversubscribe a device.
 """
 
 from __future__ import annotations
@@ -97,3 +100,27 @@ class GpuDevice(db.Model):
     source: Mapped[str] = mapped_column(String(20))  # "nvml" or "configured"
     present: Mapped[bool] = mapped_column(default=True)
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class GpuGradingHold(db.Model):
+    """A GPU seat held by a grading job while it grades (``academy.labs.grading_seats``).
+
+    Counted by ``academy.labs.queue.device_seats`` like a running lab of ``profile`` granted ``gpu_memory_mb``
+    (None: the whole device), until ``expires_at``: the grading worker's heartbeat moves it on while the job
+    runs and the worker deletes the row when the job is done, so the seat of a worker killed mid-job lapses by
+    itself.  Each attempt of a job holds its own row.
+    """
+
+    __tablename__ = "gpu_grading_hold"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device: Mapped[str] = mapped_column(String(40), index=True)  # GpuDevice.index: a GPU index or a MIG UUID
+    profile: Mapped[str] = mapped_column(String(40))  # the lab profile whose seat it takes
+    gpu_memory_mb: Mapped[int | None] = mapped_column(Integer)  # None: the whole device
+    grading_job_id: Mapped[int] = mapped_column(ForeignKey("grading_job.id", ondelete="CASCADE"), index=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("course.id"))
+    worker: Mapped[str] = mapped_column(String(200))  # the grading worker's host:pid
+    acquired_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+    course: Mapped[Course] = relationship()

@@ -23,7 +23,7 @@ from academy.enrollment.models import Cohort, Enrollment, EnrollmentStatus
 from academy.errors import PermissionDenied
 from academy.jobs import enqueue_after_commit
 from academy.labs import gpu
-from academy.labs.models import ACTIVE_STATES, GpuDevice, LabSession, LabState
+from academy.labs.models import ACTIVE_STATES, GpuDevice, GpuGradingHold, LabSession, LabState
 from academy.labs.profiles import Profile, configured_profiles
 from academy.labs.seats import DeviceSeats, best_fit, fits_somewhere
 from academy.permissions import can_manage_course
@@ -119,7 +119,8 @@ def sync_inventory(session: Session, settings: Settings) -> list[GpuDevice]:
 
 
 def device_seats(session: Session, settings: Settings, devices: Sequence[GpuDevice]) -> list[DeviceSeats]:
-    """The seats of ``devices`` with their holders (labs starting or running on them), in the order given."""
+    """The seats of ``devices`` with their holders, in the order given: labs starting or running on them, and
+    grading jobs' seats not yet lapsed (``GpuGradingHold``)."""
     profiles = configured_profiles(settings)
     seats = {d.index: _no_holders(d, settings) for d in devices}
     holders = session.scalars(select(LabSession).where(
@@ -127,6 +128,9 @@ def device_seats(session: Session, settings: Settings, devices: Sequence[GpuDevi
         .order_by(LabSession.id))
     for lab in holders:
         seats[lab.device or ""].add(lab, profiles)
+    for hold in session.scalars(select(GpuGradingHold).where(
+            GpuGradingHold.device.in_(list(seats)), GpuGradingHold.expires_at > utcnow()).order_by(GpuGradingHold.id)):
+        seats[hold.device].add(hold, profiles)
     return list(seats.values())
 
 

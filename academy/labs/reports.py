@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from academy.catalog.models import Course
 from academy.config import Settings
 from academy.db import utcnow
-from academy.labs.models import GpuDevice, LabSession, LabState
+from academy.labs.models import GpuDevice, GpuGradingHold, LabSession, LabState
 from academy.labs.profiles import Profile, configured_profiles
 from academy.labs.queue import device_seats, sync_inventory
+from academy.labs.seats import Holder
 from academy.users.models import Company, User
 
 
@@ -29,14 +30,15 @@ class ProfileSeats:
 
 @dataclass(frozen=True)
 class HolderUse:
-    """Who holds (part of) a device: the learner, the course, the profile, the memory counted for them."""
+    """Who holds (part of) a device: the learner (or a grading job), the course, the profile, the memory counted."""
 
-    lab: LabSession
-    learner: str
+    lab: LabSession | None  # None for a grading job's seat
+    learner: str  # "" for a grading job's seat
     course: Course
     profile: str  # the profile's key (pages show its title)
     memory_mb: int | None  # None when the device's memory is unknown
     exclusive: bool  # holds the whole device
+    grading_job_id: int | None = None  # a grading job grading on the GPU (academy.labs.grading_seats)
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,18 @@ def device_report(session: Session, settings: Settings, *, now: dt.datetime | No
             used_mb=seats.used_mb,
             seats=[ProfileSeats(profile=p, capacity=seats.capacity(p), in_use=seats.in_use(p),
                                 free=seats.free_seats(p)) for p in gpu_profiles],
-            holders=[HolderUse(lab=h.lab, learner=h.lab.user.name, course=h.lab.course, profile=h.lab.profile,
-                               memory_mb=h.memory_mb, exclusive=h.exclusive) for h in seats.holders],
+            holders=[_holder_use(h) for h in seats.holders],
             gpu_hours_30d=hours))
     return report
+
+
+def _holder_use(holder: Holder) -> HolderUse:
+    held = holder.lab
+    if isinstance(held, GpuGradingHold):
+        return HolderUse(lab=None, learner="", course=held.course, profile=held.profile, memory_mb=holder.memory_mb,
+                         exclusive=holder.exclusive, grading_job_id=held.grading_job_id)
+    return HolderUse(lab=held, learner=held.user.name, course=held.course, profile=held.profile,
+                     memory_mb=holder.memory_mb, exclusive=holder.exclusive)
 
 
 @dataclass

@@ -21,16 +21,16 @@ from typing import TYPE_CHECKING
 from academy.labs.profiles import Profile
 
 if TYPE_CHECKING:
-    from academy.labs.models import LabSession
+    from academy.labs.models import GpuGradingHold, LabSession
 
 WHOLE = Fraction(1)
 
 
 @dataclass(frozen=True)
 class Holder:
-    """A starting or running lab on a device and what it takes of it."""
+    """A starting or running lab on a device (or a grading job's seat) and what it takes of it."""
 
-    lab: LabSession
+    lab: LabSession | GpuGradingHold
     exclusive: bool  # holds the whole device
     share: Fraction  # of the device's usable memory (of its seats when the memory is unknown)
     memory_mb: int | None  # the MiB it counts for (the whole device when exclusive); None when unknown
@@ -114,8 +114,8 @@ class DeviceSeats:
         usable = self.usable_mb
         return (usable is None, left if usable is None else left * usable, self.index)
 
-    def add(self, lab: LabSession, profiles: Mapping[str, Profile]) -> Holder:
-        """Count ``lab`` as a holder of this device, by what it was granted.
+    def add(self, lab: LabSession | GpuGradingHold, profiles: Mapping[str, Profile]) -> Holder:
+        """Count ``lab`` (or a grading job's seat, which counts the same way) as a holder of this device.
 
         A lab granted a seat counts its ``gpu_memory_mb``.  A lab without one counts as a whole device,
         unless its profile is shared: then it is a holder from before seats were measured in memory and

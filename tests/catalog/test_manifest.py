@@ -201,6 +201,8 @@ MALFORMED = [
      "unknown track 'ai-basic'"),
     ("bad-lab-profile", COURSE_TOML, 'lab_profile = "cpu"', 'lab_profile = "tpu"', "lab_profile",
      "lab_profile", "must be one of cpu, gpu, gpu-shared"),
+    ("bad-grading-profile", COURSE_TOML, 'lab_profile = "cpu"', 'lab_profile = "cpu"\ngrading_profile = "tpu"',
+     "grading_profile", "grading_profile", "must be one of cpu, gpu (found 'tpu')"),
     ("gpu-quota-on-cpu", COURSE_TOML, "gpu_hour_quota = 0.0", "gpu_hour_quota = 5.0", "gpu_hour_quota",
      "gpu_hour_quota", "'cpu' lab profile"),
     ("id-not-dir-name", COURSE_TOML, 'id = "python-data"', 'id = "python-data-2"', "id", 'id = "python-data-2"',

@@ -48,6 +48,7 @@ class CourseManifest:
     hours: float
     lab_profile: str
     gpu_hour_quota: float
+    grading_profile: str  # "cpu", or "gpu": submissions graded with a GPU seat where one is free
     instructors: tuple[str, ...]
     passing_rule: dict[str, Any]  # min_score_percent, required_assignments[, min_total_percent, min_lab_hours]
     competencies: tuple[tuple[str, str], ...]  # (ko, en) pairs, printed on the certificate

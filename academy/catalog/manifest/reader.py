@@ -33,6 +33,8 @@ SOURCE_DIR = "source"
 
 #: Lab profiles a course may ask for; ``academy.labs`` maps each to spawner settings.
 LAB_PROFILES = ("cpu", "gpu", "gpu-shared")
+#: Where a course's submissions are graded: on the CPU, or with a GPU seat (``academy.grading.gpu``).
+GRADING_PROFILES = ("cpu", "gpu")
 
 # Assignment ids are nbgrader assignment names (directories under source/).
 ASSIGNMENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -78,7 +80,7 @@ def read_course(course_dir: Path, known_tracks: set[str]) -> CourseManifest:
 
     ``known_tracks`` holds the track ids from ``tracks.toml``.  Raises
     :class:`ManifestError` for a missing or malformed manifest (required fields, types,
-    unknown keys, ``id`` other than the directory name, unknown track or lab profile,
+    unknown keys, ``id`` other than the directory name, unknown track, lab or grading profile,
     negative numbers, malformed instructor emails, duplicate or missing assignments,
     unknown required assignments) and for a notebook that is not nbformat 4 JSON.
     Assignment directories under ``source/`` that the manifest does not list are not
@@ -95,6 +97,7 @@ def read_course(course_dir: Path, known_tracks: set[str]) -> CourseManifest:
             "hours",
             "lab_profile",
             "gpu_hour_quota",
+            "grading_profile",
             "instructors",
             "title",
             "description",
@@ -124,6 +127,10 @@ def read_course(course_dir: Path, known_tracks: set[str]) -> CourseManifest:
         raise root.error("gpu_hour_quota", "must be 0 for the 'cpu' lab profile")
     if lab_profile != "cpu" and gpu_hour_quota <= 0:
         raise root.error("gpu_hour_quota", f"must be greater than 0 for the '{lab_profile}' lab profile")
+    grading_profile = root.string("grading_profile", default="cpu")
+    if grading_profile not in GRADING_PROFILES:
+        raise root.error("grading_profile", f"must be one of {', '.join(GRADING_PROFILES)} "
+                                            f"(found '{grading_profile}'): 'gpu' grades with a GPU where one is free")
 
     instructors = _instructors(root)
     assignments = _assignments(root, course_dir)
@@ -141,6 +148,7 @@ def read_course(course_dir: Path, known_tracks: set[str]) -> CourseManifest:
         hours=hours,
         lab_profile=lab_profile,
         gpu_hour_quota=gpu_hour_quota,
+        grading_profile=grading_profile,
         instructors=instructors,
         passing_rule=passing_rule,
         competencies=competencies,

@@ -39,6 +39,11 @@ job's own cgroups before it runs learner code, and HOME, ``/tmp``, ``/dev/shm`` 
 connection directory are emptied between kernels.  Used only in ``root`` mode with
 ``cgroup.kill``; otherwise, or on any failure, kernels start fresh.
 
+A kernel granted a GPU (``SandboxPolicy.with_gpu``, for a GPU grading seat) gets that device's
+nodes bound into its ``/dev`` and ``CUDA_VISIBLE_DEVICES`` set, and no ``RLIMIT_AS`` (CUDA cannot
+start under one): the memory cgroup is then its RAM limit, which ``gpu_refusal`` checks is there.
+No other kernel sees any GPU: the minimal ``/dev`` has none.
+
 What does not hold: this is a kernel-shared sandbox (a kernel bug can break out; gVisor or a
 VM is the stronger boundary); CPU time is capped per process, not per notebook tree; wall
 time and output size are enforced by the caller (``cell_timeout`` / ``notebook_timeout``
@@ -51,7 +56,7 @@ explicit, development-only escape hatch that keeps only layers 1, 2 and 4 and re
 
 from academy.engine.sandbox.cells import CellOutcome, run_cells
 from academy.engine.sandbox.cgroups import KernelCgroups, reap_stale_cgroups
-from academy.engine.sandbox.isolation import probe_isolation, require_isolation
+from academy.engine.sandbox.isolation import gpu_refusal, probe_isolation, require_isolation
 from academy.engine.sandbox.manager import AsyncSandboxedKernelManager, SandboxedKernelManager, kernel_manager_class
 from academy.engine.sandbox.policy import (
     ALLOW_UNSANDBOXED_ENV,
@@ -59,6 +64,7 @@ from academy.engine.sandbox.policy import (
     SANDBOX_HOME,
     SANDBOX_WORKDIR,
     GiB,
+    GpuGrant,
     KiB,
     MiB,
     SandboxPolicy,
@@ -75,6 +81,7 @@ __all__ = [
     "AsyncSandboxedKernelManager",
     "CellOutcome",
     "GiB",
+    "GpuGrant",
     "IsolationReport",
     "KernelCgroups",
     "KiB",
@@ -82,6 +89,7 @@ __all__ = [
     "SandboxPolicy",
     "SandboxUnavailable",
     "SandboxedKernelManager",
+    "gpu_refusal",
     "kernel_manager_class",
     "probe_isolation",
     "reap_stale_cgroups",

@@ -70,6 +70,8 @@ def _probe(policy: SandboxPolicy) -> IsolationReport:
     trial = KernelCgroups(bases, probe_name, SandboxPolicy(memory_bytes=GiB, cpu_cores=None))
     report.cgroups = {k: os.path.join(bases[k], CGROUP_GROUP) for k in trial.dirs}
     report.cgroup_kill = trial.has_kill
+    report.memory_cgroup = "memory" in trial.dirs or (
+        "v2" in trial.dirs and os.path.exists(os.path.join(trial.dirs["v2"], "memory.max")))
     trial.remove()
     if "pids" not in report.cgroups and not (report.cgroup_kill and "v2" in report.cgroups):
         notes.append("no writable pids cgroup: the fork-bomb limit is RLIMIT_NPROC only")
@@ -153,3 +155,20 @@ def require_isolation(policy: SandboxPolicy | None = None) -> IsolationReport:
         f"Cannot grade: no sandbox for learner code ({reason}); "
         f"{ALLOW_UNSANDBOXED_ENV}=1 allows unsandboxed grading on a trusted development machine only."
     )
+
+
+def gpu_refusal(policy: SandboxPolicy | None = None) -> str | None:
+    """Why a kernel of ``policy`` may not be granted a GPU here, or None when it may.
+
+    A kernel granted a GPU runs without ``RLIMIT_AS`` (CUDA cannot start under one), so its RAM is limited
+    only by its memory cgroup: without a working memory cgroup the address-space limit is not dropped
+    silently, the job is refused a GPU instead.  Unsandboxed (``allow_unsandboxed``) a kernel would see every
+    device of the host, so it is refused one too.
+    """
+    report = probe_isolation(policy)
+    if not report.sandbox_available:
+        return "the grading sandbox is not available here (a GPU is granted only to a sandboxed kernel)"
+    if not report.memory_cgroup:
+        return ("no memory cgroup here to limit the kernel's memory (CUDA cannot start under the address-space "
+                "limit that takes its place)")
+    return None

@@ -213,6 +213,9 @@ def _kernel_env(policy: SandboxPolicy, layout: Layout, sandboxed: bool) -> dict[
         if os.environ.get(name):
             env[name] = os.environ[name]
     env.update(dict(policy.extra_env))
+    if policy.gpu is not None:  # last: nothing else names the device
+        env.update(dict(policy.gpu.env))
+        env["CUDA_VISIBLE_DEVICES"] = policy.gpu.visible
     return env
 
 
@@ -240,7 +243,7 @@ def _rlimit_args(policy: SandboxPolicy) -> list[str]:
         f"--nproc={policy.max_processes}",
         "--core=0",
     ]
-    if policy.address_space_bytes:
+    if policy.address_space_bytes and policy.gpu is None:  # CUDA cannot start under RLIMIT_AS
         args.append(f"--as={policy.address_space_bytes}")
     return [*args, "--"]
 
@@ -283,6 +286,10 @@ def _bwrap_args(policy: SandboxPolicy, report: IsolationReport, layout: Layout) 
 
     args += ["--ro-bind", "/usr", "/usr", *_root_entries()]
     args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm"]
+    made.add("/dev")
+    if policy.gpu is not None:  # the granted device's nodes only: the minimal /dev has no other GPU
+        for src, dest in policy.gpu.nodes:
+            bind("--dev-bind", src, dest)
     for name in ETC_FILES:
         bind("--ro-bind-try", f"/etc/{name}", f"/etc/{name}")
     bind("--ro-bind", str(layout.etc / "passwd"), "/etc/passwd")

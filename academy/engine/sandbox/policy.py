@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -43,6 +44,9 @@ ETC_FILES = (
 )
 # Environment variables copied from the worker when set (this machine's OpenBLAS needs them).
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+GPU_MEMORY_BYTES = 4 * GiB
+"""The least RAM a kernel granted a GPU gets (its memory cgroup): PyTorch's CUDA libraries and the CUDA context
+take a large part of the default 2 GiB before a notebook's own data (the labs' shared GPU profile has 4 GiB)."""
 
 
 class SandboxUnavailable(EngineError):
@@ -87,6 +91,43 @@ def env_flag_default_on(name: str) -> bool:
 
 
 @dataclass(frozen=True)
+class GpuGrant:
+    """One GPU (or MIG instance) granted to a kernel: the device nodes bound into its sandbox, what CUDA is told.
+
+    ``device`` is the inventory's index (``"0"``, ``"MIG-…"``), for messages; ``visible`` the value of
+    ``CUDA_VISIBLE_DEVICES`` (the device's UUID where NVML gave one, else its index); ``nodes`` the
+    ``(host path, sandbox path)`` pairs of the character devices bound with ``--dev-bind`` (``/dev/nvidia<N>`` of
+    the granted GPU only, ``/dev/nvidiactl``, ``/dev/nvidia-uvm``..., a MIG instance's capability files); ``env``
+    further variables for the kernel; ``memory_mb`` the seat's device memory (None: the whole device).
+    """
+
+    device: str
+    visible: str
+    nodes: tuple[tuple[str, str], ...]
+    env: tuple[tuple[str, str], ...] = ()
+    memory_mb: int | None = None
+
+    @classmethod
+    def for_nodes(cls, device: str, visible: str, names: tuple[str, ...], *, dev_root: str = "/dev",
+                  memory_mb: int | None = None) -> GpuGrant:
+        """A grant binding ``dev_root/<name>`` at ``/dev/<name>`` for each of ``names`` (``nvidia0``,
+        ``nvidia-caps/nvidia-cap21``...); ``dev_root`` is another folder only where tests stand files in for the
+        device nodes.  The kernel also gets ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (NVML's order, should an index be
+        used) and the worker's ``LD_LIBRARY_PATH`` entries under ``/usr`` (where container images keep the
+        driver's ``libcuda``; nothing else of the host is mounted).
+        """
+        for name in names:
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise ValueError(f"not a device node name below /dev: {name!r}")
+        env = [("CUDA_DEVICE_ORDER", "PCI_BUS_ID")]
+        libraries = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p.startswith("/usr/")]
+        if libraries:
+            env.append(("LD_LIBRARY_PATH", ":".join(libraries)))
+        return cls(device=device, visible=visible, memory_mb=memory_mb, env=tuple(env),
+                   nodes=tuple((os.path.join(dev_root, name), f"/dev/{name}") for name in names))
+
+
+@dataclass(frozen=True)
 class SandboxPolicy:
     """Limits and locations for one sandboxed kernel.
 
@@ -100,6 +141,7 @@ class SandboxPolicy:
     grading jobs fork their kernels from a per-process kernel zygote where it is safe
     (``sandbox/zygote.py``; ``ACADEMY_GRADER_ZYGOTE=0`` turns it off); ``zygote_preload`` names
     the modules the zygote imports once for all its kernels (``ACADEMY_GRADER_ZYGOTE_PRELOAD``).
+    ``gpu`` is the GPU granted to the kernel (``with_gpu``); None, the usual case: no device at all.
     """
 
     memory_bytes: int = 2 * GiB
@@ -126,6 +168,19 @@ class SandboxPolicy:
     zygote: bool = field(default_factory=lambda: env_flag_default_on(ZYGOTE_ENV))
     zygote_preload: tuple[str, ...] = field(
         default_factory=lambda: env_modules(ZYGOTE_PRELOAD_ENV, DEFAULT_ZYGOTE_PRELOAD))
+    gpu: GpuGrant | None = None
+
+    def with_gpu(self, grant: GpuGrant) -> SandboxPolicy:
+        """This policy for a kernel granted ``grant``: its device nodes bound, ``CUDA_VISIBLE_DEVICES`` set.
+
+        CUDA cannot start under an address-space limit, so there is no ``RLIMIT_AS``: the memory cgroup
+        (at least ``GPU_MEMORY_BYTES``) is then the only limit of the kernel's RAM, and the caller must have
+        checked that it works here (``isolation.gpu_refusal``).  Such kernels never come from a kernel zygote
+        (``zygote.usable``): a zygote outlives the job, and its sandbox would keep the device after the seat
+        was given back.
+        """
+        return dataclasses.replace(self, gpu=grant, address_space_bytes=None,
+                                   memory_bytes=max(self.memory_bytes, GPU_MEMORY_BYTES))
 
     def ro_binds(self) -> list[tuple[str, str]]:
         """``extra_ro_binds`` as ``(host path, sandbox path)`` pairs."""

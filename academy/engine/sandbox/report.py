@@ -19,6 +19,7 @@ class IsolationReport:
     python_ok: bool = False
     cgroups: dict[str, str] = field(default_factory=dict)
     cgroup_kill: bool = False
+    memory_cgroup: bool = False  # a memory cgroup holds each kernel's RAM (v1 memory, or v2 memory.max)
     rlimits: bool = False
     notes: list[str] = field(default_factory=list)
 

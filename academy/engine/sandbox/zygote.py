@@ -32,7 +32,10 @@ What keeps one learner's kernel from reaching the next one's:
 
 A zygote serves one kernel at a time; a second concurrent kernel in the same process, a
 working directory on another filesystem, or any failure to fork falls back to a fresh
-kernel.  ``SandboxPolicy.zygote`` (``ACADEMY_GRADER_ZYGOTE=0``) turns zygotes off.
+kernel.  ``SandboxPolicy.zygote`` (``ACADEMY_GRADER_ZYGOTE=0``) turns zygotes off.  Zygotes are
+kept per policy, so a kernel only ever comes from a zygote built exactly as its own sandbox would
+be; a kernel granted a GPU (``SandboxPolicy.gpu``) never comes from one: the zygote would outlive
+the grant with the device's nodes in its sandbox.
 
 Before its first fork the zygote imports, besides ipykernel, the modules of
 ``SandboxPolicy.zygote_preload`` (``ACADEMY_GRADER_ZYGOTE_PRELOAD``, default NumPy, pandas, scikit-learn) and
@@ -94,6 +97,7 @@ def usable(policy: SandboxPolicy, report: IsolationReport) -> bool:
     """Whether kernels of ``policy`` may come from a zygote here (see the module's documentation)."""
     return bool(
         policy.zygote
+        and policy.gpu is None  # a zygote outlives its job: its sandbox must not keep a device granted to one
         and report.sandbox_available
         and report.mode == "root"
         and report.uid_drop
