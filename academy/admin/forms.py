@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
+    FloatField,
     IntegerField,
     SelectField,
     StringField,
@@ -48,3 +49,26 @@ class DecisionForm(FlaskForm):
 class RoleForm(FlaskForm):
     role = SelectField(_l("Role"), choices=[SelectChoice(r.value, r.value) for r in Role])
     submit = SubmitField(_l("Change role"))
+
+
+class HoursField(FloatField):
+    """A number of hours; a thousands separator (``1,000``) and spaces are allowed."""
+
+    def process_formdata(self, valuelist: list[str]) -> None:
+        super().process_formdata([v.replace(",", "").strip() for v in valuelist])
+
+
+class GpuBudgetForm(FlaskForm):
+    """A cohort's or a company's GPU-hour budget (``academy.labs.budgets``); empty: no budget."""
+
+    hours = HoursField(
+        _l("GPU budget (hours)"),
+        description=_l("Leave it empty for no budget. 0 allows no GPU lab."),
+        validators=[Optional(), NumberRange(0, 10_000_000, _l("Enter a number of hours of 0 or more."))],
+    )
+    below_used_ok = BooleanField(_l("Stop its GPU labs even if the hours are already used"))
+    submit = SubmitField(_l("Save GPU budget"))
+
+
+class CompanyBudgetForm(GpuBudgetForm):
+    company_id = SelectField(_l("Company"), coerce=int, validators=[DataRequired(_l("Choose a company."))])

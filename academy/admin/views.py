@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -28,12 +28,12 @@ from academy.mail.services import MAX_ATTEMPTS
 from academy.users import services as user_services
 from academy.users.forms import ImportUsersForm
 from academy.users.importer import import_employees
-from academy.users.models import Role, User
+from academy.users.models import Company, Role, User
 from academy.web.access import admin_required
 from academy.web.forms import apply_error
 from academy.web.loaders import get_cohort_or_404, get_enrollment_or_404
 
-from .forms import CapacityForm, CohortForm, DecisionForm, RoleForm
+from .forms import CapacityForm, CohortForm, CompanyBudgetForm, DecisionForm, GpuBudgetForm, RoleForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -200,10 +200,14 @@ def cohort(cohort_id: int) -> Any:
     row = get_cohort_or_404(cohort_id)
     if request.method == "POST":
         return _move_learner(row)
+    from academy.labs.budgets import budget_of
+
     return render_template(
         "admin/cohort.html", cohort=row, roster=enrollment_services.roster(db.session, row),
         capacity_form=CapacityForm(capacity=row.capacity),
         move_targets=enrollment_services.move_targets(db.session, row),
+        budget_form=GpuBudgetForm(hours=row.gpu_budget_hours), gpu_budget=budget_of(db.session, row),
+        warning_minutes=current_app.config["ACADEMY_SETTINGS"].lab_quota_warning_minutes,
     )
 
 
@@ -254,6 +258,86 @@ def cohort_capacity(cohort_id: int) -> Any:
             db.session.commit()
             flash(_("The capacity is changed."), "success")
     return redirect(url_for("admin.cohort", cohort_id=cohort_id))
+
+
+# --- GPU budgets ----------------------------------------------------------------------
+
+
+@bp.route("/gpu-budgets")
+@admin_required
+def gpu_budgets() -> Any:
+    """Every cohort's and company's GPU-hour budget against its use; setting a company's budget."""
+    from academy.labs.budgets import all_budgets
+
+    settings = current_app.config["ACADEMY_SETTINGS"]
+    return render_template("admin/gpu_budgets.html", budgets=all_budgets(db.session), form=_company_budget_form(),
+                           warning_minutes=settings.lab_quota_warning_minutes)
+
+
+def _company_budget_form() -> CompanyBudgetForm:
+    form = CompanyBudgetForm()
+    form.company_id.choices = [SelectChoice(c.id, f"{c.name} ({c.business_number})")
+                               for c in db.session.scalars(select(Company).order_by(Company.name))]
+    return form
+
+
+@bp.route("/gpu-budgets/company", methods=["POST"])
+@admin_required
+def company_gpu_budget() -> Any:
+    """Set or clear a company's GPU-hour budget (per calendar year)."""
+    form = _company_budget_form()
+    if form.validate_on_submit():
+        _save_gpu_budget(db.session.get(Company, form.company_id.data) or abort(404), form)
+    else:
+        _flash_errors(form)
+    return redirect(url_for("admin.gpu_budgets"))
+
+
+@bp.route("/cohorts/<id:cohort_id>/gpu-budget", methods=["POST"])
+@admin_required
+def cohort_gpu_budget(cohort_id: int) -> Any:
+    """Set or clear a cohort's GPU-hour budget."""
+    row = get_cohort_or_404(cohort_id)
+    form = GpuBudgetForm()
+    if form.validate_on_submit():
+        _save_gpu_budget(row, form)
+    else:
+        _flash_errors(form)
+    return redirect(url_for("admin.cohort", cohort_id=cohort_id))
+
+
+def _save_gpu_budget(owner: Cohort | Company, form: GpuBudgetForm) -> None:
+    """Save the budget, commit and tell the admin what it means now (used up, running out), or why not."""
+    from academy.labs import budgets
+
+    try:
+        change = budgets.set_budget(db.session, owner, form.hours.data, actor=current_user,
+                                    below_used_ok=bool(form.below_used_ok.data))
+    except AcademyError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+        return
+    db.session.commit()
+    budget = change.after
+    if budget is None:
+        flash(_("%(name)s has no GPU budget now.", name=owner.name), "success")
+        return
+    flash(_("The GPU budget of %(budget)s is now %(hours)s hours; %(used)s hours are used.", budget=budget.title(),
+            hours=f"{budget.hours:,.2f}", used=f"{budget.used:,.2f}"), "success")
+    minutes = budget.minutes_left
+    if budget.exhausted:
+        flash(_("This budget is used up: the %(n)d GPU labs running under it are stopped within a minute, and new "
+                "GPU labs under it are refused (learners are offered the CPU).", n=budget.running), "warning")
+    elif minutes is not None and minutes <= current_app.config["ACADEMY_SETTINGS"].lab_quota_warning_minutes:
+        flash(_("At the current use this budget runs out in about %(m)d minutes: the learners of the %(n)d GPU labs "
+                "under it are warned, and their labs are then stopped.", m=max(round(minutes), 1), n=budget.running),
+              "warning")
+
+
+def _flash_errors(form: GpuBudgetForm) -> None:
+    for errors in form.errors.values():
+        for error in errors:
+            flash(str(error), "danger")
 
 
 @bp.route("/approvals")

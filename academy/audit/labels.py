@@ -33,6 +33,8 @@ ACTION_LABELS: dict[str, Any] = {
     "company_contact.request": _l("Asked to be a company contact"),
     "company_contact.revoke": _l("Company contact's access ended"),
     "cohort.set_capacity": _l("Cohort capacity changed"),
+    "cohort.set_gpu_budget": _l("Cohort GPU budget changed"),
+    "company.set_gpu_budget": _l("Company GPU budget changed"),
     "completion.record": _l("Completion recorded"),
     "completion.withdraw": _l("Completion withdrawn"),
     "enrollment.approve": _l("Enrollment approved"),
@@ -72,6 +74,9 @@ DETAIL_LABELS: dict[str, Any] = {
     "due_at": _l("New deadline"),
     "email": _l("Email"),
     "from_cohort": _l("From cohort"),
+    "gpu_budget_hours": _l("GPU budget (hours)"),
+    "previous_gpu_budget_hours": _l("GPU budget before (hours)"),
+    "gpu_hours_used": _l("GPU hours used"),
     "to_cohort": _l("To cohort"),
     "learner": _l("Learner"),
     "previous_score": _l("Score before"),
@@ -92,6 +97,18 @@ WITHDRAWAL_REASONS: dict[str, Any] = {
     "course_withdrawn": _l("A course of the track is no longer completed"),
     # a certificate revoked by the system rather than by an admin (``academy.certificates.services``)
     "completion_withdrawn": _l("The completion was withdrawn"),
+}
+
+
+#: Why a lab was stopped (``academy.labs.launch.stop_lab``'s ``reason``).
+LAB_STOP_REASONS: dict[str, Any] = {
+    "user": _l("Stopped by the learner"),
+    "admin": _l("Stopped by an administrator"),
+    "instructor": _l("Stopped by an instructor"),
+    "replaced": _l("Another lab was opened"),
+    "took_cpu": _l("Left the GPU line for a CPU lab"),
+    "quota": _l("The course's GPU hours were used up"),
+    "budget": _l("The cohort's or company's GPU budget was used up"),
 }
 
 
@@ -193,8 +210,12 @@ def describe(session: Session, entries: Iterable[AuditEntry], locale: str) -> li
                 continue  # internal bookkeeping (digests, file lists) stays in the database
             if key == "learner" and isinstance(value, int) and value in users:
                 value = person(users[value])
+            elif key == "reason" and entry.action == "lab.stop" and value in LAB_STOP_REASONS:
+                value = LAB_STOP_REASONS[value]
             elif key == "reason" and value in WITHDRAWAL_REASONS:
                 value = WITHDRAWAL_REASONS[value]
+            elif key.endswith("gpu_budget_hours") and value is None:
+                value = _l("no budget")
             elif isinstance(value, str) and key.endswith("_at"):
                 value = _when(value)
             shown.append((str(label), str(value)))

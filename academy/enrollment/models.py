@@ -5,7 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import enum
 
-from sqlalchemy import CheckConstraint, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, select, text
+from sqlalchemy import (
+    CheckConstraint,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    select,
+    text,
+)
 from sqlalchemy.engine import ExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -58,6 +70,8 @@ class Cohort(db.Model):
     seats_taken: Mapped[int] = mapped_column(Integer, default=0)
     requires_approval: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: GPU-hours the labs opened through this cohort may use in all; None: no budget (``academy.labs.budgets``).
+    gpu_budget_hours: Mapped[float | None] = mapped_column(Float)
 
     track: Mapped[Track] = relationship()
 

@@ -74,6 +74,12 @@ def assignment(assignment_id: int) -> Any:
 
         profile = configured_profiles(current_app.config["ACADEMY_SETTINGS"]).get(row.course.lab_profile)
         context["gpu_lab"] = profile is not None and profile.uses_gpu
+    context["gpu_budget_out"] = None  # the cohort's or company's GPU budget is used up: the lab opens on a CPU
+    if context["gpu_lab"] and cohort is not None:
+        from academy.labs import budgets
+
+        spent = budgets.exhausted_budget(db.session, current_user, cohort)
+        context["gpu_budget_out"] = budgets.refusal_message(spent) if spent is not None else None
     if context["labs"] and row.course.gpu_hour_quota:
         from academy.labs.queue import quota_for
 

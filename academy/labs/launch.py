@@ -28,7 +28,7 @@ from academy.db import utcnow
 from academy.enrollment.models import Cohort
 from academy.errors import PermissionDenied
 from academy.i18n import current_locale
-from academy.labs import LabRefused
+from academy.labs import LabRefused, budgets
 from academy.labs.hub import HubClient, HubError, HubUnavailable, StartResult, client_for, parse_time
 from academy.labs.labels import profile_title
 from academy.labs.models import LabSession, LabState
@@ -68,8 +68,9 @@ def launch(session: Session, client: HubClient, settings: Settings, *, user: Use
            assignment: Assignment | None, profile_name: str | None = None) -> LabSession:
     """Open ``user``'s lab for ``course`` (optionally on ``assignment``): reuse, queue or start a server.
 
-    Raises LabRefused (not enrolled, unknown profile, quota used up, a GPU profile no device here can hold)
-    before anything is started.
+    Raises LabRefused (not enrolled, unknown profile, quota used up, the cohort's or company's GPU budget
+    used up, a GPU profile no device here can hold) before anything is started.  A CPU lab is never
+    refused for GPU hours.
     Starting is the ``academy.start_lab`` job's, queued for when the caller commits.
     """
     cohort, profile = _admitted(session, settings, user, course, profile_name)
@@ -139,6 +140,11 @@ def _admitted(session: Session, settings: Settings, user: User, course: Course,
             log.warning("lab refused: user %s used up the GPU quota of course %s", user.id, course.slug)
             raise LabRefused(_("You have used all %(hours)s GPU hours of this course. You can still open the lab "
                                "on a CPU.", hours=f"{quota.hours:g}"))
+        spent = budgets.exhausted_budget(session, user, cohort)
+        if spent is not None:
+            log.warning("lab refused: the GPU budget of %s %s is used up (user %s, course %s)", spent.kind,
+                        spent.owner_id, user.id, course.slug)
+            raise LabRefused(budgets.refusal_message(spent))
     return cohort, profile
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from academy.catalog.models import Course
 from academy.config import Settings
 from academy.db import utcnow
+from academy.labs import budgets
 from academy.labs.hub import HubClient, parse_time
 from academy.labs.launch import stop_lab
 from academy.labs.models import ACTIVE_STATES, LabSession, LabState
@@ -69,13 +70,16 @@ class SweepReport:
     stopped_orphans: int = 0
     warned: int = 0
     stopped_quota: int = 0
+    warned_budget: int = 0
+    stopped_budget: int = 0
+    cancelled_budget: int = 0  # places in the GPU line whose budget ran out
     expired_waiting: int = 0
     resent_starts: int = 0
 
 
 def sweep(session: Session, client: HubClient, settings: Settings, *, now: dt.datetime | None = None) -> SweepReport:
-    """Periodic housekeeping (Celery beat): reconcile with the hub, enforce GPU quotas, expire the queue,
-    re-send starts whose message was lost."""
+    """Periodic housekeeping (Celery beat): reconcile with the hub, enforce GPU quotas and the cohorts' and
+    companies' GPU budgets, expire the queue, re-send starts whose message was lost."""
     now = now or utcnow()
     report = SweepReport()
     running = client.running_servers()
@@ -92,6 +96,8 @@ def sweep(session: Session, client: HubClient, settings: Settings, *, now: dt.da
             client.stop(name)
             report.stopped_orphans += 1
     _enforce_quotas(session, client, settings, now, report)
+    session.flush()
+    _enforce_budgets(session, client, settings, now, report)
     ttl = dt.timedelta(seconds=settings.lab_queue_ttl_seconds)
     waiting = select(LabSession).where(or_(LabSession.state == LabState.queued, and_(
         LabSession.state == LabState.starting, LabSession.requested_at.is_(None))))
@@ -129,6 +135,56 @@ def _enforce_quotas(session: Session, client: HubClient, settings: Settings, now
                            course=course.title(user.locale or "ko"), minutes=max(int(left_minutes), 1)),
                          link=f"/courses/{course.slug}")
             report.warned += 1
+
+
+def _enforce_budgets(session: Session, client: HubClient, settings: Settings, now: dt.datetime,
+                     report: SweepReport) -> None:
+    """Cohort and company GPU budgets (``academy.labs.budgets``): warn each running GPU lab once when its
+    budget runs out within ``lab_quota_warning_minutes`` (every lab under it burning at once), stop the
+    GPU labs and cancel the places in the GPU line of a budget used up, and tell the learners why."""
+    plan = budgets.plan_sweep(session, now=now, warning_minutes=settings.lab_quota_warning_minutes)
+    # Places in line first: a GPU freed by a stop below must not go to a lab whose budget is used up.
+    for lab, budget in plan.cancel:
+        close_lab(lab, LabState.cancelled, "budget", at=now)
+        report.cancelled_budget += 1
+        _tell_budget(session, lab, budget, "cancel")
+    for lab, budget in plan.stop:
+        stop_lab(session, client, settings, lab, reason="budget", actor=None, at=now)
+        report.stopped_budget += 1
+        _tell_budget(session, lab, budget, "stop")
+    for lab, budget in plan.warn:
+        if _tell_budget(session, lab, budget, "warn"):  # once per lab and budget: the inbox keeps the key
+            report.warned_budget += 1
+    session.flush()
+
+
+def _tell_budget(session: Session, lab: LabSession, budget: budgets.Budget, what: str) -> bool:
+    """Tell the learner (in their language) that ``budget`` stops their lab soon (``warn``), stopped it
+    (``stop``) or took their place in the GPU line (``cancel``).  False when they were told already."""
+    from academy.inbox.services import tell
+
+    user = session.get(User, lab.user_id)
+    course = session.get(Course, lab.course_id)
+    if user is None or course is None:
+        return False
+    locale = user.locale or "ko"
+    with force_locale(locale):
+        names = {"budget": budget.title(), "course": course.title(locale)}
+        if what == "warn":
+            subject = _("The GPU budget is almost used up")
+            body = _("The GPU-hour budget of %(budget)s runs out in about %(minutes)d minutes; your lab for "
+                     "%(course)s will then be stopped. Save your work now. You can go on in a lab on a CPU.",
+                     minutes=max(round(budget.minutes_left or 0), 1), **names)
+        elif what == "stop":
+            subject = _("Your GPU lab was stopped: the GPU budget is used up")
+            body = _("Your lab for %(course)s was stopped because the GPU-hour budget of %(budget)s is used up. "
+                     "Your files are kept. You can open the lab on a CPU and go on working.", **names)
+        else:
+            subject = _("Your place in line for a GPU was given up: the GPU budget is used up")
+            body = _("You were waiting for a GPU for the lab of %(course)s, but the GPU-hour budget of %(budget)s "
+                     "is used up, so it cannot start. You can open the lab on a CPU instead.", **names)
+        key = f"lab-budget-{what}:{lab.id}" + (f":{budget.kind}:{budget.owner_id}" if what == "warn" else "")
+        return tell(session, user, "lab_quota", subject, body, link=f"/courses/{course.slug}", key=key) is not None
 
 
 def resend_lost_starts(session: Session, settings: Settings, *, now: dt.datetime | None = None) -> int:

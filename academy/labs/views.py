@@ -12,7 +12,7 @@ from sqlalchemy import select
 from academy.catalog.models import Assignment, Course
 from academy.db import utcnow
 from academy.extensions import csrf, db, limiter
-from academy.labs import LabRefused, labels, notebooks, reports
+from academy.labs import LabRefused, budgets, labels, notebooks, reports
 from academy.labs.hub import HubClient, HubError, HubUnavailable, client_for
 from academy.labs.launch import launch, stop_lab
 from academy.labs.models import LabSession, LabState
@@ -115,6 +115,13 @@ def _status(lab: LabSession) -> dict[str, Any]:
         if minutes is not None:
             body["warning"] = _("About %(m)d minutes of GPU time left in this course. Save your work.",
                                 m=max(int(minutes), 0))
+        else:
+            running_out = budgets.lab_budget_warning(db.session, lab,
+                                                     warning_minutes=_settings().lab_quota_warning_minutes)
+            if running_out is not None:
+                body["warning"] = _("The GPU-hour budget of %(budget)s runs out in about %(m)d minutes, and your "
+                                    "lab will then be stopped. Save your work.", budget=running_out[1].title(),
+                                    m=max(round(running_out[0]), 1))
     return body
 
 
@@ -131,9 +138,14 @@ def _message(lab: LabSession) -> str:
     if lab.state == LabState.stopped:
         return {
             "quota": _("Your lab was stopped because the course's GPU hours are used up."),
+            "budget": _("Your lab was stopped because the GPU-hour budget it ran under is used up. You can open "
+                        "the lab on a CPU."),
             "idle": _("Your lab was stopped after a long time without activity."),
         }.get(lab.stop_reason or "", _("Your lab has stopped."))
     if lab.state == LabState.cancelled:
+        if lab.stop_reason == "budget":
+            return _("The GPU-hour budget this lab would run under is used up, so it cannot start. You can open "
+                     "the lab on a CPU.")
         return _("You left the queue.")
     if lab.state == LabState.running and lab.notebook_path is None:
         return _("Copying the assignment's notebooks")

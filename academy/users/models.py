@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Enum, ForeignKey, String
+from sqlalchemy import JSON, Enum, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from academy.db import utcnow
@@ -30,6 +30,9 @@ class Company(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     business_number: Mapped[str] = mapped_column(String(12), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: GPU-hours its employees' GPU labs may use per calendar year (Asia/Seoul); None: no budget
+    #: (``academy.labs.budgets``).
+    gpu_budget_hours: Mapped[float | None] = mapped_column(Float)
 
     employees: Mapped[list[User]] = relationship(back_populates="company")
 
