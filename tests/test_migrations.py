@@ -17,7 +17,7 @@ from tests.support import ROOT
 TABLES = {"user", "company", "track", "course", "course_instructor", "assignment", "cohort", "enrollment",
           "enrollment_event", "api_token", "audit_entry", "outbox_message", "assignment_release", "submission",
           "submission_file", "cell_score", "grading_job", "extension", "oauth_code", "oauth_token", "lab_session",
-          "gpu_device", "completion", "certificate", "stats_learner_course",
+          "gpu_device", "gpu_grading_hold", "completion", "certificate", "stats_learner_course",
           "stats_refresh", "company_contact", "stats_cache", "view_stamp", "stats_learner_track", "inbox_message",
           "score_override", "mail_opt_out", "nudge", "gradebook_cell"}
 
