@@ -16,6 +16,7 @@ import hmac
 import http.server
 import json
 import logging
+import re
 import socket
 import threading
 import tomllib
@@ -120,6 +121,7 @@ def kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
 def run_extra_config(values: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     """Execute hub.extraConfig in key order with ``c`` and ``get_config``, as the chart's config does."""
     config = Config()
+    config.KubeSpawner.profile_list = values["singleuser"]["profileList"]  # the chart sets it before extraConfig
     namespace: dict[str, Any] = {"c": config, "get_config": lambda: config}
     for key, source in sorted(values["hub"]["extraConfig"].items()):
         exec(compile(source, f"values.yaml:hub.extraConfig.{key}", "exec"), namespace)
@@ -184,6 +186,60 @@ def test_each_profile_becomes_a_pod_with_its_limits(profile_list: list[dict[str,
         assert gpu_limits == ({} if not profile["gpus"] else {next(iter(gpu_limits), "-"): str(profile["gpus"])})
         if profile["gpus"]:
             assert pod.spec.node_selector["nvidia.com/gpu.present"] == "true"
+
+
+async def _pod_limits(profile_list: list[dict[str, Any]], slug: str) -> dict[str, Any]:
+    config = Config()
+    config.KubeSpawner.profile_list = profile_list
+    spawner = KubeSpawner(_mock=True, config=config)
+    spawner.user_options = {"profile": slug}
+    await spawner.load_user_options()
+    return (await spawner.get_pod_manifest()).spec.containers[0].resources.limits
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_without_gpu_resource_settings_the_profiles_are_as_listed(
+    values: dict[str, Any], profile_list: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ACADEMY_K8S_GPU_RESOURCES", raising=False)
+    assert run_extra_config(values)[0].KubeSpawner.profile_list == profile_list
+    monkeypatch.setenv("ACADEMY_K8S_GPU_RESOURCES", values["hub"]["extraEnv"]["ACADEMY_K8S_GPU_RESOURCES"])
+    assert run_extra_config(values)[0].KubeSpawner.profile_list == profile_list
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_a_mig_cluster_gives_gpu_profiles_mig_instances(
+    values: dict[str, Any], profile_list: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MIG resource names reach the pod KubeSpawner builds; the other profiles and limits stay as listed."""
+    monkeypatch.setenv("ACADEMY_K8S_GPU_RESOURCES", " gpu-shared = nvidia.com/mig-1g.18gb, gpu=nvidia.com/mig-7g.141gb")
+    swapped = run_extra_config(values)[0].KubeSpawner.profile_list
+    assert [p["slug"] for p in swapped] == [p["slug"] for p in profile_list]
+    shared = asyncio.run(_pod_limits(swapped, "gpu-shared"))
+    assert {k: v for k, v in shared.items() if k.startswith("nvidia.com/")} == {"nvidia.com/mig-1g.18gb": "1"}
+    assert shared["cpu"] == PROFILES["gpu-shared"]["cpu_limit"]
+    whole = asyncio.run(_pod_limits(swapped, "gpu"))
+    assert {k: v for k, v in whole.items() if k.startswith("nvidia.com/")} == {"nvidia.com/mig-7g.141gb": "1"}
+    cpu = asyncio.run(_pod_limits(swapped, "cpu"))
+    assert not [k for k in cpu if k.startswith("nvidia.com/")]
+    # the values as listed are untouched (the chart hands KubeSpawner its own copy)
+    assert profile_list[2]["kubespawner_override"]["extra_resource_limits"] == {"nvidia.com/gpu.shared": "1"}
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("gpu-shared", "is not <profile>=<NVIDIA resource>"),
+    ("gpu-shared=amd.com/gpu", "is not <profile>=<NVIDIA resource>"),
+    ("gpu-shared=nvidia.com/mig-9g.10gb", "is not <profile>=<NVIDIA resource>"),
+    ("=nvidia.com/gpu", "is not <profile>=<NVIDIA resource>"),
+    ("cpu=nvidia.com/mig-1g.18gb", "'cpu' is not a GPU profile"),
+    ("gpu-xl=nvidia.com/mig-1g.18gb", "no profile gpu-xl"),
+])
+def test_a_wrong_gpu_resource_setting_stops_the_hub_with_the_reason(
+    values: dict[str, Any], monkeypatch: pytest.MonkeyPatch, setting: str, message: str
+) -> None:
+    monkeypatch.setenv("ACADEMY_K8S_GPU_RESOURCES", setting)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_extra_config(values)
 
 
 @pytest.mark.usefixtures("kubeconfig")
