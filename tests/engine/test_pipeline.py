@@ -176,13 +176,12 @@ def test_docs_example_scores_equal_plain_nbgrader(env: dict[str, str], tmp_path:
     assert any("correct_squares" in p and "changed" in p for p in results["bitdiddle"]["problems"])
 
 
+# One assignment: tests/curriculum grades the solution and the release of every shipped assignment (full marks,
+# zero); this test adds what the pipeline itself promises around a grade (manual cells wait, the job directory
+# goes, the course folder is untouched), which does not depend on the notebook.
 @pytest.mark.slow
 @pytest.mark.parametrize(("course", "assignment", "notebook"), [
-    ("python-data", "01-pandas-basics", "production_log"),
-    ("python-data", "02-sensor-cleaning", "sensor_cleaning"),
     ("ml-quality", "01-linear-regression", "defect_regression"),
-    ("ml-quality", "02-logistic-defect", "defect_classifier"),
-    ("dl-vision", "01-defect-cnn", "surface_scratch_cnn"),
 ])
 def test_sample_courses_solution_full_marks_release_zero(course: str, assignment: str, notebook: str,
                                                          cache_dir: Path, tmp_path: Path) -> None:
