@@ -54,14 +54,12 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('course', schema=None) as batch_op:
-        batch_op.drop_column('grading_profile')
-
-    with op.batch_alter_table('company', schema=None) as batch_op:
-        batch_op.drop_column('gpu_budget_hours')
-
-    with op.batch_alter_table('cohort', schema=None) as batch_op:
-        batch_op.drop_column('gpu_budget_hours')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35 and later, PostgreSQL): batch mode would copy cohort and
+    # company into new tables and drop the old ones, which SQLite refuses while enrollments and users refer
+    # to their rows.
+    op.drop_column('course', 'grading_profile')
+    op.drop_column('company', 'gpu_budget_hours')
+    op.drop_column('cohort', 'gpu_budget_hours')
 
     with op.batch_alter_table('gpu_grading_hold', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_gpu_grading_hold_grading_job_id'))
