@@ -31,6 +31,8 @@ from academy.db import utcnow
 from academy.processes import become_subreaper, free_port, reap_orphans, stop_all_children, stop_with_parent
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from academy.labs.hubprocess import HubProcess
 
 DEMO_ACCOUNTS = (
@@ -107,7 +109,30 @@ def seed_synthetic(app: Flask) -> str:
         except AcademyError as exc:  # another seed's academy is there: the demo runs with that one
             db.session.rollback()
             return f"no synthetic academy loaded: {exc}"
+        seed_gpu_budgets(db.session)
+        db.session.commit()
         return report.summary()
+
+
+def seed_gpu_budgets(session: Session) -> None:
+    """Give the synthetic companies with the most GPU hours this year a GPU-hour budget, so the admins' GPU
+    budgets page shows one well within its budget, one close to its end and one used up."""
+    from sqlalchemy import func
+
+    from academy.labs.budgets import company_period, set_budget, use_of
+    from academy.labs.models import LabSession
+    from academy.users.models import Company, User
+
+    now = utcnow()
+    start, _end = company_period(now)
+    top = session.execute(
+        select(User.company_id).join(LabSession, LabSession.user_id == User.id)
+        .where(LabSession.gpus > 0, LabSession.started_at >= start, User.company_id.is_not(None))
+        .group_by(User.company_id).order_by(func.count().desc(), User.company_id).limit(3)).scalars().all()
+    for company_id, share in zip(top, (1.6, 1.05, 0.9), strict=False):
+        company = session.get(Company, company_id)
+        used = use_of(session, company, now).used
+        set_budget(session, company, max(round(used * share, 1), 1.0), actor=None, below_used_ok=True, now=now)
 
 
 def start_lab_hub(app: Flask, host: str, preferred_port: int = 8000) -> HubProcess | None:

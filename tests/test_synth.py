@@ -308,3 +308,11 @@ def test_the_demo_loads_a_small_synthetic_academy_once(app: Flask) -> None:
         assert len(rows) == len({r.track_id for r in rows}) == 4  # one open cohort of each of the four tracks
         assert db.session.scalar(select(func.count()).select_from(Completion)) > 0
         assert db.session.scalar(select(func.count()).select_from(Course).where(Course.slug.like("synth-%"))) == 0
+        # the admins' GPU budgets page has something to show: one company within, one near, one past its budget
+        from academy.labs.budgets import all_budgets
+
+        budgets = all_budgets(db.session)
+        assert len(budgets) == 3 and all(b.kind == "company" for b in budgets)
+        shares = sorted(b.used / b.hours for b in budgets)
+        assert shares[0] < 0.7 and 0.9 < shares[1] < 1 and shares[2] > 1, shares
+        assert [b.exhausted for b in sorted(budgets, key=lambda b: b.used / b.hours)] == [False, False, True]

@@ -160,6 +160,13 @@ def read_inputs(notebooks: Mapping[str, bytes] | Sequence[Path], course: Nbgrade
     return result
 
 
+def portal_cache_dir(data_dir: Path | str) -> Path:
+    """The grading cache of a portal (releases, grading jobs, publish checks): ``$ACADEMY_GRADING_CACHE_DIR``,
+    else ``<data dir>/cache``.  Its entries are named by content, so portals, workers and ``academy init`` runs
+    that share one reuse each other's releases."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path(data_dir) / "cache")
+
+
 def cache_root(cache_dir: Path | None, work_root: Path | None) -> Path:
     """The cache directory: ``cache_dir``, ``$ACADEMY_GRADING_CACHE_DIR``, ``<work_root>/cache`` or the user's cache."""
     if cache_dir is not None:

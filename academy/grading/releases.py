@@ -115,7 +115,9 @@ def release_upload(session: Session, assignment: Assignment, files: dict[str, by
     ) or 0) + 1
     target = Path(data_dir) / "releases" / assignment.course.slug / assignment.slug / f"v{version}"
     staging = target.with_name(target.name + ".tmp")
-    _build(staging, course_dir, assignment.slug, sources, cache_dir or Path(data_dir) / "cache")
+    from academy.engine.course import portal_cache_dir
+
+    _build(staging, course_dir, assignment.slug, sources, cache_dir or portal_cache_dir(data_dir))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     release = AssignmentRelease(assignment_id=assignment.id, version=version, source_hash=source_digest,
@@ -150,7 +152,9 @@ def ensure_release(session: Session, assignment: Assignment, data_dir: Path, *,
     version = existing.version if existing is not None else latest + 1
     target = Path(data_dir) / "releases" / assignment.course.slug / assignment.slug / f"v{version}"
     staging = target.with_name(target.name + ".tmp")
-    _build(staging, course_dir, assignment.slug, None, cache_dir or Path(data_dir) / "cache")
+    from academy.engine.course import portal_cache_dir
+
+    _build(staging, course_dir, assignment.slug, None, cache_dir or portal_cache_dir(data_dir))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     if existing is not None:

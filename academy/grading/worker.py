@@ -127,6 +127,7 @@ def _grade(submission: Submission, policy: object = None) -> tuple[dict, bytes |
 
     Returns the result JSON, nbgrader's feedback HTML and the notebooks as the grader ran them.
     """
+    from academy.engine.course import portal_cache_dir
     from academy.engine.pipeline import grade_submission
 
     data_dir = Path(current_app.config["ACADEMY_DATA_DIR"])
@@ -139,7 +140,7 @@ def _grade(submission: Submission, policy: object = None) -> tuple[dict, bytes |
         student_id=f"s{submission.id}",
         feedback=True,
         work_root=data_dir / "work",
-        cache_dir=data_dir / "cache",  # shared with releases.ensure_release
+        cache_dir=portal_cache_dir(data_dir),  # shared with releases.ensure_release
         policy=policy,
     )
     return result.to_json(), result.feedback_html(), result.executed

@@ -312,7 +312,7 @@ def set_budget(session: Session, owner: Cohort | Company, hours: float | None, *
     hours = check_hours(hours)
     previous = owner.gpu_budget_hours
     kind = COHORT if isinstance(owner, Cohort) else COMPANY
-    current = _use_of(session, owner, now)
+    current = use_of(session, owner, now)
     used_up_at_once = hours is not None and hours <= current.used and (current.used > 0 or current.running > 0)
     if used_up_at_once and not below_used_ok:
         raise ValidationFailed(_(
@@ -337,7 +337,7 @@ def below_used_label() -> str:
     return _("Stop its GPU labs even if the hours are already used")
 
 
-def _use_of(session: Session, owner: Cohort | Company, now: dt.datetime) -> Budget:
+def use_of(session: Session, owner: Cohort | Company, now: dt.datetime) -> Budget:
     """``owner``'s use as if it had a budget (of its current hours, or 0): for checking a new budget."""
     if isinstance(owner, Cohort):
         hours, running, gpus = _usage(session, LabSession.cohort_id, {owner.id}, now, None).get(owner.id, (0, 0, 0))

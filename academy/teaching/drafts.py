@@ -187,6 +187,7 @@ def _cell_numbers(files: Mapping[str, bytes]) -> dict[tuple[str, str], int]:
 
 def run_check(session: Session, data_dir: Path, token: str, *, cache_dir: Path | None = None) -> str:
     """The ``academy.check_version`` job: check the draft's notebooks and record the outcome; its state after."""
+    from academy.engine.course import portal_cache_dir
     from academy.grading.services import current_release
     from academy.teaching.publish import check_version
 
@@ -206,7 +207,7 @@ def run_check(session: Session, data_dir: Path, token: str, *, cache_dir: Path |
         release = current_release(session, assignment)
         current = Path(release.path) / "source" / assignment.slug if release is not None else None
         check = check_version(Path(assignment.course.source_path), assignment.slug, files, work,
-                              current_source=current, cache_dir=cache_dir or Path(data_dir) / "cache")
+                              current_source=current, cache_dir=cache_dir or portal_cache_dir(data_dir))
     except Exception as exc:  # noqa: BLE001 - recorded for staff; the draft must not stay "checking"
         draft.state, draft.error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
         drafts.save(draft)
