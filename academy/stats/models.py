@@ -10,7 +10,9 @@ rebuilds two tables, in one transaction so readers see either the old or the new
   lab and GPU hours in that course, and the weeks (Monday, Asia/Seoul) in which they started a
   lab or submitted in it, as bits (bit i: i weeks before the rebuild's week, 13 weeks);
 * ``stats_learner_track``: the same added up per seat (learner and track), for the figures that count
-  learners without a course in the filters.
+  learners without a course in the filters; each seat also names, per stage, the latest earlier seat of the
+  same learner that reached it (``prev_*_on``), so that learners are counted once without grouping by learner;
+* ``stats_best_score``: each learner's best graded score per assignment, for the score distribution.
 
 ``stats_refresh`` holds when the figures were last rebuilt, shown on the page.
 """
@@ -99,6 +101,30 @@ class LearnerTrack(db.Model):
     gpu_hours: Mapped[float] = mapped_column(Float, default=0.0)
     gpu_shared_hours: Mapped[float] = mapped_column(Float, default=0.0)
     weeks: Mapped[int] = mapped_column(Integer, default=0)  # its courses' weeks, together
+    # Per stage, when the latest earlier seat of the same learner (seats in order of enrolled_on, then track)
+    # that reached it was enrolled (None: no earlier seat reached it).  All of a learner's seats share the filters
+    # of a learner (company, region, industry, job role), so among the seats in scope, the seat enrolled on or
+    # after the period's start whose earlier one of the stage is from before it (or none) is the learner's only
+    # counted one: a learner is counted once by summing rows, without grouping by learner.
+    prev_enrolled_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_started_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_submitted_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_passed_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_completed_course_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_completed_track_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class BestScore(db.Model):
+    """A learner's best graded score in one assignment (graded attempts with a score), for the score
+    distribution: a course's rows instead of a scan of its submissions.  Rebuilt with the other tables."""
+
+    __tablename__ = "stats_best_score"
+    __table_args__ = (Index("ix_stats_best_score_assignment", "assignment_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
 
 
 class Refresh(db.Model):

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, Select, and_, cast, func, select
+from sqlalchemy import Integer, Select, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course, Track
 from academy.enrollment.models import Cohort
 from academy.errors import NotFound, ValidationFailed
-from academy.grading.models import Submission, SubmissionStatus
-from academy.stats.models import LearnerCourse, LearnerTrack
+from academy.stats.models import BestScore, LearnerCourse, LearnerTrack
 from academy.users import reference
 from academy.users.models import Company
 
@@ -168,6 +166,15 @@ def _source(filters: Filters, dimension: str | None = None) -> Any:
     return LearnerCourse if filters.course is not None or dimension == "course" else LearnerTrack
 
 
+def _one_row_per_learner(filters: Filters, dimension: str | None = None) -> bool:
+    """Whether each learner has at most one row of :func:`_source` in scope (in each group): a row per learner
+    and course with one course in the filters or the grouping, a row per seat (learner and track) with one track
+    or cohort in the filters or the grouping."""
+    if _source(filters, dimension) is LearnerCourse:
+        return True
+    return filters.track is not None or filters.cohort is not None or dimension in ("track", "cohort")
+
+
 def _per_learner(filters: Filters, dimension: str | None = None) -> Any:
     """One row per learner (and group key, as ``key``): whether they reached each stage, in scope."""
     lc = _source(filters, dimension)
@@ -185,6 +192,42 @@ def _funnel_columns(sub: Any) -> list[Any]:
     return [func.count().label("enrolled")] + [func.coalesce(func.sum(sub.c[s]), 0).label(s) for s in STAGES[1:]]
 
 
+def _counted_once(filters: Filters, stage: str) -> Any:
+    """Whether a seat is its learner's counted one for ``stage`` among the seats in scope: the first in scope
+    (enrolled on or after the period's start) of those that reached it.  Right where every filter but the period
+    keeps all of a learner's seats or none (see :class:`LearnerTrack`)."""
+    earlier = getattr(LearnerTrack, f"prev_{stage}_on")
+    if filters.date_from is None:
+        return earlier.is_(None)
+    return or_(earlier.is_(None), earlier < filters.date_from)
+
+
+def _learner_counts(filters: Filters, dimension: str | None = None) -> Select[Any]:
+    """Learners in scope at each stage (columns named after :data:`STAGES`), per value of ``dimension`` (``key``)
+    when one is given; each learner counted once.
+
+    Without grouping by learner where the rows allow it: one row per learner in scope (a course, a track or a
+    cohort in the filters or the grouping), or, per seat, the learner's counted seat (a grouping by an attribute
+    of the learner, or none).  Grouped by month of enrollment without one course, track or cohort, a learner's
+    seats of different months fall apart: grouped by learner then."""
+    lc = _source(filters, dimension)
+    group = [_key_column(dimension, lc).label("key")] if dimension is not None else []
+    if _one_row_per_learner(filters, dimension):
+        columns = [func.count().label("enrolled")] + [
+            func.coalesce(func.sum(cast(getattr(lc, stage), Integer)), 0).label(stage) for stage in STAGES[1:]]
+        return _where(select(*group, *columns), lc, filters).group_by(*group)
+    if dimension is None or dimension in LEARNER_DIMENSIONS:
+        lt = LearnerTrack
+        columns = [func.coalesce(func.sum(case((_counted_once(filters, "enrolled"), 1), else_=0)), 0)
+                   .label("enrolled")] + [
+            func.coalesce(func.sum(case((and_(getattr(lt, stage), _counted_once(filters, stage)), 1), else_=0)), 0)
+            .label(stage) for stage in STAGES[1:]]
+        return _where(select(*group, *columns), lt, filters).group_by(*group)
+    sub = _per_learner(filters, dimension)
+    keys = [sub.c.key] if dimension is not None else []
+    return select(*keys, *_funnel_columns(sub)).group_by(*keys)
+
+
 def _as_funnel(row: Any) -> dict[str, int]:
     return {stage: int(getattr(row, stage) or 0) for stage in STAGES}
 
@@ -192,8 +235,7 @@ def _as_funnel(row: Any) -> dict[str, int]:
 def funnel(session: Session, filters: Filters) -> dict[str, int]:
     """Learners at each stage: ``enrolled``, ``started``, ``submitted``, ``passed``, ``completed_course``,
     ``completed_track``."""
-    sub = _per_learner(filters)
-    return _as_funnel(session.execute(select(*_funnel_columns(sub))).one())
+    return _as_funnel(session.execute(_learner_counts(filters)).one())
 
 
 def _labels(session: Session, dimension: str, keys: list[Any], locale: str) -> dict[Any, str]:
@@ -238,15 +280,15 @@ def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko"
     """The funnel for each value of ``dimension``: ``[{"key", "label", "funnel"}]``, largest first
     (months in order).  Learners without a value (no company) are one row with key ``None``."""
     check_dimension(dimension)
-    sub = _per_learner(filters, dimension)
-    rows = session.execute(select(sub.c.key, *_funnel_columns(sub)).group_by(sub.c.key)).all()
+    rows = session.execute(_learner_counts(filters, dimension)).all()
     labels = _labels(session, dimension, [r.key for r in rows if r.key is not None], locale)
     out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else no_value(dimension),
             "funnel": _as_funnel(r)} for r in rows]
     if dimension == "month":
         out.sort(key=lambda r: r["key"] or "")
     else:
-        out.sort(key=lambda r: (-r["funnel"]["enrolled"], str(r["label"])))
+        # Ties in size and label (cohorts of one name in two tracks) in the order of their keys.
+        out.sort(key=lambda r: (-r["funnel"]["enrolled"], str(r["label"]), r["key"] is None, str(r["key"])))
     return out[:limit] if limit else out
 
 
@@ -264,12 +306,26 @@ def completion(session: Session, filters: Filters, *, counts: tuple[int, int] | 
     if counts is None:
         done_rows = func.coalesce(func.sum(cast(lc.completed_course, Integer)), 0)
         counts = tuple(session.execute(_where(select(func.count(), done_rows), lc, filters)).one())
-    days = list(session.scalars(_where(select(lc.days_to_complete).where(lc.days_to_complete.is_not(None)),
-                                       lc, filters)))
     taken, done = int(counts[0]), int(counts[1])
+    median = median_days(session, filters, done)
     return {"course_enrollments": taken, "course_completions": done,
             "rate": round(done / taken, 4) if taken else None,
-            "median_days": round(statistics.median(days), 1) if days else None}
+            "median_days": round(median, 1) if median is not None else None}
+
+
+def median_days(session: Session, filters: Filters, completed: int) -> float | None:
+    """The median of the days to complete over the ``completed`` learner-courses in scope (the rows with days to
+    complete are the completed ones): the middle one or two in order, read by the database (``None``: none)."""
+    if completed <= 0:
+        return None
+    lc = LearnerCourse
+    middle = list(session.scalars(_where(select(lc.days_to_complete).where(lc.days_to_complete.is_not(None)),
+                                         lc, filters)
+                                  .order_by(lc.days_to_complete).offset((completed - 1) // 2)
+                                  .limit(2 - completed % 2)))
+    if not middle:
+        return None
+    return middle[0] if len(middle) == 1 else (middle[0] + middle[1]) / 2  # as statistics.median
 
 
 def hour_groups(session: Session, filters: Filters, dimension: str) -> list[Any]:
@@ -340,11 +396,17 @@ def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today:
         bits = {week: bit for week, bit in bits.items() if 0 <= bit < ACTIVITY_WEEKS}
         if bits:
             lc = _source(filters)
-            learner = _where(select(*[func.max(lc.weeks.op(">>")(bit).op("&")(1)).label(f"w{bit}")
-                                      for bit in sorted(set(bits.values()))]), lc, filters)
-            learner = learner.group_by(lc.user_id).subquery()
-            row = session.execute(select(*[func.coalesce(func.sum(learner.c[f"w{bit}"]), 0).label(f"w{bit}")
-                                           for bit in sorted(set(bits.values()))])).one()
+            used = sorted(set(bits.values()))
+            if _one_row_per_learner(filters):
+                row = session.execute(_where(select(*[
+                    func.coalesce(func.sum(lc.weeks.op(">>")(bit).op("&")(1)), 0).label(f"w{bit}") for bit in used]),
+                    lc, filters)).one()
+            else:  # a learner's seats may all be in scope: once per learner, of those active in a week kept
+                learner = _where(select(*[func.max(lc.weeks.op(">>")(bit).op("&")(1)).label(f"w{bit}")
+                                          for bit in used]).where(lc.weeks != 0), lc, filters)
+                learner = learner.group_by(lc.user_id).subquery()
+                row = session.execute(select(*[func.coalesce(func.sum(learner.c[f"w{bit}"]), 0).label(f"w{bit}")
+                                               for bit in used])).one()
             counts = {week: int(getattr(row, f"w{bit}")) for week, bit in bits.items()}
     return [{"week": week.isoformat(), "learners": counts.get(week, 0)} for week in shown]
 
@@ -352,7 +414,7 @@ def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today:
 def score_distribution(session: Session, filters: Filters, *, locale: str = "ko") -> list[dict[str, Any]]:
     """For each assignment of the filtered course: how many learners' best graded score falls in each tenth of
     the points.  Empty without a course filter (a track's or the academy's hundreds of assignments say nothing
-    at once, and would cost a scan of every submission)."""
+    at once).  From the best scores kept at the last rebuild (``stats_best_score``)."""
     if filters.course is None:
         return []
     assignments = {a.id: a for a in session.scalars(
@@ -360,17 +422,20 @@ def score_distribution(session: Session, filters: Filters, *, locale: str = "ko"
                                  Assignment.max_score > 0).order_by(Assignment.position, Assignment.id))}
     if not assignments:
         return []
-    best = (select(Submission.assignment_id, func.max(Submission.score))
-            .where(Submission.assignment_id.in_(list(assignments)), Submission.status == SubmissionStatus.graded,
-                   Submission.score.is_not(None)))
+    best = BestScore
+    scaled = BUCKETS * case((best.score > 0, best.score), else_=0.0) / Assignment.max_score
+    # The tenth as Python's int() of the non-negative ratio: PostgreSQL's cast would round, SQLite's truncates.
+    tenth = func.floor(scaled) if session.get_bind().dialect.name == "postgresql" else cast(scaled, Integer)
+    query = (select(best.assignment_id, tenth, func.count())
+             .join(Assignment, Assignment.id == best.assignment_id)
+             .where(best.assignment_id.in_(list(assignments))))
     if any(getattr(filters, key) is not None for key in ("track", "cohort", "company", "region", "industry",
                                                             "job_role", "date_from", "date_to")):
         lc = LearnerCourse
-        best = best.where(Submission.user_id.in_(_where(select(lc.user_id), lc, filters)))
+        query = query.where(best.user_id.in_(_where(select(lc.user_id), lc, filters)))
     buckets = {assignment_id: [0] * BUCKETS for assignment_id in assignments}
-    for assignment_id, score in session.execute(best.group_by(Submission.assignment_id, Submission.user_id)):
-        maximum = assignments[assignment_id].max_score
-        buckets[assignment_id][min(int(BUCKETS * max(score, 0) / maximum), BUCKETS - 1)] += 1
+    for assignment_id, value, learners in session.execute(query.group_by(best.assignment_id, tenth)):
+        buckets[assignment_id][min(int(value), BUCKETS - 1)] += learners
     return [{"assignment": a.id, "title": a.title(locale), "course": a.course.title(locale),
              "buckets": buckets[a.id], "learners": sum(buckets[a.id])} for a in assignments.values()]
 

@@ -37,7 +37,7 @@ from academy.grading.models import Submission, SubmissionStatus
 from academy.grading.standing import course_pass_mark
 from academy.i18n import DISPLAY_TIMEZONE
 from academy.labs.models import LabSession
-from academy.stats.models import LearnerCourse, LearnerTrack, Refresh
+from academy.stats.models import BestScore, LearnerCourse, LearnerTrack, Refresh
 from academy.users.models import User
 
 SEOUL = ZoneInfo(DISPLAY_TIMEZONE)
@@ -174,6 +174,7 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
 
     session.execute(delete(LearnerCourse))
     session.execute(delete(LearnerTrack))
+    session.execute(delete(BestScore))
     # Written track by track and course by course: a track's or a course's rows lie together on disk, so a
     # filter by either reads a few pages instead of a few rows on every page.
     # What is the same for every course of a seat, worked out once per seat.
@@ -205,6 +206,7 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
                 })
     written = rows.close()
     _add_up_seats(session)
+    _best_scores(session)
 
     activity_written = sum(1 for key in weeks if key[1] in track_of and (key[0], track_of[key[1]]) in seats)
 
@@ -223,12 +225,13 @@ def _analyze(session: Session) -> None:
     """Fresh planner statistics for the rewritten tables, in the rebuild's transaction: the figures' queries are
     planned for the new rows from the first view (autovacuum would get to them later, if it runs at all).  Their
     dead rows are autovacuum's (or ``VACUUM``'s) to reclaim."""
-    for model in (LearnerCourse, LearnerTrack):
+    for model in (LearnerCourse, LearnerTrack, BestScore):
         session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
 def _add_up_seats(session: Session) -> None:
-    """Fill ``stats_learner_track`` from ``stats_learner_course``: one row per seat, track by track."""
+    """Fill ``stats_learner_track`` from ``stats_learner_course``: one row per seat, track by track, each with the
+    dates of the learner's latest earlier seat per stage (``prev_*_on``, see :class:`LearnerTrack`)."""
     lc = LearnerCourse
 
     def reached(column: Any) -> Any:
@@ -246,8 +249,30 @@ def _add_up_seats(session: Session) -> None:
                     reached(lc.started), reached(lc.submitted), reached(lc.passed), reached(lc.completed_course),
                     reached(lc.completed_track), func.count(), func.sum(case((lc.completed_course, 1), else_=0)),
                     func.sum(lc.lab_hours), func.sum(lc.gpu_hours), func.sum(lc.gpu_shared_hours), any_week)
-             .group_by(lc.track_id, lc.user_id).order_by(lc.track_id, lc.user_id))
-    session.execute(insert(LearnerTrack).from_select(columns, seats))
+             .group_by(lc.track_id, lc.user_id))
+    seat = seats.subquery()
+    # The learner's earlier seats: in order of enrollment day, then track (a learner holds one seat per track).
+    earlier = {"partition_by": seat.c[0], "order_by": (seat.c[7], seat.c[1]), "rows": (None, -1)}
+
+    def latest_earlier(stage: int | None) -> Any:
+        day = seat.c[7] if stage is None else case((seat.c[stage], seat.c[7]))
+        return func.max(day).over(**earlier)
+
+    prev = {"prev_enrolled_on": None, "prev_started_on": 9, "prev_submitted_on": 10, "prev_passed_on": 11,
+            "prev_completed_course_on": 12, "prev_completed_track_on": 13}
+    query = (select(*seat.c, *[latest_earlier(stage) for stage in prev.values()])
+             .order_by(seat.c[1], seat.c[0]))
+    session.execute(insert(LearnerTrack).from_select([*columns, *prev], query))
+
+
+def _best_scores(session: Session) -> None:
+    """Fill ``stats_best_score``: per learner and assignment, the best graded score (assignment by assignment, so
+    that an assignment's rows lie together)."""
+    best = (select(Submission.assignment_id, Submission.user_id, func.max(Submission.score))
+            .where(Submission.status == SubmissionStatus.graded, Submission.score.is_not(None))
+            .group_by(Submission.assignment_id, Submission.user_id)
+            .order_by(Submission.assignment_id, Submission.user_id))
+    session.execute(insert(BestScore).from_select(["assignment_id", "user_id", "score"], best))
 
 
 def last_refresh(session: Session) -> Refresh | None:
