@@ -16,7 +16,7 @@ from academy.catalog.models import Course, Track
 from academy.enrollment.models import Cohort
 from academy.stats import queries
 from academy.stats.export import Table
-from academy.stats.models import CachedFigures
+from academy.stats.models import CachedFigures, LearnerCourse, LearnerTrack
 from academy.stats.queries import STAGES, Filters
 from academy.stats.refresh import RefreshReport, last_refresh, rebuild
 from academy.users import reference
@@ -106,25 +106,41 @@ class Dashboard:
 
 def build(session: Session, filters: Filters, dimension: str = "region", *, locale: str = "ko") -> Dashboard:
     """Every figure of the page for ``filters``, grouped by ``dimension`` where grouped."""
+    return build_locales(session, filters, dimension, (locale,))[locale]
+
+
+def build_locales(session: Session, filters: Filters, dimension: str, locales: tuple[str, ...]
+                  ) -> dict[str, Dashboard]:
+    """:func:`build` in each of ``locales``: the figures counted once, then labelled in each language."""
+    from flask_babel import force_locale
+
     queries.check_dimension(dimension)
     # Fewer scans of the summary table, same figures: grouped by an attribute of the learner, the groups'
     # funnels add up to the whole one; the sums per course add up to the totals.
-    rows = queries.by(session, dimension, filters, locale=locale)
-    funnel = (queries.funnel_of(rows) if dimension in queries.LEARNER_DIMENSIONS
-              else queries.funnel(session, filters))
+    counted = queries.by_counts(session, dimension, filters)
+    funnel = None if dimension in queries.LEARNER_DIMENSIONS else queries.funnel(session, filters)
     courses = queries.hour_groups(session, filters, "course")
+    companies = queries.hour_groups(session, filters, "company")
     counts = (sum(g.taken for g in courses), sum(g.done for g in courses))
-    return Dashboard(
-        filters=filters, dimension=dimension,
-        funnel=funnel,
-        completion=queries.completion(session, filters, counts=counts),
-        rows=rows[:30],
-        weekly=queries.weekly_active(session, filters),
-        hours_course=queries.lab_hours(session, filters, "course", locale=locale, groups=courses),
-        hours_company=queries.lab_hours(session, filters, "company", locale=locale),
-        hours_profile=queries.hours_total(courses),
-        scores=queries.score_distribution(session, filters, locale=locale),
-    )
+    completion = queries.completion(session, filters, counts=counts)
+    weekly = queries.weekly_active(session, filters)
+    scores = queries.score_buckets(session, filters)
+    boards = {}
+    for locale in locales:
+        with force_locale(locale):
+            rows = queries.by(session, dimension, filters, locale=locale, counts=counted)
+            boards[locale] = Dashboard(
+                filters=filters, dimension=dimension,
+                funnel=queries.funnel_of(rows) if funnel is None else funnel,
+                completion=completion,
+                rows=rows[:30],
+                weekly=weekly,
+                hours_course=queries.lab_hours(session, filters, "course", locale=locale, groups=courses),
+                hours_company=queries.lab_hours(session, filters, "company", locale=locale, groups=companies),
+                hours_profile=queries.hours_total(courses),
+                scores=queries.score_distribution(session, filters, locale=locale, buckets=scores),
+            )
+    return boards
 
 
 FIGURES = ("funnel", "completion", "rows", "weekly", "hours_course", "hours_company", "hours_profile", "scores")
@@ -147,33 +163,57 @@ def cached(session: Session, filters: Filters, dimension: str = DEFAULT_DIMENSIO
     state = last_refresh(session)
     if state is None:
         return build(session, filters, dimension, locale=locale)
-    key = _key(filters, dimension, locale)
-    row = session.get(CachedFigures, key)
+    row = session.get(CachedFigures, _key(filters, dimension, locale))
     if row is not None and row.refreshed_at == state.refreshed_at:
         body = row.body
         return Dashboard(filters=filters, dimension=dimension, **{name: body[name] for name in FIGURES})
     board = build(session, filters, dimension, locale=locale)
+    _keep(session, board, locale, state.refreshed_at, row)
+    return board
+
+
+def _keep(session: Session, board: Dashboard, locale: str, refreshed_at: Any, row: CachedFigures | None = None
+          ) -> None:
+    """Keep ``board``'s figures for its view (``row``: the stale ones kept for it, if any)."""
     body = {name: getattr(board, name) for name in FIGURES}
     try:
         with session.begin_nested():
             if row is None:
-                session.add(CachedFigures(key=key, refreshed_at=state.refreshed_at, body=body))
+                session.add(CachedFigures(key=_key(board.filters, board.dimension, locale),
+                                          refreshed_at=refreshed_at, body=body))
             else:
-                row.refreshed_at, row.body = state.refreshed_at, body
+                row.refreshed_at, row.body = refreshed_at, body
             session.flush()
     except IntegrityError:
         pass  # another process kept the same figures first
-    return board
 
 
-def warm(session: Session, locales: tuple[str, ...] = ("ko", "en")) -> None:
-    """After a rebuild: forget the old figures and compute the view admins land on, in each language."""
-    from flask_babel import force_locale
+def precomputed_views(session: Session) -> list[Filters]:
+    """The views computed at each rebuild besides the landing one: each track, course, region, industry and job
+    role that has learners, alone (the filters an admin changes to most; the large ones too).  Any other view
+    (a company, a cohort, a period, a combination) is computed on its first request."""
+    views = []
+    for key, column in (("track", LearnerTrack.track_id), ("course", LearnerCourse.course_id),
+                        ("region", LearnerTrack.region), ("industry", LearnerTrack.industry),
+                        ("job_role", LearnerTrack.job_role)):
+        values = session.scalars(select(column).where(column.is_not(None)).distinct().order_by(column))
+        views += [Filters(**{key: value}) for value in values]
+    return views
 
+
+def warm(session: Session, locales: tuple[str, ...] = ("ko", "en"), *, precompute: bool = True) -> int:
+    """After a rebuild: forget the old figures and compute the view admins land on and, with ``precompute``,
+    those of :func:`precomputed_views`, in each language (counted once for all).  Returns how many views (in
+    one language) it computed."""
     session.execute(delete(CachedFigures))
-    for locale in locales:
-        with force_locale(locale):
-            cached(session, Filters(), DEFAULT_DIMENSION, locale=locale)
+    state = last_refresh(session)
+    if state is None:
+        return 0
+    views = [Filters(), *(precomputed_views(session) if precompute else [])]
+    for filters in views:
+        for locale, board in build_locales(session, filters, DEFAULT_DIMENSION, locales).items():
+            _keep(session, board, locale, state.refreshed_at)
+    return len(views)
 
 
 def recount(session: Session) -> RefreshReport:

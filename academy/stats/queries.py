@@ -244,9 +244,10 @@ def _labels(session: Session, dimension: str, keys: list[Any], locale: str) -> d
     if dimension == "course":
         return {c.id: c.title(locale) for c in session.scalars(select(Course).where(Course.id.in_(keys)))}
     if dimension == "cohort":
-        return {c.id: c.name for c in session.scalars(select(Cohort).where(Cohort.id.in_(keys)))}
+        return {key: name for key, name in session.execute(select(Cohort.id, Cohort.name).where(Cohort.id.in_(keys)))}
     if dimension == "company":
-        return {c.id: c.name for c in session.scalars(select(Company).where(Company.id.in_(keys)))}
+        return {key: name for key, name in session.execute(select(Company.id, Company.name)
+                                                           .where(Company.id.in_(keys)))}
     lists = {"region": reference.REGIONS, "industry": reference.INDUSTRIES, "job_role": reference.JOB_ROLES}
     known = lists.get(dimension)
     if known is not None:
@@ -275,12 +276,19 @@ def check_dimension(dimension: str) -> str:
     return dimension
 
 
-def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko",
-       limit: int | None = None) -> list[dict[str, Any]]:
-    """The funnel for each value of ``dimension``: ``[{"key", "label", "funnel"}]``, largest first
-    (months in order).  Learners without a value (no company) are one row with key ``None``."""
+def by_counts(session: Session, dimension: str, filters: Filters) -> list[Any]:
+    """:func:`by`'s counts before labels: a row per value of ``dimension`` (``key``, then each stage)."""
     check_dimension(dimension)
-    rows = session.execute(_learner_counts(filters, dimension)).all()
+    return list(session.execute(_learner_counts(filters, dimension)))
+
+
+def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko",
+       limit: int | None = None, counts: list[Any] | None = None) -> list[dict[str, Any]]:
+    """The funnel for each value of ``dimension``: ``[{"key", "label", "funnel"}]``, largest first
+    (months in order).  Learners without a value (no company) are one row with key ``None``.  ``counts``:
+    ``by_counts`` of the same dimension and filters when the caller has them."""
+    check_dimension(dimension)
+    rows = by_counts(session, dimension, filters) if counts is None else counts
     labels = _labels(session, dimension, [r.key for r in rows if r.key is not None], locale)
     out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else no_value(dimension),
             "funnel": _as_funnel(r)} for r in rows]
@@ -358,11 +366,19 @@ def lab_hours(session: Session, filters: Filters, dimension: str, *, locale: str
     check_dimension(dimension)
     if groups is None:
         groups = hour_groups(session, filters, dimension)
-    rows = [r for r in groups if (r.lab or 0) > 0]
-    labels = _labels(session, dimension, [r.key for r in rows if r.key is not None], locale)
-    out = [{"key": r.key, "label": labels.get(r.key, str(r.key)) if r.key is not None else no_value(dimension),
-            "lab_hours": round(r.lab or 0, 1), "gpu_hours": round(r.gpu or 0, 1),
-            "gpu_shared_hours": round(r.shared or 0, 1)} for r in rows]
+    figures = [(r.key, round(r.lab or 0, 1), round(r.gpu or 0, 1), round(r.shared or 0, 1))
+               for r in groups if (r.lab or 0) > 0]
+
+    def size(figure: tuple[Any, float, float, float]) -> tuple[float, float]:
+        return -(figure[2] + figure[3]), -figure[1]
+
+    if limit and len(figures) > limit:
+        # Only the largest (with those as large as the last of them: the label orders ties) are shown or labelled.
+        last = sorted(size(f) for f in figures)[limit - 1]
+        figures = [f for f in figures if size(f) <= last]
+    labels = _labels(session, dimension, [f[0] for f in figures if f[0] is not None], locale)
+    out = [{"key": key, "label": labels.get(key, str(key)) if key is not None else no_value(dimension),
+            "lab_hours": lab, "gpu_hours": gpu, "gpu_shared_hours": shared} for key, lab, gpu, shared in figures]
     out.sort(key=lambda r: (-(r["gpu_hours"] + r["gpu_shared_hours"]), -r["lab_hours"], str(r["label"])))
     return out[:limit] if limit else out
 
@@ -411,17 +427,16 @@ def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today:
     return [{"week": week.isoformat(), "learners": counts.get(week, 0)} for week in shown]
 
 
-def score_distribution(session: Session, filters: Filters, *, locale: str = "ko") -> list[dict[str, Any]]:
-    """For each assignment of the filtered course: how many learners' best graded score falls in each tenth of
-    the points.  Empty without a course filter (a track's or the academy's hundreds of assignments say nothing
-    at once).  From the best scores kept at the last rebuild (``stats_best_score``)."""
+def score_buckets(session: Session, filters: Filters) -> tuple[list[Assignment], dict[int, list[int]]]:
+    """:func:`score_distribution` before titles: the filtered course's assignments shown, in order, and per
+    assignment id the learners in each tenth of the points."""
     if filters.course is None:
-        return []
+        return [], {}
     assignments = {a.id: a for a in session.scalars(
         select(Assignment).where(Assignment.course_id == filters.course, Assignment.active,
                                  Assignment.max_score > 0).order_by(Assignment.position, Assignment.id))}
     if not assignments:
-        return []
+        return [], {}
     best = BestScore
     scaled = BUCKETS * case((best.score > 0, best.score), else_=0.0) / Assignment.max_score
     # The tenth as Python's int() of the non-negative ratio: PostgreSQL's cast would round, SQLite's truncates.
@@ -436,8 +451,18 @@ def score_distribution(session: Session, filters: Filters, *, locale: str = "ko"
     buckets = {assignment_id: [0] * BUCKETS for assignment_id in assignments}
     for assignment_id, value, learners in session.execute(query.group_by(best.assignment_id, tenth)):
         buckets[assignment_id][min(int(value), BUCKETS - 1)] += learners
+    return list(assignments.values()), buckets
+
+
+def score_distribution(session: Session, filters: Filters, *, locale: str = "ko",
+                       buckets: tuple[list[Assignment], dict[int, list[int]]] | None = None) -> list[dict[str, Any]]:
+    """For each assignment of the filtered course: how many learners' best graded score falls in each tenth of
+    the points.  Empty without a course filter (a track's or the academy's hundreds of assignments say nothing
+    at once).  From the best scores kept at the last rebuild (``stats_best_score``).  ``buckets``:
+    ``score_buckets`` of the same filters when the caller has them."""
+    assignments, counts = score_buckets(session, filters) if buckets is None else buckets
     return [{"assignment": a.id, "title": a.title(locale), "course": a.course.title(locale),
-             "buckets": buckets[a.id], "learners": sum(buckets[a.id])} for a in assignments.values()]
+             "buckets": list(counts[a.id]), "learners": sum(counts[a.id])} for a in assignments]
 
 
 def summary(session: Session, filters: Filters, dimension: str | None, *, locale: str = "ko") -> dict[str, Any]:
