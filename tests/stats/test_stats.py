@@ -344,3 +344,58 @@ def test_figures_are_kept_per_view_until_the_next_rebuild(app: Flask, small: dic
         db.session.commit()
         assert page.cached(db.session, Filters(company=ids["battery"]), "region").funnel["enrolled"] == 1
         assert page.cached(db.session, Filters(), "region").funnel["enrolled"] == 4  # the warmed default view
+
+
+def test_each_rebuild_keeps_the_single_value_views_as_they_would_be_computed(app: Flask, small: dict[str, Any],
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rebuild computes the landing view and each track's, course's, region's, industry's and job role's
+    alone, in both languages: the same figures as computed on a request, replaced by the next rebuild."""
+    from flask_babel import force_locale
+
+    from academy.stats.models import CachedFigures
+
+    ids = small
+
+    def kept(filters: Filters, locale: str) -> Any:
+        row = db.session.get(CachedFigures, page._key(filters, page.DEFAULT_DIMENSION, locale))
+        return None if row is None else row.body
+
+    def fresh(filters: Filters, locale: str) -> Any:
+        with force_locale(locale):
+            board = page.build(db.session, filters, page.DEFAULT_DIMENSION, locale=locale)
+        return json.loads(json.dumps({name: getattr(board, name) for name in page.FIGURES}))
+
+    with app.test_request_context():
+        rebuild(db.session, now=NOW + dt.timedelta(minutes=10))
+        computed = page.warm(db.session)
+        db.session.commit()
+        views = page.precomputed_views(db.session)
+        assert {Filters(track=ids["track"]), Filters(course=ids["c1"]), Filters(course=ids["c2"]),
+                Filters(region="gumi"), Filters(region="pohang"), Filters(industry="battery"),
+                Filters(industry="steel"), Filters(job_role="quality"), Filters(job_role="production")} == set(views)
+        assert computed == len(views) + 1
+        assert db.session.scalar(select(func.count()).select_from(CachedFigures)) == 2 * computed
+        for filters in [Filters(), *views]:
+            for locale in ("ko", "en"):
+                assert kept(filters, locale) == fresh(filters, locale), (filters, locale)
+        assert kept(Filters(course=ids["c1"]), "en")["hours_course"][0]["label"] == "Course"
+        gumi = kept(Filters(region="gumi"), "ko")
+        assert gumi["funnel"]["enrolled"] == 2
+
+        # The page answers a kept view without counting.
+        def no_counting(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("counted a view kept by the rebuild")
+
+        monkeypatch.setattr(page, "build", no_counting)
+        assert page.cached(db.session, Filters(region="gumi")).funnel == gumi["funnel"]
+        monkeypatch.undo()
+
+        # The next rebuild replaces them: L2 moved to Pohang.
+        db.session.get(User, ids["L2"]).region = "pohang"
+        db.session.commit()
+        rebuild(db.session, now=NOW + dt.timedelta(minutes=20))
+        page.warm(db.session)
+        db.session.commit()
+        assert kept(Filters(region="gumi"), "ko")["funnel"]["enrolled"] == 1
+        assert kept(Filters(region="pohang"), "en") == fresh(Filters(region="pohang"), "en")
+        assert kept(Filters(region="pohang"), "en")["funnel"]["enrolled"] == 2
