@@ -19,7 +19,8 @@ TABLES = {"user", "company", "track", "course", "course_instructor", "assignment
           "submission_file", "cell_score", "grading_job", "extension", "oauth_code", "oauth_token", "lab_session",
           "gpu_device", "gpu_grading_hold", "completion", "certificate", "stats_learner_course",
           "stats_refresh", "company_contact", "stats_cache", "view_stamp", "stats_learner_track", "inbox_message",
-          "score_override", "mail_opt_out", "nudge", "gradebook_cell", "stats_best_score"}
+          "score_override", "mail_opt_out", "nudge", "gradebook_cell", "stats_best_score",
+          "stats_course_day"}
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ rebuilds two tables, in one transaction so readers see either the old or the new
 * ``stats_learner_track``: the same added up per seat (learner and track), for the figures that count
   learners without a course in the filters; each seat also names, per stage, the latest earlier seat of the
   same learner that reached it (``prev_*_on``), so that learners are counted once without grouping by learner;
-* ``stats_best_score``: each learner's best graded score per assignment, for the score distribution.
+* ``stats_best_score``: each learner's best graded score per assignment, for the score distribution;
+* ``stats_course_day``: ``stats_learner_course`` added up per course and day of enrollment, for the hours and
+  completions per course of a period (with or without a track or a course).
 
 ``stats_refresh`` holds when the figures were last rebuilt, shown on the page.
 """
@@ -22,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Date, Float, Index, Integer, String
+from sqlalchemy import JSON, Date, Float, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from academy.extensions import db
@@ -39,6 +41,9 @@ class LearnerCourse(db.Model):
         Index("ix_stats_lc_course", "course_id"),
         Index("ix_stats_lc_region", "region"),
         Index("ix_stats_lc_industry_job", "industry", "job_role"),
+        # The completed learner-courses of a period, with their days: the median read from the index.
+        Index("ix_stats_lc_completed_on", "enrolled_on", "days_to_complete",
+              postgresql_where=text("days_to_complete IS NOT NULL"), sqlite_where=text("days_to_complete IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -78,6 +83,9 @@ class LearnerTrack(db.Model):
         Index("ix_stats_lt_industry_job", "industry", "job_role"),
         Index("ix_stats_lt_job", "job_role"),
         Index("ix_stats_lt_user", "user_id"),
+        # The seats active in the weeks kept, for the active learners per week of a period.
+        Index("ix_stats_lt_active_on", "enrolled_on", "user_id", "weeks",
+              postgresql_where=text("weeks <> 0"), sqlite_where=text("weeks <> 0")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -125,6 +133,25 @@ class BestScore(db.Model):
     assignment_id: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
+
+
+class CourseDay(db.Model):
+    """``stats_learner_course`` added up per course and day of enrollment: the learner-courses (``courses``), the
+    completed ones and the hours.  The hours and completions per course of a period (alone or with a track or a
+    course) add up a few rows per day instead of every learner-course of the period."""
+
+    __tablename__ = "stats_course_day"
+    __table_args__ = (Index("ix_stats_course_day_on", "enrolled_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    track_id: Mapped[int] = mapped_column(Integer)
+    course_id: Mapped[int] = mapped_column(Integer)
+    enrolled_on: Mapped[dt.date] = mapped_column(Date)
+    courses: Mapped[int] = mapped_column(Integer)
+    completed_courses: Mapped[int] = mapped_column(Integer)
+    lab_hours: Mapped[float] = mapped_column(Float)
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    gpu_shared_hours: Mapped[float] = mapped_column(Float)
 
 
 class Refresh(db.Model):

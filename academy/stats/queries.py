@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from academy.catalog.models import Assignment, Course, Track
 from academy.enrollment.models import Cohort
 from academy.errors import NotFound, ValidationFailed
-from academy.stats.models import BestScore, LearnerCourse, LearnerTrack
+from academy.stats.models import BestScore, CourseDay, LearnerCourse, LearnerTrack
 from academy.users import reference
 from academy.users.models import Company
 
@@ -261,10 +261,9 @@ def no_value(dimension: str) -> str:
 
 
 def _key_column(dimension: str, lc: Any = LearnerCourse) -> Any:
-    if dimension == "course":
-        return lc.course_id
-    return {"track": lc.track_id, "cohort": lc.cohort_id, "company": lc.company_id, "region": lc.region,
-            "industry": lc.industry, "job_role": lc.job_role, "month": lc.enrolled_month}[dimension]
+    column = {"track": "track_id", "course": "course_id", "cohort": "cohort_id", "company": "company_id",
+              "month": "enrolled_month"}.get(dimension, dimension)
+    return getattr(lc, column)
 
 
 def check_dimension(dimension: str) -> str:
@@ -341,8 +340,11 @@ def hour_groups(session: Session, filters: Filters, dimension: str) -> list[Any]
     of lab hours (``lab``), GPU-hours (``gpu``) and shared-GPU hours (``shared``).  Every group, in one scan."""
     check_dimension(dimension)
     lc = _source(filters, dimension)
+    if dimension in ("track", "course") and all(getattr(filters, key) is None for key in (
+            "cohort", "company", "region", "industry", "job_role")):
+        lc = CourseDay  # the same sums, added up per course and day
     key = _key_column(dimension, lc).label("key")
-    if lc is LearnerTrack:
+    if lc is not LearnerCourse:
         taken, done = func.sum(lc.courses), func.sum(lc.completed_courses)
     else:
         taken, done = func.count(), func.sum(cast(lc.completed_course, Integer))

@@ -37,7 +37,7 @@ from academy.grading.models import Submission, SubmissionStatus
 from academy.grading.standing import course_pass_mark
 from academy.i18n import DISPLAY_TIMEZONE
 from academy.labs.models import LabSession
-from academy.stats.models import BestScore, LearnerCourse, LearnerTrack, Refresh
+from academy.stats.models import BestScore, CourseDay, LearnerCourse, LearnerTrack, Refresh
 from academy.users.models import User
 
 SEOUL = ZoneInfo(DISPLAY_TIMEZONE)
@@ -175,6 +175,7 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
     session.execute(delete(LearnerCourse))
     session.execute(delete(LearnerTrack))
     session.execute(delete(BestScore))
+    session.execute(delete(CourseDay))
     # Written track by track and course by course: a track's or a course's rows lie together on disk, so a
     # filter by either reads a few pages instead of a few rows on every page.
     # What is the same for every course of a seat, worked out once per seat.
@@ -206,6 +207,7 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
                 })
     written = rows.close()
     _add_up_seats(session)
+    _add_up_days(session)
     _best_scores(session)
 
     activity_written = sum(1 for key in weeks if key[1] in track_of and (key[0], track_of[key[1]]) in seats)
@@ -225,7 +227,7 @@ def _analyze(session: Session) -> None:
     """Fresh planner statistics for the rewritten tables, in the rebuild's transaction: the figures' queries are
     planned for the new rows from the first view (autovacuum would get to them later, if it runs at all).  Their
     dead rows are autovacuum's (or ``VACUUM``'s) to reclaim."""
-    for model in (LearnerCourse, LearnerTrack, BestScore):
+    for model in (LearnerCourse, LearnerTrack, BestScore, CourseDay):
         session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
@@ -263,6 +265,18 @@ def _add_up_seats(session: Session) -> None:
     query = (select(*seat.c, *[latest_earlier(stage) for stage in prev.values()])
              .order_by(seat.c[1], seat.c[0]))
     session.execute(insert(LearnerTrack).from_select([*columns, *prev], query))
+
+
+def _add_up_days(session: Session) -> None:
+    """Fill ``stats_course_day`` from ``stats_learner_course``: per course and day of enrollment, in day order."""
+    lc = LearnerCourse
+    days = (select(lc.track_id, lc.course_id, lc.enrolled_on, func.count(),
+                   func.sum(case((lc.completed_course, 1), else_=0)), func.sum(lc.lab_hours), func.sum(lc.gpu_hours),
+                   func.sum(lc.gpu_shared_hours))
+            .group_by(lc.enrolled_on, lc.track_id, lc.course_id).order_by(lc.enrolled_on, lc.track_id, lc.course_id))
+    session.execute(insert(CourseDay).from_select(
+        ["track_id", "course_id", "enrolled_on", "courses", "completed_courses", "lab_hours", "gpu_hours",
+         "gpu_shared_hours"], days))
 
 
 def _best_scores(session: Session) -> None:

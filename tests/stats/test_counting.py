@@ -16,7 +16,7 @@ from academy.extensions import db
 from academy.stats import queries
 from academy.stats.models import LearnerCourse, Refresh
 from academy.stats.queries import STAGES, Filters
-from academy.stats.refresh import ACTIVITY_WEEKS, _add_up_seats
+from academy.stats.refresh import ACTIVITY_WEEKS, _add_up_days, _add_up_seats
 
 NOW = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
 TODAY = dt.date(2026, 11, 20)
@@ -45,7 +45,8 @@ def _rows(seed: int) -> list[dict[str, Any]]:
                 rows.append({**seat, "course_id": course_id, "started": started, "submitted": submitted,
                              "passed": passed, "completed_course": done,
                              "days_to_complete": round(rng.uniform(1, 90), 3) if done else None,
-                             "lab_hours": 1.0, "gpu_hours": 0.0, "gpu_shared_hours": 0.0,
+                             "lab_hours": round(rng.uniform(0, 9), 4) if started else 0.0,
+                             "gpu_hours": round(rng.uniform(0, 3), 4) if started else 0.0, "gpu_shared_hours": 0.0,
                              "weeks": rng.getrandbits(ACTIVITY_WEEKS) if started and rng.random() < 0.5 else 0})
     return rows
 
@@ -90,6 +91,7 @@ def test_learners_are_counted_once_as_by_hand(app: Flask, seed: int) -> None:
     with app.app_context():
         db.session.execute(insert(LearnerCourse), rows)
         _add_up_seats(db.session)
+        _add_up_days(db.session)
         db.session.add(Refresh(id=1, refreshed_at=NOW))
         db.session.flush()
         for filters in CASES:
@@ -113,4 +115,20 @@ def test_learners_are_counted_once_as_by_hand(app: Flask, seed: int) -> None:
             completion = queries.completion(db.session, filters)
             assert completion["course_completions"] == len(days)
             assert completion["median_days"] == (round(statistics.median(days), 1) if days else None), filters
+
+            # Learner-courses, completions and hours per course (of a period: added up per day).
+            per_course: dict[int, list[float]] = {}
+            for row in rows:
+                if _in_scope(row, filters):
+                    sums = per_course.setdefault(row["course_id"], [0, 0, 0.0, 0.0])
+                    sums[0] += 1
+                    sums[1] += row["completed_course"]
+                    sums[2] += row["lab_hours"]
+                    sums[3] += row["gpu_hours"]
+            groups = queries.hour_groups(db.session, filters, "course")
+            assert {g.key: [g.taken, g.done] for g in groups} == {k: s[:2] for k, s in per_course.items()}, filters
+            assert {(g.key, "lab"): g.lab for g in groups} == pytest.approx(
+                {(k, "lab"): s[2] for k, s in per_course.items()}), filters
+            assert {(g.key, "gpu"): g.gpu for g in groups} == pytest.approx(
+                {(k, "gpu"): s[3] for k, s in per_course.items()}), filters
         db.session.rollback()
