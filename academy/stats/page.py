@@ -117,10 +117,14 @@ def build_locales(session: Session, filters: Filters, dimension: str, locales: t
     queries.check_dimension(dimension)
     # Fewer scans of the summary table, same figures: grouped by an attribute of the learner, the groups'
     # funnels add up to the whole one; the sums per course add up to the totals.
-    counted = queries.by_counts(session, dimension, filters)
-    funnel = None if dimension in queries.LEARNER_DIMENSIONS else queries.funnel(session, filters)
+    if dimension in queries.LEARNER_DIMENSIONS:  # the groups and the companies from one scan
+        counted, companies = queries.counts_and_company_hours(session, dimension, filters)
+        funnel = None
+    else:
+        counted = queries.by_counts(session, dimension, filters)
+        companies = queries.hour_groups(session, filters, "company")
+        funnel = queries.funnel(session, filters)
     courses = queries.hour_groups(session, filters, "course")
-    companies = queries.hour_groups(session, filters, "company")
     counts = (sum(g.taken for g in courses), sum(g.done for g in courses))
     completion = queries.completion(session, filters, counts=counts)
     weekly = queries.weekly_active(session, filters)

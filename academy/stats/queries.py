@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from flask_babel import gettext as _
@@ -202,27 +203,36 @@ def _counted_once(filters: Filters, stage: str) -> Any:
     return or_(earlier.is_(None), earlier < filters.date_from)
 
 
-def _learner_counts(filters: Filters, dimension: str | None = None) -> Select[Any]:
+def _learner_counts(filters: Filters, dimension: str | None = None, *, by_company: bool = False) -> Select[Any]:
     """Learners in scope at each stage (columns named after :data:`STAGES`), per value of ``dimension`` (``key``)
     when one is given; each learner counted once.
 
     Without grouping by learner where the rows allow it: one row per learner in scope (a course, a track or a
     cohort in the filters or the grouping), or, per seat, the learner's counted seat (a grouping by an attribute
     of the learner, or none).  Grouped by month of enrollment without one course, track or cohort, a learner's
-    seats of different months fall apart: grouped by learner then."""
+    seats of different months fall apart: grouped by learner then.
+
+    ``by_company`` (a grouping by an attribute of the learner, or none): per company too (``company``), with the
+    sums of :func:`hour_groups`."""
     lc = _source(filters, dimension)
     group = [_key_column(dimension, lc).label("key")] if dimension is not None else []
+    hours: list[Any] = []
+    if by_company:
+        if dimension is not None and dimension not in LEARNER_DIMENSIONS:
+            raise ValueError(f"a learner is in one company but in several groups by {dimension}")
+        group.append(lc.company_id.label("company"))
+        hours = _hour_columns(lc)
     if _one_row_per_learner(filters, dimension):
         columns = [func.count().label("enrolled")] + [
             func.coalesce(func.sum(cast(getattr(lc, stage), Integer)), 0).label(stage) for stage in STAGES[1:]]
-        return _where(select(*group, *columns), lc, filters).group_by(*group)
+        return _where(select(*group, *columns, *hours), lc, filters).group_by(*group)
     if dimension is None or dimension in LEARNER_DIMENSIONS:
         lt = LearnerTrack
         columns = [func.coalesce(func.sum(case((_counted_once(filters, "enrolled"), 1), else_=0)), 0)
                    .label("enrolled")] + [
             func.coalesce(func.sum(case((and_(getattr(lt, stage), _counted_once(filters, stage)), 1), else_=0)), 0)
             .label(stage) for stage in STAGES[1:]]
-        return _where(select(*group, *columns), lt, filters).group_by(*group)
+        return _where(select(*group, *columns, *hours), lt, filters).group_by(*group)
     sub = _per_learner(filters, dimension)
     keys = [sub.c.key] if dimension is not None else []
     return select(*keys, *_funnel_columns(sub)).group_by(*keys)
@@ -279,6 +289,28 @@ def by_counts(session: Session, dimension: str, filters: Filters) -> list[Any]:
     """:func:`by`'s counts before labels: a row per value of ``dimension`` (``key``, then each stage)."""
     check_dimension(dimension)
     return list(session.execute(_learner_counts(filters, dimension)))
+
+
+def counts_and_company_hours(session: Session, dimension: str, filters: Filters) -> tuple[list[Any], list[Any]]:
+    """``by_counts(dimension)`` and ``hour_groups("company")`` of ``filters`` in one scan, for ``dimension`` in
+    :data:`LEARNER_DIMENSIONS` (a learner is in one group and one company): counted per group and company, then
+    added up."""
+    check_dimension(dimension)
+    counted: dict[Any, dict[str, Any]] = {}
+    companies: dict[Any, dict[str, Any]] = {}
+    for cell in session.execute(_learner_counts(filters, dimension, by_company=True)):
+        group = counted.setdefault(cell.key, {"key": cell.key, **dict.fromkeys(STAGES, 0)})
+        for stage in STAGES:
+            group[stage] += getattr(cell, stage) or 0
+        company = companies.get(cell.company)
+        if company is None:
+            companies[cell.company] = {name: getattr(cell, name) for name in ("taken", "done", "lab", "gpu", "shared")}
+            companies[cell.company]["key"] = cell.company
+        else:
+            for name in ("taken", "done", "lab", "gpu", "shared"):
+                company[name] = (company[name] or 0) + (getattr(cell, name) or 0)
+    return ([SimpleNamespace(**group) for group in counted.values()],
+            [SimpleNamespace(**company) for company in companies.values()])
 
 
 def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko",
@@ -344,14 +376,18 @@ def hour_groups(session: Session, filters: Filters, dimension: str) -> list[Any]
             "cohort", "company", "region", "industry", "job_role")):
         lc = CourseDay  # the same sums, added up per course and day
     key = _key_column(dimension, lc).label("key")
+    return list(session.execute(_where(select(key, *_hour_columns(lc)), lc, filters).group_by(key)))
+
+
+def _hour_columns(lc: Any) -> list[Any]:
+    """:func:`hour_groups`' sums over rows of ``lc`` (learner-courses, seats or days)."""
     if lc is not LearnerCourse:
         taken, done = func.sum(lc.courses), func.sum(lc.completed_courses)
     else:
         taken, done = func.count(), func.sum(cast(lc.completed_course, Integer))
-    return list(session.execute(_where(select(
-        key, func.coalesce(taken, 0).label("taken"), func.coalesce(done, 0).label("done"),
-        func.sum(lc.lab_hours).label("lab"), func.sum(lc.gpu_hours).label("gpu"),
-        func.sum(lc.gpu_shared_hours).label("shared")), lc, filters).group_by(key)))
+    return [func.coalesce(taken, 0).label("taken"), func.coalesce(done, 0).label("done"),
+            func.sum(lc.lab_hours).label("lab"), func.sum(lc.gpu_hours).label("gpu"),
+            func.sum(lc.gpu_shared_hours).label("shared")]
 
 
 def hours_total(groups: list[Any]) -> dict[str, float]:

@@ -176,35 +176,35 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
     session.execute(delete(LearnerTrack))
     session.execute(delete(BestScore))
     session.execute(delete(CourseDay))
-    # Written track by track and course by course: a track's or a course's rows lie together on disk, so a
-    # filter by either reads a few pages instead of a few rows on every page.
+    # Written learner by learner in order of industry, job role and company: the rows of any filter by those
+    # (alone or together) lie together on disk, so it reads a few pages instead of a few rows on every page.  (The
+    # views of a single track or course are computed by every rebuild, see academy.stats.page.warm.)
     # What is the same for every course of a seat, worked out once per seat.
-    members: dict[int, list[tuple[int, dict[str, Any], dt.datetime]]] = defaultdict(list)
+    members: list[tuple[tuple[str, str, int, int, int], dict[str, Any], dt.datetime]] = []
     for (user_id, track_id), (_enrollment, cohort_id, requested_at, starts_at) in seats.items():
         company, region, industry, job = people.get(user_id, (None, None, None, None))
         enrolled_on = _day(requested_at)
-        members[track_id].append((user_id, {
+        members.append(((industry or "", job or "", company or 0, user_id, track_id), {
             "user_id": user_id, "track_id": track_id, "cohort_id": cohort_id, "company_id": company,
             "region": region, "industry": industry, "job_role": job, "enrolled_on": enrolled_on,
             "enrolled_month": enrolled_on.strftime("%Y-%m"), "completed_track": (user_id, track_id) in track_done,
         }, max(requested_at, starts_at)))
+    members.sort(key=lambda member: member[0])
     rows = _Batches(session, LearnerCourse)
-    for track_id in sorted(members):
-        learners = sorted(members[track_id], key=lambda member: member[0])
+    for (_industry, _job, _company, user_id, track_id), seat, origin in members:
         for course_id in sorted(courses_of.get(track_id, [])):
-            for user_id, seat, origin in learners:
-                key = (user_id, course_id)
-                done_at = course_done.get(key)
-                lab_hours, gpu_hours, shared_hours = labs.get(key, (0.0, 0.0, 0.0))
-                rows.append({
-                    **seat, "course_id": course_id,
-                    "started": key in started, "submitted": key in submitted, "passed": key in passed,
-                    "completed_course": done_at is not None,
-                    "days_to_complete": (None if done_at is None
-                                         else max((done_at - origin).total_seconds(), 0) / 86400),
-                    "lab_hours": round(lab_hours, 4), "gpu_hours": round(gpu_hours, 4),
-                    "gpu_shared_hours": round(shared_hours, 4), "weeks": weeks.get(key, 0),
-                })
+            key = (user_id, course_id)
+            done_at = course_done.get(key)
+            lab_hours, gpu_hours, shared_hours = labs.get(key, (0.0, 0.0, 0.0))
+            rows.append({
+                **seat, "course_id": course_id,
+                "started": key in started, "submitted": key in submitted, "passed": key in passed,
+                "completed_course": done_at is not None,
+                "days_to_complete": (None if done_at is None
+                                     else max((done_at - origin).total_seconds(), 0) / 86400),
+                "lab_hours": round(lab_hours, 4), "gpu_hours": round(gpu_hours, 4),
+                "gpu_shared_hours": round(shared_hours, 4), "weeks": weeks.get(key, 0),
+            })
     written = rows.close()
     _add_up_seats(session)
     _add_up_days(session)
@@ -232,8 +232,8 @@ def _analyze(session: Session) -> None:
 
 
 def _add_up_seats(session: Session) -> None:
-    """Fill ``stats_learner_track`` from ``stats_learner_course``: one row per seat, track by track, each with the
-    dates of the learner's latest earlier seat per stage (``prev_*_on``, see :class:`LearnerTrack`)."""
+    """Fill ``stats_learner_track`` from ``stats_learner_course``: one row per seat, each with the dates of the
+    learner's latest earlier seat per stage (``prev_*_on``, see :class:`LearnerTrack`)."""
     lc = LearnerCourse
 
     def reached(column: Any) -> Any:
@@ -262,8 +262,10 @@ def _add_up_seats(session: Session) -> None:
 
     prev = {"prev_enrolled_on": None, "prev_started_on": 9, "prev_submitted_on": 10, "prev_passed_on": 11,
             "prev_completed_course_on": 12, "prev_completed_track_on": 13}
+    # In the order of the learner-course rows (industry, job role, company, learner, track).
     query = (select(*seat.c, *[latest_earlier(stage) for stage in prev.values()])
-             .order_by(seat.c[1], seat.c[0]))
+             .order_by(func.coalesce(seat.c[5], ""), func.coalesce(seat.c[6], ""), func.coalesce(seat.c[3], 0),
+                       seat.c[0], seat.c[1]))
     session.execute(insert(LearnerTrack).from_select([*columns, *prev], query))
 
 

@@ -190,6 +190,7 @@ def test_the_page_gives_each_query_s_own_figures_with_fewer_scans(app: Flask, sm
             assert board.completion == queries.completion(db.session, filters), filters
             assert board.hours_profile == queries.hours_by_profile(db.session, filters), filters
             assert board.hours_course == queries.lab_hours(db.session, filters, "course"), filters
+            assert board.hours_company == queries.lab_hours(db.session, filters, "company"), filters
 
 
 def test_a_regrade_that_takes_the_completion_away_changes_the_figures(app: Flask, small: dict[str, Any]) -> None:
