@@ -262,10 +262,11 @@ def _add_up_seats(session: Session) -> None:
 
     prev = {"prev_enrolled_on": None, "prev_started_on": 9, "prev_submitted_on": 10, "prev_passed_on": 11,
             "prev_completed_course_on": 12, "prev_completed_track_on": 13}
-    # In the order of the learner-course rows (industry, job role, company, learner, track).
+    # Month by month of enrollment, then as the learner-course rows (industry, job role, company, learner, track):
+    # a period's seats lie together, and within each month those of an industry, a job role or a company.
     query = (select(*seat.c, *[latest_earlier(stage) for stage in prev.values()])
-             .order_by(func.coalesce(seat.c[5], ""), func.coalesce(seat.c[6], ""), func.coalesce(seat.c[3], 0),
-                       seat.c[0], seat.c[1]))
+             .order_by(seat.c[8], func.coalesce(seat.c[5], ""), func.coalesce(seat.c[6], ""),
+                       func.coalesce(seat.c[3], 0), seat.c[0], seat.c[1]))
     session.execute(insert(LearnerTrack).from_select([*columns, *prev], query))
 
 
