@@ -170,7 +170,8 @@ class CachedFigures(db.Model):
 
     The summary tables change only when they are rebuilt, so a view's figures are kept until then: every
     portal process answers the same filters from here instead of counting again.  A rebuild empties the
-    table and computes the default view at once.
+    table and computes at once the default view and those of each single track, course, region, industry and job
+    role (``academy.stats.page.warm``).
     """
 
     __tablename__ = "stats_cache"

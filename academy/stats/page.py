@@ -221,15 +221,16 @@ def warm(session: Session, locales: tuple[str, ...] = ("ko", "en"), *, precomput
 
 
 def recount(session: Session) -> RefreshReport:
-    """Rebuild the summary tables and compute the landing view again (the job, the button, the command)."""
+    """Rebuild the summary tables and compute the kept views again (:func:`warm`; the job, the button, the
+    command)."""
     report = rebuild(session)
     warm(session)
     return report
 
 
-def filter_choices(session: Session, locale: str) -> dict[str, list[tuple[Any, str]]]:
-    """The options of each filter."""
-    return {
+def filter_choices(session: Session, locale: str) -> dict[str, list[tuple[str, str]]]:
+    """The options of each filter: (value as in the query string, text)."""
+    choices: dict[str, list[tuple[Any, str]]] = {
         "track": [(t.id, t.title(locale)) for t in session.scalars(select(Track).order_by(Track.position, Track.id))],
         "course": [(c.id, c.title(locale)) for c in session.scalars(select(Course).order_by(Course.track_id,
                                                                                          Course.position))],
@@ -240,3 +241,4 @@ def filter_choices(session: Session, locale: str) -> dict[str, list[tuple[Any, s
         "industry": [(k, str(v)) for k, v in reference.INDUSTRIES.items()],
         "job_role": [(k, str(v)) for k, v in reference.JOB_ROLES.items()],
     }
+    return {name: [(str(value), text) for value, text in options] for name, options in choices.items()}
