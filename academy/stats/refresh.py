@@ -245,28 +245,28 @@ def _add_up_seats(session: Session) -> None:
     # The seat's weeks: each bit set in any of its courses (a bitwise OR, written so that SQLite can run it).
     any_week = sum((func.max(lc.weeks.op(">>")(i).op("&")(1)) * (1 << i) for i in range(1, ACTIVITY_WEEKS)),
                    start=func.max(lc.weeks.op("&")(1)))
-    seats = (select(lc.user_id, lc.track_id, func.max(lc.cohort_id), func.max(lc.company_id), func.max(lc.region),
-                    func.max(lc.industry), func.max(lc.job_role), func.max(lc.enrolled_on),
-                    func.max(lc.enrolled_month),
-                    reached(lc.started), reached(lc.submitted), reached(lc.passed), reached(lc.completed_course),
-                    reached(lc.completed_track), func.count(), func.sum(case((lc.completed_course, 1), else_=0)),
-                    func.sum(lc.lab_hours), func.sum(lc.gpu_hours), func.sum(lc.gpu_shared_hours), any_week)
-             .group_by(lc.track_id, lc.user_id))
-    seat = seats.subquery()
+    sums = [lc.user_id, lc.track_id, func.max(lc.cohort_id), func.max(lc.company_id), func.max(lc.region),
+            func.max(lc.industry), func.max(lc.job_role), func.max(lc.enrolled_on), func.max(lc.enrolled_month),
+            reached(lc.started), reached(lc.submitted), reached(lc.passed), reached(lc.completed_course),
+            reached(lc.completed_track), func.count(), func.sum(case((lc.completed_course, 1), else_=0)),
+            func.sum(lc.lab_hours), func.sum(lc.gpu_hours), func.sum(lc.gpu_shared_hours), any_week]
+    seat = (select(*[value.label(name) for name, value in zip(columns, sums, strict=True)])
+            .group_by(lc.track_id, lc.user_id).subquery()).c
     # The learner's earlier seats: in order of enrollment day, then track (a learner holds one seat per track).
-    earlier = {"partition_by": seat.c[0], "order_by": (seat.c[7], seat.c[1]), "rows": (None, -1)}
+    earlier = {"partition_by": seat.user_id, "order_by": (seat.enrolled_on, seat.track_id), "rows": (None, -1)}
 
-    def latest_earlier(stage: int | None) -> Any:
-        day = seat.c[7] if stage is None else case((seat.c[stage], seat.c[7]))
+    def latest_earlier(stage: str | None) -> Any:
+        day = seat.enrolled_on if stage is None else case((seat[stage], seat.enrolled_on))
         return func.max(day).over(**earlier)
 
-    prev = {"prev_enrolled_on": None, "prev_started_on": 9, "prev_submitted_on": 10, "prev_passed_on": 11,
-            "prev_completed_course_on": 12, "prev_completed_track_on": 13}
+    prev = {"prev_enrolled_on": None, "prev_started_on": "started", "prev_submitted_on": "submitted",
+            "prev_passed_on": "passed", "prev_completed_course_on": "completed_course",
+            "prev_completed_track_on": "completed_track"}
     # Month by month of enrollment, then as the learner-course rows (industry, job role, company, learner, track):
     # a period's seats lie together, and within each month those of an industry, a job role or a company.
-    query = (select(*seat.c, *[latest_earlier(stage) for stage in prev.values()])
-             .order_by(seat.c[8], func.coalesce(seat.c[5], ""), func.coalesce(seat.c[6], ""),
-                       func.coalesce(seat.c[3], 0), seat.c[0], seat.c[1]))
+    query = (select(*seat, *[latest_earlier(stage) for stage in prev.values()])
+             .order_by(seat.enrolled_month, func.coalesce(seat.industry, ""), func.coalesce(seat.job_role, ""),
+                       func.coalesce(seat.company_id, 0), seat.user_id, seat.track_id))
     session.execute(insert(LearnerTrack).from_select([*columns, *prev], query))
 
 
