@@ -54,7 +54,7 @@ from tests.engine.anticheat_course import (
     learner_notebook,
     scores,
 )
-from tests.engine.plain_nbgrader import plain_nbgrader_env, run_nbgrader
+from tests.engine.plain_nbgrader import plain_nbgrader_env, recorded, run_nbgrader
 
 # --- honest submissions -----------------------------------------------------------------
 
@@ -454,17 +454,10 @@ PLAIN_SCORES = {
 }
 
 
-@pytest.mark.slow
-def test_plain_nbgrader_is_fooled_where_we_are_not(course: dict[str, Any], tmp_path: Path) -> None:
-    """Plain ``nbgrader autograde`` (no sandbox, a kernelspec for .venv-lab) gives these attacks points;
-    this grader gives them 0 (the table in the module docstring)."""
-    plain = tmp_path / "plain"
-    shutil.copytree(course["root"], plain)
-    for student, (mean, spread) in PLAIN_CASES.items():
-        folder = plain / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True)
-        (folder / f"{ASSIGNMENT}.ipynb").write_bytes(learner_notebook(course, mean, spread))
-    env = plain_nbgrader_env(tmp_path)
+def _plain_scores(plain: Path, home: Path) -> dict[str, dict[str, float]]:
+    """``nbgrader generate_assignment`` and ``autograde`` on the course folder ``plain``: each student's points per
+    test."""
+    env = plain_nbgrader_env(home)
     for step in (["generate_assignment", ASSIGNMENT, "--force"], ["autograde", ASSIGNMENT, "--force"]):
         run = run_nbgrader(step, plain, env)
         assert run.returncode == 0, run.stderr[-3000:]
@@ -477,6 +470,21 @@ def test_plain_nbgrader_is_fooled_where_we_are_not(course: dict[str, Any], tmp_p
             submission = gradebook.find_submission(ASSIGNMENT, student)
             theirs[student] = {g.name: g.auto_score for nb in submission.notebooks for g in nb.grades
                                if g.name in POINTS}
+    return theirs
+
+
+@pytest.mark.slow
+def test_plain_nbgrader_is_fooled_where_we_are_not(course: dict[str, Any], tmp_path: Path) -> None:
+    """Plain ``nbgrader autograde`` (no sandbox, a kernelspec for .venv-lab) gives these attacks points;
+    this grader gives them 0 (the table in the module docstring)."""
+    plain = tmp_path / "plain"
+    shutil.copytree(course["root"], plain)
+    for student, (mean, spread) in PLAIN_CASES.items():
+        folder = plain / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / f"{ASSIGNMENT}.ipynb").write_bytes(learner_notebook(course, mean, spread))
+    # Plain nbgrader's points, recorded per input and version (tests/engine/plain_nbgrader.py, ``recorded``).
+    theirs = recorded("anticheat", plain, lambda: _plain_scores(plain, tmp_path))
     ours = {student: scores(grade(course, mean, spread)) for student, (mean, spread) in PLAIN_CASES.items()}
 
     zero = {"test_mean": 0.0, "test_spread": 0.0, "test_strict": 0.0}

@@ -6,7 +6,9 @@ set up as nbgrader's ``test_nbgrader_autograde.py`` sets them up: one source not
 students.  Each course is graded twice from identical copies: ``nbgrader generate_assignment``
 + ``nbgrader autograde`` (unsandboxed, a kernelspec for ``.venv-lab``) and
 ``academy grade --all --json``.  Every student's score must be equal, unless
-``DIFFERENCES`` documents why ours differs on purpose.
+``DIFFERENCES`` documents why ours differs on purpose.  Plain nbgrader's scores are recorded per input and
+version (``plain_nbgrader.recorded``): it runs for real for ``LIVE`` every time, and for the rest when a
+notebook or a version changes.
 
 A representative set, not all 35 cases of nbgrader's suite: plain and changed submissions,
 the two showtraceback cheat attempts, an extra notebook beside ``p1.ipynb``, and the three
@@ -30,10 +32,14 @@ from typing import Any
 
 import pytest
 
-from tests.engine.plain_nbgrader import VENV_BIN, plain_nbgrader_env, run_nbgrader
+from tests.engine.plain_nbgrader import VENV_BIN, plain_nbgrader_env, recorded, run_nbgrader
 from tests.support import LAB_PYTHON, ROOT, skip_or_fail
 
 ASSIGNMENT = "ps1"
+#: The scenario plain nbgrader grades for real on every run (and must give its recorded scores); the others'
+#: scores are read from tests/engine/plain_nbgrader_reference.json while their inputs and versions are those
+#: recorded (tests/engine/plain_nbgrader.py, ``recorded``).
+LIVE = "autotest-simple"
 
 
 def _files() -> Path:
@@ -152,7 +158,7 @@ def compat(tmp_path_factory: pytest.TempPathFactory, our_env: dict[str, str], ou
         # and history database, and the loser dies before it answers kernel_info.
         plain_env = plain_nbgrader_env(base / "home" / name, ("python", "python3"))
         started = time.monotonic()
-        plain = _nbgrader_scores(theirs, plain_env)
+        plain = recorded(f"compat-{name}", theirs, lambda: _nbgrader_scores(theirs, plain_env), live=name == LIVE)
         middle = time.monotonic()
         run, results = _academy_grade(ours, our_env)
         return {"nbgrader": plain, "ours": results, "run": run, "course": ours,

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.engine.plain_nbgrader import recorded
 from tests.support import COURSES, LAB_PYTHON, ROOT, skip_or_fail
 
 VENV_BIN = Path(sys.executable).parent
@@ -142,7 +143,30 @@ def test_docs_example_scores_equal_plain_nbgrader(env: dict[str, str], tmp_path:
         results[student] = json.loads(run.stdout)
     assert tree_digest(ours) == before
 
-    # Plain nbgrader, with a "python" kernelspec pointing at the same lab interpreter.
+    # Plain nbgrader (recorded per input and version: tests/engine/plain_nbgrader.py, ``recorded``).
+    plain = recorded("docs-example", theirs, lambda: _plain_docs_scores(theirs, env, tmp_path, list(results)))
+    for student, result in results.items():
+        ours_scores = autograded_scores(result)
+        reference = {(nb, grade_id): (auto_score, needs_manual)
+                     for nb, grade_id, auto_score, needs_manual in plain[student]["cells"]}
+        assert set(ours_scores) == set(reference)
+        for key, (auto_score, needs_manual) in reference.items():
+            if needs_manual:
+                assert ours_scores[key] is None, key
+            else:
+                assert ours_scores[key] == pytest.approx(auto_score), key
+        assert result["score"] == pytest.approx(plain[student]["score"])
+        assert result["max_score"] == pytest.approx(plain[student]["max_score"])
+    assert results["bitdiddle"]["score"] == 1.5 and results["hacker"]["score"] == 3.0
+    assert results["hacker"]["problems"] == []
+    # Ben Bitdiddle commented out a test and emptied another one: the grader notices.
+    assert any("correct_squares" in p and "changed" in p for p in results["bitdiddle"]["problems"])
+
+
+def _plain_docs_scores(course: Path, env: dict[str, str], tmp_path: Path, students: list[str]) -> dict[str, Any]:
+    """``nbgrader generate_assignment`` and ``autograde`` on the documentation course, with a "python" kernelspec
+    for the lab interpreter: per student, every grade's (notebook, grade id, auto score, needs a human) and the
+    totals."""
     kernels = tmp_path / "jupyter" / "kernels" / "python"
     kernels.mkdir(parents=True)
     (kernels / "kernel.json").write_text(json.dumps({
@@ -150,30 +174,20 @@ def test_docs_example_scores_equal_plain_nbgrader(env: dict[str, str], tmp_path:
         "display_name": "Python 3 (lab)", "language": "python"}))
     plain_env = {**env, "JUPYTER_PATH": str(tmp_path / "jupyter")}
     for step in (["generate_assignment", "ps1", "--force"], ["autograde", "ps1", "--force"]):
-        run = subprocess.run([str(VENV_BIN / "nbgrader"), *step], capture_output=True, text=True, cwd=theirs,
+        run = subprocess.run([str(VENV_BIN / "nbgrader"), *step], capture_output=True, text=True, cwd=course,
                              env=plain_env, timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
 
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{theirs / 'gradebook.db'}", "nbgrader-docs") as gradebook:
-        for student, result in results.items():
-            ours_scores = autograded_scores(result)
+    plain = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "nbgrader-docs") as gradebook:
+        for student in students:
             submission = gradebook.find_submission("ps1", student)
-            reference = {(nb.name, g.name): (g.auto_score, g.needs_manual_grade)
-                         for nb in submission.notebooks for g in nb.grades}
-            assert set(ours_scores) == set(reference)
-            for key, (auto_score, needs_manual) in reference.items():
-                if needs_manual:
-                    assert ours_scores[key] is None, key
-                else:
-                    assert ours_scores[key] == pytest.approx(auto_score), key
-            assert result["score"] == pytest.approx(submission.score)
-            assert result["max_score"] == pytest.approx(submission.max_score)
-    assert results["bitdiddle"]["score"] == 1.5 and results["hacker"]["score"] == 3.0
-    assert results["hacker"]["problems"] == []
-    # Ben Bitdiddle commented out a test and emptied another one: the grader notices.
-    assert any("correct_squares" in p and "changed" in p for p in results["bitdiddle"]["problems"])
+            plain[student] = {"cells": sorted([nb.name, g.name, g.auto_score, g.needs_manual_grade]
+                                              for nb in submission.notebooks for g in nb.grades),
+                              "score": submission.score, "max_score": submission.max_score}
+    return plain
 
 
 # One assignment: tests/curriculum grades the solution and the release of every shipped assignment (full marks,
