@@ -34,16 +34,9 @@ install: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# rfc3987-syntax (an optional part of jsonschema's format checks, pulled in by jupyter-events) builds 38 Lark
-# grammars whenever jsonschema is imported, and nbformat imports jsonschema: 1.5 CPU-seconds in every process that
-# reads a notebook (each grading process, nbgrader, each learner's Jupyter server).  Only the "iri" formats need
-# it, which nothing here checks; pip check stays clean without it.
-DROP_SLOW_OPTIONAL := rfc3987-syntax
-
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	$(BIN)/python -m pip uninstall --quiet --yes $(DROP_SLOW_OPTIONAL) 2>/dev/null
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -53,7 +46,6 @@ $(LAB_STAMP): hub_config/lab-requirements.txt
 	test -x $(LAB)/bin/python || $(LAB_PYTHON_BASE) -m venv $(LAB)
 	$(LAB)/bin/python -m pip install --quiet --upgrade pip
 	$(LAB)/bin/python -m pip install --quiet -r hub_config/lab-requirements.txt
-	$(LAB)/bin/python -m pip uninstall --quiet --yes $(DROP_SLOW_OPTIONAL) 2>/dev/null
 	rm -f $(LAB)/.installed-*
 	touch $@
 
