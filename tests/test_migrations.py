@@ -20,7 +20,7 @@ TABLES = {"user", "company", "track", "course", "course_instructor", "assignment
           "gpu_device", "gpu_grading_hold", "completion", "certificate", "stats_learner_course",
           "stats_refresh", "company_contact", "stats_cache", "view_stamp", "stats_learner_track", "inbox_message",
           "score_override", "mail_opt_out", "nudge", "gradebook_cell", "stats_best_score",
-          "stats_course_day"}
+          "stats_course_day", "stats_month_funnel", "stats_month_company"}
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ rebuilds two tables, in one transaction so readers see either the old or the new
   same learner that reached it (``prev_*_on``), so that learners are counted once without grouping by learner;
 * ``stats_best_score``: each learner's best graded score per assignment, for the score distribution;
 * ``stats_course_day``: ``stats_learner_course`` added up per course and day of enrollment, for the hours and
-  completions per course of a period (with or without a track or a course).
+  completions per course of a period (with or without a track or a course);
+* ``stats_month_funnel`` and ``stats_month_company``: the seats added up per month of enrollment, for a period's
+  whole months (the funnel per region, industry or job role, and the hours per company).
 
 ``stats_refresh`` holds when the figures were last rebuilt, shown on the page.
 """
@@ -147,6 +149,42 @@ class CourseDay(db.Model):
     track_id: Mapped[int] = mapped_column(Integer)
     course_id: Mapped[int] = mapped_column(Integer)
     enrolled_on: Mapped[dt.date] = mapped_column(Date)
+    courses: Mapped[int] = mapped_column(Integer)
+    completed_courses: Mapped[int] = mapped_column(Integer)
+    lab_hours: Mapped[float] = mapped_column(Float)
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    gpu_shared_hours: Mapped[float] = mapped_column(Float)
+
+
+class MonthFunnel(db.Model):
+    """``stats_learner_track`` added up per month of enrollment, value of one learner attribute (``dimension``:
+    region, industry or job role), stage, and the day of the seat's earlier seat of that stage (``prev_on``, its
+    ``prev_*_on``).  A period's whole months are counted from these rows, the days at its ends from the seats: the
+    seats a period counts at a stage are those whose ``prev_on`` is before the period (or none), so keeping that day
+    keeps every period countable (see :func:`academy.stats.queries.month_split`)."""
+
+    __tablename__ = "stats_month_funnel"
+    __table_args__ = (Index("ix_stats_month_funnel", "dimension", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))  # "2026-03", as enrolled_month
+    dimension: Mapped[str] = mapped_column(String(10))
+    value: Mapped[str | None] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(20))
+    prev_on: Mapped[dt.date | None] = mapped_column(Date)
+    seats: Mapped[int] = mapped_column(Integer)
+
+
+class MonthCompany(db.Model):
+    """``stats_learner_track`` added up per month of enrollment and company: learner-courses, completed ones and
+    hours, for the hours per company of a period's whole months."""
+
+    __tablename__ = "stats_month_company"
+    __table_args__ = (Index("ix_stats_month_company", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))
+    company_id: Mapped[int | None] = mapped_column(Integer)
     courses: Mapped[int] = mapped_column(Integer)
     completed_courses: Mapped[int] = mapped_column(Integer)
     lab_hours: Mapped[float] = mapped_column(Float)

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from academy.catalog.models import Assignment, Course, Track
 from academy.enrollment.models import Cohort
 from academy.errors import NotFound, ValidationFailed
-from academy.stats.models import BestScore, CourseDay, LearnerCourse, LearnerTrack
+from academy.stats.models import BestScore, CourseDay, LearnerCourse, LearnerTrack, MonthCompany, MonthFunnel
+from academy.stats.refresh import MONTH_DIMENSIONS
 from academy.users import reference
 from academy.users.models import Company
 
@@ -193,17 +194,20 @@ def _funnel_columns(sub: Any) -> list[Any]:
     return [func.count().label("enrolled")] + [func.coalesce(func.sum(sub.c[s]), 0).label(s) for s in STAGES[1:]]
 
 
-def _counted_once(filters: Filters, stage: str) -> Any:
+def _counted_once(since: dt.date | None, stage: str, earlier: Any = None) -> Any:
     """Whether a seat is its learner's counted one for ``stage`` among the seats in scope: the first in scope
-    (enrolled on or after the period's start) of those that reached it.  Right where every filter but the period
-    keeps all of a learner's seats or none (see :class:`LearnerTrack`)."""
-    earlier = getattr(LearnerTrack, f"prev_{stage}_on")
-    if filters.date_from is None:
+    (enrolled on or after the period's start, ``since``) of those that reached it.  Right where every filter but
+    the period keeps all of a learner's seats or none (see :class:`LearnerTrack`).  ``earlier``: the column with
+    the day of the seat's earlier seat of the stage (default ``LearnerTrack.prev_<stage>_on``)."""
+    if earlier is None:
+        earlier = getattr(LearnerTrack, f"prev_{stage}_on")
+    if since is None:
         return earlier.is_(None)
-    return or_(earlier.is_(None), earlier < filters.date_from)
+    return or_(earlier.is_(None), earlier < since)
 
 
-def _learner_counts(filters: Filters, dimension: str | None = None, *, by_company: bool = False) -> Select[Any]:
+def _learner_counts(filters: Filters, dimension: str | None = None, *, by_company: bool = False,
+                    since: Any = ...) -> Select[Any]:
     """Learners in scope at each stage (columns named after :data:`STAGES`), per value of ``dimension`` (``key``)
     when one is given; each learner counted once.
 
@@ -213,7 +217,9 @@ def _learner_counts(filters: Filters, dimension: str | None = None, *, by_compan
     seats of different months fall apart: grouped by learner then.
 
     ``by_company`` (a grouping by an attribute of the learner, or none): per company too (``company``), with the
-    sums of :func:`hour_groups`."""
+    sums of :func:`hour_groups`.  ``since``: the period's start that decides a learner's counted seat, when the
+    filters' dates are a part of the period (:func:`counts_and_company_hours`)."""
+    since = filters.date_from if since is ... else since
     lc = _source(filters, dimension)
     group = [_key_column(dimension, lc).label("key")] if dimension is not None else []
     hours: list[Any] = []
@@ -228,9 +234,9 @@ def _learner_counts(filters: Filters, dimension: str | None = None, *, by_compan
         return _where(select(*group, *columns, *hours), lc, filters).group_by(*group)
     if dimension is None or dimension in LEARNER_DIMENSIONS:
         lt = LearnerTrack
-        columns = [func.coalesce(func.sum(case((_counted_once(filters, "enrolled"), 1), else_=0)), 0)
+        columns = [func.coalesce(func.sum(case((_counted_once(since, "enrolled"), 1), else_=0)), 0)
                    .label("enrolled")] + [
-            func.coalesce(func.sum(case((and_(getattr(lt, stage), _counted_once(filters, stage)), 1), else_=0)), 0)
+            func.coalesce(func.sum(case((and_(getattr(lt, stage), _counted_once(since, stage)), 1), else_=0)), 0)
             .label(stage) for stage in STAGES[1:]]
         return _where(select(*group, *columns, *hours), lt, filters).group_by(*group)
     sub = _per_learner(filters, dimension)
@@ -245,7 +251,43 @@ def _as_funnel(row: Any) -> dict[str, int]:
 def funnel(session: Session, filters: Filters) -> dict[str, int]:
     """Learners at each stage: ``enrolled``, ``started``, ``submitted``, ``passed``, ``completed_course``,
     ``completed_track``."""
+    if month_split(filters) is not None:  # a period with whole months: per region from the month sums, added up
+        groups, _companies = counts_and_company_hours(session, "region", filters)
+        return {stage: sum(getattr(group, stage) for group in groups) for stage in STAGES}
     return _as_funnel(session.execute(_learner_counts(filters)).one())
+
+
+def _month(day: dt.date) -> str:
+    return day.strftime("%Y-%m")
+
+
+def month_split(filters: Filters) -> tuple[tuple[str | None, str | None], list[tuple[dt.date | None, dt.date | None]]
+                                            ] | None:
+    """A period alone (no other filter) that holds at least one whole month: ``((first, last), ends)``, its whole
+    months (``"2026-03"``; ``None``: no bound) and the date ranges at its ends outside them (counted from the
+    seats).  ``None`` otherwise: the figures come from the seats alone."""
+    if filters.date_from is None and filters.date_to is None:
+        return None
+    if any(getattr(filters, key) is not None for key in ("track", "course", "cohort", "company", "region",
+                                                          "industry", "job_role")):
+        return None
+    start, end = filters.date_from, filters.date_to
+    ends: list[tuple[dt.date | None, dt.date | None]] = []
+    first = last = None
+    if start is not None:
+        whole_from = start if start.day == 1 else (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        first = _month(whole_from)
+        if whole_from != start:
+            ends.append((start, whole_from - dt.timedelta(days=1)))
+    if end is not None:
+        month_end = (end.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+        whole_to = end if end == month_end else end.replace(day=1) - dt.timedelta(days=1)
+        last = _month(whole_to)
+        if whole_to != end:
+            ends.append((whole_to + dt.timedelta(days=1), end))
+    if first is not None and last is not None and first > last:
+        return None
+    return (first, last), ends
 
 
 def _labels(session: Session, dimension: str, keys: list[Any], locale: str) -> dict[Any, str]:
@@ -298,17 +340,48 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
     check_dimension(dimension)
     counted: dict[Any, dict[str, Any]] = {}
     companies: dict[Any, dict[str, Any]] = {}
-    for cell in session.execute(_learner_counts(filters, dimension, by_company=True)):
-        group = counted.setdefault(cell.key, {"key": cell.key, **dict.fromkeys(STAGES, 0)})
-        for stage in STAGES:
-            group[stage] += getattr(cell, stage) or 0
-        company = companies.get(cell.company)
+
+    def add_company(key: Any, sums: dict[str, Any]) -> None:
+        company = companies.get(key)
         if company is None:
-            companies[cell.company] = {name: getattr(cell, name) for name in ("taken", "done", "lab", "gpu", "shared")}
-            companies[cell.company]["key"] = cell.company
+            companies[key] = {"key": key, **sums}
         else:
             for name in ("taken", "done", "lab", "gpu", "shared"):
-                company[name] = (company[name] or 0) + (getattr(cell, name) or 0)
+                company[name] = (company[name] or 0) + (sums[name] or 0)
+
+    def add_cells(query: Select[Any]) -> None:
+        for cell in session.execute(query):
+            group = counted.setdefault(cell.key, {"key": cell.key, **dict.fromkeys(STAGES, 0)})
+            for stage in STAGES:
+                group[stage] += getattr(cell, stage) or 0
+            add_company(cell.company, {name: getattr(cell, name) for name in ("taken", "done", "lab", "gpu", "shared")})
+
+    split = month_split(filters) if dimension in MONTH_DIMENSIONS else None
+    if split is None:
+        add_cells(_learner_counts(filters, dimension, by_company=True))
+    else:
+        # The whole months from their sums, the days at either end from the seats; a learner's counted seat is
+        # decided by the period's start in both (see MonthFunnel).
+        (first, last), ends = split
+        mf, mc = MonthFunnel, MonthCompany
+        months = [condition for condition in ((mf.month >= first) if first else None,
+                                              (mf.month <= last) if last else None) if condition is not None]
+        for key, stage, seats in session.execute(
+                select(mf.value, mf.stage, func.sum(mf.seats))
+                .where(mf.dimension == dimension, *months, _counted_once(filters.date_from, "", mf.prev_on))
+                .group_by(mf.value, mf.stage)):
+            group = counted.setdefault(key, {"key": key, **dict.fromkeys(STAGES, 0)})
+            group[stage] += int(seats or 0)
+        company_months = [condition for condition in ((mc.month >= first) if first else None,
+                                                      (mc.month <= last) if last else None) if condition is not None]
+        for key, taken, done, lab, gpu, shared in session.execute(
+                select(mc.company_id, func.sum(mc.courses), func.sum(mc.completed_courses), func.sum(mc.lab_hours),
+                       func.sum(mc.gpu_hours), func.sum(mc.gpu_shared_hours))
+                .where(*company_months).group_by(mc.company_id)):
+            add_company(key, {"taken": taken, "done": done, "lab": lab, "gpu": gpu, "shared": shared})
+        for start, end in ends:
+            add_cells(_learner_counts(Filters(date_from=start, date_to=end), dimension, by_company=True,
+                                      since=filters.date_from))
     return ([SimpleNamespace(**group) for group in counted.values()],
             [SimpleNamespace(**company) for company in companies.values()])
 

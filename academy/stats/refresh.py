@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, text
+from sqlalchemy import and_, case, delete, func, insert, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course
@@ -37,7 +37,15 @@ from academy.grading.models import Submission, SubmissionStatus
 from academy.grading.standing import course_pass_mark
 from academy.i18n import DISPLAY_TIMEZONE
 from academy.labs.models import LabSession
-from academy.stats.models import BestScore, CourseDay, LearnerCourse, LearnerTrack, Refresh
+from academy.stats.models import (
+    BestScore,
+    CourseDay,
+    LearnerCourse,
+    LearnerTrack,
+    MonthCompany,
+    MonthFunnel,
+    Refresh,
+)
 from academy.users.models import User
 
 SEOUL = ZoneInfo(DISPLAY_TIMEZONE)
@@ -176,6 +184,8 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
     session.execute(delete(LearnerTrack))
     session.execute(delete(BestScore))
     session.execute(delete(CourseDay))
+    session.execute(delete(MonthFunnel))
+    session.execute(delete(MonthCompany))
     # Written learner by learner in order of industry, job role and company: the rows of any filter by those
     # (alone or together) lie together on disk, so it reads a few pages instead of a few rows on every page.  (The
     # views of a single track or course are computed by every rebuild, see academy.stats.page.warm.)
@@ -208,6 +218,7 @@ def rebuild(session: Session, *, now: dt.datetime | None = None) -> RefreshRepor
     written = rows.close()
     _add_up_seats(session)
     _add_up_days(session)
+    _add_up_months(session)
     _best_scores(session)
 
     activity_written = sum(1 for key in weeks if key[1] in track_of and (key[0], track_of[key[1]]) in seats)
@@ -227,7 +238,7 @@ def _analyze(session: Session) -> None:
     """Fresh planner statistics for the rewritten tables, in the rebuild's transaction: the figures' queries are
     planned for the new rows from the first view (autovacuum would get to them later, if it runs at all).  Their
     dead rows are autovacuum's (or ``VACUUM``'s) to reclaim."""
-    for model in (LearnerCourse, LearnerTrack, BestScore, CourseDay):
+    for model in (LearnerCourse, LearnerTrack, BestScore, CourseDay, MonthFunnel, MonthCompany):
         session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
@@ -280,6 +291,33 @@ def _add_up_days(session: Session) -> None:
     session.execute(insert(CourseDay).from_select(
         ["track_id", "course_id", "enrolled_on", "courses", "completed_courses", "lab_hours", "gpu_hours",
          "gpu_shared_hours"], days))
+
+
+#: The learner attributes whose funnel a period's whole months are counted for (``stats_month_funnel``).
+MONTH_DIMENSIONS = ("region", "industry", "job_role")
+_STAGES = ("enrolled", "started", "submitted", "passed", "completed_course", "completed_track")
+
+
+def _add_up_months(session: Session) -> None:
+    """Fill ``stats_month_funnel`` and ``stats_month_company`` from ``stats_learner_track`` (see
+    :class:`MonthFunnel`)."""
+    lt = LearnerTrack
+    for dimension in MONTH_DIMENSIONS:
+        value = getattr(lt, dimension)
+        for stage in _STAGES:
+            prev = getattr(lt, f"prev_{stage}_on")
+            query = (select(lt.enrolled_month, literal(dimension), value, literal(stage), prev, func.count())
+                     .group_by(lt.enrolled_month, value, prev).order_by(lt.enrolled_month))
+            if stage != "enrolled":
+                query = query.where(getattr(lt, stage))
+            session.execute(insert(MonthFunnel).from_select(
+                ["month", "dimension", "value", "stage", "prev_on", "seats"], query))
+    companies = (select(lt.enrolled_month, lt.company_id, func.sum(lt.courses), func.sum(lt.completed_courses),
+                        func.sum(lt.lab_hours), func.sum(lt.gpu_hours), func.sum(lt.gpu_shared_hours))
+                 .group_by(lt.enrolled_month, lt.company_id).order_by(lt.enrolled_month))
+    session.execute(insert(MonthCompany).from_select(
+        ["month", "company_id", "courses", "completed_courses", "lab_hours", "gpu_hours", "gpu_shared_hours"],
+        companies))
 
 
 def _best_scores(session: Session) -> None:

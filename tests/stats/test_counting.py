@@ -16,7 +16,7 @@ from academy.extensions import db
 from academy.stats import queries
 from academy.stats.models import LearnerCourse, Refresh
 from academy.stats.queries import STAGES, Filters
-from academy.stats.refresh import ACTIVITY_WEEKS, _add_up_days, _add_up_seats
+from academy.stats.refresh import ACTIVITY_WEEKS, _add_up_days, _add_up_months, _add_up_seats
 
 NOW = dt.datetime(2026, 11, 20, 3, 0, tzinfo=dt.UTC)
 TODAY = dt.date(2026, 11, 20)
@@ -80,7 +80,11 @@ CASES = [Filters(), Filters(track=2), Filters(course=21), Filters(cohort=101), F
          Filters(region="gumi"), Filters(industry="steel", job_role="quality"), Filters(region=None, company=8),
          *[Filters(date_from=start, date_to=end) for start, end in (
              (DAYS[1], DAYS[3]), (DAYS[2], None), (None, DAYS[2]), (DAYS[1], DAYS[1]), (DAYS[2], DAYS[2]),
-             (dt.date(2026, 5, 2), dt.date(2026, 11, 30)), (dt.date(2026, 6, 1), dt.date(2026, 6, 30)))],
+             (dt.date(2026, 5, 2), dt.date(2026, 11, 30)), (dt.date(2026, 6, 1), dt.date(2026, 6, 30)),
+             # whole months with days at one end, the other or both (stats_month_funnel and the seats together)
+             (dt.date(2026, 3, 1), dt.date(2026, 8, 31)), (dt.date(2026, 3, 2), dt.date(2026, 9, 15)),
+             (dt.date(2026, 5, 2), dt.date(2026, 8, 30)), (None, dt.date(2026, 8, 31)), (dt.date(2026, 5, 1), None),
+             (dt.date(2026, 4, 20), dt.date(2026, 5, 31)), (dt.date(2026, 5, 2), dt.date(2026, 6, 30)))],
          Filters(region="pohang", date_from=DAYS[1]), Filters(track=1, date_from=DAYS[2], date_to=DAYS[3]),
          Filters(company=9, date_to=DAYS[3]), Filters(course=12, industry="battery", date_from=DAYS[1])]
 
@@ -92,6 +96,7 @@ def test_learners_are_counted_once_as_by_hand(app: Flask, seed: int) -> None:
         db.session.execute(insert(LearnerCourse), rows)
         _add_up_seats(db.session)
         _add_up_days(db.session)
+        _add_up_months(db.session)
         db.session.add(Refresh(id=1, refreshed_at=NOW))
         db.session.flush()
         for filters in CASES:
@@ -100,6 +105,22 @@ def test_learners_are_counted_once_as_by_hand(app: Flask, seed: int) -> None:
             for dimension in queries.DIMENSIONS:
                 counted = {r["key"]: r["funnel"] for r in queries.by(db.session, dimension, filters)}
                 assert counted == _by_hand(rows, filters, dimension), (filters, dimension)
+            # The page's scan: per learner attribute and per company at once (a period's whole months from the
+            # month sums).
+            for dimension in queries.LEARNER_DIMENSIONS:
+                groups, companies = queries.counts_and_company_hours(db.session, dimension, filters)
+                assert {g.key: {stage: getattr(g, stage) for stage in STAGES} for g in groups} == _by_hand(
+                    rows, filters, dimension), (filters, dimension)
+                per_company: dict[Any, list[float]] = {}
+                for row in rows:
+                    if _in_scope(row, filters):
+                        sums = per_company.setdefault(row["company_id"], [0, 0, 0.0])
+                        sums[0] += 1
+                        sums[1] += row["completed_course"]
+                        sums[2] += row["lab_hours"]
+                assert {c.key: [c.taken, c.done] for c in companies} == {k: v[:2] for k, v in per_company.items()}, (
+                    filters, dimension)
+                assert {c.key: c.lab for c in companies} == pytest.approx({k: v[2] for k, v in per_company.items()})
 
             # Active learners per week: those with a row in scope active that week, once.
             weekly = queries.weekly_active(db.session, filters, weeks=ACTIVITY_WEEKS - 1, today=TODAY)
