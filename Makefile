@@ -16,12 +16,12 @@ demo: system-deps
 	@$(MAKE) --no-print-directory -j3 install lab-env proxy
 	$(BIN)/academy demo
 
-# Test processes (pytest-xdist): most tests wait on kernels, servers and the browser rather than
-# on a CPU, so two more than the CPUs, at most 6 (on two CPUs: four kept them two-thirds busy, 18.7
-# CPU-minutes in 13.8 minutes; six took longer, 14.1 minutes, each test slower).  Each test file stays in one process (--dist loadfile): a file's
+# Test processes (pytest-xdist): most tests wait on kernels, servers and the browser rather than on a CPU, so three
+# more than the CPUs, at most 6.  On two CPUs, a fresh clone's `.ci/run` took 782 s with four processes, 702 s with
+# five and 729 s with six (each test slower).  Each test file stays in one process (--dist loadfile): a file's
 # expensive module fixtures are built once; files start longest first (tests/conftest.py SLOW_FILES, kept in
 # that order by --no-loadscope-reorder).  TEST_WORKERS=0: no xdist.
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n + 2)); echo $$((n > 6 ? 6 : n)))
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((n + 3)); echo $$((n > 6 ? 6 : n)))
 
 ## make test: install what the tests need and run the whole suite
 test: test-deps

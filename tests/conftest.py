@@ -26,6 +26,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
+# Importing academy first defers rfc3987_syntax (academy/deferred_imports.py), whose grammars cost each test process
+# 3 s of its collection when a test module (tests/api) imports jsonschema before anything of academy.
+import academy  # noqa: F401
 from tests.support import ROOT, skip_or_fail
 
 # The kernel zygote's preload (academy.engine.sandbox.policy.DEFAULT_ZYGOTE_PRELOAD) pays off in a grading worker
