@@ -45,7 +45,6 @@ CACHE_DIR_ENV = "ACADEMY_GRADING_CACHE_DIR"
 _CACHE_FORMAT = "1"
 
 
-
 @functools.cache
 def gradebook_schema_head() -> str:
     """The head revision of nbgrader's gradebook schema, read from its migration scripts in this process.
@@ -65,6 +64,7 @@ def gradebook_schema_head() -> str:
 
 
 nbgrader_api.get_alembic_version = gradebook_schema_head
+
 _DEFAULT_IGNORE = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback"]
 
 

@@ -31,6 +31,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from academy.extensions import db
 
+#: The funnel's stages, in order: the summary tables' stage columns (and their ``prev_<stage>_on``), after
+#: ``enrolled``, which every row is.
+STAGES = ("enrolled", "started", "submitted", "passed", "completed_course", "completed_track")
+
 
 class LearnerCourse(db.Model):
     """A learner's progress in one course of a track they enrolled in (see the module docstring)."""

@@ -21,13 +21,20 @@ from sqlalchemy.orm import Session
 from academy.catalog.models import Assignment, Course, Track
 from academy.enrollment.models import Cohort
 from academy.errors import NotFound, ValidationFailed
-from academy.stats.models import BestScore, CourseDay, LearnerCourse, LearnerTrack, MonthCompany, MonthFunnel
+from academy.stats.models import (
+    STAGES,
+    BestScore,
+    CourseDay,
+    LearnerCourse,
+    LearnerTrack,
+    MonthCompany,
+    MonthFunnel,
+)
 from academy.stats.refresh import MONTH_DIMENSIONS
 from academy.users import reference
 from academy.users.models import Company
 
 FILTER_KEYS = ("track", "course", "cohort", "company", "region", "industry", "job_role", "from", "to")
-STAGES = ("enrolled", "started", "submitted", "passed", "completed_course", "completed_track")
 DIMENSIONS = ("track", "course", "cohort", "company", "region", "industry", "job_role", "month")
 #: Dimensions that are attributes of the learner (one value, or none, per learner): their groups' funnels add up
 #: to the whole funnel.
@@ -261,6 +268,12 @@ def _month(day: dt.date) -> str:
     return day.strftime("%Y-%m")
 
 
+def _in_months(month: Any, first: str | None, last: str | None) -> list[Any]:
+    """Conditions on a ``"2026-03"`` month column: from ``first`` to ``last`` (``None``: no bound)."""
+    return [condition for condition in ((month >= first) if first else None, (month <= last) if last else None)
+            if condition is not None]
+
+
 def month_split(filters: Filters) -> tuple[tuple[str | None, str | None], list[tuple[dt.date | None, dt.date | None]]
                                             ] | None:
     """A period alone (no other filter) that holds at least one whole month: ``((first, last), ends)``, its whole
@@ -340,13 +353,14 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
     check_dimension(dimension)
     counted: dict[Any, dict[str, Any]] = {}
     companies: dict[Any, dict[str, Any]] = {}
+    hour_names = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels
 
     def add_company(key: Any, sums: dict[str, Any]) -> None:
         company = companies.get(key)
         if company is None:
             companies[key] = {"key": key, **sums}
         else:
-            for name in ("taken", "done", "lab", "gpu", "shared"):
+            for name in hour_names:
                 company[name] = (company[name] or 0) + (sums[name] or 0)
 
     def add_cells(query: Select[Any]) -> None:
@@ -354,7 +368,7 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
             group = counted.setdefault(cell.key, {"key": cell.key, **dict.fromkeys(STAGES, 0)})
             for stage in STAGES:
                 group[stage] += getattr(cell, stage) or 0
-            add_company(cell.company, {name: getattr(cell, name) for name in ("taken", "done", "lab", "gpu", "shared")})
+            add_company(cell.company, {name: getattr(cell, name) for name in hour_names})
 
     split = month_split(filters) if dimension in MONTH_DIMENSIONS else None
     if split is None:
@@ -364,21 +378,18 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
         # decided by the period's start in both (see MonthFunnel).
         (first, last), ends = split
         mf, mc = MonthFunnel, MonthCompany
-        months = [condition for condition in ((mf.month >= first) if first else None,
-                                              (mf.month <= last) if last else None) if condition is not None]
         for key, stage, seats in session.execute(
                 select(mf.value, mf.stage, func.sum(mf.seats))
-                .where(mf.dimension == dimension, *months, _counted_once(filters.date_from, "", mf.prev_on))
+                .where(mf.dimension == dimension, *_in_months(mf.month, first, last),
+                       _counted_once(filters.date_from, "", mf.prev_on))
                 .group_by(mf.value, mf.stage)):
             group = counted.setdefault(key, {"key": key, **dict.fromkeys(STAGES, 0)})
             group[stage] += int(seats or 0)
-        company_months = [condition for condition in ((mc.month >= first) if first else None,
-                                                      (mc.month <= last) if last else None) if condition is not None]
-        for key, taken, done, lab, gpu, shared in session.execute(
+        for key, *sums in session.execute(
                 select(mc.company_id, func.sum(mc.courses), func.sum(mc.completed_courses), func.sum(mc.lab_hours),
                        func.sum(mc.gpu_hours), func.sum(mc.gpu_shared_hours))
-                .where(*company_months).group_by(mc.company_id)):
-            add_company(key, {"taken": taken, "done": done, "lab": lab, "gpu": gpu, "shared": shared})
+                .where(*_in_months(mc.month, first, last)).group_by(mc.company_id)):
+            add_company(key, dict(zip(hour_names, sums, strict=True)))
         for start, end in ends:
             add_cells(_learner_counts(Filters(date_from=start, date_to=end), dimension, by_company=True,
                                       since=filters.date_from))

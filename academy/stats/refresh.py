@@ -38,6 +38,7 @@ from academy.grading.standing import course_pass_mark
 from academy.i18n import DISPLAY_TIMEZONE
 from academy.labs.models import LabSession
 from academy.stats.models import (
+    STAGES,
     BestScore,
     CourseDay,
     LearnerCourse,
@@ -270,9 +271,7 @@ def _add_up_seats(session: Session) -> None:
         day = seat.enrolled_on if stage is None else case((seat[stage], seat.enrolled_on))
         return func.max(day).over(**earlier)
 
-    prev = {"prev_enrolled_on": None, "prev_started_on": "started", "prev_submitted_on": "submitted",
-            "prev_passed_on": "passed", "prev_completed_course_on": "completed_course",
-            "prev_completed_track_on": "completed_track"}
+    prev = {f"prev_{stage}_on": None if stage == "enrolled" else stage for stage in STAGES}
     # Month by month of enrollment, then as the learner-course rows (industry, job role, company, learner, track):
     # a period's seats lie together, and within each month those of an industry, a job role or a company.
     query = (select(*seat, *[latest_earlier(stage) for stage in prev.values()])
@@ -295,7 +294,6 @@ def _add_up_days(session: Session) -> None:
 
 #: The learner attributes whose funnel a period's whole months are counted for (``stats_month_funnel``).
 MONTH_DIMENSIONS = ("region", "industry", "job_role")
-_STAGES = ("enrolled", "started", "submitted", "passed", "completed_course", "completed_track")
 
 
 def _add_up_months(session: Session) -> None:
@@ -304,7 +302,7 @@ def _add_up_months(session: Session) -> None:
     lt = LearnerTrack
     for dimension in MONTH_DIMENSIONS:
         value = getattr(lt, dimension)
-        for stage in _STAGES:
+        for stage in STAGES:
             prev = getattr(lt, f"prev_{stage}_on")
             query = (select(lt.enrolled_month, literal(dimension), value, literal(stage), prev, func.count())
                      .group_by(lt.enrolled_month, value, prev).order_by(lt.enrolled_month))
