@@ -95,13 +95,18 @@ def reference_key(course: Path) -> str:
 _record_lock = threading.Lock()
 
 
+def _records() -> dict[str, dict[str, object]]:
+    """The recorded answers: ``{name: {"key", "answer"}}``."""
+    return json.loads(REFERENCE_FILE.read_text()) if REFERENCE_FILE.is_file() else {}
+
+
 def _write_record(name: str, entry: dict[str, object]) -> None:
     """Add ``name`` to the file, under a lock (threads of this process, and other test processes)."""
     import fcntl
 
     with _record_lock, open(REFERENCE_FILE.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        kept = json.loads(REFERENCE_FILE.read_text()) if REFERENCE_FILE.is_file() else {}
+        kept = _records()
         kept[name] = entry
         fresh = REFERENCE_FILE.with_suffix(".new")
         fresh.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
@@ -114,12 +119,12 @@ def recorded(name: str, course: Path, run: Callable[[], T], *, live: bool = Fals
     With ``live`` and a matching record, the live answer must equal it."""
     mode = os.environ.get(MODE_ENV, "")
     key = reference_key(course)
-    kept = json.loads(REFERENCE_FILE.read_text()) if REFERENCE_FILE.is_file() else {}
-    entry = kept.get(name)
-    if entry is not None and entry["key"] == key and not live and mode != "live" and mode != "record":
+    entry = _records().get(name)
+    matches = entry is not None and entry["key"] == key
+    if matches and not live and mode not in ("live", "record"):
         return entry["answer"]
     answer = json.loads(json.dumps(run()))  # as it reads back from the file
-    if entry is not None and entry["key"] == key:
+    if matches:
         assert answer == entry["answer"], f"plain nbgrader no longer gives its recorded answer for {name}"
     if mode == "record":
         _write_record(name, {"key": key, "answer": answer})

@@ -60,6 +60,16 @@ class Demo:
     def log(self) -> str:
         return self.output.read_text(errors="replace")[-4000:]
 
+    def kill_all(self) -> None:
+        """Kill the demo and every process of its tree seen or still there: a failed test leaves nothing behind for
+        the next one."""
+        for proc in self.seen | set(_tree(self.process.pid)):
+            with suppress(psutil.Error):
+                proc.kill()
+        with suppress(ProcessLookupError):
+            self.process.kill()
+        self.process.wait(timeout=30)
+
 
 def start_demo(tmp_path: Path) -> Demo:
     """``academy demo`` started on a free port with its data under ``tmp_path`` (not waited for)."""
@@ -93,12 +103,7 @@ def running_demo(tmp_path: Path) -> Iterator[Demo]:
         demo.hub_url = found.group(1)
         yield demo
     finally:
-        for proc in demo.seen | set(_tree(process.pid)):  # a failed test leaves nothing behind for the next one
-            with suppress(psutil.Error):
-                proc.kill()
-        with suppress(ProcessLookupError):
-            process.kill()
-        process.wait(timeout=30)
+        demo.kill_all()
 
 
 def _answers(url: str) -> bool:
@@ -237,12 +242,7 @@ def test_ctrl_c_during_the_start_ends_the_demo_by_that_signal(tmp_path: Path) ->
         assert "Traceback" not in log, log
         assert not [proc for proc in demo.seen if _alive(proc)], demo.log()
     finally:
-        for proc in demo.seen | set(_tree(demo.process.pid)):
-            with suppress(psutil.Error):
-                proc.kill()
-        with suppress(ProcessLookupError):
-            demo.process.kill()
-        demo.process.wait(timeout=30)
+        demo.kill_all()
 
 
 def test_sigterm_stops_every_process_the_demo_started(tmp_path: Path) -> None:
