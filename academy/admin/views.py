@@ -14,6 +14,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from wtforms.fields.choices import SelectChoice
 
 from academy.audit.models import AuditEntry
@@ -54,19 +55,23 @@ def _page() -> int:
 @admin_required
 def home() -> Any:
     """The admin's home: the statistics dashboard, with counts of users, pending requests and cohorts."""
-    counts = {
-        "users": db.session.scalar(select(func.count()).select_from(User)) or 0,
-        "pending": db.session.scalar(
+    from academy.stats.views import render_dashboard
+
+    return render_dashboard(home_counts(db.session))
+
+
+def home_counts(session: Session) -> dict[str, int]:
+    """The counters above the admin's statistics: users, enrollments waiting for approval, cohorts, unsent mail."""
+    return {
+        "users": session.scalar(select(func.count()).select_from(User)) or 0,
+        "pending": session.scalar(
             select(func.count()).select_from(Enrollment).where(Enrollment.status == EnrollmentStatus.pending)
         ) or 0,
-        "cohorts": db.session.scalar(select(func.count()).select_from(Cohort)) or 0,
-        "outbox": db.session.scalar(
+        "cohorts": session.scalar(select(func.count()).select_from(Cohort)) or 0,
+        "outbox": session.scalar(
             select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
         ) or 0,
     }
-    from academy.stats.views import render_dashboard
-
-    return render_dashboard(counts)
 
 
 # --- users ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, current_app, render_template
@@ -35,10 +36,16 @@ def index() -> Any:
     pages = kept_pages()
     content = pages.get(key, now)
     if content is None:
-        from academy.certificates.services import certificates_of
-
-        certificates = certificates_of(db.session, user_id)
-        tracks = build_dashboard(db.session, user_id, now=now, certificates=certificates)
-        content = render_template("dashboard/_content.html", certificates=certificates, tracks=tracks)
-        pages.put(key, content, fresh_until(tracks, now), now)
+        content, until = build_content(user_id, now)
+        pages.put(key, content, until, now)
     return render_template("dashboard/index.html", content=Markup(content))  # noqa: S704 - rendered above
+
+
+def build_content(user_id: int, now: dt.datetime) -> tuple[str, dt.datetime | None]:
+    """The middle of the learner's dashboard, rendered, and until when it stays true (``fresh_until``)."""
+    from academy.certificates.services import certificates_of
+
+    certificates = certificates_of(db.session, user_id)
+    tracks = build_dashboard(db.session, user_id, now=now, certificates=certificates)
+    return (render_template("dashboard/_content.html", certificates=certificates, tracks=tracks),
+            fresh_until(tracks, now))

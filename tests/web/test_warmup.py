@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask, render_template_string
@@ -45,3 +46,123 @@ def test_a_template_that_does_not_compile_is_logged_and_the_rest_are_compiled(
     assert "broken.html does not compile" in caplog.text
     with app.test_request_context():
         assert render_template_string("{{ 1 + 1 }}") == "2"
+
+
+# --- SQL statements ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def synthetic(app: Flask) -> Flask:
+    """The shipped catalogue with 40 synthetic learners (enrollments, grades, completions) and the statistics
+    built from them."""
+    import datetime as dt
+
+    from academy.catalog.services import load_catalog
+    from academy.certificates.services import Issuer
+    from academy.extensions import db
+    from academy.stats import page
+    from academy.synth import synthesize
+    from tests.support import COURSES
+
+    with app.app_context():
+        load_catalog(db.session, COURSES)
+        db.session.commit()
+        synthesize(db.session, learners=40, issuer=Issuer.from_app(),
+                   now=dt.datetime(2026, 3, 15, 3, 0, tzinfo=dt.UTC))
+        page.recount(db.session)
+        db.session.commit()
+    return app
+
+
+def _compiled_while(app: Flask, work: Any) -> list[str]:
+    """The SQL that ``work()`` had to compile in ``app``'s process (not found in its engine's cache)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine.interfaces import CacheStats
+
+    from academy.extensions import db
+
+    compiled: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if context is not None and context.cache_hit is CacheStats.CACHE_MISS:
+            compiled.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    return compiled
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+def test_after_the_warm_up_a_learner_s_first_dashboard_and_an_admin_s_first_views_compile_no_sql(
+        synthetic: Flask, app_config: dict[str, Any], make_user: Any) -> None:
+    from sqlalchemy import select
+
+    from academy import create_app
+    from academy.enrollment.models import Enrollment, EnrollmentStatus
+    from academy.extensions import db
+    from academy.users.models import Company, User
+    from academy.users.passwords import hash_password
+    from academy.web.warmup import warm_statements
+    from tests.conftest import PASSWORD, login
+
+    with synthetic.app_context():
+        # The first enrolled learner (the warm-up takes the one with the latest submission), signed in as usual.
+        learner = db.session.get(User, db.session.scalars(select(Enrollment.user_id).where(
+            Enrollment.status == EnrollmentStatus.enrolled).order_by(Enrollment.id)).first())
+        learner.password_hash = hash_password(PASSWORD)
+        email = learner.email
+        company = db.session.scalars(select(Company.id).order_by(Company.id.desc())).first()
+        db.session.commit()
+    admin = "statistics-admin@example.kr"
+    make_user("admin", email=admin)
+    # Values the warm-up does not use: the last company (it takes the first), other regions, other days.
+    views = [f"/admin/?company={company}", "/admin/?region=pohang", "/admin/?industry=steel",
+             "/admin/?job_role=quality", "/admin/?from=2025-11-17&to=2026-02-09"]
+
+    def visit(app: Flask) -> list[str]:
+        people = app.test_client(), app.test_client()
+        for client, who in zip(people, (email, admin), strict=True):
+            assert login(client, who).status_code == 302
+        learner_client, admin_client = people
+
+        def pages() -> None:
+            assert learner_client.get("/dashboard").status_code == 200
+            for url in views:
+                assert admin_client.get(url).status_code == 200, url
+
+        return _compiled_while(app, pages)
+
+    cold, warmed = create_app(app_config), create_app(app_config)  # two new processes, each with its own engine
+    try:
+        assert len(visit(cold)) > 20
+        assert warm_statements(warmed) == 10  # the learner's and the admin's pages, nine kinds of view
+        # The one statement a read-only warm-up cannot compile: keeping a view's figures once computed.
+        compiled = [sql for sql in visit(warmed) if not sql.startswith("INSERT INTO stats_cache")]
+        assert compiled == [], "\n\n".join(compiled)
+    finally:
+        for other in (cold, warmed):
+            with other.app_context():
+                db.engine.dispose()
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+def test_the_warm_up_stops_at_its_budget_and_never_stops_a_server(app: Flask, caplog: pytest.LogCaptureFixture
+                                                                  ) -> None:
+    from sqlalchemy import text
+
+    from academy.extensions import db
+    from academy.web.warmup import warm_statements
+
+    ticks = iter(range(100))
+    assert warm_statements(app, budget_s=2.5, clock=lambda: float(next(ticks))) == 3  # 0 s, 1 s, 2 s: started
+    with app.app_context():  # a database not set up yet: logged, the server starts, the requests will say it
+        db.session.execute(text("DROP TABLE stats_learner_track"))
+        db.session.commit()
+    with caplog.at_level(logging.WARNING, logger="academy.web.warmup"):
+        assert warm_statements(app) == 1
+    assert "statement warm-up skipped after 1 views" in caplog.text
