@@ -123,7 +123,17 @@ def timed(browser: requests.Session, url: str) -> float:
     return elapsed
 
 
-def cold_and_warm(browser: requests.Session, url: str, repeat: int) -> dict[str, float]:
-    cold = timed(browser, url)
+def colds_and_warm(visits: list[tuple[requests.Session, str]], repeat: int) -> dict[str, float]:
+    """The first request of each of several views of one kind (each a different value, so each is new to the
+    server): their median ("cold", one stall of the machine does not decide it) and the slowest; then the median
+    of ``repeat`` more requests of the first view ("warm")."""
+    colds = [timed(browser, url) for browser, url in visits]
+    browser, url = visits[0]
     warm = [timed(browser, url) for _ in range(repeat)]
-    return {"cold_ms": round(cold, 1), "warm_ms": round(statistics.median(warm), 1)}
+    return {"cold_ms": round(statistics.median(colds), 1), "cold_max_ms": round(max(colds), 1),
+            "colds": len(colds), "warm_ms": round(statistics.median(warm), 1)}
+
+
+def cold_and_warm(browser: requests.Session, url: str, repeat: int) -> dict[str, float]:
+    """The first request of one view ("cold") and the median of ``repeat`` more ("warm")."""
+    return colds_and_warm([(browser, url)], repeat)
