@@ -130,7 +130,7 @@ def build_dashboard(session: Session, user_id: int, *, now: dt.datetime | None =
     if certificates is None:
         certificates = certificates_of(session, user.id)
     valid = {c.completion_id: c for c in certificates if c.valid}
-    for enrollment in enrollments_of(session, user, active_only=True):
+    for enrollment in enrollments_of(session, user, active_only=True, with_catalog=True):
         cohort = enrollment.cohort
         track = cohort.track
         row = TrackRow(enrollment, cohort, track, waitlist_position(session, enrollment),

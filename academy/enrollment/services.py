@@ -26,10 +26,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from academy.audit.services import record
-from academy.catalog.models import Track
+from academy.catalog.models import Course, Track
 from academy.db import utcnow
 from academy.enrollment.models import (
     ACTIVE_STATUSES,
@@ -467,8 +467,13 @@ def get_enrollment(session: Session, enrollment_id: int) -> Enrollment:
     return enrollment
 
 
-def enrollments_of(session: Session, user: User, *, active_only: bool = False) -> list[Enrollment]:
-    """A user's enrollments, newest cohort first."""
+def enrollments_of(session: Session, user: User, *, active_only: bool = False, with_catalog: bool = False
+                   ) -> list[Enrollment]:
+    """A user's enrollments, newest cohort first.
+
+    ``with_catalog``: with their cohorts, tracks, courses and assignments, in three queries (for a caller that
+    walks them all: loaded on first use, they cost a query per course).
+    """
     query = (
         select(Enrollment)
         .join(Cohort)
@@ -477,7 +482,10 @@ def enrollments_of(session: Session, user: User, *, active_only: bool = False) -
     )
     if active_only:
         query = query.where(Enrollment.status.in_(ACTIVE_STATUSES))
-    return list(session.scalars(query))
+    if with_catalog:
+        query = query.options(joinedload(Enrollment.cohort).joinedload(Cohort.track)
+                              .selectinload(Track.courses).selectinload(Course.assignments))
+    return list(session.scalars(query).unique())
 
 
 def waitlist_position(session: Session, enrollment: Enrollment) -> int | None:

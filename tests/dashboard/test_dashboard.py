@@ -93,3 +93,50 @@ def test_seed_demo_is_idempotent(app: Flask, make_track: Any) -> None:
     with app.app_context():
         assert db.session.scalar(db.select(db.func.count()).select_from(User)) == 3
         assert db.session.scalar(db.select(db.func.count()).select_from(Cohort)) == 2
+
+
+def test_the_dashboard_s_statements_do_not_grow_with_courses_or_tracks(app: Flask, make_cohort: Any,
+                                                                       make_user: Any) -> None:
+    from sqlalchemy import event, func, select
+
+    from academy.catalog.models import Course, Track
+    from academy.dashboard.services import build_dashboard
+
+    def statements(user_id: int) -> tuple[int, int]:
+        seen: list[str] = []
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            seen.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+            event.listen(engine, "before_cursor_execute", count)
+            try:
+                rows = build_dashboard(db.session, user_id)
+                walked = sum(len(c.assignments) for row in rows for c in row.courses)  # what the page walks
+            finally:
+                event.remove(engine, "before_cursor_execute", count)
+        return len(seen), walked
+
+    small, large = make_user("learner"), make_user("learner")
+    _enroll(app, make_cohort(capacity=3), small)
+    tracks = [make_cohort(capacity=3), make_cohort(capacity=3)]
+    with app.app_context():  # the large learner's two tracks have three courses of two assignments each
+        for cohort_id in tracks:
+            track = db.session.get(Cohort, cohort_id).track
+            for n in (2, 3):
+                course = Course(slug=f"{track.slug}-c{n}", track=track, title_ko=f"과정 {n}", title_en=f"Course {n}",
+                                source_path="/nonexistent", hours=2.0, position=n)
+                db.session.add(course)
+                for m in (1, 2):
+                    db.session.add(Assignment(course=course, slug=f"0{m}-task", title_ko="과제", title_en="Task",
+                                              due_days=7, max_score=10.0, notebooks=["task.ipynb"]))
+            db.session.commit()
+        assert db.session.scalar(select(func.count()).select_from(Track)) == 3
+    for cohort_id in tracks:
+        _enroll(app, cohort_id, large)
+    one_track, walked_small = statements(small)
+    two_tracks, walked_large = statements(large)
+    assert (walked_small, walked_large) == (1, 2 * (1 + 2 * 2))
+    # Per track: its assignments' attempts, their cells and the extensions; nothing per course or assignment.
+    assert two_tracks <= one_track + 3, (one_track, two_tracks)
