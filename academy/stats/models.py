@@ -11,12 +11,14 @@ rebuilds two tables, in one transaction so readers see either the old or the new
   lab or submitted in it, as bits (bit i: i weeks before the rebuild's week, 13 weeks);
 * ``stats_learner_track``: the same added up per seat (learner and track), for the figures that count
   learners without a course in the filters; each seat also names, per stage, the latest earlier seat of the
-  same learner that reached it (``prev_*_on``), so that learners are counted once without grouping by learner;
+  same learner that reached it (``prev_*_on``), and per week kept the latest earlier seat active then
+  (``prev_w<i>_on``), so that learners are counted once without grouping by learner;
 * ``stats_best_score``: each learner's best graded score per assignment, for the score distribution;
 * ``stats_course_day``: ``stats_learner_course`` added up per course and day of enrollment, for the hours and
   completions per course of a period (with or without a track or a course);
 * ``stats_month_funnel`` and ``stats_month_company``: the seats added up per month of enrollment, for a period's
-  whole months (the funnel per region, industry or job role, and the hours per company).
+  whole months (the funnel per region, industry or job role, the seats active per week, and the hours per
+  company).
 
 ``stats_refresh`` holds when the figures were last rebuilt, shown on the page.
 """
@@ -126,6 +128,25 @@ class LearnerTrack(db.Model):
     prev_passed_on: Mapped[dt.date | None] = mapped_column(Date)
     prev_completed_course_on: Mapped[dt.date | None] = mapped_column(Date)
     prev_completed_track_on: Mapped[dt.date | None] = mapped_column(Date)
+    # The same per week kept (``prev_w<i>_on``: the latest earlier seat active in the week of bit i of ``weeks``),
+    # so that the active learners per week are counted once the same way (``WEEK_COLUMNS``).
+    prev_w0_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w1_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w2_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w3_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w4_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w5_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w6_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w7_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w8_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w9_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w10_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w11_on: Mapped[dt.date | None] = mapped_column(Date)
+    prev_w12_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+#: ``LearnerTrack``'s earlier-seat day per bit of ``weeks`` (bit i: ``prev_w<i>_on``).
+WEEK_COLUMNS = tuple(f"prev_w{i}_on" for i in range(13))
 
 
 class BestScore(db.Model):
@@ -165,7 +186,9 @@ class MonthFunnel(db.Model):
     region, industry or job role), stage, and the day of the seat's earlier seat of that stage (``prev_on``, its
     ``prev_*_on``).  A period's whole months are counted from these rows, the days at its ends from the seats: the
     seats a period counts at a stage are those whose ``prev_on`` is before the period (or none), so keeping that day
-    keeps every period countable (see :func:`academy.stats.queries.month_split`)."""
+    keeps every period countable (see :func:`academy.stats.queries.month_split`).  The rows of dimension ``"week"``
+    (no value) count the seats active per week kept the same way: stage ``w<bit>``, ``prev_on`` the seat's
+    ``prev_w<bit>_on``."""
 
     __tablename__ = "stats_month_funnel"
     __table_args__ = (Index("ix_stats_month_funnel", "dimension", "month"),)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +23,7 @@ from academy.enrollment.models import Cohort
 from academy.errors import NotFound, ValidationFailed
 from academy.stats.models import (
     STAGES,
+    WEEK_COLUMNS,
     BestScore,
     CourseDay,
     LearnerCourse,
@@ -351,24 +352,33 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
     :data:`LEARNER_DIMENSIONS` (a learner is in one group and one company): counted per group and company, then
     added up."""
     check_dimension(dimension)
-    counted: dict[Any, dict[str, Any]] = {}
-    companies: dict[Any, dict[str, Any]] = {}
-    hour_names = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels
+    # Added up as lists in the columns' order (thousands of rows per scan: no lookups by name per cell).
+    counted: dict[Any, list[int]] = {}
+    companies: dict[Any, list[Any]] = {}
+    hour_names = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels, in order
 
-    def add_company(key: Any, sums: dict[str, Any]) -> None:
+    def add_company(key: Any, sums: Sequence[Any]) -> None:
         company = companies.get(key)
         if company is None:
-            companies[key] = {"key": key, **sums}
+            companies[key] = list(sums)
         else:
-            for name in hour_names:
-                company[name] = (company[name] or 0) + (sums[name] or 0)
+            for i, value in enumerate(sums):
+                company[i] = (company[i] or 0) + (value or 0)
 
-    def add_cells(query: Select[Any]) -> None:
-        for cell in session.execute(query):
-            group = counted.setdefault(cell.key, {"key": cell.key, **dict.fromkeys(STAGES, 0)})
-            for stage in STAGES:
-                group[stage] += getattr(cell, stage) or 0
-            add_company(cell.company, {name: getattr(cell, name) for name in hour_names})
+    def add_group(key: Any, stages: Sequence[Any]) -> None:
+        group = counted.get(key)
+        if group is None:
+            counted[key] = [value or 0 for value in stages]
+        else:
+            for i, value in enumerate(stages):
+                group[i] += value or 0
+
+    stage_count = len(STAGES)
+
+    def add_cells(query: Select[Any]) -> None:  # columns: key, company, the stages, the hours
+        for key, company, *sums in session.execute(query):
+            add_group(key, sums[:stage_count])
+            add_company(company, sums[stage_count:])
 
     split = month_split(filters) if dimension in MONTH_DIMENSIONS else None
     if split is None:
@@ -383,18 +393,18 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
                 .where(mf.dimension == dimension, *_in_months(mf.month, first, last),
                        _counted_once(filters.date_from, "", mf.prev_on))
                 .group_by(mf.value, mf.stage)):
-            group = counted.setdefault(key, {"key": key, **dict.fromkeys(STAGES, 0)})
-            group[stage] += int(seats or 0)
+            group = counted.setdefault(key, [0] * stage_count)
+            group[STAGES.index(stage)] += int(seats or 0)
         for key, *sums in session.execute(
                 select(mc.company_id, func.sum(mc.courses), func.sum(mc.completed_courses), func.sum(mc.lab_hours),
                        func.sum(mc.gpu_hours), func.sum(mc.gpu_shared_hours))
                 .where(*_in_months(mc.month, first, last)).group_by(mc.company_id)):
-            add_company(key, dict(zip(hour_names, sums, strict=True)))
+            add_company(key, sums)
         for start, end in ends:
             add_cells(_learner_counts(Filters(date_from=start, date_to=end), dimension, by_company=True,
                                       since=filters.date_from))
-    return ([SimpleNamespace(**group) for group in counted.values()],
-            [SimpleNamespace(**company) for company in companies.values()])
+    return ([SimpleNamespace(key=key, **dict(zip(STAGES, group, strict=True))) for key, group in counted.items()],
+            [SimpleNamespace(key=key, **dict(zip(hour_names, sums, strict=True))) for key, sums in companies.items()])
 
 
 def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko",
@@ -539,14 +549,49 @@ def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today:
                 row = session.execute(_where(select(*[
                     func.coalesce(func.sum(lc.weeks.op(">>")(bit).op("&")(1)), 0).label(f"w{bit}") for bit in used]),
                     lc, filters)).one()
-            else:  # a learner's seats may all be in scope: once per learner, of those active in a week kept
-                learner = _where(select(*[func.max(lc.weeks.op(">>")(bit).op("&")(1)).label(f"w{bit}")
-                                          for bit in used]).where(lc.weeks != 0), lc, filters)
-                learner = learner.group_by(lc.user_id).subquery()
-                row = session.execute(select(*[func.coalesce(func.sum(learner.c[f"w{bit}"]), 0).label(f"w{bit}")
-                                               for bit in used])).one()
-            counts = {week: int(getattr(row, f"w{bit}")) for week, bit in bits.items()}
+                learners = {bit: int(getattr(row, f"w{bit}")) for bit in used}
+            else:
+                learners = _weekly_once(session, filters, used)
+            counts = {week: learners[bit] for week, bit in bits.items()}
     return [{"week": week.isoformat(), "learners": counts.get(week, 0)} for week in shown]
+
+
+def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[int, int]:
+    """Active learners per bit of ``weeks`` where several seats of a learner may be in scope: each learner once,
+    by the seat in scope whose earlier seat active that week is not (``prev_w<bit>_on``, as the funnel's stages);
+    a period's whole months from the month sums (``stats_month_funnel``, dimension "week"), its end days and any
+    other filter from the seats."""
+    from academy.stats.refresh import WEEK_DIMENSION
+
+    lt = LearnerTrack
+    learners = dict.fromkeys(bits, 0)
+
+    def add_seats(scope: Filters) -> None:
+        def counted(bit: int) -> Any:
+            active = lt.weeks.op(">>")(bit).op("&")(1) == 1
+            once = _counted_once(filters.date_from, "", getattr(lt, WEEK_COLUMNS[bit]))
+            return func.coalesce(func.sum(case((and_(active, once), 1), else_=0)), 0)
+
+        row = session.execute(_where(select(*[counted(bit) for bit in bits]).where(lt.weeks != 0), lt, scope)).one()
+        for bit, value in zip(bits, row, strict=True):
+            learners[bit] += int(value)
+
+    split = month_split(filters)
+    if split is None:
+        add_seats(filters)
+        return learners
+    (first, last), ends = split
+    mf = MonthFunnel
+    stages = {f"w{bit}": bit for bit in bits}
+    for stage, seats in session.execute(
+            select(mf.stage, func.sum(mf.seats))
+            .where(mf.dimension == WEEK_DIMENSION, mf.stage.in_(stages), *_in_months(mf.month, first, last),
+                   _counted_once(filters.date_from, "", mf.prev_on))
+            .group_by(mf.stage)):
+        learners[stages[stage]] += int(seats or 0)
+    for start, end in ends:
+        add_seats(Filters(date_from=start, date_to=end))
+    return learners
 
 
 def score_buckets(session: Session, filters: Filters) -> tuple[list[Assignment], dict[int, list[int]]]:

@@ -39,6 +39,7 @@ from academy.i18n import DISPLAY_TIMEZONE
 from academy.labs.models import LabSession
 from academy.stats.models import (
     STAGES,
+    WEEK_COLUMNS,
     BestScore,
     CourseDay,
     LearnerCourse,
@@ -51,7 +52,7 @@ from academy.users.models import User
 
 SEOUL = ZoneInfo(DISPLAY_TIMEZONE)
 BATCH = 5000
-ACTIVITY_WEEKS = 13  # how far back the weekly activity goes: the 12 weeks the page shows, the first one whole
+ACTIVITY_WEEKS = len(WEEK_COLUMNS)  # how far back the weekly activity goes (13): the 12 weeks shown, the first whole
 
 
 @dataclass
@@ -271,13 +272,17 @@ def _add_up_seats(session: Session) -> None:
         day = seat.enrolled_on if stage is None else case((seat[stage], seat.enrolled_on))
         return func.max(day).over(**earlier)
 
+    def latest_earlier_active(bit: int) -> Any:
+        return func.max(case((seat.weeks.op(">>")(bit).op("&")(1) == 1, seat.enrolled_on))).over(**earlier)
+
     prev = {f"prev_{stage}_on": None if stage == "enrolled" else stage for stage in STAGES}
     # Month by month of enrollment, then as the learner-course rows (industry, job role, company, learner, track):
     # a period's seats lie together, and within each month those of an industry, a job role or a company.
-    query = (select(*seat, *[latest_earlier(stage) for stage in prev.values()])
+    query = (select(*seat, *[latest_earlier(stage) for stage in prev.values()],
+                    *[latest_earlier_active(bit) for bit in range(len(WEEK_COLUMNS))])
              .order_by(seat.enrolled_month, func.coalesce(seat.industry, ""), func.coalesce(seat.job_role, ""),
                        func.coalesce(seat.company_id, 0), seat.user_id, seat.track_id))
-    session.execute(insert(LearnerTrack).from_select([*columns, *prev], query))
+    session.execute(insert(LearnerTrack).from_select([*columns, *prev, *WEEK_COLUMNS], query))
 
 
 def _add_up_days(session: Session) -> None:
@@ -294,11 +299,13 @@ def _add_up_days(session: Session) -> None:
 
 #: The learner attributes whose funnel a period's whole months are counted for (``stats_month_funnel``).
 MONTH_DIMENSIONS = ("region", "industry", "job_role")
+#: ``stats_month_funnel``'s rows of the seats active per week kept (stage ``w<bit>``, no value).
+WEEK_DIMENSION = "week"
 
 
 def _add_up_months(session: Session) -> None:
-    """Fill ``stats_month_funnel`` and ``stats_month_company`` from ``stats_learner_track`` (see
-    :class:`MonthFunnel`)."""
+    """Fill ``stats_month_funnel`` (the funnel per learner attribute, and the seats active per week) and
+    ``stats_month_company`` from ``stats_learner_track`` (see :class:`MonthFunnel`)."""
     lt = LearnerTrack
     for dimension in MONTH_DIMENSIONS:
         value = getattr(lt, dimension)
@@ -310,6 +317,15 @@ def _add_up_months(session: Session) -> None:
                 query = query.where(getattr(lt, stage))
             session.execute(insert(MonthFunnel).from_select(
                 ["month", "dimension", "value", "stage", "prev_on", "seats"], query))
+    # The active learners per week: per week kept (stage "w<bit>"), the seats active that week (dimension "week").
+    for bit, column in enumerate(WEEK_COLUMNS):
+        prev = getattr(lt, column)
+        query = (select(lt.enrolled_month, literal(WEEK_DIMENSION), literal(None), literal(f"w{bit}"), prev,
+                        func.count())
+                 .where(lt.weeks.op(">>")(bit).op("&")(1) == 1)
+                 .group_by(lt.enrolled_month, prev).order_by(lt.enrolled_month))
+        session.execute(insert(MonthFunnel).from_select(
+            ["month", "dimension", "value", "stage", "prev_on", "seats"], query))
     companies = (select(lt.enrolled_month, lt.company_id, func.sum(lt.courses), func.sum(lt.completed_courses),
                         func.sum(lt.lab_hours), func.sum(lt.gpu_hours), func.sum(lt.gpu_shared_hours))
                  .group_by(lt.enrolled_month, lt.company_id).order_by(lt.enrolled_month))
