@@ -12,14 +12,18 @@
   written or kept, only the compiled SQL.
 
 A production server (``wsgi.py``: each gunicorn worker, after every restart) does both before it takes requests.
+With ``gunicorn --preload`` the workers are forked from the process that warmed up: :func:`own_pool_after_fork`
+gives each forked process a pool of its own, so that no database connection is shared across a fork.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +169,13 @@ def warm_statements(app: Flask, *, budget_s: float = WARM_BUDGET_S, clock: Calla
             db.session.rollback()
             db.session.remove()
     return done
+
+
+def own_pool_after_fork(app: Flask) -> None:
+    """In a process forked from this one, start ``app``'s database pool afresh (SQLAlchemy's ``dispose(close=False)``:
+    the connections this process opened stay its own, untouched by the child)."""
+    from academy.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    os.register_at_fork(after_in_child=partial(engine.dispose, close=False))

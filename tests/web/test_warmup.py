@@ -166,3 +166,34 @@ def test_the_warm_up_stops_at_its_budget_and_never_stops_a_server(app: Flask, ca
     with caplog.at_level(logging.WARNING, logger="academy.web.warmup"):
         assert warm_statements(app) == 1
     assert "statement warm-up skipped after 1 views" in caplog.text
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
+def test_a_process_forked_after_the_warm_up_opens_its_own_connections(app: Flask) -> None:
+    import os
+
+    from sqlalchemy import text
+
+    from academy.extensions import db
+    from academy.web.warmup import own_pool_after_fork, warm_statements
+
+    warm_statements(app)
+    own_pool_after_fork(app)
+    with app.app_context():
+        parent = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        db.session.remove()  # back in the pool, open: what a forked worker would find
+    pid = os.fork()
+    if pid == 0:  # the child: a connection of its own, never the parent's
+        code = 1
+        try:
+            with app.app_context():
+                child = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+                code = 0 if child != parent else 2
+                db.session.remove()
+                db.engine.dispose()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with app.app_context():  # the parent's connection still works, and is still the same one
+        assert db.session.execute(text("SELECT pg_backend_pid()")).scalar_one() == parent
