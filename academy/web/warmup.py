@@ -53,7 +53,7 @@ def warm_templates(app: Flask) -> int:
 
 
 #: Seconds :func:`warm_statements` may spend (each worker, at start); what it has not reached by then is compiled
-#: on its first request as before.  About 1.5 s on 100,000 learners.
+#: on its first request as before.  About 1.5 s on 100,000 learners (what its views take to compute there, added up).
 WARM_BUDGET_S = 10.0
 
 
