@@ -149,6 +149,11 @@ class LearnerTrack(db.Model):
 WEEK_COLUMNS = tuple(f"prev_w{i}_on" for i in range(13))
 
 
+def week_bit(weeks: Any, bit: int) -> Any:
+    """SQL: bit ``bit`` of a ``weeks`` column, 1 when active in that week, else 0 (written so SQLite runs it too)."""
+    return weeks.op(">>")(bit).op("&")(1)
+
+
 class BestScore(db.Model):
     """A learner's best graded score in one assignment (graded attempts with a score), for the score
     distribution: a course's rows instead of a scan of its submissions.  Rebuilt with the other tables."""

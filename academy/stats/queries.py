@@ -30,6 +30,7 @@ from academy.stats.models import (
     LearnerTrack,
     MonthCompany,
     MonthFunnel,
+    week_bit,
 )
 from academy.stats.refresh import MONTH_DIMENSIONS
 from academy.users import reference
@@ -547,7 +548,7 @@ def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today:
             used = sorted(set(bits.values()))
             if _one_row_per_learner(filters):
                 row = session.execute(_where(select(*[
-                    func.coalesce(func.sum(lc.weeks.op(">>")(bit).op("&")(1)), 0).label(f"w{bit}") for bit in used]),
+                    func.coalesce(func.sum(week_bit(lc.weeks, bit)), 0).label(f"w{bit}") for bit in used]),
                     lc, filters)).one()
                 learners = {bit: int(getattr(row, f"w{bit}")) for bit in used}
             else:
@@ -568,7 +569,7 @@ def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[in
 
     def add_seats(scope: Filters) -> None:
         def counted(bit: int) -> Any:
-            active = lt.weeks.op(">>")(bit).op("&")(1) == 1
+            active = week_bit(lt.weeks, bit) == 1
             once = _counted_once(filters.date_from, "", getattr(lt, WEEK_COLUMNS[bit]))
             return func.coalesce(func.sum(case((and_(active, once), 1), else_=0)), 0)
 

@@ -47,6 +47,7 @@ from academy.stats.models import (
     MonthCompany,
     MonthFunnel,
     Refresh,
+    week_bit,
 )
 from academy.users.models import User
 
@@ -256,7 +257,7 @@ def _add_up_seats(session: Session) -> None:
                "enrolled_month", "started", "submitted", "passed", "completed_course", "completed_track", "courses",
                "completed_courses", "lab_hours", "gpu_hours", "gpu_shared_hours", "weeks"]
     # The seat's weeks: each bit set in any of its courses (a bitwise OR, written so that SQLite can run it).
-    any_week = sum((func.max(lc.weeks.op(">>")(i).op("&")(1)) * (1 << i) for i in range(1, ACTIVITY_WEEKS)),
+    any_week = sum((func.max(week_bit(lc.weeks, i)) * (1 << i) for i in range(1, ACTIVITY_WEEKS)),
                    start=func.max(lc.weeks.op("&")(1)))
     sums = [lc.user_id, lc.track_id, func.max(lc.cohort_id), func.max(lc.company_id), func.max(lc.region),
             func.max(lc.industry), func.max(lc.job_role), func.max(lc.enrolled_on), func.max(lc.enrolled_month),
@@ -273,7 +274,7 @@ def _add_up_seats(session: Session) -> None:
         return func.max(day).over(**earlier)
 
     def latest_earlier_active(bit: int) -> Any:
-        return func.max(case((seat.weeks.op(">>")(bit).op("&")(1) == 1, seat.enrolled_on))).over(**earlier)
+        return func.max(case((week_bit(seat.weeks, bit) == 1, seat.enrolled_on))).over(**earlier)
 
     prev = {f"prev_{stage}_on": None if stage == "enrolled" else stage for stage in STAGES}
     # Month by month of enrollment, then as the learner-course rows (industry, job role, company, learner, track):
@@ -322,7 +323,7 @@ def _add_up_months(session: Session) -> None:
         prev = getattr(lt, column)
         query = (select(lt.enrolled_month, literal(WEEK_DIMENSION), literal(None), literal(f"w{bit}"), prev,
                         func.count())
-                 .where(lt.weeks.op(">>")(bit).op("&")(1) == 1)
+                 .where(week_bit(lt.weeks, bit) == 1)
                  .group_by(lt.enrolled_month, prev).order_by(lt.enrolled_month))
         session.execute(insert(MonthFunnel).from_select(
             ["month", "dimension", "value", "stage", "prev_on", "seats"], query))
