@@ -1,4 +1,5 @@
-"""What test modules share that is not a fixture: the project's paths and the "services required" switch.
+"""What test modules share that is not a fixture: the project's paths, the "services required" switch and a
+recorder of the SQL an app runs.
 
 ``make test`` (and CI) sets ``ACADEMY_TEST_REQUIRE_SERVICES=1``.  A test that needs something
 the machine may lack (PostgreSQL, Redis, root, cgroups, bubblewrap, the lab environment,
@@ -8,11 +9,14 @@ reason on a developer's machine, a failure under the switch, so CI cannot pass b
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
+from flask import Flask
 
 #: The project root (the checkout), whatever folder of ``tests/`` a module lives in.
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,3 +34,27 @@ def skip_or_fail(reason: str) -> NoReturn:
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (ACADEMY_TEST_REQUIRE_SERVICES=1: make test needs it)")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def sql_run(app: Flask, *, compiled_only: bool = False) -> Iterator[list[str]]:
+    """Every SQL statement ``app``'s engine runs inside the block, in order; with ``compiled_only``, only those
+    SQLAlchemy had to compile (not found in its cache of compiled statements)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine.interfaces import CacheStats
+
+    from academy.extensions import db
+
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool) -> None:
+        if not compiled_only or (context is not None and context.cache_hit is CacheStats.CACHE_MISS):
+            seen.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

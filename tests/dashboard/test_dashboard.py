@@ -97,25 +97,16 @@ def test_seed_demo_is_idempotent(app: Flask, make_track: Any) -> None:
 
 def test_the_dashboard_s_statements_do_not_grow_with_courses_or_tracks(app: Flask, make_cohort: Any,
                                                                        make_user: Any) -> None:
-    from sqlalchemy import event, func, select
+    from sqlalchemy import func, select
 
     from academy.catalog.models import Course, Track
     from academy.dashboard.services import build_dashboard
+    from tests.support import sql_run
 
     def statements(user_id: int) -> tuple[int, int]:
-        seen: list[str] = []
-
-        def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            seen.append(statement)
-
-        with app.app_context():
-            engine = db.engine
-            event.listen(engine, "before_cursor_execute", count)
-            try:
-                rows = build_dashboard(db.session, user_id)
-                walked = sum(len(c.assignments) for row in rows for c in row.courses)  # what the page walks
-            finally:
-                event.remove(engine, "before_cursor_execute", count)
+        with app.app_context(), sql_run(app) as seen:
+            rows = build_dashboard(db.session, user_id)
+            walked = sum(len(c.assignments) for row in rows for c in row.courses)  # what the page walks
         return len(seen), walked
 
     small, large = make_user("learner"), make_user("learner")

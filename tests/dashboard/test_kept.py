@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from academy import stamps
 from academy.catalog.models import Assignment
@@ -22,6 +22,7 @@ from academy.enrollment.models import Cohort
 from academy.extensions import db
 from academy.grading.models import AssignmentRelease, CellScore, Submission, SubmissionStatus
 from academy.users.models import User
+from tests.support import sql_run
 
 
 def _enroll(app: Flask, cohort_id: int, user_id: int) -> None:
@@ -33,16 +34,8 @@ def _enroll(app: Flask, cohort_id: int, user_id: int) -> None:
 @pytest.fixture
 def queries(app: Flask) -> Iterator[list[str]]:
     """The SQL statements run while the test runs."""
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", count)
-    yield seen
-    event.remove(engine, "before_cursor_execute", count)
+    with sql_run(app) as seen:
+        yield seen
 
 
 @pytest.fixture

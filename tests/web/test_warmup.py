@@ -74,29 +74,6 @@ def synthetic(app: Flask) -> Flask:
     return app
 
 
-def _compiled_while(app: Flask, work: Any) -> list[str]:
-    """The SQL that ``work()`` had to compile in ``app``'s process (not found in its engine's cache)."""
-    from sqlalchemy import event
-    from sqlalchemy.engine.interfaces import CacheStats
-
-    from academy.extensions import db
-
-    compiled: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if context is not None and context.cache_hit is CacheStats.CACHE_MISS:
-            compiled.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        work()
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-    return compiled
-
-
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 def test_after_the_warm_up_a_learner_s_first_dashboard_and_an_admin_s_first_views_compile_no_sql(
         synthetic: Flask, app_config: dict[str, Any], make_user: Any) -> None:
@@ -109,6 +86,7 @@ def test_after_the_warm_up_a_learner_s_first_dashboard_and_an_admin_s_first_view
     from academy.users.passwords import hash_password
     from academy.web.warmup import warm_statements
     from tests.conftest import PASSWORD, login
+    from tests.support import sql_run
 
     with synthetic.app_context():
         # The first enrolled learner (the warm-up takes the one with the latest submission), signed in as usual.
@@ -135,7 +113,9 @@ def test_after_the_warm_up_a_learner_s_first_dashboard_and_an_admin_s_first_view
             for url in views:
                 assert admin_client.get(url).status_code == 200, url
 
-        return _compiled_while(app, pages)
+        with sql_run(app, compiled_only=True) as compiled:
+            pages()
+        return compiled
 
     cold, warmed = create_app(app_config), create_app(app_config)  # two new processes, each with its own engine
     try:
