@@ -10,6 +10,10 @@ import pytest
 
 from tests.curriculum.curriculum import assignments, check_assignment
 
+# Every notebook of the track imports torch (1.2 s of each kernel's CPU here): its grading worker's zygote imports it
+# once (tests/curriculum/conftest.py).
+ZYGOTE_PRELOAD_EXTRA = ("torch",)
+
 
 @pytest.mark.parametrize(("course", "assignment"), assignments(track="ai-advanced"))
 def test_source_full_release_zero_and_each_wrong_answer_loses(course: str, assignment: str, tmp_path: Path,
