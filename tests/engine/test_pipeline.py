@@ -64,6 +64,26 @@ def grade(args: list[str], env: dict[str, str], timeout: float = 300) -> subproc
                           text=True, env=env, cwd=ROOT, timeout=timeout)
 
 
+def grade_here(args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+               ) -> subprocess.CompletedProcess[str]:
+    """``academy grade ARGS`` run by click's test runner in this process, with ``env``'s academy settings: for the
+    refusals, which never reach a kernel (a process each cost 1.2 CPU-s; one case still runs as a real process)."""
+    from click.testing import CliRunner
+
+    from academy.cli import grade_command
+
+    for name in [name for name in os.environ if name.startswith("ACADEMY_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("ACADEMY_"):
+            monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(grade_command, [str(arg) for arg in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["academy", "grade", *map(str, args)], result.exit_code, result.stdout,
+                                       result.stderr)
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """Every path under ``root`` with its type, mode and content hash (for byte-for-byte checks)."""
     digest = {}
@@ -252,14 +272,16 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_notebooks_are_refused_with_one_line(case: str, env: dict[str, str], tmp_path: Path) -> None:
+def test_bad_notebooks_are_refused_with_one_line(case: str, env: dict[str, str], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Unusable notebooks: exit 2, one line on stderr, nothing printed, nothing written to the course."""
     data, expected = BAD_INPUTS[case]
     course = COURSES / "python-data"
     before = tree_digest(course)
     path = tmp_path / "production_log.ipynb"
     path.write_bytes(data)
-    run = grade(["--course", course, "--assignment", "01-pandas-basics", "--json", path], env)
+    args = ["--course", course, "--assignment", "01-pandas-basics", "--json", path]
+    run = grade(args, env) if case == "not-json" else grade_here(args, env, monkeypatch)
     assert run.returncode == 2, (run.stdout, run.stderr)
     assert run.stdout == ""
     lines = run.stderr.strip().splitlines()
@@ -269,7 +291,8 @@ def test_bad_notebooks_are_refused_with_one_line(case: str, env: dict[str, str],
 
 
 @pytest.mark.parametrize("case", ["wrong-assignment", "unknown-notebook", "not-a-file", "no-course"])
-def test_wrong_names_are_refused_with_one_line(case: str, env: dict[str, str], tmp_path: Path) -> None:
+def test_wrong_names_are_refused_with_one_line(case: str, env: dict[str, str], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A missing assignment, a notebook the assignment does not have, a directory: exit 2, one line."""
     course = COURSES / "python-data"
     before = tree_digest(course)
@@ -283,7 +306,7 @@ def test_wrong_names_are_refused_with_one_line(case: str, env: dict[str, str], t
         "no-course": (["--course", tmp_path / "nowhere", "--assignment", "01-pandas-basics", solution],
                       "does not exist"),
     }[case]
-    run = grade([*args, "--json"], env)
+    run = grade_here([*args, "--json"], env, monkeypatch)
     assert run.returncode == 2, (run.stdout, run.stderr)
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], run.stderr
