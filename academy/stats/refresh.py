@@ -257,8 +257,7 @@ def _add_up_seats(session: Session) -> None:
                "enrolled_month", "started", "submitted", "passed", "completed_course", "completed_track", "courses",
                "completed_courses", "lab_hours", "gpu_hours", "gpu_shared_hours", "weeks"]
     # The seat's weeks: each bit set in any of its courses (a bitwise OR, written so that SQLite can run it).
-    any_week = sum((func.max(week_bit(lc.weeks, i)) * (1 << i) for i in range(1, ACTIVITY_WEEKS)),
-                   start=func.max(lc.weeks.op("&")(1)))
+    any_week = sum(func.max(week_bit(lc.weeks, i)) * (1 << i) for i in range(ACTIVITY_WEEKS))
     sums = [lc.user_id, lc.track_id, func.max(lc.cohort_id), func.max(lc.company_id), func.max(lc.region),
             func.max(lc.industry), func.max(lc.job_role), func.max(lc.enrolled_on), func.max(lc.enrolled_month),
             reached(lc.started), reached(lc.submitted), reached(lc.passed), reached(lc.completed_course),
