@@ -238,8 +238,9 @@ def course_instructor(stack: LabStack) -> tuple[int, requests.Session]:
     return user_id, stack.portal_session(email)
 
 
-def process_env(hub_user: str) -> dict[str, str]:
-    """The environment of a learner's running jupyterhub-singleuser process, read from /proc."""
+def process_env(stack: LabStack, hub_user: str) -> dict[str, str]:
+    """The environment of a learner's running jupyterhub-singleuser process of ``stack``, read from /proc.  Matched
+    by the stack's portal too: stacks in other test processes have hub users of the same names (``u<id>``)."""
     import os
 
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -251,6 +252,6 @@ def process_env(hub_user: str) -> dict[str, str]:
         if b"jupyterhub-singleuser" not in cmdline:
             continue
         env = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
-        if env.get("JUPYTERHUB_USER") == hub_user:
+        if env.get("JUPYTERHUB_USER") == hub_user and env.get("ACADEMY_PORTAL_URL") == stack.portal_url:
             return env
     raise AssertionError(f"no running server process for {hub_user}")

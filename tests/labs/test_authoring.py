@@ -76,7 +76,7 @@ def test_authoring_lab_edit_publish_and_learners_get_the_new_version(stack: LabS
     source = "python-data/source/01-pandas-basics/production_log.ipynb"
     assert body["url"] == f"{stack.hub_url}/user/{hub_user}/lab/tree/{source}"
     # The CPU-sized authoring profile, with nbgrader's authoring tools and nothing else of nbgrader.
-    env = process_env(hub_user)
+    env = process_env(stack, hub_user)
     assert env["ACADEMY_LAB_ROLE"] == "authoring" and env["CUDA_VISIBLE_DEVICES"] == ""
     page = session.get(body["url"], timeout=60)
     assert page.status_code == 200

@@ -49,10 +49,6 @@ def _lab_rows(stack: LabStack, user_id: int) -> list[Any]:
     return rows
 
 
-def _process_env(hub_user: str) -> dict[str, str]:
-    return process_env(hub_user)
-
-
 def _flash(session: requests.Session, stack: LabStack, path: str) -> str:
     return session.get(f"{stack.portal_url}{path}", timeout=10).text
 
@@ -130,7 +126,7 @@ def test_launch_copies_notebooks_keeps_edits_resets_with_backup_and_submits_from
     assert body["url"].startswith(f"{stack.hub_url}/user/{hub_user}/lab/tree/{folder}/")
     notebook_path = body["url"].split("/lab/tree/", 1)[1]
     # The lab runs the CPU profile: no GPU visible.
-    assert _process_env(hub_user)["CUDA_VISIBLE_DEVICES"] == ""
+    assert process_env(stack, hub_user)["CUDA_VISIBLE_DEVICES"] == ""
     # Signed in to the portal, the learner reaches the notebook itself (no second password).
     page = session.get(body["url"], timeout=60)
     assert page.status_code == 200 and page.url == body["url"]
@@ -257,7 +253,7 @@ def test_gpu_queue_with_two_fake_devices(stack: LabStack) -> None:
     first = stack.wait_lab(sessions[0], paths[0])
     second = stack.wait_lab(sessions[1], paths[1])
     assert first["state"] == second["state"] == "running"
-    devices = {_process_env(f"u{ids[0]}")["CUDA_VISIBLE_DEVICES"], _process_env(f"u{ids[1]}")["CUDA_VISIBLE_DEVICES"]}
+    devices = {process_env(stack, f"u{ids[i]}")["CUDA_VISIBLE_DEVICES"] for i in (0, 1)}
     assert devices == {"0", "1"}  # one server per device
     third = sessions[2].get(f"{stack.portal_url}{paths[2]}/status", timeout=30).json()
     fourth = sessions[3].get(f"{stack.portal_url}{paths[3]}/status", timeout=30).json()
@@ -282,14 +278,14 @@ def test_gpu_queue_with_two_fake_devices(stack: LabStack) -> None:
     cpu_path = moved.headers["Location"]
     assert cpu_path != paths[3]
     assert stack.wait_lab(sessions[3], cpu_path)["state"] == "running"
-    assert _process_env(f"u{ids[3]}")["CUDA_VISIBLE_DEVICES"] == ""
+    assert process_env(stack, f"u{ids[3]}")["CUDA_VISIBLE_DEVICES"] == ""
 
     # The first stops; the head of the line gets the freed device.
     token = stack.csrf(sessions[0], paths[0])
     sessions[0].post(f"{stack.portal_url}{paths[0]}/stop", data={"csrf_token": token}, timeout=60)
     served = stack.wait_lab(sessions[2], paths[2])
     assert served["state"] == "running", served
-    assert _process_env(f"u{ids[2]}")["CUDA_VISIBLE_DEVICES"] == _lab_rows(stack, ids[2])[-1].device
+    assert process_env(stack, f"u{ids[2]}")["CUDA_VISIBLE_DEVICES"] == _lab_rows(stack, ids[2])[-1].device
 
     # Metering: the stopped GPU session has the hub's start and its stop; admins see the devices.
     stopped = _lab_rows(stack, ids[0])[-1]
@@ -437,7 +433,7 @@ def test_a_shared_gpu_seat_reaches_the_lab_with_its_share(stack: LabStack) -> No
     assert response.status_code == 303
     lab_path = response.headers["Location"]
     assert stack.wait_lab(session, lab_path)["state"] == "running"
-    environment = _process_env(f"u{user_id}")
+    environment = process_env(stack, f"u{user_id}")
     assert environment["CUDA_VISIBLE_DEVICES"] in ("0", "1")
     assert (environment["ACADEMY_GPU_MEMORY_MB"], environment["ACADEMY_GPU_SHARE_ENFORCED"]) == ("4096", "soft")
     assert "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" not in environment  # no MPS configured for this hub
