@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from academy.errors import AcademyError, NotFound
@@ -29,12 +29,13 @@ def _dimension() -> str:
 def render_dashboard(counts: dict[str, int]) -> Any:
     """The statistics dashboard for the filters in the query string (a bad filter: the message, no figures)."""
     locale = current_locale()
-    choices = page.filter_choices(db.session, locale)
     state = last_refresh(db.session)
     if state is None:  # never built (a new installation): build it now, it is small then
         page.recount(db.session)
         db.session.commit()
         state = last_refresh(db.session)
+    options = page.filter_options(db.session, locale, state.refreshed_at if state else None,
+                                  current_app.extensions.setdefault("academy.stats_filter_options", {}))
     error, status = None, 200
     dashboard = None
     try:
@@ -45,7 +46,7 @@ def render_dashboard(counts: dict[str, int]) -> Any:
         error, status = str(exc), exc.status_code
         filters = queries.Filters()
     return render_template("stats/dashboard.html", counts=counts, dashboard=dashboard, error=error,
-                           filters=filters, raw=request.args, choices=choices, state=state,
+                           filters=filters, raw=request.args, options=options, state=state,
                            stage_labels=page.stage_labels(), stages=queries.STAGES,
                            dimensions=[(d, queries.dimension_label(d)) for d in queries.DIMENSIONS]), \
         status

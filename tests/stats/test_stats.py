@@ -324,6 +324,40 @@ def test_the_admin_lands_on_the_statistics(app: Flask, small: dict[str, Any], ma
     assert client.get("/admin/stats/export/funnel.csv?region=mars").status_code == 400
 
 
+def test_the_filters_offer_what_the_figures_were_counted_from(app: Flask, small: dict[str, Any], make_user: Any,
+                                                              client: Any) -> None:
+    """The filters' options are rendered once per rebuild and language: the chosen one marked, names escaped, a
+    company added since the last rebuild (no figures yet) offered from the next one."""
+    admin = make_user("admin")
+    login(client, _at(app, lambda: db.session.get(User, admin).email))
+    chosen = client.get(f"/admin/?company={small['battery']}").get_data(as_text=True)
+    assert f'<option value="{small["battery"]}" selected>(주)구미배터리</option>' in chosen
+    assert f'<option value="{small["steel"]}">=HYPERLINK(&#34;http://x&#34;) 포항철강</option>' in chosen
+    assert chosen.split('id="f-company"')[1].split("</select>")[0].count(" selected") == 1
+    assert " selected" not in chosen.split('id="f-region"')[1].split("</select>")[0]
+    assert f'<option value="{small["battery"]}">(주)구미배터리</option>' in client.get("/admin/").get_data(as_text=True)
+
+    def add_company() -> None:
+        db.session.add(Company(name="새마을정밀", business_number="617-81-00030"))
+        db.session.commit()
+
+    _at(app, add_company)
+    assert "새마을정밀" not in client.get("/admin/").get_data(as_text=True)
+    with app.app_context():
+        rebuild(db.session, now=NOW + dt.timedelta(minutes=10))
+        db.session.commit()
+    assert "새마을정밀" in client.get("/admin/").get_data(as_text=True)
+
+    def speak_english() -> None:
+        db.session.get(User, admin).locale = "en"
+        db.session.commit()
+
+    _at(app, speak_english)
+    english = client.get(f"/admin/?track={small['track']}").get_data(as_text=True)
+    track_en = _at(app, lambda: db.session.get(Track, small["track"]).title_en)
+    assert f'<option value="{small["track"]}" selected>{track_en}</option>' in english
+
+
 def test_figures_are_kept_per_view_until_the_next_rebuild(app: Flask, small: dict[str, Any]) -> None:
     from academy.stats import page
     from academy.stats.models import CachedFigures
