@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, Select, and_, case, cast, func, or_, select
+from sqlalchemy import Integer, Select, and_, case, cast, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course, Track
@@ -353,59 +353,69 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
     :data:`LEARNER_DIMENSIONS` (a learner is in one group and one company): counted per group and company, then
     added up."""
     check_dimension(dimension)
+    split = month_split(filters) if dimension in MONTH_DIMENSIONS else None
+    if split is not None:
+        return _period_counts_and_company_hours(session, dimension, filters, split)
     # Added up as lists in the columns' order (thousands of rows per scan: no lookups by name per cell).
     counted: dict[Any, list[int]] = {}
     companies: dict[Any, list[Any]] = {}
-    hour_names = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels, in order
-
-    def add_company(key: Any, sums: Sequence[Any]) -> None:
-        company = companies.get(key)
-        if company is None:
-            companies[key] = list(sums)
-        else:
-            for i, value in enumerate(sums):
-                company[i] = (company[i] or 0) + (value or 0)
-
-    def add_group(key: Any, stages: Sequence[Any]) -> None:
+    stage_count = len(STAGES)
+    for key, company, *sums in session.execute(_learner_counts(filters, dimension, by_company=True)):
         group = counted.get(key)
         if group is None:
-            counted[key] = [value or 0 for value in stages]
+            counted[key] = [value or 0 for value in sums[:stage_count]]
         else:
-            for i, value in enumerate(stages):
+            for i, value in enumerate(sums[:stage_count]):
                 group[i] += value or 0
-
-    stage_count = len(STAGES)
-
-    def add_cells(query: Select[Any]) -> None:  # columns: key, company, the stages, the hours
-        for key, company, *sums in session.execute(query):
-            add_group(key, sums[:stage_count])
-            add_company(company, sums[stage_count:])
-
-    split = month_split(filters) if dimension in MONTH_DIMENSIONS else None
-    if split is None:
-        add_cells(_learner_counts(filters, dimension, by_company=True))
-    else:
-        # The whole months from their sums, the days at either end from the seats; a learner's counted seat is
-        # decided by the period's start in both (see MonthFunnel).
-        (first, last), ends = split
-        mf, mc = MonthFunnel, MonthCompany
-        for key, stage, seats in session.execute(
-                select(mf.value, mf.stage, func.sum(mf.seats))
-                .where(mf.dimension == dimension, *_in_months(mf.month, first, last),
-                       _counted_once(filters.date_from, "", mf.prev_on))
-                .group_by(mf.value, mf.stage)):
-            group = counted.setdefault(key, [0] * stage_count)
-            group[STAGES.index(stage)] += int(seats or 0)
-        for key, *sums in session.execute(
-                select(mc.company_id, func.sum(mc.courses), func.sum(mc.completed_courses), func.sum(mc.lab_hours),
-                       func.sum(mc.gpu_hours), func.sum(mc.gpu_shared_hours))
-                .where(*_in_months(mc.month, first, last)).group_by(mc.company_id)):
-            add_company(key, sums)
-        for start, end in ends:
-            add_cells(_learner_counts(Filters(date_from=start, date_to=end), dimension, by_company=True,
-                                      since=filters.date_from))
+        hours = companies.get(company)
+        if hours is None:
+            companies[company] = list(sums[stage_count:])
+        else:  # learners of one company in several groups (regions of their own)
+            for i, value in enumerate(sums[stage_count:]):
+                hours[i] = (hours[i] or 0) + (value or 0)
     return ([SimpleNamespace(key=key, **dict(zip(STAGES, group, strict=True))) for key, group in counted.items()],
-            [SimpleNamespace(key=key, **dict(zip(hour_names, sums, strict=True))) for key, sums in companies.items()])
+            [SimpleNamespace(key=key, **dict(zip(HOUR_NAMES, sums, strict=True))) for key, sums in companies.items()])
+
+
+HOUR_NAMES = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels, in order
+
+
+def _end_days(model: Any, ends: list[tuple[dt.date | None, dt.date | None]]) -> Any:
+    """SQL: enrolled on one of the days at a period's ends (:func:`month_split`'s, each with both bounds)."""
+    return or_(*(model.enrolled_on.between(start, end) for start, end in ends))
+
+
+def _added_up(parts: list[Select[Any]], names: Sequence[str]) -> Select[Any]:
+    """The rows of ``parts`` (columns ``key`` and ``names``) added up per key, in the database."""
+    rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    return select(rows.c.key, *[func.sum(rows.c[name]).label(name) for name in names]).group_by(rows.c.key)
+
+
+def _period_counts_and_company_hours(session: Session, dimension: str, filters: Filters, split: Any
+                                     ) -> tuple[list[Any], list[Any]]:
+    """:func:`counts_and_company_hours` of a period with whole months: the months from their sums, the days at
+    either end from the seats, a learner's counted seat decided by the period's start in both (see MonthFunnel);
+    added up in the database (one row per group and per company comes back, not one per group and company)."""
+    (first, last), ends = split
+    mf, mc, lt = MonthFunnel, MonthCompany, LearnerTrack
+    groups = [select(mf.value.label("key"), *[func.sum(case((mf.stage == stage, mf.seats), else_=0)).label(stage)
+                                              for stage in STAGES])
+              .where(mf.dimension == dimension, *_in_months(mf.month, first, last),
+                     _counted_once(filters.date_from, "", mf.prev_on))
+              .group_by(mf.value)]
+    companies = [select(mc.company_id.label("key"), func.sum(mc.courses).label("taken"),
+                        func.sum(mc.completed_courses).label("done"), func.sum(mc.lab_hours).label("lab"),
+                        func.sum(mc.gpu_hours).label("gpu"), func.sum(mc.gpu_shared_hours).label("shared"))
+                 .where(*_in_months(mc.month, first, last)).group_by(mc.company_id)]
+    if ends:
+        days = _end_days(lt, ends)
+        groups.append(_learner_counts(Filters(), dimension, since=filters.date_from).where(days))
+        companies.append(select(lt.company_id.label("key"), *_hour_columns(lt)).where(days).group_by(lt.company_id))
+    # PostgreSQL adds up integers as numeric: back to int.
+    return ([SimpleNamespace(key=row.key, **{stage: int(getattr(row, stage) or 0) for stage in STAGES})
+             for row in session.execute(_added_up(groups, STAGES))],
+            [SimpleNamespace(key=key, taken=int(taken or 0), done=int(done or 0), lab=lab, gpu=gpu, shared=shared)
+             for key, taken, done, lab, gpu, shared in session.execute(_added_up(companies, HOUR_NAMES))])
 
 
 def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko",
@@ -567,13 +577,14 @@ def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[in
     lt = LearnerTrack
     learners = dict.fromkeys(bits, 0)
 
-    def add_seats(scope: Filters) -> None:
+    def add_seats(scope: Filters, *days: Any) -> None:
         def counted(bit: int) -> Any:
             active = week_bit(lt.weeks, bit) == 1
             once = _counted_once(filters.date_from, "", getattr(lt, WEEK_COLUMNS[bit]))
             return func.coalesce(func.sum(case((and_(active, once), 1), else_=0)), 0)
 
-        row = session.execute(_where(select(*[counted(bit) for bit in bits]).where(lt.weeks != 0), lt, scope)).one()
+        row = session.execute(_where(select(*[counted(bit) for bit in bits]).where(lt.weeks != 0, *days),
+                                     lt, scope)).one()
         for bit, value in zip(bits, row, strict=True):
             learners[bit] += int(value)
 
@@ -590,8 +601,8 @@ def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[in
                    _counted_once(filters.date_from, "", mf.prev_on))
             .group_by(mf.stage)):
         learners[stages[stage]] += int(seats or 0)
-    for start, end in ends:
-        add_seats(Filters(date_from=start, date_to=end))
+    if ends:
+        add_seats(Filters(), _end_days(lt, ends))
     return learners
 
 
