@@ -17,7 +17,7 @@ rebuilds two tables, in one transaction so readers see either the old or the new
 * ``stats_course_day``: ``stats_learner_course`` added up per course and day of enrollment, for the hours and
   completions per course of a period (with or without a track or a course);
 * ``stats_month_funnel`` and ``stats_month_company``: the seats added up per month of enrollment, for a period's
-  whole months (the funnel per region, industry or job role, the seats active per week, and the hours per
+  months (the funnel per region, industry or job role, the seats active per week, and the hours per
   company).
 
 ``stats_refresh`` holds when the figures were last rebuilt, shown on the page.
@@ -189,11 +189,11 @@ class CourseDay(db.Model):
 class MonthFunnel(db.Model):
     """``stats_learner_track`` added up per month of enrollment, value of one learner attribute (``dimension``:
     region, industry or job role), stage, and the day of the seat's earlier seat of that stage (``prev_on``, its
-    ``prev_*_on``).  A period's whole months are counted from these rows, the days at its ends from the seats: the
-    seats a period counts at a stage are those whose ``prev_on`` is before the period (or none), so keeping that day
-    keeps every period countable (see :func:`academy.stats.queries.month_split`).  The rows of dimension ``"week"``
-    (no value) count the seats active per week kept the same way: stage ``w<bit>``, ``prev_on`` the seat's
-    ``prev_w<bit>_on``."""
+    ``prev_*_on``).  A period's months are counted from these rows, the days of its partial months added or taken
+    off from the seats: the seats a period counts at a stage are those whose ``prev_on`` is before the period (or
+    none), so keeping that day keeps every period countable (see :func:`academy.stats.queries.month_split`).  The
+    rows of dimension ``"week"`` (no value) count the seats active per week kept the same way: stage ``w<bit>``,
+    ``prev_on`` the seat's ``prev_w<bit>_on``."""
 
     __tablename__ = "stats_month_funnel"
     __table_args__ = (Index("ix_stats_month_funnel", "dimension", "month"),)
@@ -209,7 +209,7 @@ class MonthFunnel(db.Model):
 
 class MonthCompany(db.Model):
     """``stats_learner_track`` added up per month of enrollment and company: learner-courses, completed ones and
-    hours, for the hours per company of a period's whole months."""
+    hours, for the hours per company of a period's months."""
 
     __tablename__ = "stats_month_company"
     __table_args__ = (Index("ix_stats_month_company", "month"),)

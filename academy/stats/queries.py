@@ -260,7 +260,7 @@ def _as_funnel(row: Any) -> dict[str, int]:
 def funnel(session: Session, filters: Filters) -> dict[str, int]:
     """Learners at each stage: ``enrolled``, ``started``, ``submitted``, ``passed``, ``completed_course``,
     ``completed_track``."""
-    if month_split(filters) is not None:  # a period with whole months: per region from the month sums, added up
+    if month_split(filters) is not None:  # a period over months: per region from the month sums, added up
         groups, _companies = counts_and_company_hours(session, "region", filters)
         return {stage: sum(getattr(group, stage) for group in groups) for stage in STAGES}
     return _as_funnel(session.execute(_learner_counts(filters)).one())
@@ -276,33 +276,62 @@ def _in_months(month: Any, first: str | None, last: str | None) -> list[Any]:
             if condition is not None]
 
 
-def month_split(filters: Filters) -> tuple[tuple[str | None, str | None], list[tuple[dt.date | None, dt.date | None]]
-                                            ] | None:
-    """A period alone (no other filter) that holds at least one whole month: ``((first, last), ends)``, its whole
-    months (``"2026-03"``; ``None``: no bound) and the date ranges at its ends outside them (counted from the
-    seats).  ``None`` otherwise: the figures come from the seats alone."""
+Days = tuple[dt.date, dt.date]  # first and last day
+
+
+@dataclass(frozen=True)
+class MonthSplit:
+    """A period counted from the month sums (``first`` to ``last``, ``"2026-03"``; ``None``: no bound), with
+    the days of its partial months from the seats: added (``plus``) or, where the days of such a month outside
+    the period are fewer, the whole month counted and those days taken off (``minus``)."""
+
+    first: str | None
+    last: str | None
+    plus: tuple[Days, ...]
+    minus: tuple[Days, ...]
+
+
+def _month_end(day: dt.date) -> dt.date:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+
+
+def month_split(filters: Filters) -> MonthSplit | None:
+    """A period alone (no other filter) over two months or more: its months from the month sums, the days of
+    its partial months from the seats, whichever of a partial month's days in or out of the period are fewer
+    (the seats of two weeks at most at each end are read).  ``None`` otherwise: the figures come from the seats
+    alone."""
     if filters.date_from is None and filters.date_to is None:
         return None
     if any(getattr(filters, key) is not None for key in ("track", "course", "cohort", "company", "region",
                                                           "industry", "job_role")):
         return None
     start, end = filters.date_from, filters.date_to
-    ends: list[tuple[dt.date | None, dt.date | None]] = []
+    if start is not None and end is not None and (start.year, start.month) == (end.year, end.month):
+        return None
+    plus: list[Days] = []
+    minus: list[Days] = []
     first = last = None
     if start is not None:
-        whole_from = start if start.day == 1 else (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-        first = _month(whole_from)
-        if whole_from != start:
-            ends.append((start, whole_from - dt.timedelta(days=1)))
+        month_start, month_end = start.replace(day=1), _month_end(start)
+        if (start - month_start).days < (month_end - start).days + 1:  # fewer days before the period than in it
+            first = _month(start)
+            if start != month_start:
+                minus.append((month_start, start - dt.timedelta(days=1)))
+        else:
+            first = _month(month_end + dt.timedelta(days=1))
+            plus.append((start, month_end))
     if end is not None:
-        month_end = (end.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
-        whole_to = end if end == month_end else end.replace(day=1) - dt.timedelta(days=1)
-        last = _month(whole_to)
-        if whole_to != end:
-            ends.append((whole_to + dt.timedelta(days=1), end))
+        month_start, month_end = end.replace(day=1), _month_end(end)
+        if (month_end - end).days < (end - month_start).days + 1:  # fewer days after the period than in it
+            last = _month(end)
+            if end != month_end:
+                minus.append((end + dt.timedelta(days=1), month_end))
+        else:
+            last = _month(month_start - dt.timedelta(days=1))
+            plus.append((month_start, end))
     if first is not None and last is not None and first > last:
-        return None
-    return (first, last), ends
+        return None  # no month counted whole or nearly: the seats of the period are as few
+    return MonthSplit(first, last, tuple(plus), tuple(minus))
 
 
 def _labels(session: Session, dimension: str, keys: list[Any], locale: str) -> dict[Any, str]:
@@ -380,9 +409,15 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
 HOUR_NAMES = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels, in order
 
 
-def _end_days(model: Any, ends: list[tuple[dt.date | None, dt.date | None]]) -> Any:
-    """SQL: enrolled on one of the days at a period's ends (:func:`month_split`'s, each with both bounds)."""
-    return or_(*(model.enrolled_on.between(start, end) for start, end in ends))
+def _on_days(model: Any, days: Sequence[Days]) -> Any:
+    """SQL: enrolled on one of the ``days`` (:class:`MonthSplit`'s)."""
+    return or_(*(model.enrolled_on.between(first, last) for first, last in days))
+
+
+def _negated(part: Select[Any], names: Sequence[str]) -> Select[Any]:
+    """``part`` (columns ``key`` and ``names``) with ``names`` negated: days taken off a month's sums."""
+    rows = part.subquery()
+    return select(rows.c.key, *[(-rows.c[name]).label(name) for name in names])
 
 
 def _added_up(parts: list[Select[Any]], names: Sequence[str]) -> Select[Any]:
@@ -391,12 +426,13 @@ def _added_up(parts: list[Select[Any]], names: Sequence[str]) -> Select[Any]:
     return select(rows.c.key, *[func.sum(rows.c[name]).label(name) for name in names]).group_by(rows.c.key)
 
 
-def _period_counts_and_company_hours(session: Session, dimension: str, filters: Filters, split: Any
+def _period_counts_and_company_hours(session: Session, dimension: str, filters: Filters, split: MonthSplit
                                      ) -> tuple[list[Any], list[Any]]:
-    """:func:`counts_and_company_hours` of a period with whole months: the months from their sums, the days at
-    either end from the seats, a learner's counted seat decided by the period's start in both (see MonthFunnel);
-    added up in the database (one row per group and per company comes back, not one per group and company)."""
-    (first, last), ends = split
+    """:func:`counts_and_company_hours` of a period over months: the months from their sums, the days of its
+    partial months added or taken off from the seats, a learner's counted seat decided by the period's start in
+    both (see MonthFunnel); added up in the database (one row per group and per company comes back, not one per
+    group and company)."""
+    first, last = split.first, split.last
     mf, mc, lt = MonthFunnel, MonthCompany, LearnerTrack
     groups = [select(mf.value.label("key"), *[func.sum(case((mf.stage == stage, mf.seats), else_=0)).label(stage)
                                               for stage in STAGES])
@@ -407,15 +443,22 @@ def _period_counts_and_company_hours(session: Session, dimension: str, filters: 
                         func.sum(mc.completed_courses).label("done"), func.sum(mc.lab_hours).label("lab"),
                         func.sum(mc.gpu_hours).label("gpu"), func.sum(mc.gpu_shared_hours).label("shared"))
                  .where(*_in_months(mc.month, first, last)).group_by(mc.company_id)]
-    if ends:
-        days = _end_days(lt, ends)
-        groups.append(_learner_counts(Filters(), dimension, since=filters.date_from).where(days))
-        companies.append(select(lt.company_id.label("key"), *_hour_columns(lt)).where(days).group_by(lt.company_id))
-    # PostgreSQL adds up integers as numeric: back to int.
+    for days, sign in ((split.plus, 1), (split.minus, -1)):
+        if days:
+            seats = _learner_counts(Filters(), dimension, since=filters.date_from).where(_on_days(lt, days))
+            hours = select(lt.company_id.label("key"), *_hour_columns(lt)).where(_on_days(lt, days)) \
+                .group_by(lt.company_id)
+            groups.append(seats if sign > 0 else _negated(seats, STAGES))
+            companies.append(hours if sign > 0 else _negated(hours, HOUR_NAMES))
+    # PostgreSQL adds up integers as numeric: back to int.  A group or company whose seats were all on days taken
+    # off adds up to none: not in scope.  Hours taken off leave a float's rounding error: rounded off (no lab hour
+    # shown is finer than a tenth).
     return ([SimpleNamespace(key=row.key, **{stage: int(getattr(row, stage) or 0) for stage in STAGES})
-             for row in session.execute(_added_up(groups, STAGES))],
-            [SimpleNamespace(key=key, taken=int(taken or 0), done=int(done or 0), lab=lab, gpu=gpu, shared=shared)
-             for key, taken, done, lab, gpu, shared in session.execute(_added_up(companies, HOUR_NAMES))])
+             for row in session.execute(_added_up(groups, STAGES)) if row.enrolled],
+            [SimpleNamespace(key=key, taken=int(taken), done=int(done or 0),
+                             **{name: round(value or 0.0, 6) for name, value in zip(HOUR_NAMES[2:], hours,
+                                                                                     strict=True)})
+             for key, taken, done, *hours in session.execute(_added_up(companies, HOUR_NAMES)) if taken])
 
 
 def by(session: Session, dimension: str, filters: Filters, *, locale: str = "ko",
@@ -570,14 +613,14 @@ def weekly_active(session: Session, filters: Filters, *, weeks: int = 12, today:
 def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[int, int]:
     """Active learners per bit of ``weeks`` where several seats of a learner may be in scope: each learner once,
     by the seat in scope whose earlier seat active that week is not (``prev_w<bit>_on``, as the funnel's stages);
-    a period's whole months from the month sums (``stats_month_funnel``, dimension "week"), its end days and any
-    other filter from the seats."""
+    a period's months from the month sums (``stats_month_funnel``, dimension "week"), the days of its partial
+    months and any other filter from the seats."""
     from academy.stats.refresh import WEEK_DIMENSION
 
     lt = LearnerTrack
     learners = dict.fromkeys(bits, 0)
 
-    def add_seats(scope: Filters, *days: Any) -> None:
+    def add_seats(scope: Filters, *days: Any, sign: int = 1) -> None:
         def counted(bit: int) -> Any:
             active = week_bit(lt.weeks, bit) == 1
             once = _counted_once(filters.date_from, "", getattr(lt, WEEK_COLUMNS[bit]))
@@ -586,13 +629,13 @@ def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[in
         row = session.execute(_where(select(*[counted(bit) for bit in bits]).where(lt.weeks != 0, *days),
                                      lt, scope)).one()
         for bit, value in zip(bits, row, strict=True):
-            learners[bit] += int(value)
+            learners[bit] += sign * int(value)
 
     split = month_split(filters)
     if split is None:
         add_seats(filters)
         return learners
-    (first, last), ends = split
+    first, last = split.first, split.last
     mf = MonthFunnel
     stages = {f"w{bit}": bit for bit in bits}
     for stage, seats in session.execute(
@@ -601,8 +644,9 @@ def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[in
                    _counted_once(filters.date_from, "", mf.prev_on))
             .group_by(mf.stage)):
         learners[stages[stage]] += int(seats or 0)
-    if ends:
-        add_seats(Filters(), _end_days(lt, ends))
+    for days, sign in ((split.plus, 1), (split.minus, -1)):
+        if days:
+            add_seats(Filters(), _on_days(lt, days), sign=sign)
     return learners
 
 

@@ -297,7 +297,7 @@ def _add_up_days(session: Session) -> None:
          "gpu_shared_hours"], days))
 
 
-#: The learner attributes whose funnel a period's whole months are counted for (``stats_month_funnel``).
+#: The learner attributes whose funnel a period's months are counted for (``stats_month_funnel``).
 MONTH_DIMENSIONS = ("region", "industry", "job_role")
 #: ``stats_month_funnel``'s rows of the seats active per week kept (stage ``w<bit>``, no value).
 WEEK_DIMENSION = "week"

@@ -84,7 +84,10 @@ CASES = [Filters(), Filters(track=2), Filters(course=21), Filters(cohort=101), F
              # whole months with days at one end, the other or both (stats_month_funnel and the seats together)
              (dt.date(2026, 3, 1), dt.date(2026, 8, 31)), (dt.date(2026, 3, 2), dt.date(2026, 9, 15)),
              (dt.date(2026, 5, 2), dt.date(2026, 8, 30)), (None, dt.date(2026, 8, 31)), (dt.date(2026, 5, 1), None),
-             (dt.date(2026, 4, 20), dt.date(2026, 5, 31)), (dt.date(2026, 5, 2), dt.date(2026, 6, 30)))],
+             (dt.date(2026, 4, 20), dt.date(2026, 5, 31)), (dt.date(2026, 5, 2), dt.date(2026, 6, 30)),
+             # partial months from their seats added, or the month whole and the days outside taken off
+             (dt.date(2026, 8, 20), dt.date(2026, 11, 30)), (dt.date(2026, 3, 2), dt.date(2026, 11, 9)),
+             (dt.date(2026, 3, 3), dt.date(2026, 11, 8)))],
          Filters(region="pohang", date_from=DAYS[1]), Filters(track=1, date_from=DAYS[2], date_to=DAYS[3]),
          Filters(company=9, date_to=DAYS[3]), Filters(course=12, industry="battery", date_from=DAYS[1])]
 
