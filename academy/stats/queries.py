@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import Integer, Select, and_, case, cast, func, or_, select, union_all
+from sqlalchemy import Integer, Select, and_, case, cast, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from academy.catalog.models import Assignment, Course, Track
@@ -409,21 +409,28 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
 HOUR_NAMES = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels, in order
 
 
+NO_DAYS = (dt.date.max, dt.date.min)  # a range no day is in
+
+
 def _on_days(model: Any, days: Sequence[Days]) -> Any:
-    """SQL: enrolled on one of the ``days`` (:class:`MonthSplit`'s)."""
-    return or_(*(model.enrolled_on.between(first, last) for first, last in days))
+    """SQL: enrolled on one of the ``days`` (:class:`MonthSplit`'s: two ranges at most), as two ranges always,
+    so that the statements of every period with partial months are the same, compiled once per process."""
+    return or_(*(model.enrolled_on.between(first, last) for first, last in (*days, NO_DAYS, NO_DAYS)[:2]))
 
 
-def _negated(part: Select[Any], names: Sequence[str]) -> Select[Any]:
-    """``part`` (columns ``key`` and ``names``) with ``names`` negated: days taken off a month's sums."""
-    rows = part.subquery()
-    return select(rows.c.key, *[(-rows.c[name]).label(name) for name in names])
+def _partial_days(split: MonthSplit) -> tuple[Any, Any]:
+    """SQL over the seats: enrolled on a day of ``split``'s partial months (``plus`` or ``minus``), and the sign
+    its figures are counted with (1, or -1 for the days taken off a month counted whole)."""
+    lt = LearnerTrack
+    return or_(_on_days(lt, split.plus), _on_days(lt, split.minus)), case((_on_days(lt, split.minus), -1), else_=1)
 
 
 def _added_up(parts: list[Select[Any]], names: Sequence[str]) -> Select[Any]:
-    """The rows of ``parts`` (columns ``key`` and ``names``) added up per key, in the database."""
-    rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-    return select(rows.c.key, *[func.sum(rows.c[name]).label(name) for name in names]).group_by(rows.c.key)
+    """The rows of ``parts`` (columns ``key``, ``names`` and ``sign``) added up per key with their signs, in the
+    database."""
+    rows = union_all(*parts).subquery()
+    return select(rows.c.key, *[func.sum(rows.c[name] * rows.c.sign).label(name) for name in names]) \
+        .group_by(rows.c.key)
 
 
 def _period_counts_and_company_hours(session: Session, dimension: str, filters: Filters, split: MonthSplit
@@ -435,21 +442,21 @@ def _period_counts_and_company_hours(session: Session, dimension: str, filters: 
     first, last = split.first, split.last
     mf, mc, lt = MonthFunnel, MonthCompany, LearnerTrack
     groups = [select(mf.value.label("key"), *[func.sum(case((mf.stage == stage, mf.seats), else_=0)).label(stage)
-                                              for stage in STAGES])
+                                              for stage in STAGES], literal(1).label("sign"))
               .where(mf.dimension == dimension, *_in_months(mf.month, first, last),
                      _counted_once(filters.date_from, "", mf.prev_on))
               .group_by(mf.value)]
     companies = [select(mc.company_id.label("key"), func.sum(mc.courses).label("taken"),
                         func.sum(mc.completed_courses).label("done"), func.sum(mc.lab_hours).label("lab"),
-                        func.sum(mc.gpu_hours).label("gpu"), func.sum(mc.gpu_shared_hours).label("shared"))
+                        func.sum(mc.gpu_hours).label("gpu"), func.sum(mc.gpu_shared_hours).label("shared"),
+                        literal(1).label("sign"))
                  .where(*_in_months(mc.month, first, last)).group_by(mc.company_id)]
-    for days, sign in ((split.plus, 1), (split.minus, -1)):
-        if days:
-            seats = _learner_counts(Filters(), dimension, since=filters.date_from).where(_on_days(lt, days))
-            hours = select(lt.company_id.label("key"), *_hour_columns(lt)).where(_on_days(lt, days)) \
-                .group_by(lt.company_id)
-            groups.append(seats if sign > 0 else _negated(seats, STAGES))
-            companies.append(hours if sign > 0 else _negated(hours, HOUR_NAMES))
+    if split.plus or split.minus:
+        days, sign = _partial_days(split)
+        groups.append(_learner_counts(Filters(), dimension, since=filters.date_from).add_columns(sign.label("sign"))
+                      .where(days).group_by(sign))
+        companies.append(select(lt.company_id.label("key"), *_hour_columns(lt), sign.label("sign"))
+                         .where(days).group_by(lt.company_id, sign))
     # PostgreSQL adds up integers as numeric: back to int.  A group or company whose seats were all on days taken
     # off adds up to none: not in scope.  Hours taken off leave a float's rounding error: rounded off (no lab hour
     # shown is finer than a tenth).
@@ -620,16 +627,16 @@ def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[in
     lt = LearnerTrack
     learners = dict.fromkeys(bits, 0)
 
-    def add_seats(scope: Filters, *days: Any, sign: int = 1) -> None:
+    def add_seats(scope: Filters, *days: Any, sign: Any = 1) -> None:
         def counted(bit: int) -> Any:
             active = week_bit(lt.weeks, bit) == 1
             once = _counted_once(filters.date_from, "", getattr(lt, WEEK_COLUMNS[bit]))
-            return func.coalesce(func.sum(case((and_(active, once), 1), else_=0)), 0)
+            return func.coalesce(func.sum(case((and_(active, once), sign), else_=0)), 0)
 
         row = session.execute(_where(select(*[counted(bit) for bit in bits]).where(lt.weeks != 0, *days),
                                      lt, scope)).one()
         for bit, value in zip(bits, row, strict=True):
-            learners[bit] += sign * int(value)
+            learners[bit] += int(value)
 
     split = month_split(filters)
     if split is None:
@@ -644,9 +651,9 @@ def _weekly_once(session: Session, filters: Filters, bits: list[int]) -> dict[in
                    _counted_once(filters.date_from, "", mf.prev_on))
             .group_by(mf.stage)):
         learners[stages[stage]] += int(seats or 0)
-    for days, sign in ((split.plus, 1), (split.minus, -1)):
-        if days:
-            add_seats(Filters(), _on_days(lt, days), sign=sign)
+    if split.plus or split.minus:
+        days, sign = _partial_days(split)
+        add_seats(Filters(), days, sign=sign)
     return learners
 
 
