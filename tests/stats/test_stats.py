@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 from typing import Any
 
 import openpyxl
@@ -306,6 +307,13 @@ def test_the_admin_lands_on_the_statistics(app: Flask, small: dict[str, Any], ma
     page = client.get("/admin/")
     body = page.get_data(as_text=True)
     assert page.status_code == 200 and 'data-figure="enrolled">4<' in body and "chart-funnel" in body
+    # The counters: six learners and the admin, L6's request awaiting approval, one cohort, and the unsent mail.
+    from academy.mail.models import OutboxMessage
+
+    unsent = _at(app, lambda: db.session.scalar(select(func.count()).select_from(OutboxMessage)
+                                                .where(OutboxMessage.sent_at.is_(None))))
+    counters = dict(re.findall(r'href="/admin/([a-z]+)">[^<]+</a>: <strong>([0-9]+)</strong>', body))
+    assert counters == {"users": "7", "approvals": "1", "cohorts": "1", "outbox": str(unsent)}, counters
     assert "stats-data" in body and "(주)구미배터리" in body
     filtered = client.get(f"/admin/?company={small['battery']}&by=job_role").get_data(as_text=True)
     assert 'data-figure="enrolled">2<' in filtered
