@@ -59,8 +59,8 @@ WARM_BUDGET_S = 10.0
 
 def _stats_views(session: Any) -> list[dict[str, str]]:
     """One statistics view of each kind an admin chooses alone (each compiles its own statements), as the page's
-    query string: none, a track, a course, a cohort, a company, a region, an industry, a job role, and a period
-    that starts and ends inside a month (whole months and the days around them)."""
+    query string: none, a track, a course, a cohort, a company, a region, an industry, a job role, a period that
+    starts and ends inside a month (whole months and the days around them), and one of whole months."""
     from sqlalchemy import func, select
 
     from academy.catalog.models import Course, Track
@@ -83,6 +83,11 @@ def _stats_views(session: Any) -> list[dict[str, str]]:
               {"job_role": next(iter(reference.JOB_ROLES))},
               {"from": (earliest + dt.timedelta(days=1)).isoformat(),
                "to": (latest - dt.timedelta(days=1)).isoformat()}]
+    # And whole months (their statements are others): from the month after the first day to the month of the last.
+    first_month = (earliest.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    last_month_end = latest.replace(day=1) - dt.timedelta(days=1)
+    if first_month < last_month_end:
+        views.append({"from": first_month.isoformat(), "to": last_month_end.isoformat()})
     return views
 
 
