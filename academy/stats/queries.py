@@ -386,27 +386,27 @@ def counts_and_company_hours(session: Session, dimension: str, filters: Filters)
     if split is not None:
         return _period_counts_and_company_hours(session, dimension, filters, split)
     # Added up as lists in the columns' order (thousands of rows per scan: no lookups by name per cell).
-    counted: dict[Any, list[int]] = {}
+    counted: dict[Any, list[Any]] = {}
     companies: dict[Any, list[Any]] = {}
     stage_count = len(STAGES)
     for key, company, *sums in session.execute(_learner_counts(filters, dimension, by_company=True)):
-        group = counted.get(key)
-        if group is None:
-            counted[key] = [value or 0 for value in sums[:stage_count]]
-        else:
-            for i, value in enumerate(sums[:stage_count]):
-                group[i] += value or 0
-        hours = companies.get(company)
-        if hours is None:
-            companies[company] = list(sums[stage_count:])
-        else:  # learners of one company in several groups (regions of their own)
-            for i, value in enumerate(sums[stage_count:]):
-                hours[i] = (hours[i] or 0) + (value or 0)
+        _add_into(counted, key, sums[:stage_count])
+        _add_into(companies, company, sums[stage_count:])  # a company's learners may be in several groups
     return ([SimpleNamespace(key=key, **dict(zip(STAGES, group, strict=True))) for key, group in counted.items()],
             [SimpleNamespace(key=key, **dict(zip(HOUR_NAMES, sums, strict=True))) for key, sums in companies.items()])
 
 
 HOUR_NAMES = ("taken", "done", "lab", "gpu", "shared")  # :func:`_hour_columns`' labels, in order
+
+
+def _add_into(sums: dict[Any, list[Any]], key: Any, values: Sequence[Any]) -> None:
+    """Add ``values`` into ``sums[key]`` one by one (``None`` as nothing)."""
+    kept = sums.get(key)
+    if kept is None:
+        sums[key] = [value or 0 for value in values]
+    else:
+        for i, value in enumerate(values):
+            kept[i] += value or 0
 
 
 NO_DAYS = (dt.date.max, dt.date.min)  # a range no day is in
