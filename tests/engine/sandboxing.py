@@ -52,8 +52,9 @@ def leftovers(*, uid: int | None, marker: str) -> list[tuple[int, int, bytes]]:
     ]
 
 
-def assert_no_leftovers(workdir: Path, marker: str | None = None, timeout: float = 3.0) -> None:
-    """No process of the kernel's host uid, none naming the workdir or ``marker``, no cgroup."""
+def assert_no_leftovers(workdir: Path, marker: str | None = None, timeout: float = 15.0) -> None:
+    """No process of the kernel's host uid, none naming the workdir or ``marker``, no cgroup.  Polled for up to
+    ``timeout`` seconds each (on a loaded machine, a killed kernel's group could still be busy after 3 s)."""
     uid = os.stat(workdir).st_uid
     uid = uid if uid != os.getuid() else None
     deadline = time.monotonic() + timeout
