@@ -291,7 +291,8 @@ class MonthSplit:
     minus: tuple[Days, ...]
 
 
-def _month_end(day: dt.date) -> dt.date:
+def month_end(day: dt.date) -> dt.date:
+    """The last day of ``day``'s month."""
     return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
@@ -312,20 +313,20 @@ def month_split(filters: Filters) -> MonthSplit | None:
     minus: list[Days] = []
     first = last = None
     if start is not None:
-        month_start, month_end = start.replace(day=1), _month_end(start)
-        if (start - month_start).days < (month_end - start).days + 1:  # fewer days before the period than in it
+        month_start, last_day = start.replace(day=1), month_end(start)
+        if (start - month_start).days < (last_day - start).days + 1:  # fewer days before the period than in it
             first = _month(start)
             if start != month_start:
                 minus.append((month_start, start - dt.timedelta(days=1)))
         else:
-            first = _month(month_end + dt.timedelta(days=1))
-            plus.append((start, month_end))
+            first = _month(last_day + dt.timedelta(days=1))
+            plus.append((start, last_day))
     if end is not None:
-        month_start, month_end = end.replace(day=1), _month_end(end)
-        if (month_end - end).days < (end - month_start).days + 1:  # fewer days after the period than in it
+        month_start, last_day = end.replace(day=1), month_end(end)
+        if (last_day - end).days < (end - month_start).days + 1:  # fewer days after the period than in it
             last = _month(end)
-            if end != month_end:
-                minus.append((end + dt.timedelta(days=1), month_end))
+            if end != last_day:
+                minus.append((end + dt.timedelta(days=1), last_day))
         else:
             last = _month(month_start - dt.timedelta(days=1))
             plus.append((month_start, end))
@@ -446,10 +447,7 @@ def _period_counts_and_company_hours(session: Session, dimension: str, filters: 
               .where(mf.dimension == dimension, *_in_months(mf.month, first, last),
                      _counted_once(filters.date_from, "", mf.prev_on))
               .group_by(mf.value)]
-    companies = [select(mc.company_id.label("key"), func.sum(mc.courses).label("taken"),
-                        func.sum(mc.completed_courses).label("done"), func.sum(mc.lab_hours).label("lab"),
-                        func.sum(mc.gpu_hours).label("gpu"), func.sum(mc.gpu_shared_hours).label("shared"),
-                        literal(1).label("sign"))
+    companies = [select(mc.company_id.label("key"), *_hour_columns(mc), literal(1).label("sign"))
                  .where(*_in_months(mc.month, first, last)).group_by(mc.company_id)]
     if split.plus or split.minus:
         days, sign = _partial_days(split)
@@ -535,7 +533,7 @@ def hour_groups(session: Session, filters: Filters, dimension: str) -> list[Any]
 
 
 def _hour_columns(lc: Any) -> list[Any]:
-    """:func:`hour_groups`' sums over rows of ``lc`` (learner-courses, seats or days)."""
+    """:func:`hour_groups`' sums over rows of ``lc`` (learner-courses, seats, days or months)."""
     if lc is not LearnerCourse:
         taken, done = func.sum(lc.courses), func.sum(lc.completed_courses)
     else:

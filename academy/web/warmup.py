@@ -66,6 +66,7 @@ def _stats_views(session: Any) -> list[dict[str, str]]:
     from academy.catalog.models import Course, Track
     from academy.enrollment.models import Cohort
     from academy.stats.models import LearnerCourse
+    from academy.stats.queries import month_end
     from academy.users import reference
     from academy.users.models import Company
 
@@ -84,7 +85,7 @@ def _stats_views(session: Any) -> list[dict[str, str]]:
               {"from": (earliest + dt.timedelta(days=1)).isoformat(),
                "to": (latest - dt.timedelta(days=1)).isoformat()}]
     # And whole months (their statements are others): from the month after the first day to the month of the last.
-    first_month = (earliest.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    first_month = month_end(earliest) + dt.timedelta(days=1)
     last_month_end = latest.replace(day=1) - dt.timedelta(days=1)
     if first_month < last_month_end:
         views.append({"from": first_month.isoformat(), "to": last_month_end.isoformat()})
