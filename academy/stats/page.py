@@ -256,18 +256,21 @@ class FilterOptions:
 
     @classmethod
     def of(cls, options: list[tuple[str, str]]) -> FilterOptions:
-        rendered = tuple(f'<option value="{escape(value)}">{escape(text)}</option>' for value, text in options)
-        return cls(options=tuple(options), rendered=rendered,
+        return cls(options=tuple(options), rendered=tuple(_option(value, text) for value, text in options),
                    positions={value: i for i, (value, _text) in enumerate(options)})
 
     def html(self, chosen: str | None) -> Markup:
         """The options, ``chosen`` (a value, as in the query string) marked selected."""
         i = self.positions.get(chosen) if chosen else None
         if i is None:
-            return Markup("".join(self.rendered))  # noqa: S704 - every value and text escaped above
-        value, text = self.options[i]
-        selected = f'<option value="{escape(value)}" selected>{escape(text)}</option>'
-        return Markup("".join((*self.rendered[:i], selected, *self.rendered[i + 1:])))  # noqa: S704 - escaped
+            return Markup("".join(self.rendered))  # noqa: S704 - every value and text escaped by _option
+        selected = _option(*self.options[i], selected=True)
+        return Markup("".join((*self.rendered[:i], selected, *self.rendered[i + 1:])))  # noqa: S704 - as above
+
+
+def _option(value: str, text: str, *, selected: bool = False) -> str:
+    """One ``<option>``, its value and text escaped."""
+    return f'<option value="{escape(value)}"{" selected" if selected else ""}>{escape(text)}</option>'
 
 
 def filter_options(session: Session, locale: str, stamp: Any, kept: dict[Any, Any]) -> dict[str, FilterOptions]:
