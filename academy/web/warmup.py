@@ -84,7 +84,8 @@ def _stats_views(session: Any) -> list[dict[str, str]]:
               {"job_role": next(iter(reference.JOB_ROLES))},
               {"from": (earliest + dt.timedelta(days=1)).isoformat(),
                "to": (latest - dt.timedelta(days=1)).isoformat()}]
-    # And whole months (their statements are others): from the month after the first day to the month of the last.
+    # And whole months (their statements are others): from the month after the first day's to the month before the
+    # last day's.
     first_month = month_end(earliest) + dt.timedelta(days=1)
     last_month_end = latest.replace(day=1) - dt.timedelta(days=1)
     if first_month < last_month_end:
