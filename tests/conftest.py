@@ -81,8 +81,9 @@ def _share_jinja_bytecode() -> None:
     """Compile each template once per test process instead of once per app.
 
     Every app has a Jinja environment of its own, and a test's first page of each kind parsed and compiled its
-    templates again: a fifth of the CPU of the suite's page tests.  Jinja's bytecode cache keeps the compiled
-    code by template name and checks it against the source's checksum, so an edited template is compiled anew;
+    templates again: about a tenth of the CPU of the suite's page tests.  Jinja's bytecode cache keeps the
+    compiled code by template name and file and checks it against the source's checksum, so an edited template
+    is compiled anew;
     every app of the suite is made by the same ``create_app``, with the same Jinja settings.
     """
     from jinja2 import BytecodeCache
