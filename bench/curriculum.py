@@ -48,30 +48,19 @@ def _plain(path: Path) -> float:
     """Seconds for nbclient to run the notebook in the lab's kernel, in a copy of its folder."""
     import shutil
 
-    import nbformat
-    from jupyter_client import KernelManager
-    from jupyter_client.kernelspec import KernelSpecManager
-    from nbclient import NotebookClient
+    from labkernel import run_notebook
 
-    lab_python = os.environ.get("ACADEMY_LAB_PYTHON") or str(ROOT / ".venv-lab" / "bin" / "python")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(shutil.copytree(path.parent, Path(tmp) / "nb"))
-        spec_dir = Path(tmp) / "kernels" / "lab"
-        spec_dir.mkdir(parents=True)
-        (spec_dir / "kernel.json").write_text(json.dumps({
-            "argv": [lab_python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "lab", "language": "python"}), encoding="utf-8")
-        manager = KernelSpecManager(kernel_dirs=[str(spec_dir.parent)])
-        notebook = nbformat.read(folder / path.name, as_version=4)
-        kernel = KernelManager(kernel_name="lab", kernel_spec_manager=manager)
-        client = NotebookClient(notebook, km=kernel, timeout=600, resources={"metadata": {"path": str(folder)}})
-        started = time.perf_counter()
-        client.execute()
-        return time.perf_counter() - started
+        run = run_notebook(folder / path.name, folder)
+        if run.error:
+            raise RuntimeError(f"{path}: {run.error}")
+        return run.seconds
 
 
-def _graded(course: str, assignment: str, path: Path, cache: Path) -> tuple[float, float, float]:
-    """Seconds for the grader to grade the source as a submission; its score and the maximum."""
+def _graded(course: str, assignment: str, path: Path, cache: Path) -> tuple[float, float, float, str]:
+    """Seconds for the grader to grade the source as a submission; its score, the maximum and the status with
+    the first problem when it was not graded (the sandbox missing, say: no cell is scored, 0 of 0)."""
     from academy.engine.pipeline import grade_submission
 
     here = os.getcwd()
@@ -83,7 +72,10 @@ def _graded(course: str, assignment: str, path: Path, cache: Path) -> tuple[floa
         os.chdir(here)
     seconds = time.perf_counter() - started
     cells = [c for nb in result.get("notebooks", []) for c in nb.get("cells", []) if not c.get("needs_manual_grading")]
-    return seconds, sum(c.get("score") or 0 for c in cells), sum(c.get("max_score") or 0 for c in cells)
+    status = result.get("status", "?")
+    if status != "graded":
+        status += f": {(result.get('problems') or ['no problem said'])[0]}"[:200]
+    return seconds, sum(c.get("score") or 0 for c in cells), sum(c.get("max_score") or 0 for c in cells), status
 
 
 def main() -> int:
@@ -99,24 +91,25 @@ def main() -> int:
         print(f"{'notebook':<64} {'plain s':>8} {'grader s':>9} {'ratio':>6} {'score':>9}")
         for course, assignment, path in _notebooks(set(args.course)):
             plain = _plain(path)
-            graded, score, top = _graded(course, assignment, path, cache)
+            graded, score, top, status = _graded(course, assignment, path, cache)
             name = f"{course}/{assignment}/{path.name}"
             rows.append({"notebook": name, "plain_s": round(plain, 2), "grader_s": round(graded, 2),
-                         "ratio": round(graded / plain, 2), "score": score, "max_score": top})
-            print(f"{name:<64} {plain:>8.1f} {graded:>9.1f} {graded / plain:>6.2f} {score:>4g}/{top:<4g}", flush=True)
+                         "ratio": round(graded / plain, 2), "score": score, "max_score": top, "status": status})
+            print(f"{name:<64} {plain:>8.1f} {graded:>9.1f} {graded / plain:>6.2f} {score:>4g}/{top:<4g}"
+                  f"{'' if status == 'graded' else '  ' + status}", flush=True)
     slowest = max(rows, key=lambda r: r["grader_s"])
     summary = {"notebooks": len(rows), "plain_total_s": round(sum(r["plain_s"] for r in rows), 1),
                "grader_total_s": round(sum(r["grader_s"] for r in rows), 1), "slowest": slowest["notebook"],
                "slowest_plain_s": slowest["plain_s"], "slowest_grader_s": slowest["grader_s"], "limit_s": LIMIT_S,
                "slowest_share_of_limit": round(slowest["grader_s"] / LIMIT_S, 2),
-               "full_marks": all(r["score"] >= r["max_score"] for r in rows)}
+               "full_marks": all(r["status"] == "graded" and 0 < r["max_score"] <= r["score"] for r in rows)}
     print(f"\n{summary['notebooks']} notebooks: plain {summary['plain_total_s']} s, grader "
           f"{summary['grader_total_s']} s in all; slowest {slowest['notebook']}: {slowest['grader_s']} s in the "
           f"grader ({summary['slowest_share_of_limit']:.0%} of the {LIMIT_S:g} s limit), {slowest['plain_s']} s plain; "
           f"every source at full marks: {summary['full_marks']}")
     if args.json:
         print(json.dumps({"rows": rows, **summary}))
-    return 0
+    return 0 if summary["full_marks"] else 1
 
 
 if __name__ == "__main__":

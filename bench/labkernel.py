@@ -1,0 +1,73 @@
+"""A notebook run top to bottom in the learners' kernel, as a lab runs it: what the notebook benchmarks share.
+
+Imported by ``bench/curriculum.py``, ``bench/gpu_check.py`` and ``bench/gpu_track.py``.  It needs only nbformat,
+jupyter_client and nbclient, so it also runs on a lent GPU machine with the device kit (``bench/device/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lab_python() -> str:
+    """The learners' interpreter: ``$ACADEMY_LAB_PYTHON``, else the repository's ``.venv-lab``."""
+    return os.environ.get("ACADEMY_LAB_PYTHON") or str(ROOT / ".venv-lab" / "bin" / "python")
+
+
+@dataclass
+class Run:
+    """One notebook's run: seconds, the first error (None: every cell ran), and its cells' printed text."""
+
+    seconds: float
+    error: str | None
+    outputs: list[str] = field(default_factory=list)
+
+
+def run_notebook(notebook: Any, folder: str | Path, *, timeout: float = 600, env: dict[str, str] | None = None,
+                 allow_errors: bool = False) -> Run:
+    """Run ``notebook`` (a path, or an nbformat node) in the lab's kernel with ``folder`` as its working directory.
+
+    ``env`` is added to this process's environment, which the kernel inherits (call it in a process of its own
+    when it must not leak).  ``timeout`` is nbclient's limit for each cell.  With ``allow_errors`` every cell runs
+    even after one fails, and the first failure is still reported.  A failure is a figure here, not an exception.
+    """
+    import nbformat
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+    from nbclient import NotebookClient
+
+    if env:
+        os.environ.update(env)
+    folder = Path(folder)
+    spec_dir = folder.parent / f".{folder.name}-kernels" / "lab"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [lab_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "lab", "language": "python"}), encoding="utf-8")
+    nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, str | Path) else notebook
+    kernel = KernelManager(kernel_name="lab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir.parent)]))
+    client = NotebookClient(nb, km=kernel, timeout=timeout, allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(folder)}})
+    started = time.perf_counter()
+    error = None
+    try:
+        client.execute()
+    except Exception as exc:  # noqa: BLE001 - CellExecutionError, CellTimeoutError, DeadKernelError...
+        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+    seconds = time.perf_counter() - started
+    outputs = []
+    for cell in nb.cells:
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        outputs.append(text)
+        if error is None and allow_errors:
+            failed = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if failed:
+                error = f"{failed[0].get('ename')}: {str(failed[0].get('evalue'))[:300]}"
+    return Run(seconds=seconds, error=error, outputs=outputs)
