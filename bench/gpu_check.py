@@ -143,32 +143,12 @@ def granted_kernel(policy: Any, device: dict[str, Any], tmp: Path) -> dict[str, 
 
 # -- 3. a class at once -------------------------------------------------------------------------------------------
 
-def _lab_python() -> str:
-    return os.environ.get("ACADEMY_LAB_PYTHON") or str(ROOT / ".venv-lab" / "bin" / "python")
-
-
 def _run_as_lab(notebook: str, env: dict[str, str], folder: str) -> dict[str, Any]:
     """One learner's lab: the notebook run top to bottom in the lab's kernel with the seat's environment."""
-    import nbformat
-    from jupyter_client import KernelManager
-    from jupyter_client.kernelspec import KernelSpecManager
-    from nbclient import NotebookClient
+    from labkernel import run_notebook
 
-    os.environ.update(env)  # this process is the learner's server: its kernel inherits the environment
-    spec_dir = Path(folder) / "kernels" / "lab"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [_lab_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "lab", "language": "python"}), encoding="utf-8")
-    nb = nbformat.read(Path(folder) / notebook, as_version=4)
-    kernel = KernelManager(kernel_name="lab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir.parent)]))
-    client = NotebookClient(nb, km=kernel, timeout=NOTEBOOK_TIMEOUT, resources={"metadata": {"path": folder}})
-    started = time.perf_counter()
-    try:
-        client.execute()
-        return {"seconds": time.perf_counter() - started, "error": None}
-    except Exception as exc:  # noqa: BLE001 - a learner's failure is a figure, not the end of the check
-        return {"seconds": time.perf_counter() - started, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    run = run_notebook(Path(folder) / notebook, folder, timeout=NOTEBOOK_TIMEOUT, env=env)
+    return {"seconds": run.seconds, "error": run.error}
 
 
 class Sampler(threading.Thread):
@@ -271,6 +251,7 @@ def grade_course(course: str, policy: Any, device_name: str, tmp: Path) -> list[
                 row["gpu_named_in_outputs"] = any(device_name in text for text in result.executed.values())
         row["ok"] = (row["gpu_status"] == "graded" and row["gpu_score"] == row["cpu_score"]
                      and row["gpu_named_in_outputs"] and not row["gpu_problems"])
+        print(f"  graded: {json.dumps(row, default=str)}", flush=True)
         rows.append(row)
     return rows
 
@@ -281,6 +262,11 @@ def _first_notebook(course: str) -> Path:
     course_dir = ROOT / "courses" / course
     first = tomllib.loads((course_dir / "course.toml").read_text(encoding="utf-8"))["assignments"][0]["id"]
     return sorted((course_dir / "source" / first).glob("*.ipynb"))[0]
+
+
+def _so_far(part: str, figures: dict[str, Any]) -> None:
+    """One part's figures as soon as they are measured: a run cut off still leaves them in its output."""
+    print(f"  {part}: {json.dumps(figures[part], default=str)}", flush=True)
 
 
 def _table(rows: list[tuple[str, Any]]) -> None:
@@ -330,10 +316,12 @@ def main() -> int:
         else:
             print(f"\nA sandboxed kernel granted {device['index']} ...", flush=True)
             figures["kernel"] = granted_kernel(policy, device, tmp)
+            _so_far("kernel", figures)
             ok &= figures["kernel"]["ok"]
         learners = args.learners or min(device["seats"].get(SHARED_PROFILE, 1) or 1, 64)
         print(f"{learners} learners at once on {device['index']} ...", flush=True)
         figures["class"] = class_at_once(settings, device, _first_notebook(args.course), learners, tmp)
+        _so_far("class", figures)
         ok &= figures["class"]["ok"]
         if policy is not None:
             print(f"Grading {args.course} on the GPU and on the CPU ...", flush=True)
