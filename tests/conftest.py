@@ -466,6 +466,7 @@ SLOW_FILES = (
     "tests/labs/test_demo_stop.py", "tests/web/test_browser_staff.py", "tests/catalog/test_init_checks.py",
     "tests/web/test_accessibility.py", "tests/grading/test_publish_checks.py", "tests/curriculum/test_ai_basics.py",
     "tests/labs/test_lab_portal_link.py", "tests/engine/test_anticheat.py", "tests/test_cli.py",
+    "tests/labs/test_gpu_track_bench.py",
 )
 
 

@@ -1,0 +1,176 @@
+"""The GPU track on a GPU: each notebook at its GPU size on the GPU, and the same work on the CPU.
+
+Run from the repository root with the portal's environment, on a machine with an NVIDIA GPU::
+
+    .venv/bin/python bench/gpu_track.py [--course ID ...] [--cpu-notebook PATH ...] [--cpu-limit S] [--json]
+
+The GPU track is every course whose ``lab_profile`` is ``gpu`` (or the courses named).  Its notebooks choose
+their size by device (``torch.cuda.is_available()``): realistic image sizes and data volumes on a GPU, a small
+size of the same code on the CPU, which the grader and CI run.  This measures what the GPU size costs:
+
+1. **On the GPU.** Every source notebook of the track, top to bottom in the lab's kernel as a GPU lab runs it
+   (the GPU visible, no sandbox): seconds, the first error, and the lines the notebook prints about its device,
+   size and timings (``GPU 사용``, ``학습 시간``, the speed-ups the ``why-gpu`` exercise measures).
+2. **The same work on the CPU.** Each ``--cpu-notebook`` (default: the track's first notebook,
+   ``dl-vision/source/01-defect-cnn``) again at its GPU size but computing on the CPU: the GPU stays visible,
+   so the notebook picks its GPU size, and one cell added after the one that picks the device sets it to the
+   CPU.  Cut off after ``--cpu-limit`` seconds (a run cut off is reported as "more than").  Reported: both
+   times and their ratio, and the notebook's own training times.
+
+On a machine without a GPU it says so and runs part 1 at the notebooks' CPU size: a check that the script and
+the notebooks work.  With ``--json`` the last line of standard output is one JSON object of every figure.  Exit
+status 1 when a notebook failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import re
+import shutil
+import sys
+import tempfile
+import tomllib
+from concurrent.futures import ProcessPoolExecutor, TimeoutError
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# The lines a GPU-track notebook prints about its device, its size and its timings (not each epoch's loss).
+REPORTED = re.compile(r"GPU|CPU|cpu|cuda|학습 시간|ms|장/초|\d+×\d+")
+EPOCH = re.compile(r"^\s*(\[\w+\] )?에포크 \d+:")
+DEVICE_PICK = "torch.cuda.is_available()"
+TO_CPU = ('# bench/gpu_track.py: the GPU size, computed on the CPU\n'
+          'device = torch.device("cpu") if isinstance(device, torch.device) else "cpu"\n'
+          'print("gpu_track: the GPU size on the CPU")')
+
+
+def track_notebooks(only: list[str]) -> list[Path]:
+    """The source notebooks of the GPU track (courses whose labs are GPU labs), or of the courses named."""
+    found = []
+    for manifest in sorted((ROOT / "courses").glob("*/course.toml")):
+        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+        if (manifest.parent.name not in only) if only else data.get("lab_profile") != "gpu":
+            continue
+        for item in data.get("assignments", []):
+            found += sorted((manifest.parent / "source" / item["id"]).glob("*.ipynb"))
+    return found
+
+
+def gpu_present() -> tuple[bool, str]:
+    """Whether the lab's PyTorch sees a CUDA device, and its name or why not."""
+    import subprocess
+
+    from labkernel import lab_python
+
+    code = "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+    try:
+        out = subprocess.run([lab_python(), "-c", code], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"the lab's Python did not answer ({exc})"
+    name = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if out.returncode != 0:
+        return False, f"the lab's Python could not import PyTorch: {out.stderr.strip().splitlines()[-1:]}"
+    return (True, name) if name else (False, "PyTorch in the lab's environment sees no CUDA device")
+
+
+def on_cpu(notebook: Any) -> Any:
+    """``notebook`` with a cell after the one that picks the device, setting the device to the CPU."""
+    import nbformat
+
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code" and DEVICE_PICK in cell.source:
+            notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(TO_CPU))
+            return notebook
+    raise ValueError("the notebook never asks torch.cuda.is_available(): it does not size its work by device")
+
+
+def _run(path: str, folder: str, cpu: bool) -> dict[str, Any]:
+    """In a process of its own (cut off by the caller): the notebook in a copy of its folder."""
+    import nbformat
+    from labkernel import run_notebook
+
+    shutil.copytree(Path(path).parent, folder)
+    notebook = nbformat.read(Path(folder) / Path(path).name, as_version=4)
+    if cpu:
+        notebook = on_cpu(notebook)
+    run = run_notebook(notebook, folder, timeout=900, env={"MPLBACKEND": "Agg"})
+    lines = [line for text in run.outputs for line in text.splitlines()
+             if REPORTED.search(line) and not EPOCH.match(line)]
+    return {"seconds": round(run.seconds, 2), "error": run.error, "lines": lines,
+            "training_s": [float(s) for s in re.findall(r"학습 시간: ([\d.]+)초", "\n".join(lines))]}
+
+
+def timed(path: Path, tmp: Path, name: str, *, cpu: bool = False, limit: float | None = None) -> dict[str, Any]:
+    """The notebook run in a process of its own; None seconds and ``cut_off`` when it outran ``limit``."""
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+    future = pool.submit(_run, str(path), str(tmp / name), cpu)
+    try:
+        return {**future.result(timeout=limit), "cut_off": False}
+    except TimeoutError:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()  # its kernel sees its parent gone and exits (ipykernel's parent poller)
+        return {"seconds": None, "error": f"cut off after {limit:g} s", "lines": [], "training_s": [],
+                "cut_off": True}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--course", action="append", default=[])
+    parser.add_argument("--cpu-notebook", action="append", default=[],
+                        help="a notebook (path from the repository root) to run at its GPU size on the CPU too")
+    parser.add_argument("--cpu-limit", type=float, default=150.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    notebooks = track_notebooks(args.course)
+    if not notebooks:
+        print("gpu_track: no GPU-track notebook found")
+        return 1
+    present, name = gpu_present()
+    figures: dict[str, Any] = {"gpu": present, "device": name, "notebooks": []}
+    print(f"gpu_track: {'GPU ' + name if present else 'no GPU: ' + name + '; the notebooks run at their CPU size'}")
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="academy-gpu-track-") as scratch:
+        tmp = Path(scratch)
+        for number, path in enumerate(notebooks):
+            row = {"notebook": str(path.relative_to(ROOT)), **timed(path, tmp, f"gpu{number}")}
+            figures["notebooks"].append(row)
+            ok &= row["error"] is None
+            print(f"\n{row['notebook']}: {row['seconds']} s{'; ' + row['error'] if row['error'] else ''}")
+            for line in row["lines"][-8:]:
+                print(f"    {line}")
+        if present:
+            chosen = [ROOT / p for p in args.cpu_notebook] or notebooks[:1]
+            figures["cpu_at_gpu_size"] = []
+            for number, path in enumerate(chosen):
+                gpu_row = next((r for r in figures["notebooks"] if ROOT / r["notebook"] == path), None)
+                cpu_row = timed(path, tmp, f"cpu{number}", cpu=True, limit=args.cpu_limit)
+                gpu_s = gpu_row["seconds"] if gpu_row else None
+                cpu_s = cpu_row["seconds"]
+                compared = {"notebook": str(path.relative_to(ROOT)), "gpu_s": gpu_s,
+                            "cpu_s": cpu_s if cpu_s is not None else f"> {args.cpu_limit:g}",
+                            "cpu_error": None if cpu_row["cut_off"] else cpu_row["error"],
+                            "cpu_over_gpu": round((cpu_s or args.cpu_limit) / gpu_s, 1) if gpu_s else None,
+                            "gpu_training_s": gpu_row["training_s"] if gpu_row else [],
+                            "cpu_training_s": cpu_row["training_s"]}
+                figures["cpu_at_gpu_size"].append(compared)
+                more = "more than " if cpu_row["cut_off"] else ""
+                print(f"\nThe same work on the CPU, {compared['notebook']}: {more}{compared['cpu_s']} s against "
+                      f"{gpu_s} s on the GPU ({more}{compared['cpu_over_gpu']} times); training "
+                      f"{compared['cpu_training_s'] or '-'} s against {compared['gpu_training_s'] or '-'} s"
+                      f"{'; ' + compared['cpu_error'] if compared['cpu_error'] else ''}")
+    slowest = max(figures["notebooks"], key=lambda r: r["seconds"] or 0)
+    figures.update(slowest=slowest["notebook"], slowest_s=slowest["seconds"], ok=ok)
+    print(f"\n{len(notebooks)} notebooks on the {'GPU' if present else 'CPU'}; slowest {slowest['notebook']} "
+          f"{slowest['seconds']} s; every notebook ran: {ok}")
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
