@@ -159,8 +159,8 @@ def main() -> int:
                             "cpu_training_s": cpu_row["training_s"]}
                 figures["cpu_at_gpu_size"].append(compared)
                 more = "more than " if cpu_row["cut_off"] else ""
-                print(f"\nThe same work on the CPU, {compared['notebook']}: {more}{compared['cpu_s']} s against "
-                      f"{gpu_s} s on the GPU ({more}{compared['cpu_over_gpu']} times); training "
+                print(f"\nThe same work on the CPU, {compared['notebook']}: {more}{cpu_s or args.cpu_limit:g} s "
+                      f"against {gpu_s} s on the GPU ({more}{compared['cpu_over_gpu']} times); training "
                       f"{compared['cpu_training_s'] or '-'} s against {compared['gpu_training_s'] or '-'} s"
                       f"{'; ' + compared['cpu_error'] if compared['cpu_error'] else ''}")
     slowest = max(figures["notebooks"], key=lambda r: r["seconds"] or 0)
