@@ -37,6 +37,14 @@ full=$("$PY" -c 'import platform; print(platform.python_version())')
     >> "$OUT/run.log" 2>&1 || log "nvidia-smi failed (no driver?)"
 
 started=$(date +%s)
+prefix=$("$PY" -c 'import sys; print(sys.prefix)')
+if ! touch "$prefix/.academy-kit" 2>/dev/null; then  # a read-only image: install into an overlay on it
+    mkdir -p /tmp/academy-overlay/upper /tmp/academy-overlay/work
+    mount -t overlay academy-kit -o "lowerdir=$prefix,upperdir=/tmp/academy-overlay/upper,workdir=/tmp/academy-overlay/work" \
+        "$prefix" 2>> "$OUT/run.log" || { log "$prefix is read-only and no overlay could be mounted on it"; exit 2; }
+    log "$prefix is read-only: the kit goes into an overlay on it"
+fi
+rm -f "$prefix/.academy-kit"
 "$PY" -m pip install --quiet --no-index --no-deps --disable-pip-version-check "$KIT"/wheels/*.whl \
     > "$OUT/install.txt" 2>&1 || { log "installing the kit failed: see install.txt"; tail -5 "$OUT/install.txt"; exit 2; }
 log "kit installed in $(( $(date +%s) - started )) s"
