@@ -66,7 +66,7 @@ class GpuBudgetForm(FlaskForm):
         description=_l("Leave it empty for no budget. 0 allows no GPU lab."),
         validators=[Optional(), NumberRange(0, 10_000_000, _l("Enter a number of hours of 0 or more."))],
     )
-    below_used_ok = BooleanField(_l("Stop its GPU labs even if the hours are already used"))
+    below_used_ok = BooleanField(_l("Save even at or below the hours already used (its GPU labs stop)"))
     submit = SubmitField(_l("Save GPU budget"))
 
 

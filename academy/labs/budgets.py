@@ -334,7 +334,7 @@ def set_budget(session: Session, owner: Cohort | Company, hours: float | None, *
 
 def below_used_label() -> str:
     """The admin's confirmation that a budget may be set at or below what is already used."""
-    return _("Stop its GPU labs even if the hours are already used")
+    return _("Save even at or below the hours already used (its GPU labs stop)")
 
 
 def use_of(session: Session, owner: Cohort | Company, now: dt.datetime) -> Budget:

@@ -266,7 +266,7 @@ def test_admins_set_and_clear_a_cohorts_budget_and_are_told_before_it_falls_belo
     # Below what is used: refused with the reason, unless the admin confirms.
     text = _post_budget(client, action, page, hours="1").get_data(as_text=True)
     assert budget() == 2000.5
-    assert "1.25 GPU hours are already used" in text and "Stop its GPU labs even if the hours are already used" in text
+    assert "1.25 GPU hours are already used" in text and "Save even at or below the hours already used (its GPU labs stop)" in text
     text = _post_budget(client, action, page, hours="1", below_used_ok="y").get_data(as_text=True)
     assert budget() == 1.0 and "This budget is used up" in text
     text = _post_budget(client, action, page, hours="").get_data(as_text=True)
