@@ -130,21 +130,22 @@ def gpu_usage_by_course(session: Session, *, now: dt.datetime | None = None) -> 
 
 @dataclass
 class CompanyUsage:
-    company: str
+    company: str | None  # None: the learners who gave no company
     learners: int
     gpu_hours: float
 
 
 def gpu_usage_by_company(session: Session, *, now: dt.datetime | None = None) -> list[CompanyUsage]:
-    """GPU-hours per learners' company (all time), for the province's reports."""
-    by_company: dict[str, tuple[set[int], float]] = {}
-    rows = session.execute(select(LabSession, Company.name).join(User, User.id == LabSession.user_id)
+    """GPU-hours per learners' company (all time), for the province's reports; one row per company even where
+    two share a name (they differ by business number)."""
+    by_company: dict[int | None, tuple[str | None, set[int], float]] = {}
+    rows = session.execute(select(LabSession, Company.id, Company.name).join(User, User.id == LabSession.user_id)
                            .outerjoin(Company, Company.id == User.company_id)
                            .where(LabSession.gpus > 0, LabSession.started_at.is_not(None)))
-    for lab, company in rows:
-        key = company or "—"
-        learners, hours = by_company.get(key, (set(), 0.0))
+    for lab, company_id, name in rows:
+        _name, learners, hours = by_company.get(company_id, (name, set(), 0.0))
         learners.add(lab.user_id)
-        by_company[key] = (learners, hours + lab.gpu_seconds(now) / 3600)
-    return sorted((CompanyUsage(company=k, learners=len(v[0]), gpu_hours=v[1]) for k, v in by_company.items()),
-                  key=lambda u: -u.gpu_hours)
+        by_company[company_id] = (name, learners, hours + lab.gpu_seconds(now) / 3600)
+    return sorted((CompanyUsage(company=name, learners=len(learners), gpu_hours=hours)
+                   for name, learners, hours in by_company.values()),
+                  key=lambda u: (-u.gpu_hours, u.company or ""))

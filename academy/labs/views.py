@@ -21,6 +21,7 @@ from academy.labs.queue import place_in_line
 from academy.labs.running import RunningLab, running_lab
 from academy.labs.usage import quota_warning, record_hub_event
 from academy.permissions import can_manage_course, is_admin
+from academy.stats.queries import no_value
 from academy.web.access import hub_service, login_required, staff_required
 from academy.web.loaders import get_assignment_or_404
 from academy.web.security import safe_next_path
@@ -224,6 +225,7 @@ def manage() -> Any:
         context["devices"] = reports.device_report(db.session, _settings())
         context["usage"] = reports.gpu_usage_by_course(db.session)
         context["companies"] = reports.gpu_usage_by_company(db.session)
+        context["no_company"] = no_value("company")  # the statistics' words for learners who gave none
         db.session.commit()
     return render_template("labs/manage.html", **context)
 

@@ -266,7 +266,8 @@ def test_admins_set_and_clear_a_cohorts_budget_and_are_told_before_it_falls_belo
     # Below what is used: refused with the reason, unless the admin confirms.
     text = _post_budget(client, action, page, hours="1").get_data(as_text=True)
     assert budget() == 2000.5
-    assert "1.25 GPU hours are already used" in text and "Save even at or below the hours already used (its GPU labs stop)" in text
+    assert "1.25 GPU hours are already used" in text
+    assert "Save even at or below the hours already used (its GPU labs stop)" in text
     text = _post_budget(client, action, page, hours="1", below_used_ok="y").get_data(as_text=True)
     assert budget() == 1.0 and "This budget is used up" in text
     text = _post_budget(client, action, page, hours="").get_data(as_text=True)
@@ -309,6 +310,27 @@ def test_admins_see_budgets_against_use_and_set_a_companys(
     assert cohort_name in rows[1] and "8.00" in rows[1] and "6.00" in rows[1] and "25%" in rows[1]
     assert f'href="/admin/cohorts/{cohort}"' in rows[1]
     assert "Year 20" in rows[0]
+
+
+@pytest.mark.app_config(**LABS)
+def test_the_labs_page_counts_gpu_hours_per_company_not_per_company_name(
+        app: Flask, client: FlaskClient, login_as: Any, make_user: Any, make_track: Any, make_cohort: Any) -> None:
+    from academy.labs.reports import gpu_usage_by_company
+    from academy.users.models import User
+
+    course_id, (cohort, _other) = course_with_cohorts(app, make_track, make_cohort)
+    first, second = _company(app, "대성정공", "504-81-11111"), _company(app, "대성정공", "514-81-22222")
+    learners = [enrolled_learner(app, make_user, cohort) for _ in range(4)]
+    for learner, company, hours in zip(learners, (first, second, second, None), (1, 2, 3, 6), strict=True):
+        _set(app, User, learner, company_id=company)
+        _lab(app, learner, course_id, cohort, start=NOW - dt.timedelta(hours=hours), stop=NOW)
+    with app.app_context():
+        rows = [(u.company, u.learners, round(u.gpu_hours, 2)) for u in gpu_usage_by_company(db.session)]
+    assert rows == [(None, 1, 6.0), ("대성정공", 2, 5.0), ("대성정공", 1, 1.0)]  # two firms of one name stay two
+    login_as("admin")
+    page = client.get("/labs/manage").get_data(as_text=True)
+    assert "<td>회사 정보 없음</td><td>1</td><td>6.00</td>" in page  # as the statistics page says it
+    assert "<td>—</td>" not in page.split("data-gpu-company-usage")[-1]
 
 
 @pytest.mark.app_config(**LABS)
