@@ -4,9 +4,10 @@ Run from the repository root with the portal's environment, on a machine with an
 
     .venv/bin/python bench/gpu_track.py [--course ID ...] [--cpu-notebook PATH ...] [--cpu-limit S] [--json]
 
-The GPU track is every course whose ``lab_profile`` is ``gpu`` (or the courses named).  Its notebooks choose
-their size by device (``torch.cuda.is_available()``): realistic image sizes and data volumes on a GPU, a small
-size of the same code on the CPU, which the grader and CI run.  This measures what the GPU size costs:
+The GPU track is every course whose ``lab_profile`` has a GPU (``hub_config/profiles.toml``), or the courses
+named.  Its notebooks choose their size by device (``torch.cuda.is_available()``): realistic image sizes and data
+volumes on a GPU, a small size of the same code on the CPU, which the grader and CI run.  This measures what the
+GPU size costs:
 
 1. **On the GPU.** Every source notebook of the track, top to bottom in the lab's kernel as a GPU lab runs it
    (the GPU visible, no sandbox): seconds, the first error, and the lines the notebook prints about its device,
@@ -47,11 +48,13 @@ TO_CPU = ('# bench/gpu_track.py: the GPU size, computed on the CPU\n'
 
 
 def track_notebooks(only: list[str]) -> list[Path]:
-    """The source notebooks of the GPU track (courses whose labs are GPU labs), or of the courses named."""
+    """The source notebooks of the GPU track (courses whose lab profile has a GPU), or of the courses named."""
+    profiles = tomllib.loads((ROOT / "hub_config" / "profiles.toml").read_text(encoding="utf-8"))["profiles"]
+    gpu_profiles = {name for name, profile in profiles.items() if profile.get("gpus", 0) > 0}
     found = []
     for manifest in sorted((ROOT / "courses").glob("*/course.toml")):
         data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-        if (manifest.parent.name not in only) if only else data.get("lab_profile") != "gpu":
+        if (manifest.parent.name not in only) if only else data.get("lab_profile", "cpu") not in gpu_profiles:
             continue
         for item in data.get("assignments", []):
             found += sorted((manifest.parent / "source" / item["id"]).glob("*.ipynb"))

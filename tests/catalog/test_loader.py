@@ -112,7 +112,7 @@ def test_shipped_courses_load(app: Flask, make_user: Any) -> None:
         assert [t.slug for t in list_tracks(db.session)] == TRACKS
         assert [c.slug for c in list_tracks(db.session)[0].courses] == ["python-basics", "python-data", "ml-quality"]
         gpu = get_course_by_slug(db.session, "dl-vision")
-        assert (gpu.track.slug, gpu.lab_profile, gpu.gpu_hour_quota) == ("ai-advanced", "gpu", 10.0)
+        assert (gpu.track.slug, gpu.lab_profile, gpu.gpu_hour_quota) == ("ai-advanced", "gpu-shared", 10.0)
         assert [(a.slug, a.max_score, a.notebooks) for a in gpu.assignments] == [
             ("01-defect-cnn", 12.0, ["surface_scratch_cnn.ipynb"]),
             ("02-transfer-learning", 12.0, ["crack_transfer.ipynb"]),

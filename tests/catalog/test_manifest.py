@@ -69,8 +69,10 @@ def test_shipped_catalog_reads() -> None:
         assert len(course.manifest_hash) == 64
         assert set(course.passing_rule) == {"min_score_percent", "required_assignments"}
         assert course.passing_rule["required_assignments"] == [a.slug for a in course.assignments]
-    # The deep-learning track runs in the GPU lab (and on the CPU where there is none); the others on the CPU.
-    assert {(c.lab_profile, c.gpu_hour_quota) for c in courses.values() if c.track == "ai-advanced"} == {("gpu", 10.0)}
+    # The deep-learning track runs on a seat of a shared GPU (and on the CPU where there is none): a whole device
+    # per learner for these notebooks would leave most of it idle. The others run on the CPU.
+    assert {(c.lab_profile, c.gpu_hour_quota) for c in courses.values() if c.track == "ai-advanced"} == {
+        ("gpu-shared", 10.0)}
     assert {c.lab_profile for c in courses.values() if c.track != "ai-advanced"} == {"cpu"}
 
     scores = {(c.slug, a.slug): (a.max_score, a.notebooks) for c in catalog.courses for a in c.assignments}
