@@ -227,6 +227,8 @@ def manage() -> Any:
         context["companies"] = reports.gpu_usage_by_company(db.session)
         context["no_company"] = no_value("company")  # the statistics' words for learners who gave none
         db.session.commit()
+    # A lab's device as the GPUs table names it ("NVIDIA H200 0"); a bare index reads as "no GPU".
+    context["device_names"] = {d.device.index: d.device.name for d in context["devices"]}
     return render_template("labs/manage.html", **context)
 
 

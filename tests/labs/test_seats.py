@@ -521,3 +521,7 @@ def test_admin_report_shows_memory_seats_and_holders(app: Flask, tmp_path: Path,
     assert "143,771 MiB" in page and "1,024 MiB" in page and "좌석학습자" in page
     assert "공유 GPU" in page and "큰 공유 GPU" in page and "아주 큰 GPU" in page  # profile titles ...
     assert "gpu-shared" not in page and "gpu-large" not in page  # ... never their keys
+    # A running lab's device is named as in the GPUs table, not by a bare number (which reads as "no GPU").
+    running = page.split("data-gpu-device=")[0]
+    assert 'NVIDIA H200 <span class="text-muted small">0</span>' in running
+    assert 'GPU 1 <span class="text-muted small">1</span>' in running and "<td>0</td>" not in running

@@ -329,7 +329,9 @@ def test_instructors_see_and_stop_only_their_own_learners_labs(app: Flask, make_
     assert other.post(f"/labs/{lab_id}/stop").status_code == 404
     teacher = app.test_client()
     assert login(teacher, "teacher@example.kr").status_code == 302
-    assert "실습중학습자" in teacher.get("/labs/manage").get_data(as_text=True)
+    seen = teacher.get("/labs/manage").get_data(as_text=True)
+    assert "실습중학습자" in seen
+    assert "<td>장치 0</td>" in seen  # instructors get no GPU table: the device by its number, in words
     assert teacher.post(f"/labs/{lab_id}/stop").status_code == 303  # the hub is unreachable here: still closed
     with app.app_context():
         row = db.session.get(LabSession, lab_id)
