@@ -56,7 +56,7 @@ def test_the_gpu_size_on_the_cpu_is_computed_on_the_cpu(track: ModuleType, tmp_p
 
     run = track.timed(source, tmp_path, "nb", cpu=True)
     assert run["error"] is None
-    assert "gpu_track: the GPU size on the CPU" in run["lines"]
+    assert f"gpu_track: the GPU size on the CPU, {os.cpu_count()} threads" in run["lines"]
     assert any("장치: cpu" in line for line in run["lines"])  # the notebook trains where the added cell says
 
     plain = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
