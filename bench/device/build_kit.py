@@ -107,7 +107,7 @@ def main() -> int:
     if kit_mb + tree_mb > LIMIT_MB:
         print("too large for one device call: add what the image has to IMAGE_HAS", file=sys.stderr)
         return 1
-    print('On a lent GPU machine: run(command="bash bench/device/run.sh", carry=[".device-kit"], timeout_s=560)')
+    print('On a lent GPU machine: run(command="bash bench/device/run.sh", carry=[".device-kit"], timeout_s=600)')
     return 0
 
 

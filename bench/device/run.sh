@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks on a lent GPU machine, in one call of the device tool:
 #
-#   run(command="bash bench/device/run.sh", carry=[".device-kit"], timeout_s=560)
+#   run(command="bash bench/device/run.sh", carry=[".device-kit"], timeout_s=600)
 #
 # after `.venv/bin/python bench/device/build_kit.py` here (the kit: wheels for the machine's Python and Debian's
 # bubblewrap).  On the machine it installs the kit into the image's Python (the machine is thrown away after), puts
@@ -92,7 +92,7 @@ stage() {  # stage NAME LIMIT COMMAND...
 }
 for name in $STAGES; do
     case $name in
-        track) stage track 180 "$PY" bench/gpu_track.py --json --cpu-limit 60 ;;
+        track) stage track 230 "$PY" bench/gpu_track.py --json --cpu-limit 60 ;;
         check) stage check 330 "$PY" bench/gpu_check.py --json ${GPU_CHECK_ARGS:-} ;;
         smoke) stage smoke 300 "$PY" bench/curriculum.py --course python-basics --json ;;
         *) log "unknown stage $name (track, check, smoke)" ;;
