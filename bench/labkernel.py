@@ -30,13 +30,12 @@ class Run:
     outputs: list[str] = field(default_factory=list)
 
 
-def run_notebook(notebook: Any, folder: str | Path, *, timeout: float = 600, env: dict[str, str] | None = None,
-                 allow_errors: bool = False) -> Run:
+def run_notebook(notebook: Any, folder: str | Path, *, timeout: float = 600, env: dict[str, str] | None = None) -> Run:
     """Run ``notebook`` (a path, or an nbformat node) in the lab's kernel with ``folder`` as its working directory.
 
     ``env`` is added to this process's environment, which the kernel inherits (call it in a process of its own
-    when it must not leak).  ``timeout`` is nbclient's limit for each cell.  With ``allow_errors`` every cell runs
-    even after one fails, and the first failure is still reported.  A failure is a figure here, not an exception.
+    when it must not leak).  ``timeout`` is nbclient's limit for each cell.  The run stops at the first cell that
+    fails; the failure is a figure here (``Run.error``), not an exception.
     """
     import nbformat
     from jupyter_client import KernelManager
@@ -46,6 +45,7 @@ def run_notebook(notebook: Any, folder: str | Path, *, timeout: float = 600, env
     if env:
         os.environ.update(env)
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     spec_dir = folder.parent / f".{folder.name}-kernels" / "lab"
     spec_dir.mkdir(parents=True, exist_ok=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
@@ -53,21 +53,15 @@ def run_notebook(notebook: Any, folder: str | Path, *, timeout: float = 600, env
         "display_name": "lab", "language": "python"}), encoding="utf-8")
     nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, str | Path) else notebook
     kernel = KernelManager(kernel_name="lab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir.parent)]))
-    client = NotebookClient(nb, km=kernel, timeout=timeout, allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(folder)}})
+    client = NotebookClient(nb, km=kernel, timeout=timeout, resources={"metadata": {"path": str(folder)}})
     started = time.perf_counter()
     error = None
     try:
         client.execute()
     except Exception as exc:  # noqa: BLE001 - CellExecutionError, CellTimeoutError, DeadKernelError...
-        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        # A cell's error says the learner's exception (its message starts with the whole cell's source).
+        error = f"{getattr(exc, 'ename', type(exc).__name__)}: {str(getattr(exc, 'evalue', exc))[:300]}"
     seconds = time.perf_counter() - started
-    outputs = []
-    for cell in nb.cells:
-        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-        outputs.append(text)
-        if error is None and allow_errors:
-            failed = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            if failed:
-                error = f"{failed[0].get('ename')}: {str(failed[0].get('evalue'))[:300]}"
+    outputs = ["".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+               for cell in nb.cells]
     return Run(seconds=seconds, error=error, outputs=outputs)
