@@ -15,7 +15,8 @@
 #          for trying the kit on a machine without a GPU)
 #
 # Arguments name the stages to run (default: track check).  Everything is written under $OUT as it comes (the device
-# tool brings $OUT back even when the call is cut off): run.log, one <stage>.txt each (its last line is its JSON).
+# tool brings $OUT back even when the call is cut off): run.log, install.txt, and each stage's standard output
+# (<stage>.txt: its last line is its JSON) and error (<stage>.err: the kernels' warnings among them).
 # DEVICE_PYTHON names the Python to install into (default: python3, the image's, which holds PyTorch).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -85,10 +86,11 @@ stage() {  # stage NAME LIMIT COMMAND...
     shift 2
     log "$name: $* (cut off after $limit s)"
     local t0=$(date +%s)
-    timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.txt" 2> "$OUT/$name.err"
     local rc=$?
     log "$name: exit $rc after $(( $(date +%s) - t0 )) s"
-    grep -v "IPKernelApp\] WARNING" "$OUT/$name.txt" | tail -40
+    tail -40 "$OUT/$name.txt"
+    grep -v "IPKernelApp\] WARNING" "$OUT/$name.err" | tail -8
 }
 for name in $STAGES; do
     case $name in
