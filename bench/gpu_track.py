@@ -20,8 +20,11 @@ GPU size costs:
    ratio, and the notebook's own training times.
 
 On a machine without a GPU it says so and runs part 1 at the notebooks' CPU size: a check that the script and
-the notebooks work.  With ``--json`` the last line of standard output is one JSON object of every figure.  Exit
-status 1 when a notebook failed.
+the notebooks work.  With ``--gpu-size-on-cpu`` (no GPU here) it runs part 1 at the GPU size instead, computing
+on the CPU (CUDA pretended for the cell that picks the size): a check of the GPU-size code, the notebooks' own
+tests included, before device time is spent on it; a notebook that uses CUDA after picking its size (it times
+the GPU) is skipped and says why.  With ``--json`` the last line of standard output is one JSON object of every
+figure.  Exit status 1 when a notebook failed.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ TO_CPU = ('# bench/gpu_track.py: the GPU size, computed on the CPU with all its 
           'torch.set_num_threads(os.cpu_count())\n'
           'device = torch.device("cpu") if isinstance(device, torch.device) else "cpu"\n'
           'print(f"gpu_track: the GPU size on the CPU, {torch.get_num_threads()} threads")')
+# --gpu-size-on-cpu, on a machine without a GPU: the cell that picks the size is told CUDA is there.
+PRETEND_CUDA = ('# bench/gpu_track.py --gpu-size-on-cpu: CUDA pretended for the cell that picks the size\n'
+                'import torch\n'
+                'torch.cuda.is_available = lambda: True\n'
+                'torch.cuda.get_device_name = lambda *args: "(none: the GPU size on the CPU)"')
 
 
 def track_notebooks(only: list[str]) -> list[Path]:
@@ -83,26 +91,45 @@ def gpu_present() -> tuple[bool, str]:
     return (True, name) if name else (False, "PyTorch in the lab's environment sees no CUDA device")
 
 
+def _device_cell(notebook: Any) -> int:
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code" and DEVICE_PICK in cell.source:
+            return index
+    raise ValueError("the notebook never asks torch.cuda.is_available(): it does not size its work by device")
+
+
 def on_cpu(notebook: Any) -> Any:
     """``notebook`` with a cell after the one that picks the device, setting the device to the CPU."""
     import nbformat
 
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type == "code" and DEVICE_PICK in cell.source:
-            notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(TO_CPU))
-            return notebook
-    raise ValueError("the notebook never asks torch.cuda.is_available(): it does not size its work by device")
+    notebook.cells.insert(_device_cell(notebook) + 1, nbformat.v4.new_code_cell(TO_CPU))
+    return notebook
 
 
-def _run(path: str, folder: str, cpu: bool) -> dict[str, Any]:
-    """In a process of its own (cut off by the caller): the notebook in a copy of its folder."""
+def gpu_size_on_cpu(notebook: Any) -> Any:
+    """``notebook`` at its GPU size on a machine without a GPU: CUDA pretended for the cell that picks the size,
+    then the device set to the CPU.  Refused for a notebook that uses CUDA after that cell (it times the GPU)."""
+    import nbformat
+
+    index = _device_cell(notebook)
+    if any(c.cell_type == "code" and "torch.cuda." in c.source for c in notebook.cells[index + 1:]):
+        raise ValueError("the notebook uses CUDA after picking its size: only a real GPU runs its GPU size")
+    notebook.cells.insert(index, nbformat.v4.new_code_cell(PRETEND_CUDA))
+    return on_cpu(notebook)
+
+
+def _run(path: str, folder: str, mode: str) -> dict[str, Any]:
+    """In a process of its own (cut off by the caller): the notebook in a copy of its folder, as it is
+    (``plain``), at its GPU size on the CPU where a GPU is (``cpu``) or where none is (``gpu-size-on-cpu``)."""
     import nbformat
     from labkernel import run_notebook
 
     shutil.copytree(Path(path).parent, folder)
     notebook = nbformat.read(Path(folder) / Path(path).name, as_version=4)
-    if cpu:
-        notebook = on_cpu(notebook)
+    try:
+        notebook = {"plain": lambda nb: nb, "cpu": on_cpu, "gpu-size-on-cpu": gpu_size_on_cpu}[mode](notebook)
+    except ValueError as exc:
+        return {"seconds": None, "error": str(exc), "lines": [], "training_s": [], "skipped": True}
     run = run_notebook(notebook, folder, timeout=900, env={"MPLBACKEND": "Agg"})
     lines = [line for text in run.outputs for line in text.splitlines()
              if REPORTED.search(line) and not EPOCH.match(line)]
@@ -110,18 +137,18 @@ def _run(path: str, folder: str, cpu: bool) -> dict[str, Any]:
             "training_s": [float(s) for s in re.findall(r"학습 시간: ([\d.]+)초", "\n".join(lines))]}
 
 
-def timed(path: Path, tmp: Path, name: str, *, cpu: bool = False, limit: float | None = None) -> dict[str, Any]:
-    """The notebook run in a process of its own; None seconds and ``cut_off`` when it outran ``limit``."""
+def timed(path: Path, tmp: Path, name: str, *, mode: str = "plain", limit: float | None = None) -> dict[str, Any]:
+    """The notebook run (``_run``) in a process of its own; None seconds and ``cut_off`` when it outran ``limit``."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-    future = pool.submit(_run, str(path), str(tmp / name), cpu)
+    future = pool.submit(_run, str(path), str(tmp / name), mode)
     try:
-        return {**future.result(timeout=limit), "cut_off": False}
+        return {"skipped": False, **future.result(timeout=limit), "cut_off": False}
     except TimeoutError:
         for process in list(getattr(pool, "_processes", {}).values()):
             process.kill()  # its kernel sees its parent gone and exits (ipykernel's parent poller)
         return {"seconds": None, "error": f"cut off after {limit:g} s", "lines": [], "training_s": [],
-                "cut_off": True}
+                "skipped": False, "cut_off": True}
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
@@ -132,6 +159,8 @@ def main() -> int:
     parser.add_argument("--cpu-notebook", action="append", default=[],
                         help="a notebook (path from the repository root) to run at its GPU size on the CPU too")
     parser.add_argument("--cpu-limit", type=float, default=150.0)
+    parser.add_argument("--gpu-size-on-cpu", action="store_true",
+                        help="no GPU here: run each notebook at its GPU size on the CPU (a check before a GPU run)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     notebooks = track_notebooks(args.course)
@@ -139,16 +168,22 @@ def main() -> int:
         print("gpu_track: no GPU-track notebook found")
         return 1
     present, name = gpu_present()
-    figures: dict[str, Any] = {"gpu": present, "device": name, "notebooks": []}
-    print(f"gpu_track: {'GPU ' + name if present else 'no GPU: ' + name + '; the notebooks run at their CPU size'}")
+    if present and args.gpu_size_on_cpu:
+        print(f"gpu_track: a GPU is here ({name}): run without --gpu-size-on-cpu")
+        return 2
+    mode = "gpu-size-on-cpu" if args.gpu_size_on_cpu else "plain"
+    figures: dict[str, Any] = {"gpu": present, "device": name, "mode": mode, "notebooks": []}
+    size = "their GPU size on the CPU" if args.gpu_size_on_cpu else "their CPU size"
+    print(f"gpu_track: {'GPU ' + name if present else 'no GPU: ' + name + '; the notebooks run at ' + size}")
     ok = True
     with tempfile.TemporaryDirectory(prefix="academy-gpu-track-") as scratch:
         tmp = Path(scratch)
         for number, path in enumerate(notebooks):
-            row = {"notebook": str(path.relative_to(ROOT)), **timed(path, tmp, f"gpu{number}")}
+            row = {"notebook": str(path.relative_to(ROOT)), **timed(path, tmp, f"gpu{number}", mode=mode)}
             figures["notebooks"].append(row)
-            ok &= row["error"] is None
-            print(f"\n{row['notebook']}: {row['seconds']} s{'; ' + row['error'] if row['error'] else ''}")
+            ok &= row["error"] is None or row["skipped"]
+            print(f"\n{row['notebook']}: {'skipped' if row['skipped'] else str(row['seconds']) + ' s'}"
+                  f"{'; ' + row['error'] if row['error'] else ''}")
             for line in row["lines"][-8:]:
                 print(f"    {line}")
         if present:
@@ -156,7 +191,7 @@ def main() -> int:
             figures["cpu_at_gpu_size"] = []
             for number, path in enumerate(chosen):
                 gpu_row = next((r for r in figures["notebooks"] if ROOT / r["notebook"] == path), None)
-                cpu_row = timed(path, tmp, f"cpu{number}", cpu=True, limit=args.cpu_limit)
+                cpu_row = timed(path, tmp, f"cpu{number}", mode="cpu", limit=args.cpu_limit)
                 gpu_s = gpu_row["seconds"] if gpu_row else None
                 cpu_s = cpu_row["seconds"]
                 compared = {"notebook": str(path.relative_to(ROOT)), "gpu_s": gpu_s,
@@ -171,10 +206,11 @@ def main() -> int:
                       f"against {gpu_s} s on the GPU ({more}{compared['cpu_over_gpu']} times); training "
                       f"{compared['cpu_training_s'] or '-'} s against {compared['gpu_training_s'] or '-'} s"
                       f"{'; ' + compared['cpu_error'] if compared['cpu_error'] else ''}")
-    slowest = max(figures["notebooks"], key=lambda r: r["seconds"] or 0)
+    slowest = max(figures["notebooks"], key=lambda r: r["seconds"] or 0)  # skipped ones have no seconds
     figures.update(slowest=slowest["notebook"], slowest_s=slowest["seconds"], ok=ok)
+    skipped = sum(row["skipped"] for row in figures["notebooks"])
     print(f"\n{len(notebooks)} notebooks on the {'GPU' if present else 'CPU'}; slowest {slowest['notebook']} "
-          f"{slowest['seconds']} s; every notebook ran: {ok}")
+          f"{slowest['seconds']} s; every notebook ran: {ok}{f' ({skipped} skipped)' if skipped else ''}")
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     return 0 if ok else 1

@@ -54,7 +54,7 @@ def test_the_gpu_size_on_the_cpu_is_computed_on_the_cpu(track: ModuleType, tmp_p
     added = [i for i, cell in enumerate(notebook.cells) if "bench/gpu_track.py" in cell.source]
     assert len(added) == 1 and track.DEVICE_PICK in notebook.cells[added[0] - 1].source
 
-    run = track.timed(source, tmp_path, "nb", cpu=True)
+    run = track.timed(source, tmp_path, "nb", mode="cpu")
     assert run["error"] is None
     assert f"gpu_track: the GPU size on the CPU, {os.cpu_count()} threads" in run["lines"]
     assert any("장치: cpu" in line for line in run["lines"])  # the notebook trains where the added cell says
@@ -62,6 +62,19 @@ def test_the_gpu_size_on_the_cpu_is_computed_on_the_cpu(track: ModuleType, tmp_p
     plain = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
     with pytest.raises(ValueError, match="does not size its work by device"):
         track.on_cpu(plain)
+
+
+def test_the_gpu_size_runs_on_a_machine_without_a_gpu_before_device_time_is_spent(track: ModuleType,
+                                                                                 tmp_path: Path) -> None:
+    basics = ROOT / "courses" / "pytorch-basics" / "source"
+    run = track.timed(basics / "02-training-loop" / "quality_regression.ipynb", tmp_path, "nb", mode="gpu-size-on-cpu")
+    assert run["error"] is None and not run["skipped"]
+    assert "배치 40개 × 에포크 8번, 장치: cpu" in run["lines"]  # 50,000 samples in batches of 1,024: the GPU size
+    plain = track.timed(basics / "02-training-loop" / "quality_regression.ipynb", tmp_path, "plain")
+    assert "배치 25개 × 에포크 8번, 장치: cpu" in plain["lines"]  # 2,000 in batches of 64: what CI grades
+
+    why = track.timed(basics / "03-why-gpu" / "why_gpu.ipynb", tmp_path, "why", mode="gpu-size-on-cpu")
+    assert why["skipped"] and why["seconds"] is None and "only a real GPU runs its GPU size" in why["error"]
 
 
 def test_a_run_past_its_limit_is_cut_off_with_its_kernel(track: ModuleType, tmp_path: Path) -> None:
