@@ -284,6 +284,7 @@ def _copy_sqlite_schema(database_url: str) -> None:
 
     ``create_all`` on an empty file took 70 ms a test; the copy, made once per test process, a millisecond.
     """
+    import atexit
     import shutil
     import tempfile
 
@@ -293,7 +294,9 @@ def _copy_sqlite_schema(database_url: str) -> None:
     key = frozenset(db.metadata.tables)
     template = _SQLITE_SCHEMA.get(key)
     if template is None:
-        template = Path(tempfile.mkdtemp(prefix="academy-schema-")) / "schema.sqlite3"
+        folder = tempfile.mkdtemp(prefix="academy-schema-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # one per test process; left in /tmp before
+        template = Path(folder) / "schema.sqlite3"
         engine = create_engine(f"sqlite:///{template}")
         db.metadata.create_all(engine)
         engine.dispose()
