@@ -52,7 +52,10 @@ def run_notebook(notebook: Any, folder: str | Path, *, timeout: float = 600, env
         "argv": [lab_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "lab", "language": "python"}), encoding="utf-8")
     nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, str | Path) else notebook
-    kernel = KernelManager(kernel_name="lab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir.parent)]))
+    # The connection file beside the kernel spec: left to itself, jupyter_client writes one to /tmp per kernel and
+    # nbclient's shutdown does not remove it (181 were there after a day of these benchmarks).
+    kernel = KernelManager(kernel_name="lab", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(spec_dir.parent)]),
+                           connection_file=str(spec_dir.parent / "connection.json"))
     client = NotebookClient(nb, km=kernel, timeout=timeout, resources={"metadata": {"path": str(folder)}})
     started = time.perf_counter()
     error = None
