@@ -246,8 +246,10 @@ def test_zygote_is_not_used_when_turned_off_or_across_filesystems(policy: Sandbo
 
 
 def test_the_zygote_ends_with_its_worker(policy: SandboxPolicy, tmp_path: Path) -> None:
+    import shutil
     import subprocess
     import sys
+    import tempfile
 
     script = (
         "import os, sys, time\n"
@@ -258,11 +260,13 @@ def test_the_zygote_ends_with_its_worker(policy: SandboxPolicy, tmp_path: Path) 
         "time.sleep(60)\n"
     )
     work = _work(tmp_path, "work")
+    private_tmp = Path(tempfile.mkdtemp(prefix="zt-", dir="/tmp"))  # short: the zygote's folder lands in it
     worker = subprocess.Popen(
         [sys.executable, "-c", script, str(work)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(private_tmp)},
     )
     try:
         line = worker.stdout.readline() if worker.stdout else ""
@@ -275,11 +279,18 @@ def test_the_zygote_ends_with_its_worker(policy: SandboxPolicy, tmp_path: Path) 
         while [p for p in processes() if p[1] == uid] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not [p for p in processes() if p[1] == uid]
+        # A killed worker cannot tidy up: the next zygote's start removes its folder, and no live worker's.
+        (left,) = private_tmp.glob(f"academy-z-{worker.pid}-*")
+        live = private_tmp / f"academy-z-{os.getpid()}-busy"
+        live.mkdir()
+        assert zygote.reap_stale_folders(str(private_tmp)) == 1
+        assert not left.exists() and live.exists()
     finally:
         worker.kill()
         worker.wait()
         if worker.stdout:
             worker.stdout.close()
+        shutil.rmtree(private_tmp, ignore_errors=True)
 
 
 @pytest.mark.parametrize("from_zygote", [True, False], ids=["zygote", "fresh-kernel"])

@@ -219,7 +219,7 @@ def reap_stale_cgroups(policy: SandboxPolicy | None = None) -> int:
             continue
         for child in group.iterdir():
             match = re.match(r"^(\d+)-", child.name)
-            if not child.is_dir() or not match or _pid_alive(int(match.group(1))):
+            if not child.is_dir() or not match or pid_alive(int(match.group(1))):
                 continue
             stale = KernelCgroups.__new__(KernelCgroups)
             stale.dirs, stale.problems = {key: str(child)}, []
@@ -229,7 +229,8 @@ def reap_stale_cgroups(policy: SandboxPolicy | None = None) -> int:
     return reaped
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

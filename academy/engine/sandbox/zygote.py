@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from academy.engine import kernelside
-from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases
+from academy.engine.sandbox.cgroups import KernelCgroups, cgroup_bases, pid_alive
 from academy.engine.sandbox.launch import (
     KERNEL_OPTIONS,
     KERNEL_TUNING,
@@ -86,6 +86,7 @@ pid namespace."""
 
 _STARTS_BEFORE_GIVING_UP = 3
 _MAX_ZYGOTES = 2  # per process (one policy in production; tests use several)
+FOLDER_PREFIX = "academy-z-"  # then the worker's pid: a dead worker's folders are recognised (reap_stale_folders)
 _FORK_TIMEOUT = 10.0
 
 
@@ -105,6 +106,24 @@ def usable(policy: SandboxPolicy, report: IsolationReport) -> bool:
         and os.geteuid() == 0
         and hasattr(os, "pidfd_open")
     )
+
+
+def reap_stale_folders(root: str) -> int:
+    """Remove the private folders of zygotes whose worker process died without closing them; return how many.
+
+    A worker killed, or a pool child leaving by ``os._exit`` without multiprocessing's finalizers (Celery's
+    billiard), leaves its zygotes' folders behind (their processes die with it, and their cgroups are reaped by
+    ``reap_stale_cgroups``).  Folder names carry the worker's pid, as cgroup names do; a live pid's are kept.
+    """
+    reaped = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(root):
+            owner = entry.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
+            if (entry.name.startswith(FOLDER_PREFIX) and owner.isdigit() and entry.is_dir(follow_symlinks=False)
+                    and not pid_alive(int(owner))):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                reaped += 1
+    return reaped
 
 
 def _empty(directory: Path) -> None:
@@ -136,7 +155,8 @@ class Zygote:
         self.pid: int | None = None
         self.baseline: set[int] = set()
         self._buffer = b""
-        top = Path(tempfile.mkdtemp(prefix="academy-z-", dir=short_tmp()))  # 0700, the worker's
+        reap_stale_folders(short_tmp())
+        top = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{self.owner}-", dir=short_tmp()))  # 0700, the worker's
         self.top = top
         self.uid = pick_host_uid(policy)
         self.slot = top / "home"
