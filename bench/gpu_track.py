@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the project, also where it is not installed (a lent GPU machine)
+    sys.path.insert(0, str(ROOT))
 # The lines a GPU-track notebook prints about its device, its size and its timings (not each epoch's loss).
 REPORTED = re.compile(r"GPU|CPU|cpu|cuda|학습 시간|ms|장/초|\d+×\d+")
 EPOCH = re.compile(r"^\s*(\[\w+\] )?에포크 \d+:")
@@ -78,11 +80,11 @@ def gpu_present() -> tuple[bool, str]:
     """Whether the lab's PyTorch sees a CUDA device, and its name or why not."""
     import subprocess
 
-    from labkernel import lab_python
+    from academy.engine.sandbox.policy import default_lab_python
 
     code = "import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
     try:
-        out = subprocess.run([lab_python(), "-c", code], capture_output=True, text=True, timeout=300)
+        out = subprocess.run([default_lab_python(), "-c", code], capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"the lab's Python did not answer ({exc})"
     name = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""

@@ -1,24 +1,26 @@
 """A notebook run top to bottom in the learners' kernel, as a lab runs it: what the notebook benchmarks share.
 
-Imported by ``bench/curriculum.py``, ``bench/gpu_check.py`` and ``bench/gpu_track.py``.  It needs only nbformat,
-jupyter_client and nbclient, so it also runs on a lent GPU machine with the device kit (``bench/device/``).
+Imported by ``bench/curriculum.py``, ``bench/gpu_check.py`` and ``bench/gpu_track.py``.  It needs nbformat,
+jupyter_client, nbclient and the project's choice of the learners' interpreter
+(``academy.engine.sandbox.policy.default_lab_python``), so it also runs on a lent GPU machine with the device kit
+(``bench/device/``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the project, also where it is not installed (a lent GPU machine)
+    sys.path.insert(0, str(ROOT))
 
-
-def lab_python() -> str:
-    """The learners' interpreter: ``$ACADEMY_LAB_PYTHON``, else the repository's ``.venv-lab``."""
-    return os.environ.get("ACADEMY_LAB_PYTHON") or str(ROOT / ".venv-lab" / "bin" / "python")
+from academy.engine.sandbox.policy import default_lab_python  # noqa: E402 - after the path above
 
 
 @dataclass
@@ -49,7 +51,7 @@ def run_notebook(notebook: Any, folder: str | Path, *, timeout: float = 600, env
     spec_dir = folder.parent / f".{folder.name}-kernels" / "lab"
     spec_dir.mkdir(parents=True, exist_ok=True)
     (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [lab_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [default_lab_python(), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "lab", "language": "python"}), encoding="utf-8")
     nb = nbformat.read(notebook, as_version=4) if isinstance(notebook, str | Path) else notebook
     # The connection file beside the kernel spec: left to itself, jupyter_client writes one to /tmp per kernel and
